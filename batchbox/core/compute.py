@@ -1,0 +1,147 @@
+"""The compute contract: pools of nodes, jobs and tasks, as Azure Batch shapes them."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from batchbox.core.models import ComputeNodeInfo, JobSpec, PoolInfo, PoolSpec, TaskCounts, TaskInfo, TaskSpec
+from batchbox.core.states import TaskState
+
+__all__ = ["AddTasksResult", "ComputeBackend"]
+
+
+@dataclass(frozen=True)
+class AddTasksResult:
+    """Outcome of a bulk task submission: tasks newly added, and tasks that already existed (a rerun)."""
+
+    added: tuple[str, ...]
+    already_existed: tuple[str, ...]
+
+
+class ComputeBackend(ABC):
+    """Pools, jobs and tasks. Both the Azure Batch service and the local emulator are driven through it.
+
+    Every method raises :class:`~batchbox.core.errors.BackendUnavailableError` when the service does not answer
+    and :class:`~batchbox.core.errors.AuthenticationError` when the credential is refused.
+    """
+
+    @abstractmethod
+    def create_pool(self, spec: PoolSpec) -> None:
+        """Create a pool.
+
+        Raises:
+            ResourceExistsError: a pool with that id exists.
+            InvalidRequestError: the service rejected the specification.
+        """
+
+    @abstractmethod
+    def get_pool(self, pool_id: str) -> PoolInfo:
+        """Return a pool's state.
+
+        Raises:
+            ResourceNotFoundError: no such pool.
+        """
+
+    @abstractmethod
+    def pool_exists(self, pool_id: str) -> bool:
+        """True when the pool exists (in any state but deleting)."""
+
+    @abstractmethod
+    def resize_pool(self, pool_id: str, dedicated_nodes: int) -> None:
+        """Ask for a new number of dedicated nodes.
+
+        Raises:
+            ResourceNotFoundError: no such pool.
+        """
+
+    @abstractmethod
+    def delete_pool(self, pool_id: str) -> None:
+        """Delete a pool; does nothing when it does not exist."""
+
+    @abstractmethod
+    def list_nodes(self, pool_id: str) -> list[ComputeNodeInfo]:
+        """The nodes of a pool with their states.
+
+        Raises:
+            ResourceNotFoundError: no such pool.
+        """
+
+    @abstractmethod
+    def create_job(self, spec: JobSpec) -> None:
+        """Create a job on its pool.
+
+        Raises:
+            ResourceExistsError: a job with that id exists.
+        """
+
+    @abstractmethod
+    def job_exists(self, job_id: str) -> bool:
+        """True when the job exists and is not being deleted."""
+
+    @abstractmethod
+    def job_state(self, job_id: str) -> str:
+        """The job's Batch state name.
+
+        Raises:
+            ResourceNotFoundError: no such job.
+        """
+
+    @abstractmethod
+    def terminate_job(self, job_id: str) -> None:
+        """Terminate a job, stopping its running tasks; does nothing when it is already completed."""
+
+    @abstractmethod
+    def delete_job(self, job_id: str) -> None:
+        """Delete a job and its tasks; does nothing when it does not exist."""
+
+    @abstractmethod
+    def add_tasks(self, job_id: str, tasks: Sequence[TaskSpec], *, max_concurrency: int = 4) -> AddTasksResult:
+        """Add tasks in chunks of at most 100, concurrently. A task that already exists counts as added before.
+
+        Raises:
+            ResourceNotFoundError: no such job.
+            InvalidRequestError: the service refused a task (the error names it).
+        """
+
+    @abstractmethod
+    def task_counts(self, job_id: str) -> TaskCounts:
+        """Task counts of a job in ONE request, whatever the number of tasks.
+
+        Raises:
+            ResourceNotFoundError: no such job.
+        """
+
+    @abstractmethod
+    def list_tasks(
+        self, job_id: str, *, state: TaskState | None = None, failed_only: bool = False
+    ) -> list[TaskInfo]:
+        """List a job's tasks, filtered on the server.
+
+        Raises:
+            ResourceNotFoundError: no such job.
+        """
+
+    @abstractmethod
+    def get_task(self, job_id: str, task_id: str) -> TaskInfo:
+        """One task's state.
+
+        Raises:
+            ResourceNotFoundError: no such job or task (``kind`` says which).
+        """
+
+    @abstractmethod
+    def read_task_file(self, job_id: str, task_id: str, path: str) -> bytes:
+        """A file of a task's directory on its node, e.g. ``stdout.txt``, ``stderr.txt`` or ``wd/out.txt``.
+
+        Raises:
+            ResourceNotFoundError: the task or the file does not exist.
+        """
+
+    @abstractmethod
+    def terminate_task(self, job_id: str, task_id: str) -> None:
+        """Stop a task; it completes with failure information."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; the default does nothing."""

@@ -1,0 +1,81 @@
+"""Settings of one emulator instance, with the documented local defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "DEFAULT_ACCOUNT_KEY",
+    "DEFAULT_ACCOUNT_NAME",
+    "DEFAULT_PORT",
+    "EmulatorConfig",
+    "default_state_dir",
+]
+
+DEFAULT_ACCOUNT_NAME = "devbatchaccount1"
+"""The local Batch account name, like Azurite's ``devstoreaccount1``. Public: for local use only."""
+
+DEFAULT_ACCOUNT_KEY = "YmF0Y2hib3gtbG9jYWwtZGV2ZWxvcG1lbnQta2V5LW5vdC1hLXNlY3JldC0wMDAwMDAwMDAwMDA="
+"""The local Batch account key (base64). Public like Azurite's dev key: never use it for anything but local runs."""
+
+DEFAULT_PORT = 8446
+
+
+def default_state_dir() -> Path:
+    """``$BATCHBOX_HOME`` or ``~/.local/share/batchbox``: where the local stack keeps its state."""
+    env = os.environ.get("BATCHBOX_HOME")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".local" / "share" / "batchbox"
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    """One emulator's settings.
+
+    Attributes:
+        host: address to listen on (loopback unless told otherwise).
+        port: TCP port of the Batch REST API and of the node-agent API.
+        state_dir: the SQLite database, node directories and logs live here.
+        account_name / account_key: the SharedKey credential clients must sign with.
+        node_image: the Docker image of the node containers.
+        allow_bearer: accept ``Authorization: Bearer`` tokens without verifying them (explicit opt-in).
+        instance_label: the value of the ``batchbox.emulator`` label on this instance's containers.
+        heartbeat_timeout: seconds without contact after which a node whose container is gone is lost.
+        node_poll_wait: seconds an agent's long poll is held open when there is no work.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    state_dir: Path = field(default_factory=lambda: default_state_dir() / "emulator")
+    account_name: str = DEFAULT_ACCOUNT_NAME
+    account_key: str = DEFAULT_ACCOUNT_KEY
+    node_image: str = "batchbox-node:latest"
+    allow_bearer: bool = False
+    instance_label: str = "default"
+    heartbeat_timeout: float = 30.0
+    node_poll_wait: float = 20.0
+
+    @property
+    def database_path(self) -> Path:
+        return self.state_dir / "state.db"
+
+    @property
+    def nodes_dir(self) -> Path:
+        """Host directory holding one directory per node, bind-mounted as the node's root dir."""
+        return self.state_dir / "nodes"
+
+    def node_root(self, node_id: str) -> Path:
+        return self.nodes_dir / node_id
+
+    @property
+    def base_url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def agent_url(self) -> str:
+        """The URL node agents use (containers run with host networking, so loopback reaches us)."""
+        return f"{self.base_url}/_agent/v1"
