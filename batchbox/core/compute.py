@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from batchbox.core.errors import StartTaskFailedError
 from batchbox.core.models import ComputeNodeInfo, JobSpec, PoolInfo, PoolSpec, TaskCounts, TaskInfo, TaskSpec
-from batchbox.core.states import TaskState
+from batchbox.core.states import ComputeNodeState, TaskState
 
 __all__ = ["AddTasksResult", "ComputeBackend"]
 
@@ -142,6 +144,53 @@ class ComputeBackend(ABC):
     @abstractmethod
     def terminate_task(self, job_id: str, task_id: str) -> None:
         """Stop a task; it completes with failure information."""
+
+    def wait_for_nodes(
+        self,
+        pool_id: str,
+        *,
+        timeout: float = 900.0,
+        poll_interval: float = 1.0,
+        on_poll: Callable[[list[ComputeNodeInfo]], None] | None = None,
+    ) -> list[ComputeNodeInfo]:
+        """Wait until the pool has at least one usable node and every node has settled.
+
+        Args:
+            pool_id: the pool.
+            timeout: seconds to wait before giving up.
+            poll_interval: seconds between two node listings.
+            on_poll: called with the node list after every poll (progress display).
+
+        Returns:
+            The usable nodes (idle or running).
+
+        Raises:
+            StartTaskFailedError: no node is usable and some nodes failed their start task (names them).
+            TimeoutError: the nodes did not settle in time.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            nodes = self.list_nodes(pool_id)
+            if on_poll is not None:
+                on_poll(nodes)
+            target = self.get_pool(pool_id).target_dedicated_nodes
+            usable = [n for n in nodes if n.state.is_usable]
+            settled = len(nodes) >= target and all(n.state.is_settled for n in nodes)
+            if usable and settled:
+                return usable
+            failed = {
+                n.id: (n.start_task_failure.message or n.start_task_failure.code or "start task failed")
+                if n.start_task_failure
+                else "start task failed"
+                for n in nodes
+                if n.state is ComputeNodeState.START_TASK_FAILED
+            }
+            if settled and not usable and failed:
+                raise StartTaskFailedError(pool_id, failed)
+            if time.monotonic() >= deadline:
+                states = ", ".join(f"{n.id}={n.state.value}" for n in nodes) or "no nodes"
+                raise TimeoutError(f"pool '{pool_id}' has no usable node after {timeout:.0f} s ({states})")
+            time.sleep(poll_interval)
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the default does nothing."""
