@@ -1,0 +1,281 @@
+"""The orchestration engine: the tutorial's nine steps as a reusable, backend-agnostic, resumable run.
+
+stage -> pool -> job -> tasks -> monitor -> collect -> report failures -> clean up.
+
+A rerun after a crash or Ctrl-C resumes: the pool and job are reused, tasks already added are not added again,
+and outputs already downloaded are kept.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from batchbox.core.backend import Backend
+from batchbox.core.errors import InvalidRequestError, ResourceNotFoundError
+from batchbox.core.models import ComputeNodeInfo, FailureInfo, TaskCounts, TaskInfo
+from batchbox.core.reporting import Reporter
+from batchbox.core.storage import ContainerPermission, UploadItem
+from batchbox.core.workload import StagedFiles, Workload
+
+__all__ = ["FailedTask", "RunOptions", "RunResult", "Workflow"]
+
+STDERR_TAIL_LINES = 20
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run a workload. ``None`` keeps the workload's own value."""
+
+    node_count: int | None = None
+    vm_size: str | None = None
+    output_dir: Path | None = None
+    keep_pool: bool = False
+    keep_job: bool = False
+    keep_containers: bool = False
+    poll_interval: float = 1.0
+    pool_timeout: float = 900.0
+    job_timeout: float | None = None
+    max_concurrency: int = 8
+
+
+@dataclass(frozen=True)
+class FailedTask:
+    """One failed task, with what a user needs to see why."""
+
+    task_id: str
+    exit_code: int | None
+    failure: FailureInfo | None
+    stderr_tail: str
+
+
+@dataclass
+class RunResult:
+    """What a run did."""
+
+    job_id: str
+    pool_id: str
+    total_tasks: int = 0
+    counts: TaskCounts = field(default_factory=TaskCounts)
+    failed: list[FailedTask] = field(default_factory=list)
+    outputs: list[Path] = field(default_factory=list)
+    output_dir: Path | None = None
+    step_seconds: dict[str, float] = field(default_factory=dict)
+    elapsed: float = 0.0
+    count_requests: int = 0
+    resumed: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and self.counts.failed == 0
+
+
+Confirm = Callable[[str], bool]
+
+
+class Workflow:
+    """Runs one workload on one backend.
+
+    Args:
+        backend: storage + compute.
+        workload: what to run.
+        options: run options.
+        reporter: receives progress (default: silent).
+        confirm: asked before deleting the job and the pool (default: always yes).
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        workload: Workload,
+        options: RunOptions | None = None,
+        reporter: Reporter | None = None,
+        confirm: Confirm | None = None,
+    ) -> None:
+        self.backend = backend
+        self.workload = workload
+        self.options = options or RunOptions()
+        self.reporter = reporter or Reporter()
+        self.confirm: Confirm = confirm or (lambda _question: True)
+        self.result = RunResult(job_id=workload.job_id, pool_id=workload.pool_id)
+
+    def run(self) -> RunResult:
+        """Run every step; returns the result (``result.ok`` is False when any task failed)."""
+        started = time.monotonic()
+        staged = self._step("stage", self.stage)
+        self._step("pool", lambda: self.ensure_pool(staged))
+        job_done = self._step("job", self.ensure_job)
+        if not job_done:
+            self._step("tasks", lambda: self.submit_tasks(staged))
+        self._step("monitor", self.monitor)
+        self._step("collect", self.collect)
+        self._step("failures", self.collect_failures)
+        self._step("cleanup", self.cleanup)
+        self.result.elapsed = time.monotonic() - started
+        self.reporter.finished(self.result)
+        return self.result
+
+    def _step(self, name: str, action: Callable[[], _T]) -> _T:
+        self.reporter.step_started(name)
+        began = time.monotonic()
+        value = action()
+        self.result.step_seconds[name] = time.monotonic() - began
+        self.reporter.step_finished(name, self.result.step_seconds[name])
+        return value
+
+    # -- 1-3: stage ---------------------------------------------------------------------------------------------
+    def stage(self) -> StagedFiles:
+        """Create the containers, upload application files and inputs concurrently, and make the SAS URLs."""
+        storage = self.backend.storage
+        names = self.workload.containers()
+        lifetime = self.workload.sas_lifetime()
+        for container in names.all():
+            storage.create_container(container)
+        application = self._upload(names.application, self.workload.application_files())
+        inputs = self._upload(names.input, self.workload.input_files())
+        output_url = storage.container_sas_url(
+            names.output, [ContainerPermission.CREATE, ContainerPermission.WRITE], expiry=lifetime
+        )
+        return StagedFiles(
+            application={blob: storage.blob_sas_url(names.application, blob, expiry=lifetime) for blob in application},
+            inputs={blob: storage.blob_sas_url(names.input, blob, expiry=lifetime) for blob in inputs},
+            output_container_url=output_url,
+            containers=names,
+            expiry=lifetime,
+        )
+
+    def _upload(self, container: str, paths: Sequence[Path]) -> list[str]:
+        items = [UploadItem(path=Path(p), blob_name=Path(p).name) for p in paths]
+        if not items:
+            return []
+        done = 0
+
+        def progress(blob: str, size: int) -> None:
+            nonlocal done
+            done += 1
+            self.reporter.uploaded(container, blob, size, done, len(items))
+
+        return self.backend.storage.upload_files(
+            container, items, max_concurrency=self.options.max_concurrency, progress=progress
+        )
+
+    # -- 4: pool ------------------------------------------------------------------------------------------------
+    def ensure_pool(self, staged: StagedFiles) -> list[ComputeNodeInfo]:
+        """Create the pool, or reuse a compatible existing one; wait until it has usable nodes."""
+        compute = self.backend.compute
+        spec = self.workload.pool(staged, node_count=self.options.node_count, vm_size=self.options.vm_size)
+        if compute.pool_exists(spec.id):
+            info = compute.get_pool(spec.id)
+            if info.vm_size.lower() != spec.vm_size.lower() or info.task_slots_per_node != spec.task_slots_per_node:
+                raise InvalidRequestError(
+                    "pool",
+                    spec.id,
+                    f"pool '{spec.id}' exists with vm size {info.vm_size} and {info.task_slots_per_node} slot(s) per "
+                    f"node; the workload wants {spec.vm_size} and {spec.task_slots_per_node}: delete it "
+                    "(batchbox cleanup) or choose another pool id",
+                )
+            self.reporter.message(f"reusing pool {spec.id} ({info.current_dedicated_nodes} node(s))")
+            if info.target_dedicated_nodes < spec.dedicated_nodes:
+                compute.resize_pool(spec.id, spec.dedicated_nodes)
+        else:
+            compute.create_pool(spec)
+        return compute.wait_for_nodes(
+            spec.id,
+            timeout=self.options.pool_timeout,
+            poll_interval=self.options.poll_interval,
+            on_poll=lambda nodes: self.reporter.nodes_changed(spec.id, nodes),
+        )
+
+    # -- 5: job -------------------------------------------------------------------------------------------------
+    def ensure_job(self) -> bool:
+        """Create the job, or reuse it. Returns True when the job exists and has already completed."""
+        compute = self.backend.compute
+        spec = self.workload.job()
+        if compute.job_exists(spec.id):
+            self.result.resumed = True
+            state = compute.job_state(spec.id)
+            self.reporter.message(f"resuming job {spec.id} ({state})")
+            return state == "completed"
+        compute.create_job(spec)
+        return False
+
+    # -- 6: tasks -----------------------------------------------------------------------------------------------
+    def submit_tasks(self, staged: StagedFiles) -> None:
+        """Add every task in chunks of 100, concurrently; tasks added by an earlier run are left alone."""
+        tasks = list(self.workload.tasks(staged))
+        added = self.backend.compute.add_tasks(
+            self.workload.job_id, tasks, max_concurrency=self.options.max_concurrency
+        )
+        self.result.total_tasks = len(tasks)
+        if added.already_existed:
+            self.reporter.message(f"{len(added.already_existed)} task(s) were added by an earlier run")
+
+    # -- 7: monitor ---------------------------------------------------------------------------------------------
+    def monitor(self) -> TaskCounts:
+        """Poll task counts (one request per poll) until every task has completed."""
+        compute = self.backend.compute
+        began = time.monotonic()
+        while True:
+            counts = compute.task_counts(self.workload.job_id)
+            self.result.count_requests += 1
+            total = max(self.result.total_tasks, counts.total)
+            self.reporter.progress(counts, total, time.monotonic() - began)
+            if counts.active == 0 and counts.running == 0 and counts.completed >= total:
+                self.result.counts = counts
+                self.result.total_tasks = total
+                return counts
+            if self.options.job_timeout is not None and time.monotonic() - began > self.options.job_timeout:
+                raise TimeoutError(
+                    f"job '{self.workload.job_id}' did not finish within {self.options.job_timeout:.0f} s "
+                    f"({counts.active} active, {counts.running} running)"
+                )
+            time.sleep(self.options.poll_interval)
+
+    # -- 8: collect ---------------------------------------------------------------------------------------------
+    def collect(self) -> list[Path]:
+        """Download the output container into the output directory (atomically; files already there are kept)."""
+        destination = self.output_dir()
+        names = self.workload.containers()
+        paths = self.backend.storage.download_container(
+            names.output, destination, max_concurrency=self.options.max_concurrency, skip_existing=True
+        )
+        self.result.outputs = sorted(paths)
+        self.result.output_dir = destination
+        return self.result.outputs
+
+    def output_dir(self) -> Path:
+        return self.options.output_dir or Path("outputs") / self.workload.job_id
+
+    def collect_failures(self) -> list[FailedTask]:
+        """For each failed task: exit code, failure info and the tail of its stderr."""
+        if self.result.counts.failed == 0:
+            return []
+        failed = self.backend.compute.list_tasks(self.workload.job_id, failed_only=True)
+        self.result.failed = [self._describe_failure(task) for task in failed]
+        for report in self.result.failed:
+            self.reporter.task_failed(report)
+        return self.result.failed
+
+    def _describe_failure(self, task: TaskInfo) -> FailedTask:
+        try:
+            raw = self.backend.compute.read_task_file(self.workload.job_id, task.id, "stderr.txt")
+            tail = "\n".join(raw.decode("utf-8", "replace").splitlines()[-STDERR_TAIL_LINES:])
+        except ResourceNotFoundError:
+            tail = "(stderr.txt is no longer available)"
+        return FailedTask(task_id=task.id, exit_code=task.exit_code, failure=task.failure, stderr_tail=tail)
+
+    # -- 9: clean up --------------------------------------------------------------------------------------------
+    def cleanup(self) -> None:
+        """Delete the containers, then (if confirmed) the job and the pool, each unless asked to keep it."""
+        compute = self.backend.compute
+        if not self.options.keep_containers:
+            for container in self.workload.containers().all():
+                self.backend.storage.delete_container(container)
+        if not self.options.keep_job and self.confirm(f"Delete job {self.workload.job_id}?"):
+            compute.delete_job(self.workload.job_id)
+        if not self.options.keep_pool and self.confirm(f"Delete pool {self.workload.pool_id}?"):
+            compute.delete_pool(self.workload.pool_id)
