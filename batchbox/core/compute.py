@@ -51,6 +51,10 @@ class ComputeBackend(ABC):
         """True when the pool exists (in any state but deleting)."""
 
     @abstractmethod
+    def list_pools(self) -> list[PoolInfo]:
+        """Every pool of the account (not those being deleted)."""
+
+    @abstractmethod
     def resize_pool(self, pool_id: str, dedicated_nodes: int) -> None:
         """Ask for a new number of dedicated nodes.
 
@@ -77,6 +81,10 @@ class ComputeBackend(ABC):
         Raises:
             ResourceExistsError: a job with that id exists.
         """
+
+    @abstractmethod
+    def list_jobs(self) -> list[tuple[str, str]]:
+        """Every job of the account as ``(id, state)`` pairs."""
 
     @abstractmethod
     def job_exists(self, job_id: str) -> bool:

@@ -1,0 +1,3 @@
+"""Backends of batchbox: ``local`` (Docker + Azurite + the Batch emulator) and, later, Azure."""
+
+__all__: list[str] = []

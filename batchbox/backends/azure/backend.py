@@ -1,0 +1,62 @@
+"""The Azure backend: Azure Blob Storage + Azure Batch, with shared keys or Azure AD (DefaultAzureCredential)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from batchbox.backends.azure.compute import AzureBatchCompute
+from batchbox.backends.azure.storage import BlobStorage
+from batchbox.core.backend import Backend
+from batchbox.core.compute import ComputeBackend
+from batchbox.core.settings import Settings
+from batchbox.core.storage import StorageBackend
+
+__all__ = ["AzureBackend"]
+
+
+class AzureBackend(Backend):
+    """Azure Batch for compute and Azure Blob Storage for files.
+
+    Settings (see :mod:`batchbox.core.settings`): ``BATCHBOX_BATCH_URL`` always; ``BATCHBOX_BATCH_ACCOUNT`` +
+    ``BATCHBOX_BATCH_KEY`` for shared-key auth, else Azure AD through ``DefaultAzureCredential``; storage from
+    ``BATCHBOX_STORAGE_CONNECTION_STRING``, or ``BATCHBOX_STORAGE_ACCOUNT_URL`` with ``BATCHBOX_STORAGE_KEY`` or
+    Azure AD.
+    """
+
+    name = "azure"
+
+    def __init__(self, storage: StorageBackend, compute: ComputeBackend, batch_url: str) -> None:
+        self._storage = storage
+        self._compute = compute
+        self._batch_url = batch_url
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AzureBackend:
+        batch_url = settings.require("batch_url")
+        if not settings.storage_connection_string and not settings.storage_account_url:
+            settings.require("storage_connection_string")
+        credential = None
+        if not settings.batch_key or not (settings.storage_connection_string or settings.storage_key):
+            from azure.identity import DefaultAzureCredential
+
+            credential = DefaultAzureCredential()
+        if settings.batch_key:
+            compute = AzureBatchCompute.from_shared_key(batch_url, settings.require("batch_account"), settings.batch_key)
+        else:
+            compute = AzureBatchCompute(batch_url, credential)
+        if settings.storage_connection_string:
+            storage = BlobStorage.from_connection_string(settings.storage_connection_string)
+        else:
+            storage = BlobStorage(settings.require("storage_account_url"), settings.storage_key or credential)
+        return cls(storage, compute, batch_url)
+
+    @property
+    def storage(self) -> StorageBackend:
+        return self._storage
+
+    @property
+    def compute(self) -> ComputeBackend:
+        return self._compute
+
+    def describe(self) -> str:
+        return f"azure (Batch {urlsplit(self._batch_url).netloc}, storage account {self._storage.account_name})"

@@ -1,0 +1,69 @@
+"""``batchbox local up|status|down``: the offline stack (Azurite + the Batch emulator) in the background."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from batchbox.cli.errors import handle_errors
+
+__all__ = ["local"]
+
+_HOME_HELP = "State directory (default $BATCHBOX_HOME or ~/.local/share/batchbox)."
+
+
+@click.group()
+def local() -> None:
+    """Start, inspect and stop the local stack (Azurite + the batchbox Batch emulator)."""
+
+
+@local.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the endpoints and keys.")
+@click.option("--home", type=click.Path(file_okay=False, path_type=Path), help=_HOME_HELP)
+@click.option("--node-image", help="Docker image of the nodes (default: the batchbox node image, built if missing).")
+@handle_errors
+def up(as_json: bool, home: Path | None, node_image: str | None) -> None:
+    """Start Azurite and the emulator unless they run already, and wait until both answer."""
+    from batchbox.backends.local.stack import LocalStack
+
+    endpoints = LocalStack(home).up(node_image=node_image)
+    if as_json:
+        click.echo(json.dumps(endpoints.as_dict()))
+        return
+    click.echo(f"Batch emulator:  {endpoints.batch_url}  (account {endpoints.batch_account})")
+    click.echo("Blob storage:    Azurite, account devstoreaccount1")
+    click.echo(f"State:           {endpoints.state_dir}")
+    click.echo("Keys (local-only, public): batchbox local up --json")
+
+
+@local.command(name="status")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--home", type=click.Path(file_okay=False, path_type=Path), help=_HOME_HELP)
+@handle_errors
+def local_status(as_json: bool, home: Path | None) -> None:
+    """Say whether Azurite and the emulator are running."""
+    from batchbox.backends.local.stack import LocalStack
+
+    stack = LocalStack(home)
+    services = stack.status()
+    if as_json:
+        click.echo(json.dumps({s.name: {"running": s.running, "pid": s.pid, "url": s.url, "log": s.log}
+                               for s in services}))
+        return
+    for service in services:
+        state = f"running (pid {service.pid})" if service.running else "stopped"
+        click.echo(f"{service.name:9} {state:22} {service.url}  log: {service.log}")
+
+
+@local.command()
+@click.option("--remove-nodes", is_flag=True, help="Also remove the node containers (else they are re-adopted).")
+@click.option("--home", type=click.Path(file_okay=False, path_type=Path), help=_HOME_HELP)
+@handle_errors
+def down(remove_nodes: bool, home: Path | None) -> None:
+    """Stop what `local up` started (by PID)."""
+    from batchbox.backends.local.stack import LocalStack
+
+    for line in LocalStack(home).down(remove_nodes=remove_nodes) or ["nothing was running"]:
+        click.echo(line)

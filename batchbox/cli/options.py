@@ -1,0 +1,31 @@
+"""Options shared by several commands, and opening the chosen backend."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from batchbox.core.backend import Backend, open_backend
+from batchbox.core.settings import load_settings
+
+__all__ = ["backend_option", "open_backend_for"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def backend_option(command: _F) -> _F:
+    """``--backend local|azure`` (default: ``$BATCHBOX_BACKEND``, else local)."""
+    option = click.option(
+        "--backend",
+        type=click.Choice(["local", "azure"]),
+        default=None,
+        help="Where to run: local (Azurite + emulator, the default) or azure. Default: $BATCHBOX_BACKEND or local.",
+    )
+    return option(command)
+
+
+def open_backend_for(backend: str | None) -> Backend:
+    """Resolve settings (environment, batchbox.toml) and open the backend; fails before any work is done."""
+    return open_backend(load_settings(backend=backend))
