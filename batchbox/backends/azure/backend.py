@@ -35,19 +35,19 @@ class AzureBackend(Backend):
         batch_url = settings.require("batch_url")
         if not settings.storage_connection_string and not settings.storage_account_url:
             settings.require("storage_connection_string")
-        credential = None
-        if not settings.batch_key or not (settings.storage_connection_string or settings.storage_key):
-            from azure.identity import DefaultAzureCredential
-
-            credential = DefaultAzureCredential()
         if settings.batch_key:
-            compute = AzureBatchCompute.from_shared_key(batch_url, settings.require("batch_account"), settings.batch_key)
+            account = settings.require("batch_account")
+            compute = AzureBatchCompute.from_shared_key(batch_url, account, settings.batch_key)
         else:
-            compute = AzureBatchCompute(batch_url, credential)
+            compute = AzureBatchCompute.from_default_azure_credential(batch_url)
         if settings.storage_connection_string:
             storage = BlobStorage.from_connection_string(settings.storage_connection_string)
+        elif settings.storage_key:
+            storage = BlobStorage(settings.require("storage_account_url"), settings.storage_key)
         else:
-            storage = BlobStorage(settings.require("storage_account_url"), settings.storage_key or credential)
+            from azure.identity import DefaultAzureCredential
+
+            storage = BlobStorage(settings.require("storage_account_url"), DefaultAzureCredential())
         return cls(storage, compute, batch_url)
 
     @property

@@ -17,6 +17,8 @@ from batchbox.backends.local.azurite import (
     AzuriteProcess,
     connection_string,
     read_pid_file,
+    running_from_pid_file,
+    stop_from_pid_file,
     stop_pid,
     wait_until_answering,
 )
@@ -93,8 +95,8 @@ class LocalStack:
         )
 
     def azurite_status(self) -> ServiceStatus:
-        info = read_pid_file(self.azurite_dir / AzuriteProcess.PID_FILE_NAME)
-        running = info is not None and _alive(info.pid) and _answers(self.azurite_port)
+        info = running_from_pid_file(self.azurite_dir / AzuriteProcess.PID_FILE_NAME)
+        running = info is not None and _answers(self.azurite_port)
         return ServiceStatus("azurite", running, info.pid if info else None,
                              f"http://127.0.0.1:{self.azurite_port}", str(self.azurite_dir / AzuriteProcess.LOG_NAME))
 
@@ -164,10 +166,11 @@ class LocalStack:
         if pid is not None and _is_emulator(pid) and stop_pid(pid, check_azurite=False):
             done.append(f"stopped the emulator (pid {pid})")
         self.emulator_record.unlink(missing_ok=True)
-        info = read_pid_file(self.azurite_dir / AzuriteProcess.PID_FILE_NAME)
-        if info is not None and stop_pid(info.pid):
+        pid_file = self.azurite_dir / AzuriteProcess.PID_FILE_NAME
+        info = read_pid_file(pid_file)
+        if info is not None and stop_from_pid_file(pid_file):
             done.append(f"stopped Azurite (pid {info.pid})")
-        (self.azurite_dir / AzuriteProcess.PID_FILE_NAME).unlink(missing_ok=True)
+        pid_file.unlink(missing_ok=True)
         if remove_nodes:
             from batchbox.backends.local.docker_engine import connect_docker
 

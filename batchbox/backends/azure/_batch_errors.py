@@ -1,0 +1,350 @@
+"""Translation of azure-core / azure-batch errors into batchbox's error hierarchy.
+
+A Batch error body is ``{"code": ..., "message": {"value": ...}, "values": [{"key": ..., "value": ...}]}``; the
+15.x SDK raises it as an ``HttpResponseError`` whose ``.error`` carries the code, message and values (``error_code``
+stays ``None``). We map it to a core error naming the resource the code is about (``PoolNotFound`` -> pool,
+``TaskExists`` -> task, ``FileNotFound`` -> file, ...).
+
+Everything quoted (messages, property values) is cut to one line and passed through :func:`batchbox.core.redact.redact`
+(SAS signatures, keys, authorization headers).
+The SDK exception is kept as ``__cause__`` only when neither it nor anything it chains shows a SAS signature or a
+known secret: a rejected resource file URL, for one, is quoted in full by the SDK's own message.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+
+from batchbox.core.errors import (
+    AuthenticationError,
+    BackendUnavailableError,
+    BatchboxError,
+    InvalidRequestError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+)
+from batchbox.core.redact import redact
+
+__all__ = [
+    "BATCH_SERVICE",
+    "BatchErrorInfo",
+    "ServiceKeepsFailing",
+    "batch_error_info",
+    "chain_mentions_secret",
+    "describe_batch_error",
+    "safe_endpoint",
+    "translate_batch_error",
+    "translate_create_tasks_error",
+    "translated_batch_errors",
+]
+
+BATCH_SERVICE = "Batch service"
+
+_SIG = re.compile(r"(?i)(sig=)[^&\s'\"<>]+")
+_MAX_QUOTED = 300
+_NETWORK_REASONS = (
+    "Connection refused",
+    "Connection reset",
+    "Connection aborted",
+    "Name or service not known",
+    "Temporary failure in name resolution",
+    "No route to host",
+    "Network is unreachable",
+    "Read timed out",
+    "timed out",
+    "Remote end closed connection",
+)
+# Details the service adds to authentication failures quote the request's signature: never repeat them.
+_AUTH_STATUSES = (401, 403)
+_KIND_BY_PREFIX = {"jobschedule": "job schedule", "nodeuser": "node user"}
+
+
+def _quote(text: str | None) -> str:
+    """One safe line of service-provided text: first line, no request id, signatures redacted, bounded length."""
+    if not text:
+        return ""
+    line = text.strip().splitlines()[0].strip() if text.strip() else ""
+    line = redact(line)
+    if len(line) > _MAX_QUOTED:
+        line = line[: _MAX_QUOTED - 3] + "..."
+    return line
+
+
+def safe_endpoint(endpoint: str) -> str:
+    """The endpoint as shown in messages: scheme, host, port and path, without credentials or query."""
+    try:
+        parts = urlsplit(endpoint)
+    except ValueError:
+        return "<endpoint>"
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", "")) or "<endpoint>"
+
+
+@dataclass(frozen=True)
+class BatchErrorInfo:
+    """What a Batch error response says, already redacted: HTTP status, Batch code, message and values."""
+
+    status: int | None
+    code: str | None
+    message: str
+    values: Mapping[str, str] = field(default_factory=dict)
+
+    def detail(self, *, with_values: bool = True) -> str:
+        """``Code: message (Key=value, ...)`` for a message; values are left out for authentication failures."""
+        first = self.code or (str(self.status) if self.status else "")
+        head = ": ".join(part for part in (first, self.message) if part)
+        if with_values and self.values:
+            head += " (" + ", ".join(f"{key}={value}" for key, value in self.values.items()) + ")"
+        return head or "no details"
+
+
+def _info_from_model(status: int | None, model: Any) -> BatchErrorInfo:
+    """Read a ``BatchError`` model (or anything shaped like one) defensively."""
+    code = getattr(model, "code", None)
+    message_obj = getattr(model, "message", None)
+    message = getattr(message_obj, "value", None) if message_obj is not None else None
+    if message is None and isinstance(message_obj, str):
+        message = message_obj
+    values: dict[str, str] = {}
+    for item in getattr(model, "error_values", None) or ():
+        key = getattr(item, "key", None)
+        if key:
+            values[str(key)] = _quote(str(getattr(item, "value", "") or ""))
+    return BatchErrorInfo(status, str(code) if code else None, _quote(message), values)
+
+
+def batch_error_info(exc: BaseException) -> BatchErrorInfo:
+    """The Batch code, message and values of an SDK error (all empty when the response had no body, e.g. HEAD)."""
+    status = getattr(exc, "status_code", None)
+    status = int(status) if isinstance(status, int) else None
+    error = getattr(exc, "error", None)
+    if error is not None and getattr(error, "code", None):
+        values = {
+            str(detail.code): _quote(str(detail.message or ""))
+            for detail in (getattr(error, "details", None) or ())
+            if getattr(detail, "code", None)
+        }
+        return BatchErrorInfo(status, str(error.code), _quote(getattr(error, "message", None)), values)
+    model = getattr(exc, "model", None)
+    if model is not None and getattr(model, "code", None):
+        return _info_from_model(status, model)
+    return BatchErrorInfo(status, None, "")
+
+
+def describe_batch_error(model: Any) -> BatchErrorInfo:
+    """The same for a ``BatchError`` model carried by a per-task result of ``create_tasks``."""
+    return _info_from_model(None, model)
+
+
+def _resource_kind(code: str, suffix: str) -> str | None:
+    if not code.endswith(suffix) or len(code) == len(suffix):
+        return None
+    prefix = code[: -len(suffix)].lower()
+    return _KIND_BY_PREFIX.get(prefix, prefix)
+
+
+def _resource_name(kind: str, about: Sequence[tuple[str, str]], values: Mapping[str, str]) -> str:
+    for known_kind, name in reversed(about):
+        if known_kind == kind:
+            return name
+    for key, value in values.items():
+        if key.lower() == kind.replace(" ", "") + "id" and value:
+            return value
+    return about[-1][1]
+
+
+def _network_reason(exc: BaseException) -> str:
+    text = f"{exc} {getattr(exc, 'inner_exception', '')}".lower()
+    for reason in _NETWORK_REASONS:
+        if reason.lower() in text:
+            return reason.lower()
+    return type(exc).__name__
+
+
+def _label(about: Sequence[tuple[str, str]]) -> str:
+    """``task 't1' of job 'j1'``: the primary resource last, its parents after it."""
+    parts = [f"{kind} '{name}'" for kind, name in reversed(about)]
+    return " of ".join(parts)
+
+
+def translate_batch_error(
+    exc: BaseException, *, endpoint: str, about: Sequence[tuple[str, str]]
+) -> BatchboxError:
+    """Map one SDK error to a batchbox error with a one-line, secret-free message.
+
+    Args:
+        exc: what the SDK raised.
+        endpoint: the Batch account URL (shown without credentials or query).
+        about: the resources the call was about, outermost first, e.g. ``[("job", "j1"), ("task", "t1")]``;
+            the last one is named when the error code does not say which resource it is about.
+
+    Returns:
+        ResourceNotFoundError (404; ``kind`` from the code: pool, job, task, node, file), ResourceExistsError
+        (409 ``*Exists``), AuthenticationError (401, 403, token failures), BackendUnavailableError (no answer,
+        5xx), InvalidRequestError (other 4xx, with the Batch code, message and values), else BatchboxError.
+    """
+    if not about:
+        raise ValueError("about must name at least one resource")
+    where = safe_endpoint(endpoint)
+    kind, name = about[-1]
+    label = _label(about)
+    if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
+        return BackendUnavailableError(BATCH_SERVICE, f"no answer at {where} ({_network_reason(exc)})")
+    if not isinstance(exc, HttpResponseError):
+        return BatchboxError(f"Batch request about {label} failed ({type(exc).__name__}: {_quote(str(exc))})")
+    info = batch_error_info(exc)
+    status = info.status or 0
+    code = info.code or ""
+    if status in _AUTH_STATUSES or (status == 0 and isinstance(exc, ClientAuthenticationError)):
+        why = info.detail(with_values=False) if status else _quote(str(exc)) or type(exc).__name__
+        return AuthenticationError(
+            kind, name, f"the Batch service at {where} refused the credential for {label} ({why})"
+        )
+    if status == 404:
+        found_kind = _resource_kind(code, "NotFound") if code else None
+        if found_kind and found_kind != "resource":
+            found_name = _resource_name(found_kind, about, info.values)
+            owners = [item for item in about if item[0] != "file"]
+            if found_kind == "file" and owners:
+                return ResourceNotFoundError(
+                    "file", found_name, f"file '{found_name}' of {_label(owners)} does not exist"
+                )
+            return ResourceNotFoundError(found_kind, found_name)
+        return ResourceNotFoundError(kind, name, f"{label} does not exist")
+    if status == 409 and code:
+        exists_kind = _resource_kind(code, "Exists")
+        if exists_kind:
+            return ResourceExistsError(exists_kind, _resource_name(exists_kind, about, info.values))
+    if status >= 500:
+        return BackendUnavailableError(BATCH_SERVICE, f"{where} answered {status} for {label}: {info.detail()}")
+    if 400 <= status < 500:
+        return InvalidRequestError(kind, name, f"the Batch service rejected the request about {label}: {info.detail()}")
+    return BatchboxError(f"Batch request about {label} failed ({status or type(exc).__name__}: {info.detail()})")
+
+
+class ServiceKeepsFailing(Exception):
+    """Raised from a response hook to stop the SDK's ``create_tasks``, which re-queues 5xx chunks without bound."""
+
+
+def translate_create_tasks_error(exc: Any, *, endpoint: str, job_id: str, order: Sequence[str]) -> BatchboxError:
+    """One core error for the SDK's aggregate ``CreateTasksError``.
+
+    Request-level errors come first (job missing, service down, body too large): their ``errors`` hold the
+    exceptions. Otherwise the per-task client errors (``failure_tasks``) are reported, naming the first refused
+    task in submission order and counting the others.
+
+    Args:
+        exc: the ``azure.batch.models.CreateTasksError``.
+        endpoint: the Batch account URL.
+        job_id: the job the tasks were for.
+        order: the submitted task ids, in submission order.
+    """
+    errors = [item for item in getattr(exc, "errors", None) or () if isinstance(item, BaseException)]
+    if errors:
+        first = errors[0]
+        if isinstance(first, ServiceKeepsFailing):
+            return BackendUnavailableError(
+                BATCH_SERVICE, f"{safe_endpoint(endpoint)} kept answering server errors while adding tasks to "
+                f"job '{job_id}'"
+            )
+        if isinstance(first, AzureError):
+            if batch_error_info(first).code == "RequestBodyTooLarge":
+                return InvalidRequestError(
+                    "job", job_id, f"a task for job '{job_id}' is larger than a Batch request may be "
+                    "(RequestBodyTooLarge): move big inputs to resource files"
+                )
+            return translate_batch_error(first, endpoint=endpoint, about=[("job", job_id)])
+        return BatchboxError(f"adding tasks to job '{job_id}' failed ({type(first).__name__}: {_quote(str(first))})")
+    position = {task_id.lower(): index for index, task_id in enumerate(order)}
+    failures = sorted(
+        getattr(exc, "failure_tasks", None) or (),
+        key=lambda item: position.get(str(item.task_id).lower(), len(order)),
+    )
+    if not failures:
+        return BatchboxError(f"adding tasks to job '{job_id}' failed")
+    first_failure = failures[0]
+    task_id = str(first_failure.task_id)
+    info = describe_batch_error(first_failure.error)
+    message = f"the Batch service refused task '{task_id}' of job '{job_id}': {info.detail()}"
+    if len(failures) > 1:
+        others = ", ".join(str(item.task_id) for item in failures[1:6]) + (" ..." if len(failures) > 6 else "")
+        message += f"; {len(failures) - 1} more refused: {others}"
+    return InvalidRequestError("task", task_id, message)
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        linked: list[object] = [current.__cause__, current.__context__, getattr(current, "inner_exception", None)]
+        linked.extend(getattr(current, "errors", None) or ())
+        todo.extend(item for item in linked if isinstance(item, BaseException))
+
+
+def _text(exc: BaseException) -> str:
+    parts = []
+    for render in (str, repr):
+        try:
+            parts.append(render(exc))
+        except Exception:  # a broken __str__ must not hide the original error
+            continue
+    return " ".join(parts)
+
+
+def chain_mentions_secret(exc: BaseException, secrets: Collection[str] = ()) -> bool:
+    """True when ``exc`` or an exception it chains shows a ``sig=`` value or one of ``secrets``."""
+    for item in _chain(exc):
+        text = _text(item)
+        if _SIG.search(text) or any(secret and secret in text for secret in secrets):
+            return True
+    return False
+
+
+@contextmanager
+def translated_batch_errors(
+    *,
+    endpoint: str,
+    about: Sequence[tuple[str, str]],
+    ignore_status: Collection[int] = (),
+    ignore_codes: Collection[str] = (),
+    secrets: Collection[str] = (),
+) -> Iterator[None]:
+    """Run a block, re-raising SDK errors as batchbox errors (see :func:`translate_batch_error`).
+
+    Args:
+        endpoint: the Batch account URL.
+        about: the resources the block is about, outermost first.
+        ignore_status: HTTP statuses to swallow (e.g. 404 for an idempotent delete).
+        ignore_codes: Batch error codes to swallow (e.g. ``JobCompleted`` when terminating).
+        secrets: strings that must never reach a traceback (the account key).
+    """
+    try:
+        yield
+    except AzureError as exc:
+        if isinstance(exc, HttpResponseError):
+            info = batch_error_info(exc)
+            if info.status in ignore_status or (info.code is not None and info.code in ignore_codes):
+                return
+        error = translate_batch_error(exc, endpoint=endpoint, about=about)
+        if chain_mentions_secret(exc, secrets):
+            raise error from None
+        raise error from exc

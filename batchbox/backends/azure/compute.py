@@ -1,0 +1,402 @@
+"""ComputeBackend on the Azure Batch service through azure-batch 15.x (``azure.batch.BatchClient``).
+
+The same class drives Azure Batch and batchbox's local emulator (which speaks the Batch REST API): only the
+endpoint and the credential change. Pool deletion, pool resizing and job termination/deletion are asynchronous
+in Batch: the methods here ask for them and return; :meth:`AzureBatchCompute.wait_for_pool_deleted` and
+:meth:`AzureBatchCompute.wait_for_job_deleted` wait when a caller needs the resource gone.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+from urllib.parse import urlsplit
+
+from azure.batch import BatchClient
+from azure.batch import models as batch_models
+from azure.batch.models._models import BatchJobTerminateOptions  # not exported by azure.batch.models in 15.1
+from azure.core.credentials import AzureNamedKeyCredential, TokenCredential
+from azure.core.pipeline import PipelineRequest
+from azure.core.pipeline.policies import BearerTokenCredentialPolicy
+
+from batchbox import __version__
+from batchbox.backends.azure import _batch_models as mapping
+from batchbox.backends.azure._batch_errors import (
+    ServiceKeepsFailing,
+    chain_mentions_secret,
+    safe_endpoint,
+    translate_create_tasks_error,
+    translated_batch_errors,
+)
+from batchbox.core.compute import AddTasksResult, ComputeBackend
+from batchbox.core.errors import ConfigurationError, InvalidRequestError, ResourceNotFoundError
+from batchbox.core.models import ComputeNodeInfo, JobSpec, PoolInfo, PoolSpec, TaskCounts, TaskInfo, TaskSpec
+from batchbox.core.states import JobState, PoolState, TaskState
+
+__all__ = ["BATCH_TOKEN_SCOPE", "AzureBatchCompute"]
+
+#: The Azure AD scope azure-batch 15.x asks a TokenCredential for (the double slash is the SDK's own spelling;
+#: Entra ID maps it to the Batch resource ``https://batch.core.windows.net/``).
+BATCH_TOKEN_SCOPE = "https://batch.core.windows.net//.default"
+
+_TASKS_PER_REQUEST = 100
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+class _ServerErrorGuard:
+    """Counts server errors seen by create_tasks since its last clean answer; gives up past ``limit``.
+
+    Both an HTTP 5xx answer and a 200 answer holding per-task ``servererror`` results count: the SDK re-queues
+    either without bound. A clean 2xx answer resets the count, so a transient outage is ridden out.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, pipeline_response: Any) -> None:
+        response = pipeline_response.http_response
+        status = int(response.status_code)
+        failed = status >= 500 or (status < 300 and _has_server_error_result(response))
+        with self._lock:
+            if failed:
+                self._count += 1
+                if self._count > self._limit:
+                    raise ServiceKeepsFailing(f"{self._count} server errors in a row (last status {status})")
+            elif status < 300:
+                self._count = 0
+
+
+def _has_server_error_result(response: Any) -> bool:
+    try:
+        body = response.json()
+    except Exception:  # not JSON, or a streamed body: nothing to count
+        return False
+    results = body.get("value") if isinstance(body, dict) else None
+    return isinstance(results, list) and any(
+        isinstance(item, dict) and str(item.get("status", "")).lower() == "servererror" for item in results
+    )
+
+
+def _load_error_body(pipeline_response: Any) -> None:
+    """Read a streamed error answer so the SDK's error policy can parse its Batch code (download_task_file)."""
+    response = pipeline_response.http_response
+    if int(response.status_code) >= 400:
+        response.read()
+
+
+def _is_loopback_http(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme == "http" and (parts.hostname or "") in _LOOPBACK_HOSTS
+
+
+class _LoopbackBearerPolicy(BearerTokenCredentialPolicy[Any, Any]):
+    """Bearer tokens over plain HTTP, allowed only towards a loopback emulator (azure-core refuses http)."""
+
+    def on_request(self, request: PipelineRequest[Any]) -> None:
+        if _is_loopback_http(request.http_request.url):
+            request.context["enforce_https"] = False
+        super().on_request(request)
+
+
+class AzureBatchCompute(ComputeBackend):
+    """Pools, jobs and tasks on an Azure Batch account or on the batchbox emulator.
+
+    Args:
+        endpoint: the account URL, e.g. ``https://myaccount.westeurope.batch.azure.com`` or
+            ``http://127.0.0.1:8446`` for the emulator.
+        credential: ``AzureNamedKeyCredential(account_name, account_key)`` (SharedKey) or any azure-core
+            ``TokenCredential`` (asked for :data:`BATCH_TOKEN_SCOPE`).
+        retry_total: attempts the SDK retries a failed request (connection errors, 408, 429, 5xx).
+        retry_backoff_factor: seconds; the n-th retry waits about ``factor * 2**(n-1)``.
+        retry_backoff_max: upper bound of one retry wait, in seconds.
+        connection_timeout: seconds to wait for a TCP connection.
+        read_timeout: seconds to wait for an answer on an open connection.
+        lro_polling_interval: seconds between the status polls the SDK makes in the background after a pool
+            delete/resize or job terminate/delete (the SDK always starts such a poller thread).
+        api_version: override of the SDK's api-version (2025-06-01 for 15.x); leave None.
+
+    Raises:
+        ConfigurationError: the endpoint is not an http(s) URL.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        credential: AzureNamedKeyCredential | TokenCredential,
+        *,
+        retry_total: int = 4,
+        retry_backoff_factor: float = 0.5,
+        retry_backoff_max: float = 30.0,
+        connection_timeout: float = 10.0,
+        read_timeout: float = 120.0,
+        lro_polling_interval: int = 5,
+        api_version: str | None = None,
+    ) -> None:
+        parts = urlsplit(endpoint)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            shown = safe_endpoint(endpoint)
+            raise ConfigurationError("endpoint", f"{shown!r} is not an http(s) URL of a Batch account")
+        self._endpoint = endpoint.rstrip("/")
+        self._retry_total = retry_total
+        self._lro_polling_interval = lro_polling_interval
+        self._secrets: tuple[str, ...] = ()
+        self._owned_credential: Any = None
+        options: dict[str, Any] = {
+            "retry_total": retry_total,
+            "retry_backoff_factor": retry_backoff_factor,
+            "retry_backoff_max": retry_backoff_max,
+            "connection_timeout": connection_timeout,
+            "read_timeout": read_timeout,
+            "user_agent": f"batchbox/{__version__}",
+        }
+        if api_version is not None:
+            options["api_version"] = api_version
+        if isinstance(credential, AzureNamedKeyCredential):
+            self._secrets = (credential.named_key.key,)
+        elif _is_loopback_http(self._endpoint):
+            options["authentication_policy"] = _LoopbackBearerPolicy(credential, BATCH_TOKEN_SCOPE)
+        self._client = BatchClient(self._endpoint, credential, **options)
+
+    @classmethod
+    def from_shared_key(cls, endpoint: str, account_name: str, account_key: str, **options: Any) -> AzureBatchCompute:
+        """SharedKey authentication with the account name and (base64) key; ``options`` as for the constructor.
+
+        Raises:
+            ConfigurationError: the name is empty or the key is not base64 (the key is never quoted).
+        """
+        import base64
+        import binascii
+
+        if not account_name:
+            raise ConfigurationError("account_name", "the Batch account name is empty")
+        try:
+            base64.b64decode(account_key, validate=True)
+        except (binascii.Error, ValueError):
+            raise ConfigurationError("account_key", "the Batch account key is not valid base64") from None
+        return cls(endpoint, AzureNamedKeyCredential(account_name, account_key), **options)
+
+    @classmethod
+    def from_default_azure_credential(cls, endpoint: str, **options: Any) -> AzureBatchCompute:
+        """Azure AD authentication through azure-identity's ``DefaultAzureCredential``.
+
+        The credential tries the environment, workload/managed identity, the Azure CLI and others in turn; the SDK
+        asks it for :data:`BATCH_TOKEN_SCOPE`. It is closed with this object.
+        """
+        from azure.identity import DefaultAzureCredential
+
+        credential = DefaultAzureCredential()
+        compute = cls(endpoint, credential, **options)
+        compute._owned_credential = credential
+        return compute
+
+    @property
+    def endpoint(self) -> str:
+        return self._endpoint
+
+    def _errors(
+        self, *about: tuple[str, str], ignore_status: Collection[int] = (), ignore_codes: Collection[str] = ()
+    ) -> AbstractContextManager[None]:
+        return translated_batch_errors(
+            endpoint=self._endpoint,
+            about=about,
+            ignore_status=ignore_status,
+            ignore_codes=ignore_codes,
+            secrets=self._secrets,
+        )
+
+    # -- pools ---------------------------------------------------------------------------------------------
+
+    def create_pool(self, spec: PoolSpec) -> None:
+        body = mapping.to_pool_create(spec)
+        with self._errors(("pool", spec.id)):
+            self._client.create_pool(body)
+
+    def get_pool(self, pool_id: str) -> PoolInfo:
+        with self._errors(("pool", pool_id)):
+            return mapping.from_pool(self._client.get_pool(pool_id, select=mapping.POOL_SELECT))
+
+    def pool_exists(self, pool_id: str) -> bool:
+        # Not the SDK's pool_exists: its HEAD answer has no body, and a 404 raises instead of returning False.
+        try:
+            with self._errors(("pool", pool_id)):
+                pool = self._client.get_pool(pool_id, select=["id", "state"])
+        except ResourceNotFoundError:
+            return False
+        return mapping.from_pool(pool).state != PoolState.DELETING.value
+
+    def list_pools(self) -> list[PoolInfo]:
+        with self._errors(("account", safe_endpoint(self._endpoint))):
+            pools = [mapping.from_pool(pool) for pool in self._client.list_pools(select=mapping.POOL_SELECT)]
+        return [pool for pool in pools if pool.state != PoolState.DELETING.value]
+
+    def resize_pool(self, pool_id: str, dedicated_nodes: int) -> None:
+        if dedicated_nodes < 0:
+            raise ValueError(f"pool '{pool_id}': dedicated_nodes cannot be negative")
+        with self._errors(("pool", pool_id)):
+            current = self._client.get_pool(pool_id, select=["id", "targetLowPriorityNodes"])
+            options = batch_models.BatchPoolResizeOptions(
+                target_dedicated_nodes=dedicated_nodes,
+                target_low_priority_nodes=current.target_low_priority_nodes or 0,
+            )
+            self._client.begin_resize_pool(pool_id, options, polling_interval=self._lro_polling_interval)
+
+    def delete_pool(self, pool_id: str) -> None:
+        with self._errors(("pool", pool_id), ignore_status=(404,), ignore_codes=("PoolBeingDeleted",)):
+            self._client.begin_delete_pool(pool_id, polling_interval=self._lro_polling_interval)
+
+    def wait_for_pool_deleted(self, pool_id: str, *, timeout: float = 900.0, poll_interval: float = 2.0) -> None:
+        """Wait until the pool is gone (Batch deletes pools asynchronously: ``deleting`` first, then 404).
+
+        Raises:
+            TimeoutError: the pool still exists after ``timeout`` seconds.
+        """
+        self._wait_gone("pool", pool_id, lambda: self._client.get_pool(pool_id, select=["id", "state"]).state,
+                        timeout, poll_interval)
+
+    def list_nodes(self, pool_id: str) -> list[ComputeNodeInfo]:
+        with self._errors(("pool", pool_id)):
+            return [mapping.from_node(node) for node in self._client.list_nodes(pool_id, select=mapping.NODE_SELECT)]
+
+    # -- jobs ----------------------------------------------------------------------------------------------
+
+    def create_job(self, spec: JobSpec) -> None:
+        body = mapping.to_job_create(spec)
+        with self._errors(("job", spec.id)):
+            self._client.create_job(body)
+
+    def list_jobs(self) -> list[tuple[str, str]]:
+        with self._errors(("account", safe_endpoint(self._endpoint))):
+            return [(job.id, mapping.job_state_name(job)) for job in self._client.list_jobs(select=["id", "state"])]
+
+    def job_exists(self, job_id: str) -> bool:
+        try:
+            state = self.job_state(job_id)
+        except ResourceNotFoundError:
+            return False
+        return state != JobState.DELETING.value
+
+    def job_state(self, job_id: str) -> str:
+        with self._errors(("job", job_id)):
+            return mapping.job_state_name(self._client.get_job(job_id, select=["id", "state"]))
+
+    def terminate_job(self, job_id: str) -> None:
+        # 15.1 builds no request without a body (its content-type is then None): always send the default reason.
+        options = BatchJobTerminateOptions(termination_reason="UserTerminate")
+        with self._errors(("job", job_id), ignore_codes=("JobCompleted", "JobBeingTerminated")):
+            self._client.begin_terminate_job(job_id, options, polling_interval=self._lro_polling_interval)
+
+    def delete_job(self, job_id: str) -> None:
+        with self._errors(("job", job_id), ignore_status=(404,), ignore_codes=("JobBeingDeleted",)):
+            self._client.begin_delete_job(job_id, polling_interval=self._lro_polling_interval)
+
+    def wait_for_job_deleted(self, job_id: str, *, timeout: float = 300.0, poll_interval: float = 1.0) -> None:
+        """Wait until the job is gone (it stays ``deleting`` while its tasks are stopped).
+
+        Raises:
+            TimeoutError: the job still exists after ``timeout`` seconds.
+        """
+        self._wait_gone("job", job_id, lambda: self._client.get_job(job_id, select=["id", "state"]).state,
+                        timeout, poll_interval)
+
+    def _wait_gone(self, kind: str, name: str, probe: Callable[[], object], timeout: float, interval: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with self._errors((kind, name)):
+                    state = probe()
+            except ResourceNotFoundError:
+                return
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{kind} '{name}' still exists after {timeout:.0f} s (state {state})")
+            time.sleep(interval)
+
+    # -- tasks ---------------------------------------------------------------------------------------------
+
+    def add_tasks(self, job_id: str, tasks: Sequence[TaskSpec], *, max_concurrency: int = 4) -> AddTasksResult:
+        """Add tasks through the SDK's ``create_tasks`` (chunks of 100, halved on RequestBodyTooLarge).
+
+        A task the service reports as ``TaskExists`` counts in ``already_existed``, so a rerun after a crash
+        goes on where it stopped. Both tuples keep the order of ``tasks``.
+
+        Raises:
+            ResourceNotFoundError: no such job.
+            InvalidRequestError: a task id is given twice, or the service refused a task (named, with the Batch
+                code); tasks not named may have been added: adding the same list again is safe.
+            BackendUnavailableError: the service does not answer, or keeps answering server errors.
+        """
+        if not tasks:
+            return AddTasksResult(added=(), already_existed=())
+        seen: set[str] = set()
+        for task in tasks:
+            if task.id.lower() in seen:
+                raise InvalidRequestError("task", task.id, f"task '{task.id}' is given twice for job '{job_id}'")
+            seen.add(task.id.lower())
+        bodies = [mapping.to_task_create(task) for task in tasks]
+        chunks = -(-len(bodies) // _TASKS_PER_REQUEST)
+        threads = max(0, min(max_concurrency, chunks))
+        threads = 0 if threads <= 1 else threads
+        guard = _ServerErrorGuard(limit=(self._retry_total + 1) * (max(threads, 1) + 2))
+        with self._errors(("job", job_id)):
+            try:
+                result = self._client.create_tasks(job_id, bodies, max_concurrency=threads, raw_response_hook=guard)
+            except batch_models.CreateTasksError as exc:  # the SDK collects every failure into this one error
+                error = translate_create_tasks_error(
+                    exc, endpoint=self._endpoint, job_id=job_id, order=[task.id for task in tasks]
+                )
+                if chain_mentions_secret(exc, self._secrets):
+                    raise error from None
+                raise error from exc
+        statuses = {}
+        for item in result.result_values or ():
+            code = item.error.code if item.error is not None else None
+            statuses[item.task_id.lower()] = "exists" if code == "TaskExists" else mapping.enum_name(item.status)
+        added = tuple(task.id for task in tasks if statuses.get(task.id.lower()) == "success")
+        existed = tuple(task.id for task in tasks if statuses.get(task.id.lower()) == "exists")
+        return AddTasksResult(added=added, already_existed=existed)
+
+    def task_counts(self, job_id: str) -> TaskCounts:
+        with self._errors(("job", job_id)):
+            return mapping.from_task_counts(self._client.get_job_task_counts(job_id))
+
+    def list_tasks(
+        self, job_id: str, *, state: TaskState | None = None, failed_only: bool = False
+    ) -> list[TaskInfo]:
+        query = mapping.task_filter(state, failed_only)
+        with self._errors(("job", job_id)):
+            listed = self._client.list_tasks(job_id, filter=query, select=mapping.TASK_SELECT)
+            return [mapping.from_task(task) for task in listed]
+
+    def get_task(self, job_id: str, task_id: str) -> TaskInfo:
+        with self._errors(("job", job_id), ("task", task_id)):
+            return mapping.from_task(self._client.get_task(job_id, task_id, select=mapping.TASK_SELECT))
+
+    def read_task_file(self, job_id: str, task_id: str, path: str) -> bytes:
+        with self._errors(("job", job_id), ("task", task_id), ("file", path)):
+            chunks: Iterator[bytes] = self._client.download_task_file(
+                job_id, task_id, path, raw_response_hook=_load_error_body
+            )
+            return b"".join(chunks)
+
+    def terminate_task(self, job_id: str, task_id: str) -> None:
+        with self._errors(("job", job_id), ("task", task_id), ignore_codes=("TaskCompleted",)):
+            self._client.terminate_task(job_id, task_id)
+
+    # -- lifetime ------------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the HTTP session (and the credential this object created)."""
+        self._client.close()
+        if self._owned_credential is not None:
+            self._owned_credential.close()
+            self._owned_credential = None
+
+    def __enter__(self) -> AzureBatchCompute:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

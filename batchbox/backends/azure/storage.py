@@ -1,0 +1,429 @@
+"""Blob storage on azure-storage-blob: one implementation for Azure Storage accounts and for Azurite.
+
+The client is tuned for both: against a plain-http or loopback endpoint (Azurite) it pins an API version the
+emulator knows and lets SAS allow http. Retries and timeouts are bounded so a dead endpoint fails with
+:class:`~batchbox.core.errors.BackendUnavailableError` instead of hanging: with the defaults (3 retries 2 s
+apart, 4 s to connect) a refused connection fails in under 10 s and an unroutable host in under 30 s. A server
+that accepts connections but never answers is bounded by ``read_timeout`` per attempt instead.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import requests
+from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential, TokenCredential
+from azure.storage.blob import (
+    BlobSasPermissions,
+    BlobServiceClient,
+    ContainerSasPermissions,
+    LinearRetry,
+    UserDelegationKey,
+    generate_blob_sas,
+    generate_container_sas,
+)
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from batchbox.backends.azure._storage_errors import install_sas_redaction, strip_query, translated_errors
+from batchbox.core.errors import ConfigurationError, InvalidRequestError, ResourceExistsError, ResourceNotFoundError
+from batchbox.core.storage import (
+    BlobInfo,
+    ContainerPermission,
+    ProgressCallback,
+    StorageBackend,
+    UploadItem,
+    validate_container_name,
+)
+
+__all__ = ["AZURITE_API_VERSION", "SAS_START_SKEW", "BlobStorage", "StorageCredential"]
+
+StorageCredential = str | AzureNamedKeyCredential | AzureSasCredential | TokenCredential
+"""An account key, a named key, a SAS (no SAS generation then) or an Azure AD token credential."""
+
+AZURITE_API_VERSION = "2025-11-05"
+"""The x-ms-version pinned for Azurite (the newest its 3.35-3.37 releases accept without --skipApiVersionCheck)."""
+
+SAS_START_SKEW = timedelta(minutes=15)
+"""SAS start times lie this far in the past so clients with a slow clock can use them at once."""
+
+_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+_USER_DELEGATION_MAX = timedelta(days=7)
+_PERMISSION_ORDER = "racwdl"
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+class BlobStorage(StorageBackend):
+    """:class:`~batchbox.core.storage.StorageBackend` on Azure Blob Storage or Azurite.
+
+    Args:
+        account_url: the blob endpoint, e.g. ``https://ACCOUNT.blob.core.windows.net`` or
+            ``http://127.0.0.1:10000/devstoreaccount1``.
+        credential: an account key, an ``AzureNamedKeyCredential``, an ``AzureSasCredential`` or an azure-identity
+            ``TokenCredential``. With a token credential, SAS are signed with a user delegation key.
+        api_version: the x-ms-version to send; by default :data:`AZURITE_API_VERSION` for plain-http or loopback
+            endpoints and the SDK's newest otherwise.
+        retry_total: retries per request (connection failures, 5xx, timeouts).
+        retry_backoff: seconds between retries (about one second of jitter is added when it is 2 or more).
+        connection_timeout: seconds to wait for a TCP connection.
+        read_timeout: seconds to wait for each read from the socket.
+        pool_size: HTTP connections kept per host (bounds useful ``max_concurrency``).
+    """
+
+    def __init__(
+        self,
+        account_url: str,
+        credential: StorageCredential,
+        *,
+        api_version: str | None = None,
+        retry_total: int = 3,
+        retry_backoff: int = 2,
+        connection_timeout: float = 4.0,
+        read_timeout: float = 60.0,
+        pool_size: int = 32,
+    ) -> None:
+        parts = urlsplit(account_url)
+        self._local = parts.scheme == "http" or (parts.hostname or "") in _LOOPBACK_HOSTS
+        self._endpoint = strip_query(account_url).rstrip("/")
+        self._account_key: str | None = None
+        self._token_credential: TokenCredential | None = None
+        if isinstance(credential, str):
+            self._account_key = credential
+        elif isinstance(credential, AzureNamedKeyCredential):
+            self._account_key = credential.named_key.key
+        elif not isinstance(credential, AzureSasCredential):
+            self._token_credential = credential
+        install_sas_redaction()
+        session = requests.Session()
+        session.trust_env = not self._local  # never route loopback traffic through an environment proxy
+        adapter = HTTPAdapter(
+            pool_connections=4,
+            pool_maxsize=pool_size,
+            max_retries=Retry(total=False, redirect=False, raise_on_status=False),
+        )
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        try:
+            self._client = BlobServiceClient(
+                self._endpoint,
+                credential=credential,
+                api_version=api_version or (AZURITE_API_VERSION if self._local else None),
+                retry_policy=LinearRetry(
+                    backoff=retry_backoff, retry_total=retry_total, random_jitter_range=1 if retry_backoff >= 2 else 0
+                ),
+                connection_timeout=connection_timeout,
+                read_timeout=read_timeout,
+                session=session,
+            )
+        except ValueError as exc:  # e.g. no account name in the URL, unknown api_version
+            session.close()
+            raise ConfigurationError("blob storage", str(exc).splitlines()[0]) from None
+        self._account_name = self._client.account_name or ""
+        self._secrets = tuple(s for s in (self._account_key,) if s)
+        self._delegation_lock = threading.Lock()
+        self._delegation: tuple[UserDelegationKey, datetime] | None = None
+
+    @classmethod
+    def from_connection_string(cls, conn_str: str, **options: Any) -> BlobStorage:
+        """Build from a connection string (account key or SAS; ``UseDevelopmentStorage=true`` means Azurite).
+
+        Args:
+            conn_str: the connection string.
+            options: keyword arguments of :class:`BlobStorage` (``retry_total``, ``connection_timeout``, ...).
+
+        Raises:
+            ConfigurationError: the connection string is malformed or carries no credential.
+        """
+        try:
+            parsed = BlobServiceClient.from_connection_string(conn_str)
+        except ValueError as exc:
+            raise ConfigurationError("connection string", str(exc).splitlines()[0]) from None
+        with parsed:
+            url = parsed.url
+            account_name = getattr(parsed.credential, "account_name", None)
+            account_key = getattr(parsed.credential, "account_key", None)
+        credential: StorageCredential
+        if isinstance(account_name, str) and isinstance(account_key, str):
+            credential = AzureNamedKeyCredential(account_name, account_key)
+        elif urlsplit(url).query:
+            credential = AzureSasCredential(urlsplit(url).query)
+        else:
+            raise ConfigurationError("connection string", "has neither AccountKey nor SharedAccessSignature")
+        return cls(strip_query(url), credential, **options)
+
+    @property
+    def account_name(self) -> str:
+        return self._account_name
+
+    @property
+    def endpoint(self) -> str:
+        """The account's blob endpoint, without any query string."""
+        return self._endpoint
+
+    @property
+    def api_version(self) -> str:
+        """The x-ms-version this client sends."""
+        return str(self._client.api_version)
+
+    def _errors(self, container: str | None = None, blob: str | None = None) -> AbstractContextManager[None]:
+        return translated_errors(
+            endpoint=self._endpoint, account=self._account_name, container=container, blob=blob, secrets=self._secrets
+        )
+
+    # -- containers -------------------------------------------------------------------------------------------
+
+    def create_container(self, container: str) -> None:
+        validate_container_name(container)
+        try:
+            with self._errors(container):
+                self._client.create_container(container)
+        except ResourceExistsError as exc:
+            if exc.kind != "container":
+                raise
+
+    def delete_container(self, container: str) -> None:
+        validate_container_name(container)
+        try:
+            with self._errors(container):
+                self._client.delete_container(container)
+        except ResourceNotFoundError as exc:
+            if exc.kind != "container":
+                raise
+
+    # -- blobs --------------------------------------------------------------------------------------------------
+
+    def upload_files(
+        self,
+        container: str,
+        items: Sequence[UploadItem],
+        *,
+        max_concurrency: int = 8,
+        overwrite: bool = True,
+        progress: ProgressCallback | None = None,
+    ) -> list[str]:
+        validate_container_name(container)
+        _check_concurrency(max_concurrency)
+        items = list(items)
+        for item in items:
+            if not Path(item.path).is_file():
+                raise FileNotFoundError(errno.ENOENT, "file to upload does not exist", str(item.path))
+        container_client = self._client.get_container_client(container)
+        per_blob = _per_transfer_concurrency(max_concurrency, len(items))
+
+        def upload(item: UploadItem) -> str:
+            size = os.path.getsize(item.path)
+            with self._errors(container, item.blob_name), open(item.path, "rb") as stream:
+                container_client.upload_blob(
+                    item.blob_name, stream, length=size, overwrite=overwrite, max_concurrency=per_blob
+                )
+            if progress is not None:
+                progress(item.blob_name, size)
+            return item.blob_name
+
+        return _run_bounded(upload, items, max_concurrency)
+
+    def upload_bytes(self, container: str, blob_name: str, data: bytes, *, overwrite: bool = True) -> None:
+        validate_container_name(container)
+        with self._errors(container, blob_name):
+            self._client.get_blob_client(container, blob_name).upload_blob(data, overwrite=overwrite)
+
+    def list_blobs(self, container: str, prefix: str | None = None) -> list[BlobInfo]:
+        validate_container_name(container)
+        with self._errors(container):
+            return [
+                BlobInfo(name=blob.name, size=int(blob.size or 0), last_modified=blob.last_modified)
+                for blob in self._client.get_container_client(container).list_blobs(name_starts_with=prefix)
+            ]
+
+    def read_blob(self, container: str, blob_name: str) -> bytes:
+        validate_container_name(container)
+        with self._errors(container, blob_name):
+            return self._client.get_blob_client(container, blob_name).download_blob().readall()
+
+    def download_container(
+        self,
+        container: str,
+        destination: Path,
+        *,
+        prefix: str | None = None,
+        max_concurrency: int = 8,
+        skip_existing: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> list[Path]:
+        _check_concurrency(max_concurrency)
+        destination = Path(destination)
+        # empty blobs named "dir/" are folder markers (hierarchical namespace, Storage Explorer): nothing to write
+        blobs = [b for b in self.list_blobs(container, prefix) if not (b.name.endswith("/") and b.size == 0)]
+        plan = [(blob, _local_path(destination, container, blob.name)) for blob in blobs]
+        per_blob = _per_transfer_concurrency(max_concurrency, len(plan))
+
+        def download(entry: tuple[BlobInfo, Path]) -> Path:
+            blob, target = entry
+            if skip_existing and target.is_file() and target.stat().st_size == blob.size:
+                return target
+            target.parent.mkdir(parents=True, exist_ok=True)
+            part = target.with_name(f"{target.name}.part-{secrets.token_hex(6)}")
+            try:
+                blob_client = self._client.get_blob_client(container, blob.name)
+                with self._errors(container, blob.name), open(part, "wb") as sink:
+                    blob_client.download_blob(max_concurrency=per_blob).readinto(sink)
+                os.replace(part, target)
+            finally:
+                part.unlink(missing_ok=True)
+            if progress is not None:
+                progress(blob.name, blob.size)
+            return target
+
+        return _run_bounded(download, plan, max_concurrency)
+
+    # -- URLs and SAS -------------------------------------------------------------------------------------------
+
+    def blob_url(self, container: str, blob_name: str) -> str:
+        validate_container_name(container)
+        return strip_query(self._client.get_blob_client(container, blob_name).url)
+
+    def container_url(self, container: str) -> str:
+        validate_container_name(container)
+        return strip_query(self._client.get_container_client(container).url)
+
+    @property
+    def sas_protocol(self) -> str:
+        """The protocols SAS allow: ``https,http`` for a plain-http endpoint (Azurite), else ``https``."""
+        return "https,http" if urlsplit(self._endpoint).scheme == "http" else "https"
+
+    def blob_sas_url(self, container: str, blob_name: str, *, expiry: datetime | timedelta) -> str:
+        start, expiry_at = _sas_window(expiry)
+        account_key, delegation_key = self._signing_key(expiry_at, container)
+        sas = generate_blob_sas(
+            self._account_name,
+            container,
+            blob_name,
+            permission=BlobSasPermissions(read=True),
+            expiry=expiry_at,
+            start=start,
+            protocol=self.sas_protocol,
+            account_key=account_key,
+            user_delegation_key=delegation_key,
+        )
+        return f"{self.blob_url(container, blob_name)}?{sas}"
+
+    def container_sas_url(
+        self,
+        container: str,
+        permissions: Sequence[ContainerPermission],
+        *,
+        expiry: datetime | timedelta,
+    ) -> str:
+        wanted = {ContainerPermission(p).value for p in permissions}
+        if not wanted:
+            raise ValueError("a container SAS needs at least one permission")
+        start, expiry_at = _sas_window(expiry)
+        account_key, delegation_key = self._signing_key(expiry_at, container)
+        sas = generate_container_sas(
+            self._account_name,
+            container,
+            permission=ContainerSasPermissions.from_string("".join(p for p in _PERMISSION_ORDER if p in wanted)),
+            expiry=expiry_at,
+            start=start,
+            protocol=self.sas_protocol,
+            account_key=account_key,
+            user_delegation_key=delegation_key,
+        )
+        return f"{self.container_url(container)}?{sas}"
+
+    def _signing_key(self, expiry: datetime, container: str) -> tuple[str | None, UserDelegationKey | None]:
+        """(account key, user delegation key): exactly one is set."""
+        if self._account_key is not None:
+            return self._account_key, None
+        if self._token_credential is not None:
+            return None, self._user_delegation_key(expiry, container)
+        raise ConfigurationError("credential", "a SAS credential cannot sign new SAS; use an account key or Azure AD")
+
+    def _user_delegation_key(self, expiry: datetime, container: str) -> UserDelegationKey:
+        """A user delegation key valid until ``expiry``, fetched once and reused while it lasts (Azure AD only)."""
+        now = datetime.now(timezone.utc)
+        if expiry - now > _USER_DELEGATION_MAX:
+            raise ValueError("a SAS signed with Azure AD credentials can be valid for at most 7 days")
+        with self._delegation_lock:
+            if self._delegation is None or self._delegation[1] < expiry:
+                key_expiry = min(max(expiry, now + timedelta(hours=12)), now + _USER_DELEGATION_MAX)
+                with self._errors(container):
+                    key = self._client.get_user_delegation_key(now - SAS_START_SKEW, key_expiry)
+                self._delegation = (key, key_expiry)
+            return self._delegation[0]
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> BlobStorage:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _sas_window(expiry: datetime | timedelta) -> tuple[datetime, datetime]:
+    """(start, expiry) in UTC: start 15 minutes ago; a naive ``expiry`` is taken as UTC."""
+    now = datetime.now(timezone.utc)
+    if isinstance(expiry, timedelta):
+        expiry_at = now + expiry
+    elif expiry.tzinfo is None:
+        expiry_at = expiry.replace(tzinfo=timezone.utc)
+    else:
+        expiry_at = expiry.astimezone(timezone.utc)
+    return now - SAS_START_SKEW, expiry_at
+
+
+def _local_path(destination: Path, container: str, blob_name: str) -> Path:
+    """Where ``blob_name`` lands under ``destination``; refuses names that would leave it."""
+    parts = blob_name.split("/")
+    unsafe = blob_name.startswith("/") or "\0" in blob_name or any(part in ("", ".", "..") for part in parts)
+    if os.sep != "/" or os.altsep:  # Windows: a backslash or a drive letter would also escape
+        unsafe = unsafe or "\\" in blob_name or ":" in blob_name
+    target = destination.joinpath(*parts)
+    if unsafe or not target.resolve().is_relative_to(destination.resolve()):  # resolve: symlinks inside too
+        raise InvalidRequestError(
+            "blob", blob_name, f"blob {blob_name!r} in container '{container}' would be written outside {destination}"
+        )
+    return target
+
+
+def _check_concurrency(max_concurrency: int) -> None:
+    if max_concurrency < 1:
+        raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
+
+
+def _per_transfer_concurrency(max_concurrency: int, transfers: int) -> int:
+    """Connections one blob transfer may use: the pool's share, so a lone large file still goes in parallel."""
+    return max(1, max_concurrency // max(1, transfers))
+
+
+def _run_bounded(work: Callable[[_T], _R], items: Sequence[_T], max_concurrency: int) -> list[_R]:
+    """Apply ``work`` to ``items`` on at most ``max_concurrency`` threads; results in order, first error raised.
+
+    After an error, transfers not yet started are cancelled (a dead endpoint fails once, not once per file).
+    """
+    if not items:
+        return []
+    executor = ThreadPoolExecutor(max_workers=min(max_concurrency, len(items)), thread_name_prefix="batchbox-blob")
+    try:
+        futures = [executor.submit(work, item) for item in items]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in futures:
+            error = future.exception() if future in done else None
+            if error is not None:
+                raise error
+        return [future.result() for future in futures]
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
