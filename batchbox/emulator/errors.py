@@ -3,7 +3,8 @@
 Handlers raise :class:`BatchError`; the protocol middleware turns it into the JSON body the Batch service sends::
 
     {"odata.metadata": ".../$metadata#Microsoft.Azure.Batch.Protocol.Entities.Container.errors/@Element",
-     "code": "PoolNotFound", "message": {"lang": "en-US", "value": "The specified pool does not exist.\\nRequestId:..."},
+     "code": "PoolNotFound",
+     "message": {"lang": "en-US", "value": "The specified pool does not exist.\\nRequestId:..."},
      "values": [{"key": "...", "value": "..."}]}
 """
 
@@ -11,11 +12,17 @@ from __future__ import annotations
 
 __all__ = [
     "BatchError",
+    "internal_error",
     "invalid_property",
     "invalid_query",
+    "invalid_request_body",
+    "invalid_uri",
     "missing_property",
+    "missing_query",
     "not_found",
+    "request_body_too_large",
     "resource_exists",
+    "unsupported_http_verb",
 ]
 
 
@@ -37,7 +44,14 @@ class BatchError(Exception):
         self.values = dict(values or {})
 
 
-_KIND_NAMES = {"pool": "Pool", "job": "Job", "task": "Task", "node": "Node", "file": "File", "jobschedule": "JobSchedule"}
+_KIND_NAMES = {
+    "pool": "Pool",
+    "job": "Job",
+    "task": "Task",
+    "node": "Node",
+    "file": "File",
+    "jobschedule": "JobSchedule",
+}
 
 
 def not_found(kind: str, name: str) -> BatchError:
@@ -83,3 +97,49 @@ def invalid_query(name: str, value: str, reason: str) -> BatchError:
         "Value for one of the query parameters specified in the request URI is invalid.",
         {"QueryParameterName": name, "QueryParameterValue": value[:200], "Reason": reason},
     )
+
+
+def missing_query(name: str) -> BatchError:
+    """``MissingRequiredQueryParameter`` (400)."""
+    return BatchError(
+        400,
+        "MissingRequiredQueryParameter",
+        "A query parameter that's mandatory for this request is not specified.",
+        {"QueryParameterName": name},
+    )
+
+
+def invalid_request_body(reason: str) -> BatchError:
+    """``InvalidRequestBody`` (400): the body is not syntactically valid (e.g. not JSON)."""
+    return BatchError(
+        400, "InvalidRequestBody", "The specified Request Body is not syntactically valid.", {"Reason": reason}
+    )
+
+
+def request_body_too_large(limit: int) -> BatchError:
+    """``RequestBodyTooLarge`` (413)."""
+    return BatchError(
+        413,
+        "RequestBodyTooLarge",
+        "The request body is too large and exceeds the maximum permissible limit.",
+        {"MaxLimit": str(limit)},
+    )
+
+
+def invalid_uri(path: str) -> BatchError:
+    """``InvalidUri`` (400): no resource at this path (the service's common code for unknown URIs)."""
+    return BatchError(
+        400, "InvalidUri", "The requested URI does not represent any resource on the server.", {"UriPath": path[:512]}
+    )
+
+
+def unsupported_http_verb(method: str) -> BatchError:
+    """``UnsupportedHttpVerb`` (405)."""
+    return BatchError(
+        405, "UnsupportedHttpVerb", "The resource doesn't support the specified HTTP verb.", {"HttpVerb": method[:16]}
+    )
+
+
+def internal_error() -> BatchError:
+    """``InternalError`` (500) with a generic message: details belong in the server log only."""
+    return BatchError(500, "InternalError", "Server encountered an internal error. Please try again after some time.")

@@ -1,0 +1,1 @@
+"""The ``batchbox`` command line."""

@@ -1,0 +1,81 @@
+"""``batchbox emulator``: run the local Batch emulator in the foreground."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import click
+
+from batchbox.emulator.config import DEFAULT_ACCOUNT_KEY, DEFAULT_ACCOUNT_NAME, DEFAULT_PORT, EmulatorConfig
+from batchbox.emulator.protocol.auth import decode_account_key
+from batchbox.emulator.server import LOG_LEVELS, run
+
+__all__ = ["emulator"]
+
+_NODE_IMAGE_DEFAULT = next(f.default for f in dataclasses.fields(EmulatorConfig) if f.name == "node_image")
+
+
+@click.command("emulator")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback by default).")
+@click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, show_default=True, help="TCP port.")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help=(
+        "Where the database, node directories and pid file live "
+        "[default: $BATCHBOX_HOME/emulator, else ~/.local/share/batchbox/emulator]."
+    ),
+)
+@click.option("--node-image", default=_NODE_IMAGE_DEFAULT, show_default=True, help="Docker image of the nodes.")
+@click.option("--account-name", default=DEFAULT_ACCOUNT_NAME, show_default=True, help="Batch account name.")
+@click.option(
+    "--account-key",
+    envvar="BATCHBOX_EMULATOR_KEY",
+    show_envvar=True,
+    default=None,
+    help="Base64 account key clients sign with [default: the public local development key].",
+)
+@click.option("--allow-bearer", is_flag=True, help="Accept 'Authorization: Bearer' tokens without verifying them.")
+@click.option(
+    "--instance-label", default="default", show_default=True, help="Label value that marks this instance's nodes."
+)
+@click.option("--log-level", type=click.Choice(LOG_LEVELS), default="info", show_default=True, help="Log verbosity.")
+@click.pass_context
+def emulator(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    state_dir: Path | None,
+    node_image: str,
+    account_name: str,
+    account_key: str | None,
+    allow_bearer: bool,
+    instance_label: str,
+    log_level: str,
+) -> None:
+    """Run the local Azure Batch emulator in the foreground (Ctrl-C stops it)."""
+    if not account_name or any(c in account_name for c in ":/ "):
+        raise click.BadParameter("must be a plain account name", param_hint="--account-name")
+    key = account_key if account_key is not None else DEFAULT_ACCOUNT_KEY
+    try:
+        decode_account_key(key)
+    except ValueError:
+        raise click.BadParameter("is not valid base64", param_hint="--account-key") from None
+    config = EmulatorConfig(
+        host=host,
+        port=port,
+        node_image=node_image,
+        account_name=account_name,
+        account_key=key,
+        allow_bearer=allow_bearer,
+        instance_label=instance_label,
+    )
+    if state_dir is not None:
+        config = dataclasses.replace(config, state_dir=state_dir.expanduser().resolve())
+    host_given = ctx.get_parameter_source("host") == click.core.ParameterSource.COMMANDLINE
+    try:
+        run(config, log_level=log_level, allow_non_loopback=host_given)
+    except (ValueError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None

@@ -1,0 +1,236 @@
+"""The HTTP edge of the emulator as one pure ASGI middleware.
+
+For every HTTP request it:
+
+1. assigns a ``request-id`` (uuid4), answered as a header and kept in ``request.state.request_id``; echoes
+   ``client-request-id`` when the client sent ``return-client-request-id: true`` (the Batch rule);
+2. on Batch paths (everything but the node-agent API under ``/_agent/``) checks ``api-version`` (first: the service
+   answers ``MissingRequiredQueryParameter`` even to unauthenticated requests) and then the SharedKey signature,
+   keeping the principal in ``request.state.principal``;
+3. limits the request body (``Content-Length`` up front, streamed bytes while the handler reads) -> 413;
+4. renders :class:`BatchError` as a Batch JSON error body, turns Starlette's plain-text 404 / 405 into Batch's
+   ``InvalidUri`` / ``UnsupportedHttpVerb`` errors, and turns any other exception into a logged 500
+   ``InternalError``: a bad request never takes the server down.
+
+The emulator's settings come from the constructor or, when not given, from ``scope["app"].state.config`` (the app
+factory sets ``app.state.config``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import parse_qs
+
+from starlette.requests import HTTPConnection, Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..config import EmulatorConfig
+from ..errors import (
+    BatchError,
+    internal_error,
+    invalid_request_body,
+    invalid_uri,
+    request_body_too_large,
+    unsupported_http_verb,
+)
+from .auth import Principal, SharedKeyVerifier, headers_from_scope
+from .responses import JSON_CONTENT_TYPE, base_url, error_document, json_bytes
+from .versions import API_VERSION_PARAM, check_api_version
+
+__all__ = [
+    "AGENT_PATH_PREFIX",
+    "MAX_BODY_BYTES",
+    "BatchProtocolMiddleware",
+    "read_json",
+    "request_id",
+    "request_principal",
+]
+
+_log = logging.getLogger(__name__)
+
+AGENT_PATH_PREFIX = "/_agent/"
+MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+def request_id(conn: HTTPConnection) -> str:
+    """The ``request-id`` the middleware gave this request (empty when the middleware did not run)."""
+    return str(conn.scope.get("state", {}).get("request_id", ""))
+
+
+def request_principal(conn: HTTPConnection) -> Principal | None:
+    """Who the request was authenticated as (None on the node-agent API)."""
+    principal = conn.scope.get("state", {}).get("principal")
+    return principal if isinstance(principal, Principal) else None
+
+
+async def read_json(request: Request) -> Any:
+    """The request body parsed as JSON.
+
+    Raises:
+        BatchError: 400 ``InvalidRequestBody`` when the body is empty or not valid JSON (UTF-8); 413
+            ``RequestBodyTooLarge`` (from the middleware) when it is over the limit.
+    """
+    body = await request.body()
+    if not body.strip():
+        raise invalid_request_body("The request body is empty.")
+    try:
+        return json.loads(body)
+    except UnicodeDecodeError:
+        raise invalid_request_body("The request body is not UTF-8.") from None
+    except json.JSONDecodeError as exc:
+        raise invalid_request_body(f"Invalid JSON at line {exc.lineno}, column {exc.colno}.") from None
+
+
+class BatchProtocolMiddleware:
+    """Pure ASGI middleware implementing the Batch protocol edge (see the module docstring).
+
+    Args:
+        app: the wrapped ASGI app.
+        config: the emulator's settings; None reads ``scope["app"].state.config`` per request.
+        max_body_bytes: the largest request body accepted.
+        exempt_prefixes: path prefixes without api-version / SharedKey checks (the node-agent API).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        config: EmulatorConfig | None = None,
+        *,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        exempt_prefixes: Sequence[str] = (AGENT_PATH_PREFIX,),
+    ) -> None:
+        self.app = app
+        self._config = config
+        self.max_body_bytes = max_body_bytes
+        self.exempt_prefixes = tuple(exempt_prefixes)
+        self._verifiers: dict[tuple[str, str, bool], SharedKeyVerifier] = {}
+
+    def _verifier(self, config: EmulatorConfig) -> SharedKeyVerifier:
+        cache_key = (config.account_name, config.account_key, config.allow_bearer)
+        verifier = self._verifiers.get(cache_key)
+        if verifier is None:
+            verifier = SharedKeyVerifier(config.account_name, config.account_key, allow_bearer=config.allow_bearer)
+            self._verifiers = {cache_key: verifier}
+        return verifier
+
+    def _config_for(self, scope: Scope) -> EmulatorConfig:
+        if self._config is not None:
+            return self._config
+        app = scope.get("app")
+        config = getattr(getattr(app, "state", None), "config", None)
+        if not isinstance(config, EmulatorConfig):
+            raise RuntimeError("BatchProtocolMiddleware needs a config: pass it or set app.state.config")
+        return config
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started_at = time.monotonic()
+        rid = str(uuid.uuid4())
+        state = scope.setdefault("state", {})
+        state["request_id"] = rid
+        headers = headers_from_scope(scope.get("headers", []))
+        extra_headers: list[tuple[bytes, bytes]] = [(b"request-id", rid.encode("ascii"))]
+        client_request_id = headers.get("client-request-id")
+        if client_request_id and headers.get("return-client-request-id", "").strip().lower() == "true":
+            extra_headers.append((b"client-request-id", client_request_id.encode("latin-1")))
+        method = str(scope.get("method", "GET"))
+        path = str(scope.get("path", ""))
+        status_holder = [0]
+        response_started = False
+        rewrite: BatchError | None = None
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal response_started, rewrite
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                if status in (404, 405) and _is_plain_text(message):
+                    rewrite = invalid_uri(path) if status == 404 else unsupported_http_verb(method)
+                    return
+                response_started = True
+                status_holder[0] = status
+                message = {**message, "headers": [*message.get("headers", []), *extra_headers]}
+            elif message["type"] == "http.response.body" and rewrite is not None:
+                if not message.get("more_body", False):
+                    error, rewrite = rewrite, None
+                    await self._send_error(scope, send, error, rid, extra_headers, status_holder)
+                    response_started = True
+                return
+            await send(message)
+
+        try:
+            config = self._config_for(scope)
+            if not path.startswith(self.exempt_prefixes):
+                query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+                check_api_version((query.get(API_VERSION_PARAM) or [None])[0])
+                raw_path = scope.get("raw_path")
+                raw = raw_path.decode("latin-1") if isinstance(raw_path, bytes) else path
+                state["principal"] = self._verifier(config).verify(
+                    method, raw, scope.get("query_string", b"").decode("latin-1"), headers
+                )
+            declared = headers.get("content-length", "").strip()
+            if declared.isdigit() and int(declared) > self.max_body_bytes:
+                raise request_body_too_large(self.max_body_bytes)
+            await self.app(scope, self._limited_receive(receive), send_wrapper)
+        except BatchError as error:
+            if response_started:
+                _log.warning("%s %s: %s raised after the response started", method, path, error.code)
+            else:
+                await self._send_error(scope, send, error, rid, extra_headers, status_holder)
+        except Exception:
+            _log.exception("%s %s failed (request-id %s)", method, path, rid)
+            if not response_started:
+                await self._send_error(scope, send, internal_error(), rid, extra_headers, status_holder)
+        finally:
+            if _log.isEnabledFor(logging.DEBUG):
+                elapsed = (time.monotonic() - started_at) * 1000
+                _log.debug("%s %s -> %d in %.1f ms (request-id %s)", method, path, status_holder[0], elapsed, rid)
+
+    def _limited_receive(self, receive: Receive) -> Receive:
+        limit = self.max_body_bytes
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise request_body_too_large(limit)
+            return message
+
+        return limited
+
+    async def _send_error(
+        self,
+        scope: Scope,
+        send: Send,
+        error: BatchError,
+        rid: str,
+        extra_headers: list[tuple[bytes, bytes]],
+        status_holder: list[int],
+    ) -> None:
+        document = error_document(error, request_id=rid, base=base_url(HTTPConnection(scope)))
+        body = b"" if scope.get("method") == "HEAD" else json_bytes(document)
+        headers = [
+            (b"content-type", JSON_CONTENT_TYPE.encode("ascii")),
+            (b"content-length", str(len(body)).encode("ascii")),
+            (b"dataserviceversion", b"3.0"),
+            *extra_headers,
+        ]
+        status_holder[0] = error.status
+        await send({"type": "http.response.start", "status": error.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _is_plain_text(message: Message) -> bool:
+    for name, value in message.get("headers", []):
+        if name.lower() == b"content-type":
+            return bool(value.lower().startswith(b"text/plain"))
+    return False

@@ -1,0 +1,184 @@
+"""Running the emulator: uvicorn in the foreground until Ctrl-C or SIGTERM (both stop it cleanly, exit status 0).
+
+``run(config)`` builds the app with ``batchbox.emulator.app.create_app(config)`` (or an injected factory), writes
+``<state_dir>/emulator.pid`` while it serves, and logs to stderr. The configuration itself is never logged: it holds
+the account key.
+"""
+
+from __future__ import annotations
+
+import importlib
+import ipaddress
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from types import FrameType
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from .config import EmulatorConfig
+
+__all__ = ["LOG_LEVELS", "PID_FILE_NAME", "AppFactory", "is_loopback", "pid_file", "run"]
+
+_log = logging.getLogger("batchbox.emulator")
+
+PID_FILE_NAME = "emulator.pid"
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+GRACEFUL_SHUTDOWN_SECONDS = 5
+"""How long open requests (agents' long polls) may run on after a stop signal before they are cut."""
+
+AppFactory = Callable[[EmulatorConfig], ASGIApp]
+
+_HANDLER_MARK = "_batchbox_stderr_handler"
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (``127.0.0.0/8``, ``::1``)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def pid_file(config: EmulatorConfig) -> Path:
+    """``<state_dir>/emulator.pid``."""
+    return config.state_dir / PID_FILE_NAME
+
+
+def _default_factory(config: EmulatorConfig) -> ASGIApp:
+    module = importlib.import_module("batchbox.emulator.app")
+    app: ASGIApp = module.create_app(config)
+    return app
+
+
+def _configure_logging(log_level: str) -> None:
+    level = logging.DEBUG if log_level == "trace" else getattr(logging, log_level.upper(), logging.INFO)
+    logger = logging.getLogger("batchbox")
+    logger.setLevel(level)
+    if not any(getattr(handler, _HANDLER_MARK, False) for handler in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-8s %(name)s: %(message)s"))
+        setattr(handler, _HANDLER_MARK, True)
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _claim_pid_file(path: Path) -> None:
+    try:
+        other = int(path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        other = 0
+    if other and other != os.getpid() and _process_alive(other):
+        raise RuntimeError(f"another emulator (pid {other}) is using the state directory {path.parent}")
+    path.write_text(f"{os.getpid()}\n")
+
+
+def _release_pid_file(path: Path) -> None:
+    try:
+        if path.read_text().strip() == str(os.getpid()):
+            path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, emulator_config: EmulatorConfig) -> None:
+        super().__init__(config)
+        self._emulator_config = emulator_config
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            cfg = self._emulator_config
+            _log.info("batchbox emulator listening on http://%s:%d (account %s)", cfg.host, cfg.port, cfg.account_name)
+
+
+@contextmanager
+def _quiet_stop_signals() -> Iterator[None]:
+    """Make SIGINT / SIGTERM harmless once uvicorn hands them back.
+
+    uvicorn catches both signals for a graceful shutdown and, when done, raises them again for the handlers that were
+    installed before it; with these no-op handlers in place that re-raise ends nothing, so the process exits 0.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def ignore(signum: int, frame: FrameType | None) -> None:
+        _log.debug("signal %d after shutdown ignored", signum)
+
+    previous = {sig: signal.signal(sig, ignore) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run(
+    config: EmulatorConfig,
+    *,
+    app_factory: AppFactory | None = None,
+    log_level: str = "info",
+    allow_non_loopback: bool = False,
+) -> None:
+    """Serve the emulator in the foreground until Ctrl-C or SIGTERM.
+
+    Args:
+        config: the emulator's settings.
+        app_factory: builds the ASGI app (default: ``batchbox.emulator.app.create_app``).
+        log_level: one of ``LOG_LEVELS``.
+        allow_non_loopback: bind a non-loopback ``config.host`` (the CLI sets it when ``--host`` was given).
+
+    Raises:
+        ValueError: a non-loopback host without ``allow_non_loopback``, or an unknown log level.
+        RuntimeError: another live emulator holds the state directory's pid file.
+        SystemExit: uvicorn could not start (port in use, failed app startup).
+    """
+    if log_level not in LOG_LEVELS:
+        raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}")
+    if not is_loopback(config.host) and not allow_non_loopback:
+        raise ValueError(f"refusing to listen on the non-loopback address {config.host!r} unless it is asked for")
+    _configure_logging(log_level)
+    if not is_loopback(config.host):
+        _log.warning("listening on %s: the emulator is reachable from other machines", config.host)
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    pid_path = pid_file(config)
+    _claim_pid_file(pid_path)
+    try:
+        app = (app_factory or _default_factory)(config)
+        uvicorn_config = uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            log_level=log_level,
+            access_log=False,
+            lifespan="on",
+            server_header=False,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        )
+        server = _Server(uvicorn_config, config)
+        with _quiet_stop_signals(), suppress(KeyboardInterrupt):
+            server.run()
+        _log.info("batchbox emulator stopped")
+    finally:
+        _release_pid_file(pid_path)
