@@ -49,16 +49,35 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--keep-job", is_flag=True, help="Keep the job and its tasks (to read their files later).")
 @click.option("--keep-containers", is_flag=True, help="Keep the blob containers.")
 @click.option("--yes", "-y", is_flag=True, help="Delete the job and pool without asking.")
-@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Where outputs are downloaded (default ./outputs/<job id>).")
-@click.option("--poll-interval", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
-              help="Seconds between two task-count polls.")
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where outputs are downloaded (default ./outputs/<job id>).",
+)
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(min=0.05),
+    default=1.0,
+    show_default=True,
+    help="Seconds between two task-count polls.",
+)
 @click.option("--timeout", type=click.FloatRange(min=1), help="Give up when the job runs longer (seconds).")
 @click.pass_context
 @handle_errors
-def run(ctx: click.Context, workload: str, backend: str | None, nodes: int | None, vm_size: str | None,
-        keep_pool: bool, keep_job: bool, keep_containers: bool, yes: bool, output_dir: Path | None,
-        poll_interval: float, timeout: float | None) -> None:
+def run(
+    ctx: click.Context,
+    workload: str,
+    backend: str | None,
+    nodes: int | None,
+    vm_size: str | None,
+    keep_pool: bool,
+    keep_job: bool,
+    keep_containers: bool,
+    yes: bool,
+    output_dir: Path | None,
+    poll_interval: float,
+    timeout: float | None,
+) -> None:
     """Run WORKLOAD (a .py file or module[:name]) end to end: stage, pool, job, tasks, monitor, collect, clean up.
 
     Exits 1 when any task failed. A rerun after a crash or Ctrl-C resumes the same pool and job.
@@ -77,9 +96,16 @@ def run(ctx: click.Context, workload: str, backend: str | None, nodes: int | Non
         reporter = LogReporter()
     with open_backend_for(backend) as opened:
         click.echo(f"running {chosen.job_id} on {opened.describe()}", err=True)
-        options = RunOptions(node_count=nodes, vm_size=vm_size, output_dir=output_dir, keep_pool=keep_pool,
-                             keep_job=keep_job, keep_containers=keep_containers, poll_interval=poll_interval,
-                             job_timeout=timeout)
+        options = RunOptions(
+            node_count=nodes,
+            vm_size=vm_size,
+            output_dir=output_dir,
+            keep_pool=keep_pool,
+            keep_job=keep_job,
+            keep_containers=keep_containers,
+            poll_interval=poll_interval,
+            job_timeout=timeout,
+        )
         confirm = (lambda question: click.confirm(question, default=True)) if interactive and not yes else None
         result = Workflow(opened, chosen, options, reporter, confirm).run()
     _print_summary(result)
@@ -121,3 +147,7 @@ _add_emulator_command()
 def main() -> None:
     """Console-script entry point."""
     cli(obj={})
+
+
+if __name__ == "__main__":
+    main()

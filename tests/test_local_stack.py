@@ -1,0 +1,77 @@
+"""`batchbox local up|status|down`: background services started once, reported, and stopped by PID."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from azure.batch import BatchClient
+from azure.core.credentials import AzureNamedKeyCredential
+
+from batchbox.backends.azure import BlobStorage
+from batchbox.backends.local.azurite import find_free_port
+
+pytestmark = pytest.mark.docker
+
+
+def _cli(home: Path, ports: tuple[int, int], *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHBOX_")}
+    env.update({"BATCHBOX_HOME": str(home), "BATCHBOX_AZURITE_PORT": str(ports[0]),
+                "BATCHBOX_EMULATOR_PORT": str(ports[1])})
+    return subprocess.run([sys.executable, "-m", "batchbox.cli.main", *args], capture_output=True, text=True,
+                          env=env, timeout=180)
+
+
+@pytest.fixture
+def stack_home(tmp_path: Path, node_image: str) -> Iterator[tuple[Path, tuple[int, int]]]:
+    home = tmp_path / "home"
+    ports = (find_free_port(), find_free_port())
+    try:
+        yield home, ports
+    finally:
+        _cli(home, ports, "local", "down", "--remove-nodes")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_up_status_down(stack_home: tuple[Path, tuple[int, int]]) -> None:
+    home, ports = stack_home
+    up = _cli(home, ports, "local", "up", "--json")
+    assert up.returncode == 0, up.stderr
+    info = json.loads(up.stdout)
+    assert {"batch_url", "batch_account", "batch_key", "storage_connection_string"} <= set(info)
+    assert info["batch_url"] == f"http://127.0.0.1:{ports[1]}"
+
+    client = BatchClient(info["batch_url"], AzureNamedKeyCredential(info["batch_account"], info["batch_key"]))
+    assert list(client.list_pools()) == []
+    storage = BlobStorage.from_connection_string(info["storage_connection_string"])
+    storage.create_container("local-stack-check")
+    assert storage.list_blobs("local-stack-check") == []
+    storage.close()
+
+    again = _cli(home, ports, "local", "up", "--json")
+    assert again.returncode == 0 and json.loads(again.stdout) == info
+
+    status = json.loads(_cli(home, ports, "local", "status", "--json").stdout)
+    assert status["azurite"]["running"] and status["emulator"]["running"]
+    pids = [status["azurite"]["pid"], status["emulator"]["pid"]]
+    assert all(_alive(pid) for pid in pids)
+
+    down = _cli(home, ports, "local", "down")
+    assert down.returncode == 0
+    assert "stopped the emulator" in down.stdout and "stopped Azurite" in down.stdout
+    assert not any(_alive(pid) for pid in pids)
+    status = json.loads(_cli(home, ports, "local", "status", "--json").stdout)
+    assert not status["azurite"]["running"] and not status["emulator"]["running"]
