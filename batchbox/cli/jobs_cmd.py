@@ -33,14 +33,21 @@ def status(job: str | None, backend: str | None) -> None:
         for pool in pools:
             nodes = compute.list_nodes(pool.id)
             states = ", ".join(sorted({n.state.value for n in nodes})) or "-"
-            table.add_row(pool.id, pool.vm_size, pool.state, pool.allocation_state,
-                          f"{pool.current_dedicated_nodes}/{pool.target_dedicated_nodes}", states)
+            table.add_row(
+                pool.id,
+                pool.vm_size,
+                pool.state,
+                pool.allocation_state,
+                f"{pool.current_dedicated_nodes}/{pool.target_dedicated_nodes}",
+                states,
+            )
         console.print(table)
         jobs = Table("job", "state", "active", "running", "succeeded", "failed")
         for job_id, state in compute.list_jobs():
             counts = compute.task_counts(job_id)
-            jobs.add_row(job_id, state, str(counts.active), str(counts.running), str(counts.succeeded),
-                         str(counts.failed))
+            jobs.add_row(
+                job_id, state, str(counts.active), str(counts.running), str(counts.succeeded), str(counts.failed)
+            )
         console.print(jobs)
 
 
@@ -80,8 +87,14 @@ def logs(job: str, task: str, which: str | None, backend: str | None) -> None:
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @backend_option
 @handle_errors
-def cleanup(workload_ref: str | None, jobs: tuple[str, ...], pools: tuple[str, ...], everything: bool, yes: bool,
-            backend: str | None) -> None:
+def cleanup(
+    workload_ref: str | None,
+    jobs: tuple[str, ...],
+    pools: tuple[str, ...],
+    everything: bool,
+    yes: bool,
+    backend: str | None,
+) -> None:
     """Delete jobs, pools and containers left by earlier runs (leftover Azure pools cost money)."""
     if not (workload_ref or jobs or pools or everything):
         raise click.UsageError("name what to delete: --workload FILE, --job ID, --pool ID or --all")
@@ -99,8 +112,16 @@ def cleanup(workload_ref: str | None, jobs: tuple[str, ...], pools: tuple[str, .
         if everything:
             job_ids.extend(job_id for job_id, _ in compute.list_jobs())
             pool_ids.extend(pool.id for pool in compute.list_pools())
-        what = ", ".join([*(f"job {j}" for j in job_ids), *(f"pool {p}" for p in pool_ids),
-                          *(f"container {c}" for c in containers)]) or "nothing"
+        what = (
+            ", ".join(
+                [
+                    *(f"job {j}" for j in job_ids),
+                    *(f"pool {p}" for p in pool_ids),
+                    *(f"container {c}" for c in containers),
+                ]
+            )
+            or "nothing"
+        )
         if not yes and sys.stdin.isatty() and not click.confirm(f"Delete {what}?", default=False):
             raise click.Abort()
         for job_id in dict.fromkeys(job_ids):

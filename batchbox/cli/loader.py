@@ -68,8 +68,11 @@ def _single_workload_class(module: ModuleType, target: str) -> type[Workload]:
     classes = [
         obj
         for obj in vars(module).values()
-        if inspect.isclass(obj) and issubclass(obj, Workload) and obj is not Workload
-        and obj.__module__ == module.__name__ and not inspect.isabstract(obj)
+        if inspect.isclass(obj)
+        and issubclass(obj, Workload)
+        and obj is not Workload
+        and obj.__module__ == module.__name__
+        and not inspect.isabstract(obj)
     ]
     if len(classes) != 1:
         raise ConfigurationError(

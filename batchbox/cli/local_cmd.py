@@ -49,8 +49,9 @@ def local_status(as_json: bool, home: Path | None) -> None:
     stack = LocalStack(home)
     services = stack.status()
     if as_json:
-        click.echo(json.dumps({s.name: {"running": s.running, "pid": s.pid, "url": s.url, "log": s.log}
-                               for s in services}))
+        click.echo(
+            json.dumps({s.name: {"running": s.running, "pid": s.pid, "url": s.url, "log": s.log} for s in services})
+        )
         return
     for service in services:
         state = f"running (pid {service.pid})" if service.running else "stopped"
