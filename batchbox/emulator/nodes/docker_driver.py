@@ -1,0 +1,282 @@
+"""The Docker side of the emulator's compute nodes: create, list, inspect and remove labelled node containers.
+
+One long-lived container per node (see docs/emulator-design.md, "Node containers"): image ``config.node_image``,
+host networking, ``init=True``, named ``batchbox-<instance>-<node id>``, labelled ``batchbox.emulator=<instance>``,
+``batchbox.pool=<pool id>`` and ``batchbox.node=<node id>``. The node root ``<state_dir>/nodes/<node id>`` is
+bind-mounted read-write at ``/mnt/batch/tasks``; the ``batchbox.node`` package directory read-only at
+``/opt/batchbox/node``; the container runs ``python3 -u /opt/batchbox/node/agent.py``.
+
+Every method blocks on the Docker API; the runtime calls them through ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+
+import batchbox.node
+from batchbox.core.errors import BatchboxError
+from batchbox.emulator.config import EmulatorConfig
+
+__all__ = [
+    "AGENT_COMMAND",
+    "AGENT_MOUNT",
+    "LABEL_EMULATOR",
+    "LABEL_NODE",
+    "LABEL_POOL",
+    "NODE_ROOT_MOUNT",
+    "NodeContainer",
+    "NodeDriver",
+    "NodeDriverError",
+    "NodeImageMissingError",
+    "agent_dir",
+]
+
+LABEL_EMULATOR = "batchbox.emulator"
+LABEL_POOL = "batchbox.pool"
+LABEL_NODE = "batchbox.node"
+NODE_ROOT_MOUNT = "/mnt/batch/tasks"
+AGENT_MOUNT = "/opt/batchbox/node"
+AGENT_COMMAND = ["python3", "-u", f"{AGENT_MOUNT}/agent.py"]
+
+_NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
+
+
+class NodeDriverError(BatchboxError):
+    """A Docker call about a node container failed; the message is one line naming the node and the cause."""
+
+
+class NodeImageMissingError(NodeDriverError):
+    """The node image does not exist in the engine (the driver never pulls it)."""
+
+
+@dataclass(frozen=True)
+class NodeContainer:
+    """One node container as Docker lists it.
+
+    Attributes:
+        container_id: the full container id.
+        pool_id: the ``batchbox.pool`` label.
+        status: Docker's state: ``created``, ``running``, ``exited``, ``restarting``, ``paused``, ``dead`` ...
+        name: the container name.
+    """
+
+    container_id: str
+    pool_id: str
+    status: str
+    name: str
+
+
+def agent_dir() -> Path:
+    """The directory of the installed ``batchbox.node`` package (mounted read-only into every node)."""
+    return Path(batchbox.node.__file__).resolve().parent
+
+
+def _one_line(exc: BaseException) -> str:
+    explanation = getattr(exc, "explanation", None)
+    text = str(explanation or exc).strip()
+    return " ".join(text.split()) or type(exc).__name__
+
+
+class NodeDriver:
+    """Creates and removes the node containers of one emulator instance.
+
+    Args:
+        client: a connected docker-py client (see ``batchbox.backends.local.docker_engine.connect_docker``).
+        config: the emulator's settings (image, state dir, agent URL, instance label).
+        extra_labels: more labels for every container (tests add ``batchbox.test=1``).
+    """
+
+    def __init__(
+        self, client: docker.DockerClient, config: EmulatorConfig, extra_labels: Mapping[str, str] | None = None
+    ) -> None:
+        self._client = client
+        self._config = config
+        self._extra_labels = dict(extra_labels or {})
+
+    @property
+    def instance_label(self) -> str:
+        return self._config.instance_label
+
+    def container_name(self, node_id: str) -> str:
+        """``batchbox-<instance>-<node id>`` (characters Docker refuses in names become ``_``)."""
+        return _NAME_UNSAFE.sub("_", f"batchbox-{self._config.instance_label}-{node_id}")
+
+    def node_root(self, node_id: str) -> Path:
+        """The host directory mounted as the node's root (``<state_dir>/nodes/<node id>``)."""
+        return self._config.node_root(node_id)
+
+    def check_image(self) -> None:
+        """Raise :class:`NodeImageMissingError` unless the node image exists locally.
+
+        Raises:
+            NodeImageMissingError: the image is missing.
+            NodeDriverError: the engine could not be asked.
+        """
+        image = self._config.node_image
+        try:
+            self._client.api.inspect_image(image)
+        except docker.errors.ImageNotFound:
+            raise NodeImageMissingError(
+                f"node image {image} not found in the Docker engine: build it with `make node-image`"
+            ) from None
+        except (docker.errors.DockerException, OSError) as exc:
+            raise NodeDriverError(f"cannot inspect node image {image}: {_one_line(exc)}") from exc
+
+    def _labels(self, pool_id: str, node_id: str) -> dict[str, str]:
+        return {
+            **self._extra_labels,
+            LABEL_EMULATOR: self._config.instance_label,
+            LABEL_POOL: pool_id,
+            LABEL_NODE: node_id,
+        }
+
+    def _make_root(self, node_id: str) -> Path:
+        root = self.node_root(node_id)
+        root.mkdir(parents=True, exist_ok=True)
+        os.chmod(root, 0o755)
+        return root
+
+    def create_node(self, pool_id: str, node_id: str, secret: str) -> str:
+        """Create and start the container of a node; return its id. Never pulls an image.
+
+        A leftover container with the same name (e.g. from a crash) is replaced.
+
+        Raises:
+            NodeImageMissingError: the node image is missing.
+            NodeDriverError: Docker refused to create or start the container.
+        """
+        self.check_image()
+        root = self._make_root(node_id)
+        name = self.container_name(node_id)
+        options: dict[str, Any] = {
+            "image": self._config.node_image,
+            "command": list(AGENT_COMMAND),
+            "name": name,
+            "detach": True,
+            "init": True,
+            "network_mode": "host",
+            "labels": self._labels(pool_id, node_id),
+            "environment": {
+                "BATCHBOX_AGENT_URL": self._config.agent_url,
+                "BATCHBOX_NODE_ID": node_id,
+                "BATCHBOX_NODE_SECRET": secret,
+                "BATCHBOX_NODE_ROOT": NODE_ROOT_MOUNT,
+            },
+            "volumes": {
+                str(root): {"bind": NODE_ROOT_MOUNT, "mode": "rw"},
+                str(agent_dir()): {"bind": AGENT_MOUNT, "mode": "ro"},
+            },
+        }
+        try:
+            container = self._create(options, name)
+        except docker.errors.ImageNotFound:
+            raise NodeImageMissingError(
+                f"node image {self._config.node_image} not found in the Docker engine: build it with `make node-image`"
+            ) from None
+        except (docker.errors.DockerException, OSError) as exc:
+            raise NodeDriverError(f"cannot create the container of node {node_id}: {_one_line(exc)}") from exc
+        try:
+            container.start()
+        except (docker.errors.DockerException, OSError) as exc:
+            self._remove_quietly(container.id)
+            raise NodeDriverError(f"cannot start the container of node {node_id}: {_one_line(exc)}") from exc
+        return str(container.id)
+
+    def _create(self, options: Mapping[str, Any], name: str) -> Any:
+        try:
+            return self._client.containers.create(**options)
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:
+                raise
+        self._remove_quietly(name)
+        return self._client.containers.create(**options)
+
+    def _remove_quietly(self, name_or_id: str) -> None:
+        try:
+            self._client.api.remove_container(name_or_id, force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            # 409: a removal is already in progress.
+            if exc.status_code != 409:
+                raise
+
+    def remove_node(self, node_id: str) -> None:
+        """Force-remove the container of a node (kills its tasks); a missing container is fine.
+
+        The node's host directory stays (task files remain readable); the runtime decides about it.
+
+        Raises:
+            NodeDriverError: Docker refused the removal.
+        """
+        try:
+            self._remove_quietly(self.container_name(node_id))
+        except (docker.errors.DockerException, OSError) as exc:
+            raise NodeDriverError(f"cannot remove the container of node {node_id}: {_one_line(exc)}") from exc
+
+    def _list_raw(self) -> list[dict[str, Any]]:
+        try:
+            found: list[dict[str, Any]] = self._client.api.containers(
+                all=True, filters={"label": f"{LABEL_EMULATOR}={self._config.instance_label}"}
+            )
+        except (docker.errors.DockerException, OSError) as exc:
+            raise NodeDriverError(f"cannot list node containers: {_one_line(exc)}") from exc
+        return found
+
+    def list_nodes(self) -> dict[str, NodeContainer]:
+        """All containers of this emulator instance (running or not), by node id.
+
+        Raises:
+            NodeDriverError: the engine could not be asked.
+        """
+        nodes: dict[str, NodeContainer] = {}
+        for entry in self._list_raw():
+            labels = entry.get("Labels") or {}
+            node_id = labels.get(LABEL_NODE)
+            if not node_id:
+                continue
+            names = entry.get("Names") or [""]
+            nodes[node_id] = NodeContainer(
+                container_id=str(entry.get("Id")),
+                pool_id=str(labels.get(LABEL_POOL, "")),
+                status=str(entry.get("State", "unknown")),
+                name=str(names[0]).lstrip("/"),
+            )
+        return nodes
+
+    def node_status(self, node_id: str) -> str | None:
+        """Docker's state of the node's container (``running``, ``exited`` ...), or None when it does not exist.
+
+        Raises:
+            NodeDriverError: the engine could not be asked.
+        """
+        try:
+            info = self._client.api.inspect_container(self.container_name(node_id))
+        except docker.errors.NotFound:
+            return None
+        except (docker.errors.DockerException, OSError) as exc:
+            raise NodeDriverError(f"cannot inspect the container of node {node_id}: {_one_line(exc)}") from exc
+        return str((info.get("State") or {}).get("Status", "unknown"))
+
+    def remove_all(self) -> int:
+        """Force-remove every container of this emulator instance; return how many were removed.
+
+        Raises:
+            NodeDriverError: the engine could not be asked or refused a removal.
+        """
+        removed = 0
+        for entry in self._list_raw():
+            try:
+                self._remove_quietly(str(entry.get("Id")))
+            except (docker.errors.DockerException, OSError) as exc:
+                raise NodeDriverError(f"cannot remove node container {entry.get('Id')}: {_one_line(exc)}") from exc
+            removed += 1
+        return removed

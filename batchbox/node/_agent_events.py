@@ -1,0 +1,67 @@
+"""The agent's outbox: events waiting for the emulator's acknowledgement, in the order they happened.
+
+Stdlib only, Python >= 3.9.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+__all__ = ["MAX_BATCH", "MAX_REFUSALS", "EventQueue"]
+
+MAX_REFUSALS = 10
+"""An event the emulator answers without acknowledging this many times is dropped (and logged)."""
+MAX_BATCH = 500
+"""At most this many events go in one ``POST /events``."""
+
+log = logging.getLogger("batchbox.agent")
+
+
+class EventQueue:
+    """Events waiting for the emulator's acknowledgement, in the order they happened."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._pending: list[dict[str, Any]] = []
+        self._refusals: dict[str, int] = {}
+
+    def put(self, event: dict[str, Any]) -> None:
+        """Queue an event and wake the reporter."""
+        with self._cond:
+            self._pending.append(event)
+            self._cond.notify_all()
+
+    def peek(self, timeout: float) -> list[dict[str, Any]]:
+        """Wait up to ``timeout`` seconds for events; return (without removing) the oldest ones."""
+        with self._cond:
+            if not self._pending:
+                self._cond.wait(timeout)
+            return list(self._pending[:MAX_BATCH])
+
+    def settle(self, sent: list[dict[str, Any]], acked: set[str]) -> list[dict[str, Any]]:
+        """Remove the acknowledged events of ``sent`` and those refused too often; return all removed ones."""
+        with self._cond:
+            removed: list[dict[str, Any]] = []
+            for event in sent:
+                event_id = event["eventId"]
+                if event_id not in acked:
+                    self._refusals[event_id] = self._refusals.get(event_id, 0) + 1
+                    if self._refusals[event_id] < MAX_REFUSALS:
+                        continue
+                    log.error(
+                        "dropping event %s (%s of %s): never acknowledged",
+                        event_id,
+                        event["type"],
+                        event["assignmentId"],
+                    )
+                self._refusals.pop(event_id, None)
+                removed.append(event)
+            gone = {event["eventId"] for event in removed}
+            self._pending = [event for event in self._pending if event["eventId"] not in gone]
+            return removed
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._pending)

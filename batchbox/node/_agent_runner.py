@@ -1,0 +1,326 @@
+"""Run one assignment: the place where a Batch task turns into a process.
+
+:func:`run_assignment` does the five steps of the design (task dir, resource files, the process, output files,
+the ``completed`` event) and returns the ``completed`` event; ``emit`` receives the ``started`` event first.
+
+Choices where Batch leaves room or differs by OS:
+
+* A process killed by signal N reports exit code 128 + N (137 for the SIGKILL of a wall-clock kill or a cancel),
+  the shell's convention (Batch on Windows reports 0xC000013A).
+* A non-zero exit code gives ``failureInfo`` ``usererror``/``FailureExitCode`` like the service.
+* The wall clock limit kills the whole process group with SIGKILL (``servererror``/``TaskEnded``, as Batch
+  documents for ``maxWallClockTime``); output files are then uploaded by their condition (a failure).
+  The limit counts from the assignment's start, so resource file downloads count too.
+* A cancel kills the process group and completes with ``usererror``/``TaskEnded``; no output files are uploaded.
+* When no process ran (a resource file or the launch failed) no output files are uploaded.
+* Processes a task leaves running in the background after a normal exit are not killed.
+
+Stdlib only, Python >= 3.9.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pwd
+import shlex
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from batchbox.node._agent_common import (
+    COMMAND_LAUNCH_FAILED,
+    COMMAND_PROGRAM_NOT_FOUND,
+    FAILURE_EXIT_CODE,
+    NONADMIN_GID,
+    NONADMIN_UID,
+    RESOURCE_DIRECTORY_CREATE_FAILED,
+    SERVER_ERROR,
+    TASK_ENDED,
+    UNKNOWN,
+    USER_ERROR,
+    FailureInfo,
+    TaskFailure,
+    chown_tree,
+    failure_info,
+    utc_now,
+)
+from batchbox.node._agent_files import download_resource_files, upload_output_files
+
+__all__ = ["DEFAULT_PATH", "TaskControl", "completed_event", "run_assignment", "started_event"]
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+"""``PATH`` of a task whose environment does not set one."""
+
+log = logging.getLogger("batchbox.agent")
+
+
+class TaskControl:
+    """Lets another thread cancel a running assignment (kills its process group, or prevents its start)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[bytes] | None = None
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        """Cancel: kill the process group now, or make the process never start."""
+        with self._lock:
+            self.cancelled = True
+            if self._process is not None:
+                _kill_group(self._process)
+
+    def attach(self, process: subprocess.Popen[bytes]) -> bool:
+        """Record the started process; False (and the process killed) when a cancel came first."""
+        with self._lock:
+            if self.cancelled:
+                _kill_group(process)
+                return False
+            self._process = process
+            return True
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def started_event(assignment_id: str, time_: str | None = None) -> dict[str, Any]:
+    """A ``started`` event for ``assignment_id``."""
+    return {"eventId": str(uuid.uuid4()), "type": "started", "assignmentId": assignment_id, "time": time_ or utc_now()}
+
+
+def completed_event(
+    assignment_id: str, start_time: str, exit_code: int | None, failure: FailureInfo | None
+) -> dict[str, Any]:
+    """A ``completed`` event; ``result`` is success only for exit code 0 without failureInfo."""
+    end_time = utc_now()
+    result = "success" if exit_code == 0 and failure is None else "failure"
+    return {
+        "eventId": str(uuid.uuid4()),
+        "type": "completed",
+        "assignmentId": assignment_id,
+        "time": end_time,
+        "exitCode": exit_code,
+        "startTime": start_time,
+        "endTime": end_time,
+        "result": result,
+        "failureInfo": failure,
+    }
+
+
+def _home(nonadmin: bool, wd: str) -> str:
+    if not nonadmin:
+        return "/root"
+    try:
+        return pwd.getpwuid(NONADMIN_UID).pw_dir
+    except KeyError:
+        return wd
+
+
+def _task_environment(assignment: Mapping[str, Any], nonadmin: bool, wd: str) -> dict[str, str]:
+    env = {"PATH": DEFAULT_PATH, "HOME": _home(nonadmin, wd), "LANG": "C.UTF-8"}
+    for name, value in (assignment.get("environment") or {}).items():
+        env[str(name)] = "" if value is None else str(value)
+    return env
+
+
+def _exit_code(returncode: int) -> int:
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def _launch(
+    assignment: Mapping[str, Any], wd: str, task_dir: str, nonadmin: bool, control: TaskControl, began: float
+) -> tuple[int | None, FailureInfo | None, bool]:
+    """Start the process and wait for it; return ``(exit code, failureInfo, ran)``.
+
+    The wall clock limit counts from ``began`` (the assignment's start, so resource downloads count too).
+    """
+    try:
+        argv = shlex.split(str(assignment.get("commandLine") or ""))
+    except ValueError as exc:
+        return None, failure_info(USER_ERROR, COMMAND_LAUNCH_FAILED, f"The command line cannot be parsed: {exc}"), False
+    if not argv:
+        return None, failure_info(USER_ERROR, COMMAND_LAUNCH_FAILED, "The command line is empty"), False
+    options: dict[str, Any] = {}
+    if nonadmin:
+        options = {"user": NONADMIN_UID, "group": NONADMIN_GID, "extra_groups": []}
+    with (
+        open(os.path.join(task_dir, "stdout.txt"), "wb") as out,
+        open(os.path.join(task_dir, "stderr.txt"), "wb") as err,
+    ):
+        if nonadmin:
+            chown_tree(task_dir, NONADMIN_UID, NONADMIN_GID)
+        try:
+            process = subprocess.Popen(
+                argv,
+                cwd=wd,
+                env=_task_environment(assignment, nonadmin, wd),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                close_fds=True,
+                start_new_session=True,
+                **options,
+            )
+        except FileNotFoundError:
+            return (
+                127,
+                failure_info(
+                    USER_ERROR,
+                    COMMAND_PROGRAM_NOT_FOUND,
+                    f"The program '{argv[0]}' of the command line was not found",
+                    {"Program": argv[0]},
+                ),
+                False,
+            )
+        except PermissionError:
+            return (
+                126,
+                failure_info(
+                    USER_ERROR,
+                    COMMAND_LAUNCH_FAILED,
+                    f"The program '{argv[0]}' of the command line is not executable",
+                    {"Program": argv[0]},
+                ),
+                False,
+            )
+        except OSError as exc:
+            return (
+                126,
+                failure_info(
+                    USER_ERROR,
+                    COMMAND_LAUNCH_FAILED,
+                    f"The program '{argv[0]}' could not be started: {exc.strerror}",
+                    {"Program": argv[0]},
+                ),
+                False,
+            )
+    if not control.attach(process):
+        process.wait()
+        return _exit_code(process.returncode), _cancel_failure(), True
+    limit = assignment.get("maxWallClockSeconds")
+    timed_out = False
+    try:
+        remaining = None if limit is None else max(0.0, began + float(limit) - time.monotonic())
+        returncode = process.wait(timeout=remaining)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _kill_group(process)
+        returncode = process.wait()
+    exit_code = _exit_code(returncode)
+    if control.cancelled:
+        return exit_code, _cancel_failure(), True
+    if timed_out:
+        return (
+            exit_code,
+            failure_info(
+                SERVER_ERROR,
+                TASK_ENDED,
+                f"The task ran longer than its maximum wall clock time ({limit} s) and was killed",
+                {"MaxWallClockSeconds": str(limit)},
+            ),
+            True,
+        )
+    if exit_code != 0:
+        return (
+            exit_code,
+            failure_info(
+                USER_ERROR,
+                FAILURE_EXIT_CODE,
+                "The task process exited with an unexpected exit code",
+                {"Message": "The task exited with an exit code representing a failure"},
+            ),
+            True,
+        )
+    return exit_code, None, True
+
+
+def _cancel_failure() -> FailureInfo:
+    return failure_info(USER_ERROR, TASK_ENDED, "Task was ended by user request")
+
+
+def _prepare_dirs(node_root: str, task_dir_rel: str) -> tuple[str, str]:
+    task_dir = os.path.normpath(os.path.join(node_root, task_dir_rel))
+    if not task_dir.startswith(os.path.normpath(node_root) + os.sep):
+        raise TaskFailure(
+            SERVER_ERROR,
+            RESOURCE_DIRECTORY_CREATE_FAILED,
+            f"The task directory '{task_dir_rel}' is not below the node root",
+        )
+    wd = os.path.join(task_dir, "wd")
+    try:
+        os.makedirs(wd, exist_ok=True)
+    except OSError as exc:
+        raise TaskFailure(
+            SERVER_ERROR,
+            RESOURCE_DIRECTORY_CREATE_FAILED,
+            f"The task directory '{task_dir_rel}' could not be created: {exc.strerror}",
+        ) from None
+    return task_dir, wd
+
+
+def run_assignment(
+    assignment: Mapping[str, Any],
+    node_root: str,
+    emit: Callable[[dict[str, Any]], None] | None = None,
+    control: TaskControl | None = None,
+) -> dict[str, Any]:
+    """Run one assignment (a task or the start task) to its end and return its ``completed`` event.
+
+    Args:
+        assignment: the Assignment object of the agent protocol.
+        node_root: the node root directory (``$BATCHBOX_NODE_ROOT``).
+        emit: receives the ``started`` event before anything else happens.
+        control: lets another thread cancel the assignment.
+
+    Returns:
+        The ``completed`` event (exitCode None when no process ran).
+    """
+    assignment_id = str(assignment.get("assignmentId"))
+    control = control or TaskControl()
+    start_time = utc_now()
+    if emit is not None:
+        emit(started_event(assignment_id, start_time))
+    began = time.monotonic()
+    nonadmin = str(assignment.get("elevationLevel") or "nonadmin").lower() != "admin"
+    exit_code: int | None = None
+    failure: FailureInfo | None = None
+    ran = False
+    try:
+        task_dir, wd = _prepare_dirs(node_root, str(assignment.get("taskDir") or ""))
+        download_resource_files(assignment.get("resourceFiles") or [], wd)
+        if control.cancelled:
+            raise TaskFailure(USER_ERROR, TASK_ENDED, "Task was ended by user request")
+        exit_code, failure, ran = _launch(assignment, wd, task_dir, nonadmin, control, began)
+        output_files = assignment.get("outputFiles") or []
+        if ran and output_files and not control.cancelled:
+            succeeded = exit_code == 0 and failure is None
+            upload_failure = upload_output_files(output_files, wd, task_dir, succeeded)
+            if upload_failure is not None:
+                if failure is None:
+                    failure = upload_failure
+                else:
+                    failure.setdefault("details", []).append(
+                        {"name": "FileUploadError", "value": upload_failure["message"]}
+                    )
+    except TaskFailure as exc:
+        failure = exc.info
+    except Exception as exc:  # the assignment must complete whatever went wrong on the node
+        log.exception("assignment %s failed on the node", assignment_id)
+        failure = failure_info(SERVER_ERROR, UNKNOWN, f"The node could not run the task: {type(exc).__name__}: {exc}")
+    event = completed_event(assignment_id, start_time, exit_code, failure)
+    log.info(
+        "assignment %s completed: exitCode=%s result=%s code=%s (%.3f s)",
+        assignment_id,
+        exit_code,
+        event["result"],
+        failure["code"] if failure else None,
+        time.monotonic() - began,
+    )
+    return event

@@ -1,0 +1,405 @@
+"""The batchbox node agent: the main process of every node container (``python3 -u agent.py``).
+
+It registers with the emulator, runs the pool's start task, keeps one long poll outstanding for work, runs each
+assignment in its own thread (see ``_agent_runner.run_assignment``) and reports ``started``/``completed`` events
+as they happen. The protocol is the node-agent API of docs/emulator-design.md.
+
+Environment: ``BATCHBOX_AGENT_URL``, ``BATCHBOX_NODE_ID``, ``BATCHBOX_NODE_SECRET`` and ``BATCHBOX_NODE_ROOT``
+(default ``/mnt/batch/tasks``). The log goes to ``<root>/agent.log`` and to stderr, without the node secret or SAS
+signatures. When the emulator is unreachable the agent keeps its tasks running, buffers events and retries with
+backoff (0.1 s doubling to 2 s); when it answers again the agent registers again and resends the buffered events.
+
+Stdlib only, Python >= 3.9. Helper modules live next to this file (``_agent_*.py``) and are imported as
+``batchbox.node._agent_*``: run as a script, the directory two levels up is put on ``sys.path`` first (inside a
+node container ``/opt``, where ``/opt/batchbox`` is then a namespace package holding the mounted ``node``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+if not __package__:
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+import logging
+import signal
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from batchbox.node._agent_common import FAILURE_EXIT_CODE, setup_logging
+from batchbox.node._agent_events import EventQueue
+from batchbox.node._agent_http import AgentClient, Backoff, ServerUnreachable
+from batchbox.node._agent_runner import TaskControl, run_assignment
+from batchbox.node._agent_state import load_completed_start_task, save_completed_start_task
+
+__all__ = [
+    "AGENT_VERSION",
+    "DEFAULT_NODE_ROOT",
+    "NODE_DIRS",
+    "Agent",
+    "AgentConfig",
+    "EventQueue",
+    "main",
+    "prepare_node_root",
+    "run_assignment",
+    "setup_logging",
+]
+
+AGENT_VERSION = "1"
+DEFAULT_NODE_ROOT = "/mnt/batch/tasks"
+NODE_DIRS = ("shared", "startup", "workitems", "applications", "fsmounts")
+SLOW_RETRY = 10.0
+"""Seconds between attempts while the emulator refuses this node (403: removed, or a different emulator)."""
+
+log = logging.getLogger("batchbox.agent")
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Settings of one agent, from its environment."""
+
+    agent_url: str
+    node_id: str
+    secret: str
+    node_root: str = DEFAULT_NODE_ROOT
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> AgentConfig:
+        """Read ``BATCHBOX_AGENT_URL``, ``BATCHBOX_NODE_ID``, ``BATCHBOX_NODE_SECRET``, ``BATCHBOX_NODE_ROOT``.
+
+        Raises:
+            ValueError: a required variable is missing (the message names it).
+        """
+        missing = [
+            name for name in ("BATCHBOX_AGENT_URL", "BATCHBOX_NODE_ID", "BATCHBOX_NODE_SECRET") if not environ.get(name)
+        ]
+        if missing:
+            raise ValueError(f"missing environment variable(s): {', '.join(missing)}")
+        return cls(
+            environ["BATCHBOX_AGENT_URL"],
+            environ["BATCHBOX_NODE_ID"],
+            environ["BATCHBOX_NODE_SECRET"],
+            environ.get("BATCHBOX_NODE_ROOT") or DEFAULT_NODE_ROOT,
+        )
+
+
+def prepare_node_root(root: str) -> None:
+    """Create the node's directory layout; ``shared`` is world-writable (0777) for every task user."""
+    for name in NODE_DIRS:
+        os.makedirs(os.path.join(root, name), exist_ok=True)
+    os.chmod(os.path.join(root, "shared"), 0o777)
+
+
+class _Refused(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+
+
+class _Active:
+    """An assignment the emulator must still hear about: running, or its completed event not yet acknowledged."""
+
+    def __init__(self) -> None:
+        self.control = TaskControl()
+        self.completed_event_id: str | None = None
+
+
+class Agent:
+    """The agent's threads and shared state.
+
+    Args:
+        config: the agent's settings.
+    """
+
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.events = EventQueue()
+        self._lock = threading.Lock()
+        self._active: dict[str, _Active] = {}
+        self._register_lock = threading.Lock()
+        self._needs_register = True
+        self._unreachable = False
+        self._poll_wait = 20.0
+        self._stopping = threading.Event()
+        self._reporter_wake = threading.Event()
+        self._start_task_state = "none"
+        self._start_task_control = TaskControl()
+        self._start_task_id: str | None = None
+        recorded = load_completed_start_task(config.node_root)
+        if recorded is not None:
+            self._start_task_state = "completed"
+            self._start_task_id = recorded.get("assignmentId")
+
+    @property
+    def start_task_state(self) -> str:
+        """``none``, ``running`` or ``completed``."""
+        return self._start_task_state
+
+    def running_ids(self) -> list[str]:
+        """Assignments running, or finished but whose completed event is not acknowledged yet."""
+        with self._lock:
+            return sorted(self._active)
+
+    # -- talking to the emulator -------------------------------------------------------------------------------
+
+    def _client(self) -> AgentClient:
+        return AgentClient(self.config.agent_url, self.config.node_id, self.config.secret)
+
+    def _path(self, action: str) -> str:
+        return f"/nodes/{self.config.node_id}/{action}"
+
+    def _ensure_registered(self, client: AgentClient) -> None:
+        """Register when needed (first contact, after a connection failure or a refusal)."""
+        with self._register_lock:
+            if not self._needs_register:
+                return
+            body = {
+                "agentVersion": AGENT_VERSION,
+                "running": self.running_ids(),
+                "startTaskState": self._start_task_state,
+            }
+            status, answer = client.post(self._path("register"), body)
+            self._answered()
+            if status != 200 or not isinstance(answer, dict):
+                raise _Refused(status)
+            self._needs_register = False
+            self._poll_wait = float(answer.get("pollWait") or 20.0)
+            log.info(
+                "registered with the emulator (running: %d, start task: %s)",
+                len(body["running"]),
+                self._start_task_state,
+            )
+            start_task = answer.get("startTask")
+            if isinstance(start_task, dict):
+                self._start_start_task(start_task)
+        self._reporter_wake.set()
+
+    def _lost(self, where: str, exc: Exception) -> None:
+        with self._register_lock:
+            self._needs_register = True
+            first = not self._unreachable
+            self._unreachable = True
+        if first:
+            log.warning("emulator unreachable (%s: %s); tasks keep running, retrying", where, exc)
+
+    def _answered(self) -> None:
+        if self._unreachable:
+            self._unreachable = False
+            log.info("emulator reachable again")
+
+    def _refused(self, where: str, status: int) -> None:
+        with self._register_lock:
+            self._needs_register = True
+        log.warning(
+            "emulator refused %s with HTTP %d (node removed or unknown?); retrying in %.0f s", where, status, SLOW_RETRY
+        )
+
+    def _handle_work(self, answer: Mapping[str, Any]) -> None:
+        for assignment_id in answer.get("cancel") or []:
+            self.cancel(str(assignment_id))
+        for assignment in answer.get("assignments") or []:
+            if isinstance(assignment, dict):
+                self.start(assignment)
+        if answer.get("shutdown"):
+            log.info("the emulator asked this node to shut down")
+            self.stop(cancel_tasks=True)
+
+    # -- assignments -------------------------------------------------------------------------------------------
+
+    def start(self, assignment: dict[str, Any]) -> None:
+        """Run an assignment in its own thread (a duplicate of a known one is ignored)."""
+        assignment_id = str(assignment.get("assignmentId"))
+        if assignment.get("kind") == "starttask":
+            self._start_start_task(assignment)
+            return
+        with self._lock:
+            if assignment_id in self._active or self._stopping.is_set():
+                log.info("ignoring assignment %s: already known or stopping", assignment_id)
+                return
+            active = self._active[assignment_id] = _Active()
+        threading.Thread(
+            target=self._run_task, args=(assignment, active), name=f"task {assignment_id}", daemon=True
+        ).start()
+
+    def _run_task(self, assignment: dict[str, Any], active: _Active) -> None:
+        log.info("assignment %s started", assignment.get("assignmentId"))
+        event = run_assignment(assignment, self.config.node_root, emit=self.events.put, control=active.control)
+        with self._lock:
+            active.completed_event_id = event["eventId"]
+            self.events.put(event)
+
+    def cancel(self, assignment_id: str) -> None:
+        """Kill an assignment's processes; its completed event follows as usual."""
+        with self._lock:
+            active = self._active.get(assignment_id)
+        if active is not None:
+            log.info("cancelling assignment %s", assignment_id)
+            active.control.cancel()
+        elif assignment_id == self._start_task_id and self._start_task_state == "running":
+            self._start_task_control.cancel()
+
+    def _start_start_task(self, assignment: dict[str, Any]) -> None:
+        """Run the start task unless it is running or completed already."""
+        with self._lock:
+            if self._start_task_state != "none":
+                return
+            self._start_task_state = "running"
+            self._start_task_id = str(assignment.get("assignmentId"))
+            self._start_task_control = TaskControl()
+        threading.Thread(target=self._run_start_task, args=(assignment,), name="start task", daemon=True).start()
+
+    def _run_start_task(self, assignment: dict[str, Any]) -> None:
+        retries = int(assignment.get("maxTaskRetryCount") or 0)
+        attempt = 0
+        while True:
+            log.info("start task %s attempt %d", self._start_task_id, attempt)
+            event = run_assignment(
+                {**assignment, "attempt": attempt},
+                self.config.node_root,
+                emit=self.events.put,
+                control=self._start_task_control,
+            )
+            self.events.put(event)
+            failure = event.get("failureInfo") or {}
+            retry = failure.get("code") == FAILURE_EXIT_CODE and (retries < 0 or attempt < retries)
+            if not retry or self._stopping.is_set() or self._start_task_control.cancelled:
+                break
+            attempt += 1
+        try:
+            save_completed_start_task(self.config.node_root, self._start_task_id, event["result"], event["exitCode"])
+        except OSError as exc:
+            log.error("cannot record the start task's completion under %s: %s", self.config.node_root, exc)
+        self._start_task_state = "completed"
+
+    def _task_running(self) -> bool:
+        with self._lock:
+            return any(active.completed_event_id is None for active in self._active.values())
+
+    def _acknowledged(self, removed: list[dict[str, Any]]) -> None:
+        done = {event["assignmentId"] for event in removed if event["type"] == "completed"}
+        with self._lock:
+            for assignment_id in done:
+                active = self._active.get(assignment_id)
+                if active is not None and active.completed_event_id is not None:
+                    del self._active[assignment_id]
+
+    # -- threads -----------------------------------------------------------------------------------------------
+
+    def poll_loop(self) -> None:
+        """Keep one long poll outstanding; start what it brings."""
+        client = self._client()
+        backoff = Backoff()
+        while not self._stopping.is_set():
+            try:
+                self._ensure_registered(client)
+                wait = self._poll_wait
+                status, answer = client.post(
+                    f"{self._path('poll')}?wait={wait:g}", {"running": self.running_ids()}, timeout=wait + 30.0
+                )
+            except ServerUnreachable as exc:
+                self._lost("poll", exc)
+                self._stopping.wait(backoff.next_delay())
+                continue
+            except _Refused as exc:
+                self._refused("register", exc.status)
+                self._stopping.wait(SLOW_RETRY)
+                continue
+            self._answered()
+            if status == 200 and isinstance(answer, dict):
+                backoff.reset()
+                self._handle_work(answer)
+            elif status in (401, 403):
+                self._refused("poll", status)
+                self._stopping.wait(SLOW_RETRY)
+            else:
+                log.warning("poll answered HTTP %d; retrying", status)
+                self._stopping.wait(backoff.next_delay())
+        client.close()
+
+    def _reporter_sleep(self, seconds: float) -> None:
+        self._reporter_wake.clear()
+        self._reporter_wake.wait(seconds)
+
+    def report_loop(self) -> None:
+        """Send events as they happen (batched), until stopped and nothing is left to send."""
+        client = self._client()
+        backoff = Backoff()
+        # Order matters: a task's completed event is queued before it stops counting as running.
+        while not (self._stopping.is_set() and not self._task_running() and len(self.events) == 0):
+            batch = self.events.peek(0.5)
+            if not batch:
+                continue
+            try:
+                self._ensure_registered(client)
+                status, answer = client.post(self._path("events"), {"events": batch})
+            except ServerUnreachable as exc:
+                self._lost("events", exc)
+                self._reporter_sleep(backoff.next_delay())
+                continue
+            except _Refused as exc:
+                self._refused("register", exc.status)
+                self._reporter_sleep(SLOW_RETRY)
+                continue
+            self._answered()
+            if status == 200 and isinstance(answer, dict):
+                backoff.reset()
+                self._acknowledged(self.events.settle(batch, {str(i) for i in answer.get("ack") or []}))
+                self._handle_work(answer)
+            elif status in (401, 403):
+                self._refused("events", status)
+                self._reporter_sleep(SLOW_RETRY)
+            else:
+                log.warning("events answered HTTP %d; retrying", status)
+                self._reporter_sleep(backoff.next_delay())
+        client.close()
+
+    def stop(self, cancel_tasks: bool = False) -> None:
+        """Stop polling (and kill every running assignment when ``cancel_tasks``); the reporter drains."""
+        self._stopping.set()
+        self._reporter_wake.set()
+        if cancel_tasks:
+            with self._lock:
+                actives = list(self._active.values())
+            for active in actives:
+                active.control.cancel()
+            self._start_task_control.cancel()
+
+    def run(self, drain_timeout: float = 5.0) -> int:
+        """Run the poll and report threads until :meth:`stop`; give the reporter ``drain_timeout`` s to finish."""
+        log.info("agent %s for node %s starting (root %s)", AGENT_VERSION, self.config.node_id, self.config.node_root)
+        reporter = threading.Thread(target=self.report_loop, name="reporter", daemon=True)
+        poller = threading.Thread(target=self.poll_loop, name="poller", daemon=True)
+        reporter.start()
+        poller.start()
+        self._stopping.wait()
+        reporter.join(drain_timeout)
+        log.info("agent stopped")
+        return 0
+
+
+def main() -> int:
+    """Entry point inside a node container."""
+    try:
+        config = AgentConfig.from_env(os.environ)
+    except ValueError as exc:
+        print(f"batchbox agent: {exc}", file=sys.stderr)
+        return 2
+    prepare_node_root(config.node_root)
+    setup_logging(config.node_root, config.secret)
+    agent = Agent(config)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: stopping", signum)
+        agent.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return agent.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
