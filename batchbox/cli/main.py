@@ -34,10 +34,14 @@ def cli(ctx: click.Context, debug: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RedactingFilter())
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if debug else logging.WARNING)
-    logging.getLogger("batchbox").setLevel(logging.DEBUG if debug else logging.INFO)
+    ours = logging.getLogger("batchbox")
+    ours.handlers[:] = [handler]
+    ours.setLevel(logging.DEBUG if debug else logging.INFO)
+    ours.propagate = False
+    if debug:  # the SDKs' request logs too (signatures and keys are redacted by the filter)
+        root = logging.getLogger()
+        root.handlers[:] = [handler]
+        root.setLevel(logging.DEBUG)
 
 
 @cli.command()
