@@ -1,0 +1,152 @@
+"""The emulator's ASGI app: the ROUTES TABLE (where every request enters), the protocol middleware, the lifespan.
+
+Reading order for a request: ``BatchProtocolMiddleware`` (request id, api-version, SharedKey, errors) -> the route
+below -> ``handlers/<resource>.py`` -> ``resources`` (validation, documents) -> ``Store`` / ``Runtime``.
+
+The lifespan opens the ``Store`` (``<state_dir>/state.db``), builds the ``Runtime`` (with a ``NodeDriver`` on the
+Docker engine unless a ``runtime_factory`` is given), awaits ``runtime.start()`` and, at shutdown,
+``runtime.stop()``; node containers keep running and are re-adopted by the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute
+
+from batchbox.emulator.config import EmulatorConfig
+from batchbox.emulator.handlers import files, jobs, nodes, pools, tasks
+from batchbox.emulator.handlers.common import RuntimeLike
+from batchbox.emulator.protocol.middleware import BatchProtocolMiddleware
+from batchbox.emulator.resources import DEFAULT_MAX_NODES
+from batchbox.emulator.store import Store
+
+__all__ = ["NODE_LABELS_ENV", "ROUTES", "ManagedRuntime", "RuntimeFactory", "create_app", "parse_labels"]
+
+_log = logging.getLogger(__name__)
+
+NODE_LABELS_ENV = "BATCHBOX_NODE_LABELS"
+"""Extra labels for every node container, ``key=value[,key=value...]`` (tests set ``batchbox.test=1``)."""
+
+
+class ManagedRuntime(RuntimeLike, Protocol):
+    """A runtime the lifespan can start and stop (``batchbox.emulator.runtime.Runtime``)."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+RuntimeFactory = Callable[[EmulatorConfig, Store], ManagedRuntime]
+"""Builds the runtime from the config and the opened store (called inside the lifespan)."""
+
+
+def _agent_routes() -> list[BaseRoute]:
+    try:
+        module = importlib.import_module("batchbox.emulator.handlers.agent")
+    except ModuleNotFoundError as exc:
+        if exc.name != "batchbox.emulator.handlers.agent":
+            raise
+        _log.warning("batchbox.emulator.handlers.agent is missing: node agents cannot connect")
+        return []
+    return list(module.routes)
+
+
+ROUTES: list[BaseRoute] = [
+    *pools.routes,  # /pools, /pools/{id}, resize, stopresize, updateproperties, /nodecounts
+    *nodes.routes,  # /pools/{id}/nodes, /pools/{id}/nodes/{nodeId}
+    *jobs.routes,  # /jobs, /jobs/{id}, terminate, taskcounts
+    *tasks.routes,  # /jobs/{id}/tasks, addtaskcollection, /jobs/{id}/tasks/{taskId}, terminate, reactivate
+    *files.routes,  # task files and node files
+    *_agent_routes(),  # /_agent/v1/...: the private node-agent API
+]
+"""Every route of the emulator, Batch REST API first, then the node-agent API."""
+
+
+def parse_labels(text: str | None) -> dict[str, str]:
+    """``key=value,key2=value2`` -> dict (blank items are skipped).
+
+    Raises:
+        ValueError: an item without ``=`` or with an empty key.
+    """
+    labels: dict[str, str] = {}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{NODE_LABELS_ENV}: expected key=value, got {item!r}")
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+def _runtime_class() -> Any:
+    module = importlib.import_module("batchbox.emulator.runtime")
+    runtime_class = getattr(module, "Runtime", None)
+    if runtime_class is None:
+        runtime_class = importlib.import_module("batchbox.emulator.runtime.runtime").Runtime
+    return runtime_class
+
+
+async def _default_runtime(app: Starlette, config: EmulatorConfig, store: Store) -> ManagedRuntime:
+    """``Runtime(config, store, NodeDriver(connect_docker(), config))``; the Docker ping runs in a worker thread."""
+    from batchbox.backends.local.docker_engine import connect_docker
+    from batchbox.emulator.nodes.docker_driver import NodeDriver
+
+    client = await asyncio.to_thread(connect_docker)
+    app.state.docker_client = client
+    driver = NodeDriver(client, config, extra_labels=parse_labels(os.environ.get(NODE_LABELS_ENV)))
+    runtime: ManagedRuntime = _runtime_class()(config, store, driver)
+    return runtime
+
+
+def create_app(config: EmulatorConfig, *, runtime_factory: RuntimeFactory | None = None) -> Starlette:
+    """Build the emulator app.
+
+    Args:
+        config: the emulator's settings (also kept in ``app.state.config``).
+        runtime_factory: builds the runtime from ``(config, store)``; the default connects to the Docker engine
+            (``connect_docker``) and builds ``Runtime(config, store, NodeDriver(client, config))``.
+
+    Returns:
+        The Starlette app; ``app.state`` holds ``config``, ``store`` and ``runtime`` while it runs.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        config.nodes_dir.mkdir(parents=True, exist_ok=True)
+        store = Store(config.database_path)
+        app.state.store = store
+        try:
+            if runtime_factory is None:
+                runtime = await _default_runtime(app, config, store)
+            else:
+                runtime = runtime_factory(config, store)
+            app.state.runtime = runtime
+            await runtime.start()
+            try:
+                yield
+            finally:
+                await runtime.stop()
+        finally:
+            store.close()
+            client = getattr(app.state, "docker_client", None)
+            if client is not None:
+                client.close()
+
+    app = Starlette(
+        routes=list(ROUTES),
+        middleware=[Middleware(BatchProtocolMiddleware, config=config)],
+        lifespan=lifespan,
+    )
+    app.state.config = config
+    app.state.max_nodes_per_pool = DEFAULT_MAX_NODES
+    return app

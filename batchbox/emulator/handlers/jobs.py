@@ -1,0 +1,127 @@
+"""Job operations: add, list, get, delete, terminate, patch (PATCH), update (PUT), task counts."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from batchbox.emulator.errors import resource_exists
+from batchbox.emulator.handlers.common import (
+    check_preconditions,
+    conflict,
+    entity_response,
+    get_config,
+    get_job_or_404,
+    get_runtime,
+    get_store,
+    list_page,
+)
+from batchbox.emulator.protocol.middleware import read_json
+from batchbox.emulator.protocol.responses import accepted, base_url, batch_json, created, metadata_url, ok_empty
+from batchbox.emulator.resources import apply_job_patch, apply_job_replace, build_job, check_job_updatable
+from batchbox.emulator.resources.common import opt_str, req_object, utc_now_iso
+from batchbox.emulator.runtime.documents import set_state
+
+__all__ = ["DEFAULT_TERMINATE_REASON", "routes"]
+
+DEFAULT_TERMINATE_REASON = "UserTerminate"
+"""``executionInfo.terminateReason`` of a job terminated without a reason."""
+
+_COUNT_NAMES = ("active", "running", "completed", "succeeded", "failed")
+
+
+async def add_job(request: Request) -> Response:
+    body = await read_json(request)
+    doc = build_job(body, base_url=get_config(request).base_url)
+    if not get_store(request).insert_job(doc):
+        raise resource_exists("job", doc["id"])
+    get_runtime(request).job_added(doc["id"])
+    return created(doc["url"], doc["eTag"], doc["lastModified"])
+
+
+async def list_jobs(request: Request) -> Response:
+    return list_page(request, "jobs", get_store(request).list_jobs())
+
+
+async def get_job(request: Request) -> Response:
+    return entity_response(request, get_job_or_404(request, request.path_params["job_id"]), "jobs")
+
+
+async def delete_job(request: Request) -> Response:
+    doc = get_job_or_404(request, request.path_params["job_id"])
+    check_preconditions(request, doc)
+    if doc.get("state") == "deleting":
+        raise conflict("JobBeingDeleted", "The specified job is being deleted.", {"JobId": doc["id"]})
+    set_state(doc, "deleting", utc_now_iso())
+    doc = get_store(request).update_job(doc)
+    get_runtime(request).job_deleting(doc["id"])
+    return accepted(data_service_id=doc["url"])
+
+
+async def _optional_json(request: Request) -> object:
+    if not (await request.body()).strip():
+        return None
+    return await read_json(request)
+
+
+async def terminate_job(request: Request) -> Response:
+    body = await _optional_json(request)
+    doc = get_job_or_404(request, request.path_params["job_id"])
+    reason = None
+    if body is not None:
+        reason = opt_str(req_object(body), "terminateReason", max_length=4096)
+    check_preconditions(request, doc)
+    check_job_updatable(doc)
+    reason = reason or DEFAULT_TERMINATE_REASON
+    set_state(doc, "terminating", utc_now_iso())
+    info = doc.setdefault("executionInfo", {})
+    info["terminateReason"] = reason
+    doc = get_store(request).update_job(doc)
+    get_runtime(request).job_terminating(doc["id"], reason)
+    return accepted(etag=doc["eTag"], last_modified=doc["lastModified"], data_service_id=doc["url"])
+
+
+async def patch_job(request: Request) -> Response:
+    body = await read_json(request)
+    doc = get_job_or_404(request, request.path_params["job_id"])
+    check_preconditions(request, doc)
+    doc = get_store(request).update_job(apply_job_patch(doc, body))
+    get_runtime(request).job_updated(doc["id"])
+    return ok_empty(etag=doc["eTag"], last_modified=doc["lastModified"], data_service_id=doc["url"])
+
+
+async def replace_job(request: Request) -> Response:
+    body = await read_json(request)
+    doc = get_job_or_404(request, request.path_params["job_id"])
+    check_preconditions(request, doc)
+    doc = get_store(request).update_job(apply_job_replace(doc, body))
+    get_runtime(request).job_updated(doc["id"])
+    return ok_empty(etag=doc["eTag"], last_modified=doc["lastModified"], data_service_id=doc["url"])
+
+
+async def get_task_counts(request: Request) -> Response:
+    """``GET /jobs/{id}/taskcounts``: ``{"taskCounts": {...}, "taskSlotCounts": {...}}`` from one GROUP BY."""
+    doc = get_job_or_404(request, request.path_params["job_id"])
+    counts = get_store(request).task_counts(doc["id"])
+    slots = counts["slots"]
+    return batch_json(
+        {
+            "odata.metadata": metadata_url(base_url(request), "taskcounts/@Element"),
+            "taskCounts": {name: int(counts[name]) for name in _COUNT_NAMES},
+            "taskSlotCounts": {name: int(slots[name]) for name in _COUNT_NAMES},
+        }
+    )
+
+
+routes: list[Route] = [
+    Route("/jobs", add_job, methods=["POST"]),
+    Route("/jobs", list_jobs, methods=["GET"]),
+    Route("/jobs/{job_id}", get_job, methods=["GET"]),
+    Route("/jobs/{job_id}", delete_job, methods=["DELETE"]),
+    Route("/jobs/{job_id}", patch_job, methods=["PATCH"]),
+    Route("/jobs/{job_id}", replace_job, methods=["PUT"]),
+    Route("/jobs/{job_id}/terminate", terminate_job, methods=["POST"]),
+    Route("/jobs/{job_id}/taskcounts", get_task_counts, methods=["GET"]),
+]
+"""The job routes (paths relative to the account endpoint)."""

@@ -1,0 +1,186 @@
+"""Pool operations: add, list, exists, get, delete, patch, update properties, resize, stop resize, node counts."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from batchbox.emulator.errors import resource_exists
+from batchbox.emulator.handlers.common import (
+    NotModified,
+    check_preconditions,
+    conflict,
+    entity_response,
+    get_config,
+    get_pool_or_404,
+    get_runtime,
+    get_store,
+    list_page,
+    max_nodes_per_pool,
+    not_modified_response,
+)
+from batchbox.emulator.protocol.middleware import read_json
+from batchbox.emulator.protocol.responses import accepted, created, ok_empty
+from batchbox.emulator.resources import (
+    apply_pool_patch,
+    apply_pool_replace,
+    apply_resize,
+    apply_stop_resize,
+    build_pool,
+)
+from batchbox.emulator.resources.common import utc_now_iso
+
+__all__ = ["routes"]
+
+_NODE_COUNT_KEYS = (
+    "creating",
+    "idle",
+    "offline",
+    "preempted",
+    "rebooting",
+    "reimaging",
+    "running",
+    "starting",
+    "startTaskFailed",
+    "leavingPool",
+    "unknown",
+    "unusable",
+    "waitingForStartTask",
+    "deallocated",
+    "deallocating",
+    "upgradingOS",
+)
+_RUNTIME_SETTINGS = ("taskSlotsPerNode", "taskSchedulingPolicy")
+_STATE_TO_COUNT_KEY = {key.lower(): key for key in _NODE_COUNT_KEYS}
+
+
+async def add_pool(request: Request) -> Response:
+    body = await read_json(request)
+    doc = build_pool(body, base_url=get_config(request).base_url, max_nodes=max_nodes_per_pool(request))
+    if not get_store(request).insert_pool(doc):
+        raise resource_exists("pool", doc["id"])
+    get_runtime(request).pool_added(doc["id"])
+    return created(doc["url"], doc["eTag"], doc["lastModified"])
+
+
+async def list_pools(request: Request) -> Response:
+    return list_page(request, "pools", get_store(request).list_pools())
+
+
+async def pool_exists(request: Request) -> Response:
+    doc = get_pool_or_404(request, request.path_params["pool_id"])
+    try:
+        check_preconditions(request, doc, read=True)
+    except NotModified:
+        return not_modified_response(doc)
+    return ok_empty(etag=doc["eTag"], last_modified=doc["lastModified"])
+
+
+async def get_pool(request: Request) -> Response:
+    return entity_response(request, get_pool_or_404(request, request.path_params["pool_id"]), "pools")
+
+
+async def delete_pool(request: Request) -> Response:
+    doc = get_pool_or_404(request, request.path_params["pool_id"])
+    check_preconditions(request, doc)
+    if doc.get("state") == "deleting":
+        raise conflict("PoolBeingDeleted", "The specified pool is being deleted.", {"PoolId": doc["id"]})
+    now = utc_now_iso()
+    doc["state"] = "deleting"
+    doc["stateTransitionTime"] = now
+    doc["allocationState"] = "resizing"
+    doc["allocationStateTransitionTime"] = now
+    doc["targetDedicatedNodes"] = 0
+    doc["targetLowPriorityNodes"] = 0
+    doc = get_store(request).update_pool(doc)
+    get_runtime(request).pool_deleting(doc["id"])
+    return accepted(data_service_id=doc["url"])
+
+
+async def patch_pool(request: Request) -> Response:
+    body = await read_json(request)
+    doc = get_pool_or_404(request, request.path_params["pool_id"])
+    check_preconditions(request, doc)
+    doc = get_store(request).update_pool(apply_pool_patch(doc, body))
+    if isinstance(body, dict) and any(body.get(name) is not None for name in _RUNTIME_SETTINGS):
+        get_runtime(request).pool_resized(doc["id"])  # the runtime re-reads slots and the fill type
+    return ok_empty(etag=doc["eTag"], last_modified=doc["lastModified"], data_service_id=doc["url"])
+
+
+async def replace_pool_properties(request: Request) -> Response:
+    body = await read_json(request)
+    doc = get_pool_or_404(request, request.path_params["pool_id"])
+    doc = get_store(request).update_pool(apply_pool_replace(doc, body))
+    return Response(
+        b"",
+        status_code=204,
+        headers={"ETag": doc["eTag"], "DataServiceId": doc["url"]},
+    )
+
+
+async def resize_pool(request: Request) -> Response:
+    body = await read_json(request)
+    doc = get_pool_or_404(request, request.path_params["pool_id"])
+    check_preconditions(request, doc)
+    updated = apply_resize(doc, body, max_nodes=max_nodes_per_pool(request))
+    doc = get_store(request).update_pool(updated)
+    get_runtime(request).pool_resized(doc["id"])
+    return accepted(etag=doc["eTag"], last_modified=doc["lastModified"], data_service_id=doc["url"])
+
+
+async def stop_pool_resize(request: Request) -> Response:
+    doc = get_pool_or_404(request, request.path_params["pool_id"])
+    check_preconditions(request, doc)
+    updated = apply_stop_resize(doc)  # refuses a pool that is being deleted; a steady pool stays as it is
+    if doc.get("allocationState") != "steady":
+        doc = get_store(request).update_pool(updated)
+        get_runtime(request).pool_resized(doc["id"])
+    return accepted(etag=doc["eTag"], last_modified=doc["lastModified"], data_service_id=doc["url"])
+
+
+def _empty_counts() -> dict[str, int]:
+    counts = dict.fromkeys(_NODE_COUNT_KEYS, 0)
+    counts["total"] = 0
+    return counts
+
+
+async def list_pool_node_counts(request: Request) -> Response:
+    """``GET /nodecounts``: per pool, the number of dedicated and low-priority nodes in each state."""
+    store = get_store(request)
+    per_pool: dict[str, dict[str, dict[str, int]]] = defaultdict(
+        lambda: {"dedicated": _empty_counts(), "lowPriority": _empty_counts()}
+    )
+    pools = store.list_pools()
+    for pool in pools:
+        counts = per_pool[pool["id"].lower()]
+        for node in store.list_nodes(pool["id"]):
+            bucket = counts["dedicated" if node.get("isDedicated", True) else "lowPriority"]
+            bucket[_STATE_TO_COUNT_KEY.get(str(node.get("state", "unknown")).lower(), "unknown")] += 1
+            bucket["total"] += 1
+    documents: list[dict[str, Any]] = [{"poolId": pool["id"], **per_pool[pool["id"].lower()]} for pool in pools]
+    return list_page(
+        request,
+        "poolnodecounts",
+        documents,
+        filter_properties=frozenset({"poolId"}),
+        key=lambda doc: str(doc["poolId"]).lower(),
+    )
+
+
+routes: list[Route] = [
+    Route("/pools", add_pool, methods=["POST"]),
+    Route("/pools", list_pools, methods=["GET"]),
+    Route("/pools/{pool_id}", pool_exists, methods=["HEAD"]),
+    Route("/pools/{pool_id}", get_pool, methods=["GET"]),
+    Route("/pools/{pool_id}", delete_pool, methods=["DELETE"]),
+    Route("/pools/{pool_id}", patch_pool, methods=["PATCH"]),
+    Route("/pools/{pool_id}/updateproperties", replace_pool_properties, methods=["POST"]),
+    Route("/pools/{pool_id}/resize", resize_pool, methods=["POST"]),
+    Route("/pools/{pool_id}/stopresize", stop_pool_resize, methods=["POST"]),
+    Route("/nodecounts", list_pool_node_counts, methods=["GET"]),
+]
+"""The pool routes (paths relative to the account endpoint)."""

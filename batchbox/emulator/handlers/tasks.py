@@ -1,0 +1,216 @@
+"""Task operations: add, add collection, list (paged from the store), get, delete, update, terminate, reactivate."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from batchbox.emulator.errors import BatchError, invalid_query, request_body_too_large, resource_exists
+from batchbox.emulator.handlers.common import (
+    check_preconditions,
+    conflict,
+    entity_response,
+    get_config,
+    get_job_or_404,
+    get_runtime,
+    get_store,
+    get_task_or_404,
+    list_page,
+)
+from batchbox.emulator.protocol.middleware import read_json
+from batchbox.emulator.protocol.responses import base_url, batch_json, created, error_document, metadata_url, ok_empty
+from batchbox.emulator.resources import apply_task_update, build_task, check_job_accepts_tasks, collection_bodies
+from batchbox.emulator.resources.common import utc_now_iso
+from batchbox.emulator.runtime.documents import task_reactivated
+from batchbox.emulator.store import Store
+
+__all__ = ["MAX_COLLECTION_BODY_BYTES", "routes"]
+
+MAX_COLLECTION_BODY_BYTES = 1_000_000
+"""Batch refuses add-task-collection bodies of 1 MB or more with 413 ``RequestBodyTooLarge``."""
+
+Doc = dict[str, Any]
+
+
+async def add_task(request: Request) -> Response:
+    body = await read_json(request)
+    job = get_job_or_404(request, request.path_params["job_id"])
+    check_job_accepts_tasks(job)
+    doc = build_task(body, job=job, base_url=get_config(request).base_url)
+    if not get_store(request).insert_tasks(job["id"], [doc])[0]:
+        raise resource_exists("task", doc["id"])
+    get_runtime(request).tasks_added(job["id"], [doc["id"]])
+    return created(doc["url"], doc["eTag"], doc["lastModified"])
+
+
+def _client_error(task_id: str, error: BatchError) -> Doc:
+    return {"status": "clienterror", "taskId": task_id, "error": error_document(error)}
+
+
+async def add_task_collection(request: Request) -> Response:
+    """``POST /jobs/{id}/addtaskcollection``: up to 100 tasks, one result per task (200 even when some fail)."""
+    raw = await request.body()
+    if len(raw) >= MAX_COLLECTION_BODY_BYTES:
+        raise request_body_too_large(MAX_COLLECTION_BODY_BYTES)
+    bodies = collection_bodies(await read_json(request))
+    job = get_job_or_404(request, request.path_params["job_id"])
+    check_job_accepts_tasks(job)
+    base = get_config(request).base_url
+    results: list[Doc | None] = []
+    docs: list[Doc] = []
+    positions: list[int] = []
+    seen: set[str] = set()
+    for body in bodies:
+        raw_id = body.get("id") if isinstance(body, Mapping) else None
+        task_id = raw_id if isinstance(raw_id, str) else ""
+        try:
+            doc = build_task(body, job=job, base_url=base)
+        except BatchError as error:
+            results.append(_client_error(task_id, error))
+            continue
+        if doc["id"].lower() in seen:
+            results.append(_client_error(doc["id"], resource_exists("task", doc["id"])))
+            continue
+        seen.add(doc["id"].lower())
+        positions.append(len(results))
+        results.append(None)
+        docs.append(doc)
+    added: list[str] = []
+    if docs:
+        flags = get_store(request).insert_tasks(job["id"], docs)
+        for position, doc, ok in zip(positions, docs, flags, strict=True):
+            if ok:
+                added.append(doc["id"])
+                results[position] = {
+                    "status": "success",
+                    "taskId": doc["id"],
+                    "eTag": doc["eTag"],
+                    "lastModified": doc["lastModified"],
+                    "location": doc["url"],
+                }
+            else:
+                results[position] = _client_error(doc["id"], resource_exists("task", doc["id"]))
+    if added:
+        get_runtime(request).tasks_added(job["id"], added)
+    return batch_json({"odata.metadata": metadata_url(base_url(request), "taskaddresult"), "value": results})
+
+
+def _task_fetch(
+    store: Store, job_id: str
+) -> tuple[Callable[[str | None, int], Sequence[Mapping[str, Any]]], Callable[[Mapping[str, Any]], str]]:
+    """A ``fetch(after_key, limit)`` reading the job's tasks page by page, and its paging key (the task's
+    insertion sequence number, so a page boundary survives the deletion of the task it ended on)."""
+    sequence_of: dict[int, int] = {}
+
+    def fetch(after_key: str | None, limit: int) -> Sequence[Mapping[str, Any]]:
+        after_seq = None
+        if after_key is not None:
+            if not after_key.isdigit():
+                raise invalid_query("$skiptoken", after_key, "The continuation token is not valid.")
+            after_seq = int(after_key)
+        rows = store.list_tasks_page(job_id, after_seq=after_seq, limit=limit)
+        docs = []
+        for seq, doc in rows:
+            sequence_of[id(doc)] = seq
+            docs.append(doc)
+        return docs
+
+    def key(doc: Mapping[str, Any]) -> str:
+        return str(sequence_of[id(doc)])
+
+    return fetch, key
+
+
+async def list_tasks(request: Request) -> Response:
+    job = get_job_or_404(request, request.path_params["job_id"])
+    fetch, key = _task_fetch(get_store(request), job["id"])
+    return list_page(request, "tasks", fetch, key=key)
+
+
+async def get_task(request: Request) -> Response:
+    doc = get_task_or_404(request, request.path_params["job_id"], request.path_params["task_id"])
+    return entity_response(request, doc, "tasks")
+
+
+async def delete_task(request: Request) -> Response:
+    job_id = request.path_params["job_id"]
+    doc = get_task_or_404(request, job_id, request.path_params["task_id"])
+    job = get_job_or_404(request, job_id)
+    check_preconditions(request, doc)
+    if job.get("state") == "deleting":
+        raise conflict("JobBeingDeleted", "The specified job is being deleted.", {"JobId": job["id"]})
+    get_store(request).delete_task(job["id"], doc["id"])
+    get_runtime(request).task_deleted(job["id"], doc["id"])
+    return ok_empty()
+
+
+async def replace_task(request: Request) -> Response:
+    body = await read_json(request)
+    job = get_job_or_404(request, request.path_params["job_id"])
+    doc = get_task_or_404(request, job["id"], request.path_params["task_id"])
+    check_preconditions(request, doc)
+    doc = get_store(request).update_task(job["id"], apply_task_update(doc, body, job=job))
+    return ok_empty(etag=doc["eTag"], last_modified=doc["lastModified"], data_service_id=doc["url"])
+
+
+def _task_completed(doc: Doc) -> BatchError:
+    return conflict("TaskCompleted", "The specified task is already in a completed state.", {"TaskId": doc["id"]})
+
+
+async def terminate_task(request: Request) -> Response:
+    job = get_job_or_404(request, request.path_params["job_id"])
+    doc = get_task_or_404(request, job["id"], request.path_params["task_id"])
+    check_preconditions(request, doc)
+    if doc.get("state") == "completed":
+        raise _task_completed(doc)
+    if job.get("state") == "deleting":
+        raise conflict("JobBeingDeleted", "The specified job is being deleted.", {"JobId": job["id"]})
+    get_runtime(request).task_terminating(job["id"], doc["id"])
+    current = get_store(request).get_task(job["id"], doc["id"]) or doc
+    return Response(b"", status_code=204, headers={"ETag": current["eTag"], "DataServiceId": current["url"]})
+
+
+async def reactivate_task(request: Request) -> Response:
+    """Make a failed, completed task active again (retry count reset to 0)."""
+    job = get_job_or_404(request, request.path_params["job_id"])
+    doc = get_task_or_404(request, job["id"], request.path_params["task_id"])
+    check_preconditions(request, doc)
+    state = job.get("state")
+    if state == "completed":
+        raise conflict("JobCompleted", "The specified job is already in a completed state.", {"JobId": job["id"]})
+    if state == "terminating":
+        raise conflict("JobBeingTerminated", "The specified job is being terminated.", {"JobId": job["id"]})
+    if state == "deleting":
+        raise conflict("JobBeingDeleted", "The specified job is being deleted.", {"JobId": job["id"]})
+    info = doc.get("executionInfo")
+    result = info.get("result") if isinstance(info, dict) else None
+    if doc.get("state") != "completed" or result == "success":
+        raise conflict(
+            "OperationInvalidForCurrentState",
+            "The specified operation is not valid for the current state of the resource.",
+            {
+                "TaskId": doc["id"],
+                "Reason": "Only a task that completed with a failure can be reactivated.",
+            },
+        )
+    task_reactivated(doc, utc_now_iso())
+    doc = get_store(request).update_task(job["id"], doc)
+    get_runtime(request).task_reactivated(job["id"], doc["id"])
+    return Response(b"", status_code=204, headers={"ETag": doc["eTag"], "DataServiceId": doc["url"]})
+
+
+routes: list[Route] = [
+    Route("/jobs/{job_id}/tasks", add_task, methods=["POST"]),
+    Route("/jobs/{job_id}/tasks", list_tasks, methods=["GET"]),
+    Route("/jobs/{job_id}/addtaskcollection", add_task_collection, methods=["POST"]),
+    Route("/jobs/{job_id}/tasks/{task_id}", get_task, methods=["GET"]),
+    Route("/jobs/{job_id}/tasks/{task_id}", delete_task, methods=["DELETE"]),
+    Route("/jobs/{job_id}/tasks/{task_id}", replace_task, methods=["PUT"]),
+    Route("/jobs/{job_id}/tasks/{task_id}/terminate", terminate_task, methods=["POST"]),
+    Route("/jobs/{job_id}/tasks/{task_id}/reactivate", reactivate_task, methods=["POST"]),
+]
+"""The task routes (paths relative to the account endpoint)."""

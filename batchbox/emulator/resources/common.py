@@ -1,0 +1,343 @@
+"""Validation helpers shared by the pool, job and task documents.
+
+Batch parses request bodies strictly by type: a value of the wrong JSON type is ``InvalidRequestBody`` (400, "The
+specified Request Body is not syntactically valid."), a missing required property is ``MissingRequiredProperty``
+and a well-typed but unacceptable value is ``InvalidPropertyValue``. Property names in errors are dotted paths
+(``constraints.maxWallClockTime``).
+
+Unknown properties are ignored and not stored: the emulator accepts the bodies of several API versions (older SDKs
+send properties the current version dropped), so it keeps only the properties it knows.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from datetime import timedelta
+from typing import Any
+
+from batchbox.emulator.errors import BatchError, invalid_property, missing_property
+from batchbox.emulator.store import format_time, utc_now_iso
+
+__all__ = [
+    "INFINITE_DURATION",
+    "Body",
+    "format_duration",
+    "format_time",
+    "invalid_body",
+    "opt_bool",
+    "opt_duration",
+    "opt_enum",
+    "opt_int",
+    "opt_list",
+    "opt_object",
+    "opt_str",
+    "parse_duration",
+    "req_object",
+    "req_str",
+    "unsupported_property",
+    "utc_now_iso",
+    "validate_environment",
+    "validate_id",
+    "validate_metadata",
+    "validate_relative_path",
+    "validate_resource_files",
+    "validate_user_identity",
+]
+
+Body = dict[str, Any]
+
+INFINITE_DURATION = "P10675199DT2H48M5.4775807S"
+""".NET ``TimeSpan.MaxValue``: what Batch reports for "no limit" (e.g. a task's default maxWallClockTime)."""
+
+_INFINITE_TIMEDELTA = timedelta(days=10675199, hours=2, minutes=48, seconds=5, microseconds=477580)
+_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_DURATION_PATTERN = re.compile(
+    r"P(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
+    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?"
+)
+_JSON_TYPE_NAMES = {str: "Edm.String", int: "Edm.Int32", bool: "Edm.Boolean", list: "Collection", dict: "Object"}
+
+
+def invalid_body(name: str, reason: str) -> BatchError:
+    """``InvalidRequestBody`` (400): the body does not parse into the expected shape."""
+    return BatchError(
+        400,
+        "InvalidRequestBody",
+        "The specified Request Body is not syntactically valid.",
+        {"PropertyName": name, "Reason": reason},
+    )
+
+
+def unsupported_property(name: str, reason: str) -> BatchError:
+    """``UnsupportedProperty`` (400): a valid Batch property the local emulator does not implement."""
+    return BatchError(
+        400,
+        "UnsupportedProperty",
+        "One of the properties specified in the request body is not supported.",
+        {"PropertyName": name, "Reason": reason},
+    )
+
+
+def _path(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _typed(body: Body, name: str, kind: type, prefix: str) -> Any:
+    value = body.get(name)
+    if value is None:
+        return None
+    ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    if not ok:
+        raise invalid_body(
+            _path(prefix, name),
+            f"Cannot convert the value to the expected type '{_JSON_TYPE_NAMES.get(kind, kind.__name__)}'.",
+        )
+    return value
+
+
+def req_object(body: object, name: str = "") -> Body:
+    """The request body (or a nested value) as a JSON object, else ``InvalidRequestBody``."""
+    if not isinstance(body, dict):
+        raise invalid_body(name or "(body)", "Expected a JSON object.")
+    return body
+
+
+def req_str(body: Body, name: str, prefix: str = "") -> str:
+    """A required string property (empty counts as missing)."""
+    value = _typed(body, name, str, prefix)
+    if value is None or value == "":
+        raise missing_property(_path(prefix, name))
+    return str(value)
+
+
+def opt_str(body: Body, name: str, prefix: str = "", *, max_length: int | None = None) -> str | None:
+    value = _typed(body, name, str, prefix)
+    if value is not None and max_length is not None and len(value) > max_length:
+        raise invalid_property(_path(prefix, name), value, f"The value may not exceed {max_length} characters.")
+    return None if value is None else str(value)
+
+
+def opt_int(
+    body: Body, name: str, prefix: str = "", *, minimum: int | None = None, maximum: int | None = None
+) -> int | None:
+    value = _typed(body, name, int, prefix)
+    if value is None:
+        return None
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        low = "" if minimum is None else f" >= {minimum}"
+        high = "" if maximum is None else f" <= {maximum}"
+        joiner = " and" if low and high else ""
+        raise invalid_property(_path(prefix, name), value, f"The value must be{low}{joiner}{high}.")
+    return int(value)
+
+
+def opt_bool(body: Body, name: str, prefix: str = "") -> bool | None:
+    value = _typed(body, name, bool, prefix)
+    return None if value is None else bool(value)
+
+
+def opt_list(body: Body, name: str, prefix: str = "") -> list[Any] | None:
+    value = _typed(body, name, list, prefix)
+    return None if value is None else list(value)
+
+
+def opt_object(body: Body, name: str, prefix: str = "") -> Body | None:
+    value = _typed(body, name, dict, prefix)
+    return None if value is None else dict(value)
+
+
+def opt_enum(body: Body, name: str, allowed: tuple[str, ...], prefix: str = "") -> str | None:
+    """An enum string, matched case-insensitively and returned in Batch's (lowercase) spelling."""
+    value = _typed(body, name, str, prefix)
+    if value is None:
+        return None
+    lowered = str(value).lower()
+    if lowered not in allowed:
+        raise invalid_property(_path(prefix, name), value, f"The value must be one of: {', '.join(allowed)}.")
+    return lowered
+
+
+def validate_id(value: object, name: str = "id") -> str:
+    """A pool, job or task id: 1-64 letters, digits, ``-`` and ``_``."""
+    if value is None or value == "":
+        raise missing_property(name)
+    if not isinstance(value, str):
+        raise invalid_body(name, "Cannot convert the value to the expected type 'Edm.String'.")
+    if not _ID_PATTERN.fullmatch(value):
+        raise invalid_property(
+            name, value, "The id may contain 1-64 letters, digits, hyphens and underscores, and nothing else."
+        )
+    return value
+
+
+# -- durations ------------------------------------------------------------------------------------------------
+
+
+def parse_duration(text: str, name: str = "duration") -> timedelta:
+    """Parse an ISO 8601 duration as Batch accepts it (``PT30S``, ``P1D``, ``PT1H30M``, ``P1DT02H03M04.5S``).
+
+    Years and months are refused (their length is ambiguous), as are negative durations.
+
+    Raises:
+        BatchError: ``InvalidPropertyValue`` naming ``name``.
+    """
+    match = _DURATION_PATTERN.fullmatch(text.strip().upper()) if isinstance(text, str) else None
+    if match is None or not any(match.groupdict().values()) or text.strip().upper().endswith("T"):
+        raise invalid_property(name, text, "The value must be an ISO 8601 duration such as PT30S, PT1H30M or P1D.")
+    parts = match.groupdict()
+    seconds_text = parts["seconds"] or "0"
+    whole, _, fraction = seconds_text.partition(".")
+    microseconds = int((fraction + "000000")[:6]) if fraction else 0
+    return timedelta(
+        weeks=int(parts["weeks"] or 0),
+        days=int(parts["days"] or 0),
+        hours=int(parts["hours"] or 0),
+        minutes=int(parts["minutes"] or 0),
+        seconds=int(whole),
+        microseconds=microseconds,
+    )
+
+
+def format_duration(value: timedelta) -> str:
+    """Render a duration in the compact form Batch returns (``PT15M``, ``P7D``, ``P1DT2H3M4.5S``)."""
+    if value >= _INFINITE_TIMEDELTA:
+        return INFINITE_DURATION
+    total_us = value.days * 86_400_000_000 + value.seconds * 1_000_000 + value.microseconds
+    days, rest = divmod(total_us, 86_400_000_000)
+    hours, rest = divmod(rest, 3_600_000_000)
+    minutes, rest = divmod(rest, 60_000_000)
+    seconds, micro = divmod(rest, 1_000_000)
+    text = "P" + (f"{days}D" if days else "")
+    clock = ""
+    if hours:
+        clock += f"{hours}H"
+    if minutes:
+        clock += f"{minutes}M"
+    if seconds or micro:
+        clock += f"{seconds}.{micro:06d}".rstrip("0").rstrip(".") + "S"
+    if clock:
+        text += "T" + clock
+    return text if text != "P" else "PT0S"
+
+
+def opt_duration(
+    body: Body, name: str, prefix: str = "", *, minimum: timedelta | None = None
+) -> tuple[timedelta, str] | None:
+    """An optional duration property: ``(value, normalised text)``."""
+    text = _typed(body, name, str, prefix)
+    if text is None:
+        return None
+    value = parse_duration(text, _path(prefix, name))
+    if minimum is not None and value < minimum:
+        raise invalid_property(_path(prefix, name), text, f"The value must be at least {format_duration(minimum)}.")
+    return value, format_duration(value)
+
+
+# -- shared sub-documents -------------------------------------------------------------------------------------
+
+
+def validate_metadata(items: list[Any] | None, name: str = "metadata") -> list[Body] | None:
+    """``[{"name", "value"}]`` with both strings required."""
+    if items is None:
+        return None
+    result: list[Body] = []
+    for index, item in enumerate(items):
+        prefix = f"{name}[{index}]"
+        item = req_object(item, prefix)
+        result.append({"name": req_str(item, "name", prefix), "value": opt_str(item, "value", prefix) or ""})
+    return result
+
+
+def validate_environment(items: list[Any] | None, name: str = "environmentSettings") -> list[Body] | None:
+    """``[{"name", "value"?}]``."""
+    if items is None:
+        return None
+    result: list[Body] = []
+    for index, item in enumerate(items):
+        prefix = f"{name}[{index}]"
+        item = req_object(item, prefix)
+        entry: Body = {"name": req_str(item, "name", prefix)}
+        value = opt_str(item, "value", prefix)
+        if value is not None:
+            entry["value"] = value
+        result.append(entry)
+    return result
+
+
+def validate_relative_path(value: str, name: str) -> str:
+    """A path that stays inside the directory it is relative to (no absolute path, no ``..``)."""
+    cleaned = value.replace("\\", "/")
+    if cleaned.startswith("/") or re.match(r"^[A-Za-z]:", cleaned):
+        raise invalid_property(name, value, "The path must be relative.")
+    normal = posixpath.normpath(cleaned)
+    if normal == ".." or normal.startswith("../"):
+        raise invalid_property(name, value, "The path may not point outside the task's working directory.")
+    return value
+
+
+_RESOURCE_SOURCES = ("autoStorageContainerName", "storageContainerUrl", "httpUrl")
+
+
+def validate_resource_files(items: list[Any] | None, name: str = "resourceFiles") -> list[Body] | None:
+    """ResourceFiles: exactly one source; ``httpUrl`` needs ``filePath``; paths stay in the working dir."""
+    if items is None:
+        return None
+    result: list[Body] = []
+    for index, item in enumerate(items):
+        prefix = f"{name}[{index}]"
+        item = req_object(item, prefix)
+        entry: Body = {}
+        sources = [s for s in _RESOURCE_SOURCES if opt_str(item, s, prefix)]
+        if not sources:
+            raise missing_property(f"{prefix}.httpUrl")
+        if len(sources) > 1:
+            raise invalid_property(
+                f"{prefix}.{sources[1]}",
+                item[sources[1]],
+                "Exactly one of " + ", ".join(_RESOURCE_SOURCES) + " may be specified.",
+            )
+        entry[sources[0]] = item[sources[0]]
+        prefix_value = opt_str(item, "blobPrefix", prefix)
+        if prefix_value is not None:
+            if sources[0] == "httpUrl":
+                raise invalid_property(
+                    f"{prefix}.blobPrefix", prefix_value, "blobPrefix is only valid with a container source."
+                )
+            entry["blobPrefix"] = prefix_value
+        file_path = opt_str(item, "filePath", prefix)
+        if sources[0] == "httpUrl" and not file_path:
+            raise missing_property(f"{prefix}.filePath")
+        if file_path:
+            entry["filePath"] = validate_relative_path(file_path, f"{prefix}.filePath")
+        file_mode = opt_str(item, "fileMode", prefix)
+        if file_mode is not None:
+            if not re.fullmatch(r"0?[0-7]{3,4}", file_mode):
+                raise invalid_property(f"{prefix}.fileMode", file_mode, "The file mode must be octal, e.g. 0770.")
+            entry["fileMode"] = file_mode
+        identity = opt_object(item, "identityReference", prefix)
+        if identity is not None:
+            entry["identityReference"] = identity
+        result.append(entry)
+    return result
+
+
+def validate_user_identity(value: Body | None, name: str = "userIdentity") -> Body | None:
+    """``{"username"}`` or ``{"autoUser": {"scope", "elevationLevel"}}`` (not both)."""
+    if value is None:
+        return None
+    username = opt_str(value, "username", name)
+    auto = opt_object(value, "autoUser", name)
+    if username and auto is not None:
+        raise invalid_property(f"{name}.username", username, "Specify either username or autoUser, not both.")
+    if username:
+        return {"username": username}
+    if auto is None:
+        return {"autoUser": {"scope": "pool", "elevationLevel": "nonadmin"}}
+    prefix = f"{name}.autoUser"
+    return {
+        "autoUser": {
+            "scope": opt_enum(auto, "scope", ("task", "pool"), prefix) or "pool",
+            "elevationLevel": opt_enum(auto, "elevationLevel", ("nonadmin", "admin"), prefix) or "nonadmin",
+        }
+    }

@@ -1,0 +1,254 @@
+"""Job documents: validate the REST bodies of add / patch (PATCH) / update (PUT) and build what GET returns."""
+
+from __future__ import annotations
+
+from batchbox.emulator.errors import BatchError, invalid_property, missing_property
+from batchbox.emulator.resources.common import (
+    INFINITE_DURATION,
+    Body,
+    opt_bool,
+    opt_duration,
+    opt_enum,
+    opt_int,
+    opt_list,
+    opt_object,
+    opt_str,
+    req_object,
+    req_str,
+    unsupported_property,
+    utc_now_iso,
+    validate_environment,
+    validate_id,
+    validate_metadata,
+)
+
+__all__ = [
+    "apply_job_patch",
+    "apply_job_replace",
+    "build_job",
+    "check_job_updatable",
+    "job_max_task_retry_count",
+]
+
+_ALL_TASKS_COMPLETE = ("noaction", "terminatejob")
+_TASK_FAILURE = ("noaction", "performexitoptionsjobaction")
+_UNSUPPORTED = {
+    "jobManagerTask": "The local batchbox emulator does not run job manager tasks.",
+    "jobPreparationTask": "The local batchbox emulator does not run job preparation tasks.",
+    "jobReleaseTask": "The local batchbox emulator does not run job release tasks.",
+}
+
+
+def _priority(body: Body) -> int | None:
+    value = opt_int(body, "priority")
+    if value is not None and not -1000 <= value <= 1000:
+        raise BatchError(
+            400,
+            "OutOfRangePriority",
+            "The priority must be between -1000 and 1000.",
+            {"PropertyName": "priority", "PropertyValue": str(value)},
+        )
+    return value
+
+
+def _max_parallel(body: Body) -> int | None:
+    value = opt_int(body, "maxParallelTasks")
+    if value is not None and value != -1 and value < 1:
+        raise invalid_property("maxParallelTasks", value, "The value must be -1 or greater than 0.")
+    return value
+
+
+def _constraints(value: Body | None) -> Body:
+    """Job constraints with Batch's defaults: no wall-clock limit, no retries."""
+    if value is None:
+        return {"maxWallClockTime": INFINITE_DURATION, "maxTaskRetryCount": 0}
+    wall = opt_duration(value, "maxWallClockTime", "constraints")
+    retries = opt_int(value, "maxTaskRetryCount", "constraints", minimum=-1)
+    return {
+        "maxWallClockTime": wall[1] if wall else INFINITE_DURATION,
+        "maxTaskRetryCount": 0 if retries is None else retries,
+    }
+
+
+def _pool_info(value: Body | None) -> Body:
+    if value is None:
+        raise missing_property("poolInfo")
+    if value.get("autoPoolSpecification") is not None:
+        raise unsupported_property(
+            "poolInfo.autoPoolSpecification", "The local batchbox emulator does not create auto pools."
+        )
+    pool_id = req_str(value, "poolId", "poolInfo")
+    validate_id(pool_id, "poolInfo.poolId")
+    return {"poolId": pool_id}
+
+
+def job_max_task_retry_count(job: Body) -> int:
+    """The job's ``constraints.maxTaskRetryCount`` (0 when absent): the default of its tasks."""
+    constraints = job.get("constraints")
+    if isinstance(constraints, dict) and isinstance(constraints.get("maxTaskRetryCount"), int):
+        return int(constraints["maxTaskRetryCount"])
+    return 0
+
+
+def build_job(body: object, *, base_url: str) -> Body:
+    """Validate an add-job body (``BatchJobCreateOptions``) and build the stored job document.
+
+    Raises:
+        BatchError: MissingRequiredProperty / InvalidPropertyValue / InvalidRequestBody / OutOfRangePriority /
+            UnsupportedProperty (job manager, preparation and release tasks, auto pools).
+    """
+    body = req_object(body)
+    job_id = validate_id(body.get("id"))
+    for name, reason in _UNSUPPORTED.items():
+        if body.get(name) is not None:
+            raise unsupported_property(name, reason)
+    pool_info = _pool_info(opt_object(body, "poolInfo"))
+    display_name = opt_str(body, "displayName", max_length=1024)
+    uses_dependencies = opt_bool(body, "usesTaskDependencies")
+    priority = _priority(body)
+    preemption = opt_bool(body, "allowTaskPreemption")
+    max_parallel = _max_parallel(body)
+    constraints = _constraints(opt_object(body, "constraints"))
+    environment = validate_environment(opt_list(body, "commonEnvironmentSettings"), "commonEnvironmentSettings")
+    on_complete = opt_enum(body, "onAllTasksComplete", _ALL_TASKS_COMPLETE)
+    on_failure = opt_enum(body, "onTaskFailure", _TASK_FAILURE)
+    network = opt_object(body, "networkConfiguration")
+    metadata = validate_metadata(opt_list(body, "metadata"))
+
+    now = utc_now_iso()
+    doc: Body = {"id": job_id}
+    if display_name is not None:
+        doc["displayName"] = display_name
+    doc.update(
+        {
+            "usesTaskDependencies": bool(uses_dependencies),
+            "url": f"{base_url}/jobs/{job_id}",
+            "eTag": "",
+            "lastModified": now,
+            "creationTime": now,
+            "state": "active",
+            "stateTransitionTime": now,
+            "priority": priority or 0,
+            "maxParallelTasks": -1 if max_parallel is None else max_parallel,
+            "allowTaskPreemption": bool(preemption),
+            "constraints": constraints,
+        }
+    )
+    if environment:
+        doc["commonEnvironmentSettings"] = environment
+    doc["poolInfo"] = pool_info
+    doc["executionInfo"] = {"startTime": now, "poolId": pool_info["poolId"]}
+    doc["onAllTasksComplete"] = on_complete or "noaction"
+    doc["onTaskFailure"] = on_failure or "noaction"
+    if network is not None:
+        doc["networkConfiguration"] = network
+    if metadata:
+        doc["metadata"] = metadata
+    return doc
+
+
+def check_job_updatable(doc: Body) -> None:
+    """Refuse changes to a job that is being deleted, being terminated or completed (409)."""
+    state = doc.get("state")
+    job_id = str(doc["id"])
+    if state == "deleting":
+        raise BatchError(409, "JobBeingDeleted", "The specified job is being deleted.", {"JobId": job_id})
+    if state == "terminating":
+        raise BatchError(409, "JobBeingTerminated", "The specified job is being terminated.", {"JobId": job_id})
+    if state == "completed":
+        raise BatchError(409, "JobCompleted", "The specified job is already in a completed state.", {"JobId": job_id})
+
+
+def _change_pool(doc: Body, updated: Body, pool_info: Body) -> None:
+    if pool_info["poolId"].lower() == str(doc["poolInfo"].get("poolId", "")).lower():
+        return
+    if doc.get("state") != "disabled":
+        raise BatchError(
+            409,
+            "OperationInvalidForCurrentState",
+            "The specified operation is not valid for the current state of the resource.",
+            {
+                "JobId": str(doc["id"]),
+                "PropertyName": "poolInfo",
+                "Reason": "The pool can change only while the job is disabled.",
+            },
+        )
+    updated["poolInfo"] = pool_info
+    updated["executionInfo"] = {**doc.get("executionInfo", {}), "poolId": pool_info["poolId"]}
+
+
+def _set_on_all_complete(doc: Body, updated: Body, value: str) -> None:
+    if doc.get("onAllTasksComplete") == "terminatejob" and value == "noaction":
+        raise invalid_property(
+            "onAllTasksComplete", value, "onAllTasksComplete cannot be changed from terminatejob to noaction."
+        )
+    updated["onAllTasksComplete"] = value
+
+
+def apply_job_patch(doc: Body, body: object) -> Body:
+    """Apply a PATCH (``BatchJobUpdateOptions``): only the properties present change.
+
+    Raises:
+        BatchError: JobBeingDeleted / JobBeingTerminated / JobCompleted / OperationInvalidForCurrentState (409),
+            validation errors (400).
+    """
+    body = req_object(body)
+    check_job_updatable(doc)
+    updated = dict(doc)
+    priority = _priority(body)
+    if priority is not None:
+        updated["priority"] = priority
+    preemption = opt_bool(body, "allowTaskPreemption")
+    if preemption is not None:
+        updated["allowTaskPreemption"] = preemption
+    max_parallel = _max_parallel(body)
+    if max_parallel is not None:
+        updated["maxParallelTasks"] = max_parallel
+    constraints = opt_object(body, "constraints")
+    if constraints is not None:
+        updated["constraints"] = _constraints(constraints)
+    pool_info = opt_object(body, "poolInfo")
+    if pool_info is not None:
+        _change_pool(doc, updated, _pool_info(pool_info))
+    on_complete = opt_enum(body, "onAllTasksComplete", _ALL_TASKS_COMPLETE)
+    if on_complete is not None:
+        _set_on_all_complete(doc, updated, on_complete)
+    metadata = validate_metadata(opt_list(body, "metadata"))
+    if metadata is not None:
+        if metadata:
+            updated["metadata"] = metadata
+        else:
+            updated.pop("metadata", None)
+    network = opt_object(body, "networkConfiguration")
+    if network is not None:
+        updated["networkConfiguration"] = network
+    return updated
+
+
+def apply_job_replace(doc: Body, body: object) -> Body:
+    """Apply an update (PUT, a ``BatchJob`` body): every updatable property is replaced; absent ones get their
+    defaults. Read-only properties in the body (id, url, eTag, state, ...) are ignored.
+
+    Raises:
+        BatchError: JobBeingDeleted / JobBeingTerminated / JobCompleted / OperationInvalidForCurrentState (409),
+            validation errors (400).
+    """
+    body = req_object(body)
+    check_job_updatable(doc)
+    updated = dict(doc)
+    priority = _priority(body)
+    updated["priority"] = priority or 0
+    preemption = opt_bool(body, "allowTaskPreemption")
+    updated["allowTaskPreemption"] = bool(preemption)
+    max_parallel = _max_parallel(body)
+    updated["maxParallelTasks"] = -1 if max_parallel is None else max_parallel
+    updated["constraints"] = _constraints(opt_object(body, "constraints"))
+    _change_pool(doc, updated, _pool_info(opt_object(body, "poolInfo")))
+    on_complete = opt_enum(body, "onAllTasksComplete", _ALL_TASKS_COMPLETE)
+    _set_on_all_complete(doc, updated, on_complete or "noaction")
+    metadata = validate_metadata(opt_list(body, "metadata"))
+    if metadata:
+        updated["metadata"] = metadata
+    else:
+        updated.pop("metadata", None)
+    return updated

@@ -1,0 +1,365 @@
+"""Pool documents: validate the REST bodies of add / patch / update properties / resize and build what GET returns."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from batchbox.emulator.errors import BatchError, invalid_property, missing_property
+from batchbox.emulator.resources.common import (
+    Body,
+    opt_bool,
+    opt_duration,
+    opt_enum,
+    opt_int,
+    opt_list,
+    opt_object,
+    opt_str,
+    req_object,
+    req_str,
+    unsupported_property,
+    utc_now_iso,
+    validate_environment,
+    validate_id,
+    validate_metadata,
+    validate_resource_files,
+    validate_user_identity,
+)
+
+__all__ = [
+    "DEFAULT_MAX_NODES",
+    "apply_pool_patch",
+    "apply_pool_replace",
+    "apply_resize",
+    "apply_stop_resize",
+    "build_pool",
+    "pool_node_total",
+    "validate_start_task",
+]
+
+DEFAULT_MAX_NODES = 32
+"""The most nodes (dedicated + low-priority) one pool of the local emulator may target."""
+
+_MIN_RESIZE_TIMEOUT = timedelta(minutes=5)
+_DEFAULT_RESIZE_TIMEOUT = "PT15M"
+_MAX_SLOTS = 256
+_FILL_TYPES = ("spread", "pack")
+_DEALLOCATION_OPTIONS = ("requeue", "terminate", "taskcompletion", "retaineddata")
+
+# Properties copied through as given (validated only as JSON objects / lists): the emulator does not act on them.
+_PASSTHROUGH_OBJECTS = ("networkConfiguration", "upgradePolicy")
+_PASSTHROUGH_LISTS = ("userAccounts", "mountConfiguration", "applicationPackageReferences")
+
+# What PATCH may change only while the pool has no nodes.
+_STRUCTURAL = (
+    "vmSize",
+    "virtualMachineConfiguration",
+    "taskSlotsPerNode",
+    "taskSchedulingPolicy",
+    "enableInterNodeCommunication",
+    "networkConfiguration",
+    "userAccounts",
+    "mountConfiguration",
+    "upgradePolicy",
+)
+
+
+def validate_start_task(value: Body | None, name: str = "startTask") -> Body | None:
+    """A pool's StartTask: ``commandLine`` required; retries >= -1; ``waitForSuccess`` defaults to true."""
+    if value is None:
+        return None
+    task: Body = {"commandLine": req_str(value, "commandLine", name)}
+    container = opt_object(value, "containerSettings", name)
+    if container is not None:
+        task["containerSettings"] = container
+    files = validate_resource_files(opt_list(value, "resourceFiles", name), f"{name}.resourceFiles")
+    if files is not None:
+        task["resourceFiles"] = files
+    env = validate_environment(opt_list(value, "environmentSettings", name), f"{name}.environmentSettings")
+    if env is not None:
+        task["environmentSettings"] = env
+    identity = opt_object(value, "userIdentity", name)
+    task["userIdentity"] = validate_user_identity(identity, f"{name}.userIdentity") or {
+        "autoUser": {"scope": "pool", "elevationLevel": "nonadmin"}
+    }
+    retries = opt_int(value, "maxTaskRetryCount", name, minimum=-1)
+    task["maxTaskRetryCount"] = 0 if retries is None else retries
+    wait = opt_bool(value, "waitForSuccess", name)
+    task["waitForSuccess"] = True if wait is None else wait
+    return task
+
+
+def _validate_vm_configuration(value: Body | None) -> Body:
+    name = "virtualMachineConfiguration"
+    if value is None:
+        raise missing_property(name)
+    config = dict(value)
+    image = opt_object(value, "imageReference", name)
+    if image is None:
+        raise missing_property(f"{name}.imageReference")
+    req_str(value, "nodeAgentSKUId", name)
+    return config
+
+
+def _validate_scheduling_policy(value: Body | None) -> Body:
+    if value is None:
+        return {"nodeFillType": "spread"}
+    fill = opt_enum(value, "nodeFillType", _FILL_TYPES, "taskSchedulingPolicy")
+    if fill is None:
+        raise missing_property("taskSchedulingPolicy.nodeFillType")
+    policy: Body = {"nodeFillType": fill}
+    order = opt_enum(value, "jobDefaultOrder", ("none", "creationtime"), "taskSchedulingPolicy")
+    if order is not None:
+        policy["jobDefaultOrder"] = order
+    return policy
+
+
+def _check_targets(dedicated: int, low_priority: int, max_nodes: int) -> None:
+    if dedicated + low_priority > max_nodes:
+        raise invalid_property(
+            "targetDedicatedNodes",
+            dedicated + low_priority,
+            f"The local batchbox emulator runs at most {max_nodes} nodes per pool "
+            f"(targetDedicatedNodes + targetLowPriorityNodes).",
+        )
+
+
+def pool_node_total(doc: Body) -> int:
+    """How many nodes the pool has now (dedicated + low-priority)."""
+    return int(doc.get("currentDedicatedNodes", 0)) + int(doc.get("currentLowPriorityNodes", 0))
+
+
+def build_pool(body: object, *, base_url: str, max_nodes: int = DEFAULT_MAX_NODES) -> Body:
+    """Validate an add-pool body and build the stored pool document.
+
+    Args:
+        body: the parsed JSON body (``BatchPoolCreateOptions``).
+        base_url: the emulator's base URL (for ``url``).
+        max_nodes: the per-pool node cap of the local emulator.
+
+    Returns:
+        The REST document GET returns, with ``allocationState`` ``resizing`` when nodes are wanted.
+
+    Raises:
+        BatchError: MissingRequiredProperty / InvalidPropertyValue / InvalidRequestBody / UnsupportedProperty.
+    """
+    body = req_object(body)
+    pool_id = validate_id(body.get("id"))
+    vm_size = req_str(body, "vmSize")
+    vm_config = _validate_vm_configuration(opt_object(body, "virtualMachineConfiguration"))
+    if opt_bool(body, "enableAutoScale"):
+        raise unsupported_property("enableAutoScale", "The local batchbox emulator does not autoscale pools.")
+    dedicated = opt_int(body, "targetDedicatedNodes", minimum=0)
+    low_priority = opt_int(body, "targetLowPriorityNodes", minimum=0)
+    if dedicated is None and low_priority is None:
+        raise missing_property("targetDedicatedNodes")
+    dedicated = dedicated or 0
+    low_priority = low_priority or 0
+    _check_targets(dedicated, low_priority, max_nodes)
+    timeout = opt_duration(body, "resizeTimeout", minimum=_MIN_RESIZE_TIMEOUT)
+    slots = opt_int(body, "taskSlotsPerNode", minimum=1, maximum=_MAX_SLOTS)
+    policy = _validate_scheduling_policy(opt_object(body, "taskSchedulingPolicy"))
+    start_task = validate_start_task(opt_object(body, "startTask"))
+    metadata = validate_metadata(opt_list(body, "metadata"))
+    display_name = opt_str(body, "displayName", max_length=1024)
+    inter_node = opt_bool(body, "enableInterNodeCommunication")
+
+    now = utc_now_iso()
+    doc: Body = {"id": pool_id}
+    if display_name is not None:
+        doc["displayName"] = display_name
+    doc.update(
+        {
+            "url": f"{base_url}/pools/{pool_id}",
+            "eTag": "",
+            "lastModified": now,
+            "creationTime": now,
+            "state": "active",
+            "stateTransitionTime": now,
+            "allocationState": "resizing" if dedicated + low_priority else "steady",
+            "allocationStateTransitionTime": now,
+            "vmSize": vm_size.lower(),
+            "resizeTimeout": timeout[1] if timeout else _DEFAULT_RESIZE_TIMEOUT,
+            "currentDedicatedNodes": 0,
+            "targetDedicatedNodes": dedicated,
+            "currentLowPriorityNodes": 0,
+            "targetLowPriorityNodes": low_priority,
+            "enableAutoScale": False,
+            "enableInterNodeCommunication": bool(inter_node),
+        }
+    )
+    if start_task is not None:
+        doc["startTask"] = start_task
+    doc["taskSlotsPerNode"] = slots or 1
+    doc["taskSchedulingPolicy"] = policy
+    doc["virtualMachineConfiguration"] = vm_config
+    for name in _PASSTHROUGH_OBJECTS:
+        value = opt_object(body, name)
+        if value is not None:
+            doc[name] = value
+    for name in _PASSTHROUGH_LISTS:
+        items = opt_list(body, name)
+        if items is not None:
+            doc[name] = items
+    if metadata is not None:
+        doc["metadata"] = metadata
+    return doc
+
+
+def _conflict_if_deleting(doc: Body) -> None:
+    if doc.get("state") == "deleting":
+        raise BatchError(409, "PoolBeingDeleted", "The specified pool is being deleted.", {"PoolId": doc["id"]})
+
+
+def apply_pool_patch(doc: Body, body: object) -> Body:
+    """Apply a PATCH (``BatchPoolUpdateOptions``): only the properties present change.
+
+    Properties that reshape nodes (vmSize, image, slots, ...) may change only while the pool has no nodes.
+
+    Raises:
+        BatchError: PoolBeingDeleted (409), OperationInvalidForCurrentState (409), validation errors (400).
+    """
+    body = req_object(body)
+    _conflict_if_deleting(doc)
+    structural = [name for name in _STRUCTURAL if body.get(name) is not None]
+    if structural and pool_node_total(doc):
+        raise BatchError(
+            409,
+            "OperationInvalidForCurrentState",
+            "The specified operation is not valid for the current state of the resource.",
+            {"PropertyName": structural[0], "Reason": "This property can be changed only while the pool has no nodes."},
+        )
+    updated = dict(doc)
+    if "startTask" in body:
+        start_task = validate_start_task(opt_object(body, "startTask"))
+        if start_task is not None:
+            updated["startTask"] = start_task
+    metadata = validate_metadata(opt_list(body, "metadata"))
+    if metadata is not None:
+        _set_or_drop(updated, "metadata", metadata)
+    packages = opt_list(body, "applicationPackageReferences")
+    if packages is not None:
+        _set_or_drop(updated, "applicationPackageReferences", packages)
+    display_name = opt_str(body, "displayName", max_length=1024)
+    if display_name is not None:
+        updated["displayName"] = display_name
+    vm_size = opt_str(body, "vmSize")
+    if vm_size:
+        updated["vmSize"] = vm_size.lower()
+    if body.get("virtualMachineConfiguration") is not None:
+        updated["virtualMachineConfiguration"] = _validate_vm_configuration(
+            opt_object(body, "virtualMachineConfiguration")
+        )
+    slots = opt_int(body, "taskSlotsPerNode", minimum=1, maximum=_MAX_SLOTS)
+    if slots is not None:
+        updated["taskSlotsPerNode"] = slots
+    if body.get("taskSchedulingPolicy") is not None:
+        updated["taskSchedulingPolicy"] = _validate_scheduling_policy(opt_object(body, "taskSchedulingPolicy"))
+    inter_node = opt_bool(body, "enableInterNodeCommunication")
+    if inter_node is not None:
+        updated["enableInterNodeCommunication"] = inter_node
+    for name in _PASSTHROUGH_OBJECTS:
+        value = opt_object(body, name)
+        if value is not None:
+            updated[name] = value
+    for name in ("userAccounts", "mountConfiguration"):
+        items = opt_list(body, name)
+        if items is not None:
+            _set_or_drop(updated, name, items)
+    return updated
+
+
+def apply_pool_replace(doc: Body, body: object) -> Body:
+    """Apply update-properties (``BatchPoolReplaceOptions``): startTask, applicationPackageReferences and metadata
+    are replaced, an absent startTask removes the existing one.
+
+    Raises:
+        BatchError: PoolBeingDeleted (409), MissingRequiredProperty and validation errors (400).
+    """
+    body = req_object(body)
+    _conflict_if_deleting(doc)
+    packages = opt_list(body, "applicationPackageReferences")
+    if packages is None:
+        raise missing_property("applicationPackageReferences")
+    metadata = validate_metadata(opt_list(body, "metadata"))
+    if metadata is None:
+        raise missing_property("metadata")
+    updated = dict(doc)
+    start_task = validate_start_task(opt_object(body, "startTask"))
+    if start_task is None:
+        updated.pop("startTask", None)
+    else:
+        updated["startTask"] = start_task
+    _set_or_drop(updated, "applicationPackageReferences", packages)
+    _set_or_drop(updated, "metadata", metadata)
+    return updated
+
+
+def apply_resize(doc: Body, body: object, *, max_nodes: int = DEFAULT_MAX_NODES) -> Body:
+    """Apply a resize (``BatchPoolResizeOptions``): new targets, ``allocationState`` resizing.
+
+    Raises:
+        BatchError: PoolBeingDeleted / PoolBeingResized (409), validation errors (400).
+    """
+    body = req_object(body)
+    _conflict_if_deleting(doc)
+    if doc.get("allocationState") != "steady":
+        raise BatchError(
+            409,
+            "PoolBeingResized",
+            "The specified pool is already being resized.",
+            {"PoolId": doc["id"], "AllocationState": str(doc.get("allocationState"))},
+        )
+    dedicated = opt_int(body, "targetDedicatedNodes", minimum=0)
+    low_priority = opt_int(body, "targetLowPriorityNodes", minimum=0)
+    timeout = opt_duration(body, "resizeTimeout", minimum=_MIN_RESIZE_TIMEOUT)
+    option = opt_enum(body, "nodeDeallocationOption", _DEALLOCATION_OPTIONS)
+    updated = dict(doc)
+    if dedicated is not None:
+        updated["targetDedicatedNodes"] = dedicated
+    if low_priority is not None:
+        updated["targetLowPriorityNodes"] = low_priority
+    _check_targets(
+        int(updated.get("targetDedicatedNodes", 0)), int(updated.get("targetLowPriorityNodes", 0)), max_nodes
+    )
+    updated["resizeTimeout"] = timeout[1] if timeout else _DEFAULT_RESIZE_TIMEOUT
+    if option is not None:
+        updated["nodeDeallocationOption"] = option
+    updated.pop("resizeErrors", None)
+    now = utc_now_iso()
+    updated["allocationState"] = "resizing"
+    updated["allocationStateTransitionTime"] = now
+    return updated
+
+
+def apply_stop_resize(doc: Body) -> Body:
+    """Stop a resize: the targets become the current counts, the pool is steady and records ``ResizeStopped``.
+
+    Stopping a steady pool changes nothing.
+
+    Raises:
+        BatchError: PoolBeingDeleted (409).
+    """
+    _conflict_if_deleting(doc)
+    if doc.get("allocationState") == "steady":
+        return dict(doc)
+    updated = dict(doc)
+    updated["targetDedicatedNodes"] = int(doc.get("currentDedicatedNodes", 0))
+    updated["targetLowPriorityNodes"] = int(doc.get("currentLowPriorityNodes", 0))
+    updated["allocationState"] = "steady"
+    updated["allocationStateTransitionTime"] = utc_now_iso()
+    updated["resizeErrors"] = [
+        {
+            "code": "ResizeStopped",
+            "message": "Desired number of dedicated nodes could not be "
+            "allocated as a resize operation was stopped by the user.",
+        }
+    ]
+    return updated
+
+
+def _set_or_drop(doc: Body, name: str, items: list[Any]) -> None:
+    if items:
+        doc[name] = items
+    else:
+        doc.pop(name, None)

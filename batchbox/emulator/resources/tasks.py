@@ -1,0 +1,241 @@
+"""Task documents: validate add / add-collection / update bodies and build what GET returns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from batchbox.emulator.errors import BatchError, invalid_property, missing_property
+from batchbox.emulator.resources.common import (
+    INFINITE_DURATION,
+    Body,
+    opt_duration,
+    opt_enum,
+    opt_int,
+    opt_list,
+    opt_object,
+    opt_str,
+    req_object,
+    req_str,
+    unsupported_property,
+    utc_now_iso,
+    validate_environment,
+    validate_id,
+    validate_resource_files,
+    validate_user_identity,
+)
+from batchbox.emulator.resources.jobs import job_max_task_retry_count
+
+__all__ = [
+    "DEFAULT_RETENTION_TIME",
+    "MAX_TASKS_PER_COLLECTION",
+    "apply_task_update",
+    "build_task",
+    "check_job_accepts_tasks",
+    "collection_bodies",
+    "task_constraints",
+    "validate_output_files",
+]
+
+MAX_TASKS_PER_COLLECTION = 100
+"""Batch's limit on the number of tasks in one add-task-collection request."""
+
+DEFAULT_RETENTION_TIME = "P7D"
+_UPLOAD_CONDITIONS = ("tasksuccess", "taskfailure", "taskcompletion")
+_PASSTHROUGH = ("exitConditions", "containerSettings", "affinityInfo")
+
+
+def validate_output_files(items: list[Any] | None, name: str = "outputFiles") -> list[Body] | None:
+    """OutputFiles: ``filePattern``, ``destination.container.containerUrl`` and
+    ``uploadOptions.uploadCondition`` are required."""
+    if items is None:
+        return None
+    result: list[Body] = []
+    for index, item in enumerate(items):
+        prefix = f"{name}[{index}]"
+        item = req_object(item, prefix)
+        pattern = req_str(item, "filePattern", prefix)
+        destination = opt_object(item, "destination", prefix)
+        if destination is None:
+            raise missing_property(f"{prefix}.destination")
+        container = opt_object(destination, "container", f"{prefix}.destination")
+        if container is None:
+            raise missing_property(f"{prefix}.destination.container")
+        cprefix = f"{prefix}.destination.container"
+        target: Body = {"containerUrl": req_str(container, "containerUrl", cprefix)}
+        path = opt_str(container, "path", cprefix)
+        if path is not None:
+            target["path"] = path
+        for extra in ("identityReference", "uploadHeaders"):
+            if container.get(extra) is not None:
+                target[extra] = container[extra]
+        options = opt_object(item, "uploadOptions", prefix)
+        if options is None:
+            raise missing_property(f"{prefix}.uploadOptions")
+        condition = opt_enum(options, "uploadCondition", _UPLOAD_CONDITIONS, f"{prefix}.uploadOptions")
+        if condition is None:
+            raise missing_property(f"{prefix}.uploadOptions.uploadCondition")
+        result.append(
+            {
+                "filePattern": pattern,
+                "destination": {"container": target},
+                "uploadOptions": {"uploadCondition": condition},
+            }
+        )
+    return result
+
+
+def task_constraints(value: Body | None, job: Body) -> Body:
+    """Task constraints with Batch's defaults: no wall-clock limit, 7 days retention, the job's retry count."""
+    value = value or {}
+    wall = opt_duration(value, "maxWallClockTime", "constraints")
+    retention = opt_duration(value, "retentionTime", "constraints")
+    retries = opt_int(value, "maxTaskRetryCount", "constraints", minimum=-1)
+    return {
+        "maxWallClockTime": wall[1] if wall else INFINITE_DURATION,
+        "retentionTime": retention[1] if retention else DEFAULT_RETENTION_TIME,
+        "maxTaskRetryCount": job_max_task_retry_count(job) if retries is None else retries,
+    }
+
+
+def _depends_on(value: Body | None, job: Body) -> Body | None:
+    if value is None:
+        return None
+    if not job.get("usesTaskDependencies"):
+        raise BatchError(
+            400,
+            "TaskDependenciesNotSpecifiedOnJob",
+            "The job does not allow task dependencies: create it with usesTaskDependencies set to true.",
+            {"JobId": str(job["id"])},
+        )
+    result: Body = {}
+    ids = opt_list(value, "taskIds", "dependsOn")
+    if ids is not None:
+        result["taskIds"] = [validate_id(i, "dependsOn.taskIds") for i in ids]
+    ranges = opt_list(value, "taskIdRanges", "dependsOn")
+    if ranges is not None:
+        checked = []
+        for index, item in enumerate(ranges):
+            prefix = f"dependsOn.taskIdRanges[{index}]"
+            item = req_object(item, prefix)
+            start = opt_int(item, "start", prefix, minimum=0)
+            end = opt_int(item, "end", prefix, minimum=0)
+            if start is None:
+                raise missing_property(f"{prefix}.start")
+            if end is None:
+                raise missing_property(f"{prefix}.end")
+            if end < start:
+                raise invalid_property(f"{prefix}.end", end, "The end of a range must not be below its start.")
+            checked.append({"start": start, "end": end})
+        result["taskIdRanges"] = checked
+    return result
+
+
+def build_task(body: object, *, job: Body, base_url: str) -> Body:
+    """Validate an add-task body (``BatchTaskCreateOptions``) and build the stored task document.
+
+    Args:
+        body: the parsed JSON of one task.
+        job: the job document (for the default retry count, dependencies and the URL).
+        base_url: the emulator's base URL.
+
+    Raises:
+        BatchError: MissingRequiredProperty / InvalidPropertyValue / InvalidRequestBody / UnsupportedProperty /
+            TaskDependenciesNotSpecifiedOnJob (400).
+    """
+    body = req_object(body)
+    task_id = validate_id(body.get("id"))
+    command_line = req_str(body, "commandLine")
+    if body.get("multiInstanceSettings") is not None:
+        raise unsupported_property("multiInstanceSettings", "The local batchbox emulator does not run MPI tasks.")
+    display_name = opt_str(body, "displayName", max_length=1024)
+    resource_files = validate_resource_files(opt_list(body, "resourceFiles"))
+    output_files = validate_output_files(opt_list(body, "outputFiles"))
+    environment = validate_environment(opt_list(body, "environmentSettings"))
+    constraints = task_constraints(opt_object(body, "constraints"), job)
+    slots = opt_int(body, "requiredSlots", minimum=1)
+    identity = validate_user_identity(opt_object(body, "userIdentity"))
+    depends_on = _depends_on(opt_object(body, "dependsOn"), job)
+    packages = opt_list(body, "applicationPackageReferences")
+
+    now = utc_now_iso()
+    doc: Body = {"id": task_id}
+    if display_name is not None:
+        doc["displayName"] = display_name
+    doc.update(
+        {
+            "url": f"{base_url}/jobs/{job['id']}/tasks/{task_id}",
+            "eTag": "",
+            "creationTime": now,
+            "lastModified": now,
+            "state": "active",
+            "stateTransitionTime": now,
+            "commandLine": command_line,
+        }
+    )
+    for name in _PASSTHROUGH:
+        value = opt_object(body, name)
+        if value is not None:
+            doc[name] = value
+    if resource_files:
+        doc["resourceFiles"] = resource_files
+    if output_files:
+        doc["outputFiles"] = output_files
+    if environment:
+        doc["environmentSettings"] = environment
+    doc["userIdentity"] = identity or {"autoUser": {"scope": "task", "elevationLevel": "nonadmin"}}
+    doc["constraints"] = constraints
+    doc["requiredSlots"] = slots or 1
+    doc["executionInfo"] = {"retryCount": 0, "requeueCount": 0}
+    if depends_on is not None:
+        doc["dependsOn"] = depends_on
+    if packages:
+        doc["applicationPackageReferences"] = packages
+    return doc
+
+
+def check_job_accepts_tasks(job: Body) -> None:
+    """Refuse new tasks for a job that is completed, terminating or being deleted (409)."""
+    state = job.get("state")
+    job_id = str(job["id"])
+    if state == "completed":
+        raise BatchError(409, "JobCompleted", "The specified job is already in a completed state.", {"JobId": job_id})
+    if state == "terminating":
+        raise BatchError(409, "JobBeingTerminated", "The specified job is being terminated.", {"JobId": job_id})
+    if state == "deleting":
+        raise BatchError(409, "JobBeingDeleted", "The specified job is being deleted.", {"JobId": job_id})
+
+
+def collection_bodies(body: object) -> list[object]:
+    """The task bodies of an add-task-collection request (``{"value": [...]}``), at most 100.
+
+    Raises:
+        BatchError: MissingRequiredProperty / InvalidRequestBody, or InvalidPropertyValue for more than 100 tasks.
+    """
+    body = req_object(body)
+    value = opt_list(body, "value")
+    if value is None:
+        raise missing_property("value")
+    if len(value) > MAX_TASKS_PER_COLLECTION:
+        raise invalid_property(
+            "value",
+            f"{len(value)} tasks",
+            f"A task collection may contain at most {MAX_TASKS_PER_COLLECTION} tasks.",
+        )
+    return value
+
+
+def apply_task_update(doc: Body, body: object, *, job: Body) -> Body:
+    """Apply an update (PUT, a ``BatchTask`` body): only ``constraints`` is updatable; when absent the task gets
+    the default constraints. Other properties in the body are ignored.
+
+    Raises:
+        BatchError: TaskCompleted (409), validation errors (400).
+    """
+    body = req_object(body)
+    if doc.get("state") == "completed":
+        raise BatchError(
+            409, "TaskCompleted", "The specified task is already in a completed state.", {"TaskId": str(doc["id"])}
+        )
+    updated = dict(doc)
+    updated["constraints"] = task_constraints(opt_object(body, "constraints"), job)
+    return updated

@@ -1,0 +1,490 @@
+"""Persistence of the emulator: SQLite (WAL) under the state dir, the only place state lives.
+
+Resources are stored as their REST JSON documents (camelCase, what GET returns minus ``odata.metadata``) next to a
+few indexed columns. Ids are unique case-insensitively: every key column holds ``id.lower()``. One connection, used
+from the event-loop thread only; every call is short and synchronous.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Store",
+    "StoreError",
+    "format_time",
+    "utc_now_iso",
+]
+
+SCHEMA_VERSION = 1
+"""Version of the table layout, kept in ``meta.schema_version``."""
+
+_TICKS_AT_UNIX_EPOCH = 621_355_968_000_000_000
+""".NET ticks (100 ns since 0001-01-01) at 1970-01-01: Batch eTags are these ticks in hex."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS pools (
+    key TEXT PRIMARY KEY, id TEXT NOT NULL, doc TEXT NOT NULL, etag TEXT NOT NULL, last_modified TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS nodes (
+    id TEXT PRIMARY KEY, pool_key TEXT NOT NULL, doc TEXT NOT NULL, secret TEXT, container_id TEXT);
+CREATE INDEX IF NOT EXISTS nodes_by_pool ON nodes (pool_key);
+CREATE TABLE IF NOT EXISTS jobs (
+    key TEXT PRIMARY KEY, id TEXT NOT NULL, pool_key TEXT, state TEXT NOT NULL, seq INTEGER NOT NULL,
+    doc TEXT NOT NULL, etag TEXT NOT NULL, last_modified TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tasks (
+    job_key TEXT NOT NULL, key TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL, state TEXT NOT NULL,
+    result TEXT, slots INTEGER NOT NULL, doc TEXT NOT NULL, etag TEXT NOT NULL, last_modified TEXT NOT NULL,
+    PRIMARY KEY (job_key, key));
+CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks (job_key, state, seq);
+CREATE INDEX IF NOT EXISTS tasks_by_seq ON tasks (job_key, seq);
+"""
+
+_COUNT_NAMES = ("active", "running", "completed", "succeeded", "failed")
+
+
+class StoreError(RuntimeError):
+    """The state database cannot be used (e.g. written by a newer batchbox)."""
+
+
+def format_time(moment: datetime) -> str:
+    """Render a time the way Batch does: UTC, ISO 8601, seven fractional digits, ``Z``."""
+    moment = moment.astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}0Z"
+
+
+def utc_now_iso() -> str:
+    """The current time as :func:`format_time` renders it."""
+    return format_time(datetime.now(timezone.utc))
+
+
+def _dump(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+
+
+def _load(text: str) -> dict[str, Any]:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise StoreError("corrupt document in the state database")
+    return value
+
+
+def _task_result(doc: dict[str, Any]) -> str | None:
+    info = doc.get("executionInfo")
+    if isinstance(info, dict):
+        result = info.get("result")
+        if isinstance(result, str):
+            return result
+    return None
+
+
+def _task_slots(doc: dict[str, Any]) -> int:
+    slots = doc.get("requiredSlots", 1)
+    return slots if isinstance(slots, int) and not isinstance(slots, bool) else 1
+
+
+def _pool_key_of_job(doc: dict[str, Any]) -> str | None:
+    info = doc.get("poolInfo")
+    if isinstance(info, dict) and isinstance(info.get("poolId"), str):
+        return str(info["poolId"]).lower()
+    return None
+
+
+class Store:
+    """The emulator's state in one SQLite database.
+
+    Args:
+        path: the database file (created with its directory when missing).
+
+    Raises:
+        StoreError: the database was written with another schema version.
+    """
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA busy_timeout=5000")
+        self._depth = 0
+        self._last_ticks = 0
+        self._conn.executescript(_SCHEMA)
+        found = self.meta_get("schema_version")
+        if found is None:
+            self.meta_set("schema_version", str(SCHEMA_VERSION))
+        elif found != str(SCHEMA_VERSION):
+            self._conn.close()
+            raise StoreError(
+                f"the state database {path} has schema version {found}, this batchbox uses {SCHEMA_VERSION}: "
+                "remove the state directory or use the matching batchbox version"
+            )
+        row = self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM tasks").fetchone()
+        self._task_seq: int = int(row[0])
+        row = self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM jobs").fetchone()
+        self._job_seq: int = int(row[0])
+
+    def close(self) -> None:
+        """Close the connection (a pending outer transaction is rolled back by SQLite)."""
+        self._conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes in one transaction; nested use joins the outer one, which commits (or rolls back)."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._conn.execute("BEGIN")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._depth = 0
+            self._conn.execute("ROLLBACK")
+            raise
+        self._depth = 0
+        self._conn.execute("COMMIT")
+
+    # -- stamps -----------------------------------------------------------------------------------------------
+
+    def _stamp(self, doc: dict[str, Any], *, keep_last_modified: bool = False) -> None:
+        """Write a fresh, strictly increasing eTag (and lastModified) into ``doc``."""
+        now = time.time_ns()
+        ticks = max(now // 100 + _TICKS_AT_UNIX_EPOCH, self._last_ticks + 1)
+        self._last_ticks = ticks
+        doc["eTag"] = f"0x{ticks:X}"
+        if not (keep_last_modified and isinstance(doc.get("lastModified"), str)):
+            doc["lastModified"] = utc_now_iso()
+
+    # -- pools ------------------------------------------------------------------------------------------------
+
+    def insert_pool(self, doc: dict[str, Any]) -> bool:
+        """Store a new pool document (stamping its eTag); False when the id exists."""
+        self._stamp(doc, keep_last_modified=True)
+        cursor = self._conn.execute(
+            "INSERT OR IGNORE INTO pools (key, id, doc, etag, last_modified) VALUES (?, ?, ?, ?, ?)",
+            (doc["id"].lower(), doc["id"], _dump(doc), doc["eTag"], doc["lastModified"]),
+        )
+        return cursor.rowcount == 1
+
+    def get_pool(self, pool_id: str) -> dict[str, Any] | None:
+        row = self._conn.execute("SELECT doc FROM pools WHERE key = ?", (pool_id.lower(),)).fetchone()
+        return _load(row[0]) if row else None
+
+    def list_pools(self) -> list[dict[str, Any]]:
+        """Every pool, in creation order."""
+        return [_load(r[0]) for r in self._conn.execute("SELECT doc FROM pools ORDER BY rowid")]
+
+    def update_pool(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """Replace a pool document; a new eTag and lastModified are written into ``doc``, which is returned."""
+        self._stamp(doc)
+        self._conn.execute(
+            "UPDATE pools SET doc = ?, etag = ?, last_modified = ? WHERE key = ?",
+            (_dump(doc), doc["eTag"], doc["lastModified"], doc["id"].lower()),
+        )
+        return doc
+
+    def delete_pool(self, pool_id: str) -> None:
+        """Remove a pool and any node rows still recorded for it."""
+        key = pool_id.lower()
+        with self.transaction():
+            self._conn.execute("DELETE FROM nodes WHERE pool_key = ?", (key,))
+            self._conn.execute("DELETE FROM pools WHERE key = ?", (key,))
+
+    # -- nodes ------------------------------------------------------------------------------------------------
+
+    def upsert_node(
+        self, pool_id: str, doc: dict[str, Any], *, secret: str | None = None, container_id: str | None = None
+    ) -> None:
+        """Insert or replace a node document; ``secret`` / ``container_id`` are kept when passed as None."""
+        self._conn.execute(
+            "INSERT INTO nodes (id, pool_key, doc, secret, container_id) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET pool_key = excluded.pool_key, doc = excluded.doc, "
+            "secret = COALESCE(excluded.secret, nodes.secret), "
+            "container_id = COALESCE(excluded.container_id, nodes.container_id)",
+            (doc["id"].lower(), pool_id.lower(), _dump(doc), secret, container_id),
+        )
+
+    def get_node(self, node_id: str) -> dict[str, Any] | None:
+        row = self._conn.execute("SELECT doc FROM nodes WHERE id = ?", (node_id.lower(),)).fetchone()
+        return _load(row[0]) if row else None
+
+    def get_node_secret(self, node_id: str) -> str | None:
+        row = self._conn.execute("SELECT secret FROM nodes WHERE id = ?", (node_id.lower(),)).fetchone()
+        return str(row[0]) if row and row[0] is not None else None
+
+    def get_node_container(self, node_id: str) -> str | None:
+        row = self._conn.execute("SELECT container_id FROM nodes WHERE id = ?", (node_id.lower(),)).fetchone()
+        return str(row[0]) if row and row[0] is not None else None
+
+    def list_nodes(self, pool_id: str | None = None) -> list[dict[str, Any]]:
+        """Nodes of one pool (or of all pools), in creation order."""
+        if pool_id is None:
+            rows = self._conn.execute("SELECT doc FROM nodes ORDER BY rowid")
+        else:
+            rows = self._conn.execute("SELECT doc FROM nodes WHERE pool_key = ? ORDER BY rowid", (pool_id.lower(),))
+        return [_load(r[0]) for r in rows]
+
+    def delete_node(self, node_id: str) -> None:
+        self._conn.execute("DELETE FROM nodes WHERE id = ?", (node_id.lower(),))
+
+    # -- jobs -------------------------------------------------------------------------------------------------
+
+    def insert_job(self, doc: dict[str, Any]) -> bool:
+        """Store a new job document (stamping its eTag); False when the id exists."""
+        self._stamp(doc, keep_last_modified=True)
+        seq = self._job_seq + 1
+        cursor = self._conn.execute(
+            "INSERT OR IGNORE INTO jobs (key, id, pool_key, state, seq, doc, etag, last_modified) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                doc["id"].lower(),
+                doc["id"],
+                _pool_key_of_job(doc),
+                doc.get("state", "active"),
+                seq,
+                _dump(doc),
+                doc["eTag"],
+                doc["lastModified"],
+            ),
+        )
+        if cursor.rowcount == 1:
+            self._job_seq = seq
+            return True
+        return False
+
+    def get_job(self, job_id: str) -> dict[str, Any] | None:
+        row = self._conn.execute("SELECT doc FROM jobs WHERE key = ?", (job_id.lower(),)).fetchone()
+        return _load(row[0]) if row else None
+
+    def list_jobs(self) -> list[dict[str, Any]]:
+        """Every job, in creation order."""
+        return [_load(r[0]) for r in self._conn.execute("SELECT doc FROM jobs ORDER BY seq")]
+
+    def update_job(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """Replace a job document; a new eTag and lastModified are written into ``doc``, which is returned."""
+        self._stamp(doc)
+        self._conn.execute(
+            "UPDATE jobs SET doc = ?, state = ?, pool_key = ?, etag = ?, last_modified = ? WHERE key = ?",
+            (
+                _dump(doc),
+                doc.get("state", "active"),
+                _pool_key_of_job(doc),
+                doc["eTag"],
+                doc["lastModified"],
+                doc["id"].lower(),
+            ),
+        )
+        return doc
+
+    def delete_job(self, job_id: str) -> None:
+        """Remove a job and all its tasks."""
+        key = job_id.lower()
+        with self.transaction():
+            self._conn.execute("DELETE FROM tasks WHERE job_key = ?", (key,))
+            self._conn.execute("DELETE FROM jobs WHERE key = ?", (key,))
+
+    # -- tasks ------------------------------------------------------------------------------------------------
+
+    def _task_row(self, job_key: str, doc: dict[str, Any], seq: int) -> tuple[Any, ...]:
+        return (
+            job_key,
+            doc["id"].lower(),
+            doc["id"],
+            seq,
+            doc.get("state", "active"),
+            _task_result(doc),
+            _task_slots(doc),
+            _dump(doc),
+            doc["eTag"],
+            doc["lastModified"],
+        )
+
+    def insert_tasks(self, job_id: str, docs: list[dict[str, Any]]) -> list[bool]:
+        """Store new task documents in one transaction, stamping each eTag.
+
+        Returns:
+            One flag per document: False when a task with that id already exists in the job (or appeared earlier
+            in ``docs``); those documents are not stored.
+        """
+        job_key = job_id.lower()
+        keys = [d["id"].lower() for d in docs]
+        existing: set[str] = set()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            existing.update(
+                r[0]
+                for r in self._conn.execute(
+                    f"SELECT key FROM tasks WHERE job_key = ? AND key IN ({marks})", (job_key, *chunk)
+                )
+            )
+        flags: list[bool] = []
+        rows: list[tuple[Any, ...]] = []
+        seq = self._task_seq
+        for key, doc in zip(keys, docs, strict=True):
+            if key in existing:
+                flags.append(False)
+                continue
+            existing.add(key)
+            seq += 1
+            self._stamp(doc, keep_last_modified=True)
+            rows.append(self._task_row(job_key, doc, seq))
+            flags.append(True)
+        if rows:
+            with self.transaction():
+                self._conn.executemany(
+                    "INSERT INTO tasks (job_key, key, id, seq, state, result, slots, doc, etag, last_modified) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+            self._task_seq = seq
+        return flags
+
+    def get_task(self, job_id: str, task_id: str) -> dict[str, Any] | None:
+        row = self._conn.execute(
+            "SELECT doc FROM tasks WHERE job_key = ? AND key = ?", (job_id.lower(), task_id.lower())
+        ).fetchone()
+        return _load(row[0]) if row else None
+
+    def update_task(self, job_id: str, doc: dict[str, Any]) -> dict[str, Any]:
+        """Replace a task document; a new eTag and lastModified are written into ``doc``, which is returned."""
+        self.update_tasks(job_id, [doc])
+        return doc
+
+    def update_tasks(self, job_id: str, docs: list[dict[str, Any]]) -> None:
+        """Replace several task documents in one transaction (each gets a new eTag and lastModified)."""
+        job_key = job_id.lower()
+        rows = []
+        for doc in docs:
+            self._stamp(doc)
+            rows.append(
+                (
+                    doc.get("state", "active"),
+                    _task_result(doc),
+                    _task_slots(doc),
+                    _dump(doc),
+                    doc["eTag"],
+                    doc["lastModified"],
+                    job_key,
+                    doc["id"].lower(),
+                )
+            )
+        with self.transaction():
+            self._conn.executemany(
+                "UPDATE tasks SET state = ?, result = ?, slots = ?, doc = ?, etag = ?, last_modified = ? "
+                "WHERE job_key = ? AND key = ?",
+                rows,
+            )
+
+    def delete_task(self, job_id: str, task_id: str) -> None:
+        self._conn.execute("DELETE FROM tasks WHERE job_key = ? AND key = ?", (job_id.lower(), task_id.lower()))
+
+    def list_tasks(
+        self,
+        job_id: str,
+        *,
+        states: Sequence[str] | None = None,
+        after_key: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Tasks of a job in insertion order.
+
+        Args:
+            job_id: the job.
+            states: only tasks in one of these states.
+            after_key: only tasks added after the task with this id (nothing when that task is gone).
+            limit: at most this many.
+        """
+        after_seq = None
+        if after_key is not None:
+            row = self._conn.execute(
+                "SELECT seq FROM tasks WHERE job_key = ? AND key = ?", (job_id.lower(), after_key.lower())
+            ).fetchone()
+            if row is None:
+                return []
+            after_seq = int(row[0])
+        return [doc for _, doc in self.list_tasks_page(job_id, states=states, after_seq=after_seq, limit=limit)]
+
+    def list_tasks_page(
+        self,
+        job_id: str,
+        *,
+        states: Sequence[str] | None = None,
+        after_seq: int | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """A job's tasks in insertion order with their sequence numbers, for cursor paging that survives deletes.
+
+        Args:
+            job_id: the job.
+            states: only tasks in one of these states.
+            after_seq: only tasks whose sequence number is above this (the cursor of the previous page).
+            limit: at most this many.
+
+        Returns:
+            ``(seq, document)`` pairs.
+        """
+        sql = "SELECT seq, doc FROM tasks WHERE job_key = ?"
+        params: list[Any] = [job_id.lower()]
+        if states is not None:
+            if not states:
+                return []
+            sql += f" AND state IN ({','.join('?' * len(states))})"
+            params.extend(states)
+        if after_seq is not None:
+            sql += " AND seq > ?"
+            params.append(after_seq)
+        sql += " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(max(0, limit))
+        return [(int(seq), _load(text)) for seq, text in self._conn.execute(sql, params)]
+
+    def task_counts(self, job_id: str) -> dict[str, Any]:
+        """Task counts of a job in one GROUP BY.
+
+        Returns:
+            ``{"active", "running", "completed", "succeeded", "failed"}`` (``running`` includes ``preparing``;
+            ``succeeded`` / ``failed`` split ``completed`` by ``executionInfo.result``) plus ``"slots"``: the same
+            five keys counting ``requiredSlots`` instead of tasks.
+        """
+        counts = dict.fromkeys(_COUNT_NAMES, 0)
+        slots = dict.fromkeys(_COUNT_NAMES, 0)
+        rows = self._conn.execute(
+            "SELECT state, result, COUNT(*), SUM(slots) FROM tasks WHERE job_key = ? GROUP BY state, result",
+            (job_id.lower(),),
+        )
+        for state, result, number, slot_sum in rows:
+            bucket = "running" if state == "preparing" else state
+            if bucket not in counts:
+                continue
+            counts[bucket] += int(number)
+            slots[bucket] += int(slot_sum or 0)
+            if bucket == "completed":
+                outcome = "succeeded" if result == "success" else "failed"
+                counts[outcome] += int(number)
+                slots[outcome] += int(slot_sum or 0)
+        return {**counts, "slots": slots}
+
+    # -- meta -------------------------------------------------------------------------------------------------
+
+    def meta_get(self, key: str) -> str | None:
+        row = self._conn.execute("SELECT v FROM meta WHERE k = ?", (key,)).fetchone()
+        return str(row[0]) if row else None
+
+    def meta_set(self, key: str, value: str) -> None:
+        self._conn.execute(
+            "INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v", (key, value)
+        )
