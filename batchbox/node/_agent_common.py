@@ -72,6 +72,7 @@ UNKNOWN = "Unknown"
 NONADMIN_UID = 1000
 """uid of ``batchuser``, the image's unprivileged user that runs ``nonadmin`` tasks."""
 NONADMIN_GID = 1000
+"""gid of the group every task runs in (admin tasks too), so 0770 files are shared between them."""
 
 _SIG_RE = re.compile(r"(?i)(sig=)[^&\s'\"<>]+")
 

@@ -147,15 +147,16 @@ def _launch(
         return None, failure_info(USER_ERROR, COMMAND_LAUNCH_FAILED, f"The command line cannot be parsed: {exc}"), False
     if not argv:
         return None, failure_info(USER_ERROR, COMMAND_LAUNCH_FAILED, "The command line is empty"), False
-    options: dict[str, Any] = {}
+    # Every task shares the node's Batch group (like Batch's auto-user group), so files an admin start task
+    # writes with the default mode 0770 stay readable by nonadmin tasks.
+    options: dict[str, Any] = {"group": NONADMIN_GID, "extra_groups": []}
     if nonadmin:
-        options = {"user": NONADMIN_UID, "group": NONADMIN_GID, "extra_groups": []}
+        options["user"] = NONADMIN_UID
     with (
         open(os.path.join(task_dir, "stdout.txt"), "wb") as out,
         open(os.path.join(task_dir, "stderr.txt"), "wb") as err,
     ):
-        if nonadmin:
-            chown_tree(task_dir, NONADMIN_UID, NONADMIN_GID)
+        chown_tree(task_dir, NONADMIN_UID if nonadmin else 0, NONADMIN_GID)
         try:
             process = subprocess.Popen(
                 argv,

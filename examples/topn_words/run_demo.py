@@ -25,7 +25,10 @@ from workload import TopNWords
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    logging.getLogger("batchbox").addHandler(handler)
+    logging.getLogger("batchbox").setLevel(logging.INFO)
     console = Console()
     reporter: Reporter = RichReporter(console) if console.is_terminal else LogReporter()
     started = time.monotonic()
