@@ -1,3 +1,8 @@
 """Shared fixtures: one real Azurite, the real Docker engine and node image, and real emulator processes."""
 
-pytest_plugins = ["tests.fixtures.azurite", "tests.fixtures.docker", "tests.fixtures.emulator"]
+pytest_plugins = [
+    "tests.fixtures.azurite",
+    "tests.fixtures.docker",
+    "tests.fixtures.emulator",
+    "tests.fixtures.backends",
+]

@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from batchbox.core.backend import Backend
 from batchbox.core.errors import InvalidRequestError, ResourceNotFoundError
-from batchbox.core.models import ComputeNodeInfo, FailureInfo, TaskCounts, TaskInfo
+from batchbox.core.models import ComputeNodeInfo, FailureInfo, PoolInfo, TaskCounts, TaskInfo
 from batchbox.core.reporting import Reporter
 from batchbox.core.storage import ContainerPermission, UploadItem
 from batchbox.core.workload import StagedFiles, Workload
@@ -168,8 +168,8 @@ class Workflow:
         """Create the pool, or reuse a compatible existing one; wait until it has usable nodes."""
         compute = self.backend.compute
         spec = self.workload.pool(staged, node_count=self.options.node_count, vm_size=self.options.vm_size)
-        if compute.pool_exists(spec.id):
-            info = compute.get_pool(spec.id)
+        info = self._existing_pool(spec.id)
+        if info is not None:
             if info.vm_size.lower() != spec.vm_size.lower() or info.task_slots_per_node != spec.task_slots_per_node:
                 raise InvalidRequestError(
                     "pool",
@@ -190,18 +190,49 @@ class Workflow:
             on_poll=lambda nodes: self.reporter.nodes_changed(spec.id, nodes),
         )
 
+    def _existing_pool(self, pool_id: str) -> PoolInfo | None:
+        """The pool if it exists and is not being deleted; waits for a pool being deleted to be gone."""
+        compute = self.backend.compute
+        deadline = time.monotonic() + self.options.pool_timeout
+        while compute.pool_exists(pool_id):
+            try:
+                info = compute.get_pool(pool_id)
+            except ResourceNotFoundError:
+                return None
+            if info.state != "deleting":
+                return info
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"pool '{pool_id}' is still being deleted")
+            self.reporter.message(f"waiting for the old pool {pool_id} to be deleted")
+            time.sleep(max(self.options.poll_interval, 0.5))
+        return None
+
     # -- 5: job -------------------------------------------------------------------------------------------------
     def ensure_job(self) -> bool:
         """Create the job, or reuse it. Returns True when the job exists and has already completed."""
         compute = self.backend.compute
         spec = self.workload.job()
-        if compute.job_exists(spec.id):
+        state = self._job_state_unless_deleting(spec.id)
+        if state is not None:
             self.result.resumed = True
-            state = compute.job_state(spec.id)
             self.reporter.message(f"resuming job {spec.id} ({state})")
             return state == "completed"
         compute.create_job(spec)
         return False
+
+    def _job_state_unless_deleting(self, job_id: str) -> str | None:
+        compute = self.backend.compute
+        deadline = time.monotonic() + self.options.pool_timeout
+        while True:
+            try:
+                state = compute.job_state(job_id)
+            except ResourceNotFoundError:
+                return None
+            if state != "deleting":
+                return state
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job '{job_id}' is still being deleted")
+            time.sleep(max(self.options.poll_interval, 0.2))
 
     # -- 6: tasks -----------------------------------------------------------------------------------------------
     def submit_tasks(self, staged: StagedFiles) -> None:
