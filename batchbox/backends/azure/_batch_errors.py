@@ -69,7 +69,28 @@ _NETWORK_REASONS = (
 )
 # Details the service adds to authentication failures quote the request's signature: never repeat them.
 _AUTH_STATUSES = (401, 403)
-_KIND_BY_PREFIX = {"jobschedule": "job schedule", "nodeuser": "node user"}
+# The resource each "not found" / "exists" code is about; other codes name the resource the call was about.
+_NOT_FOUND_KINDS = {
+    "PoolNotFound": "pool",
+    "JobNotFound": "job",
+    "TaskNotFound": "task",
+    "NodeNotFound": "node",
+    "FileNotFound": "file",
+    "JobScheduleNotFound": "job schedule",
+    "NodeUserNotFound": "node user",
+    "CertificateNotFound": "certificate",
+    "ApplicationNotFound": "application",
+}
+_EXISTS_KINDS = {
+    "PoolExists": "pool",
+    "JobExists": "job",
+    "TaskExists": "task",
+    "JobScheduleExists": "job schedule",
+    "NodeUserExists": "node user",
+    "CertificateExists": "certificate",
+    "JobWithSameIdExists": "job",
+    "JobScheduleWithSameIdExists": "job schedule",
+}
 
 
 def _quote(text: str | None) -> str:
@@ -150,13 +171,6 @@ def describe_batch_error(model: Any) -> BatchErrorInfo:
     return _info_from_model(None, model)
 
 
-def _resource_kind(code: str, suffix: str) -> str | None:
-    if not code.endswith(suffix) or len(code) == len(suffix):
-        return None
-    prefix = code[: -len(suffix)].lower()
-    return _KIND_BY_PREFIX.get(prefix, prefix)
-
-
 def _resource_name(kind: str, about: Sequence[tuple[str, str]], values: Mapping[str, str]) -> str:
     for known_kind, name in reversed(about):
         if known_kind == kind:
@@ -215,8 +229,8 @@ def translate_batch_error(
             kind, name, f"the Batch service at {where} refused the credential for {label} ({why})"
         )
     if status == 404:
-        found_kind = _resource_kind(code, "NotFound") if code else None
-        if found_kind and found_kind != "resource":
+        found_kind = _NOT_FOUND_KINDS.get(code)
+        if found_kind:
             found_name = _resource_name(found_kind, about, info.values)
             owners = [item for item in about if item[0] != "file"]
             if found_kind == "file" and owners:
@@ -226,7 +240,7 @@ def translate_batch_error(
             return ResourceNotFoundError(found_kind, found_name)
         return ResourceNotFoundError(kind, name, f"{label} does not exist")
     if status == 409 and code:
-        exists_kind = _resource_kind(code, "Exists")
+        exists_kind = _EXISTS_KINDS.get(code)
         if exists_kind:
             return ResourceExistsError(exists_kind, _resource_name(exists_kind, about, info.values))
     if status >= 500:
