@@ -40,6 +40,7 @@ from batchbox.core.models import (
     EnvironmentSetting,
     FailureInfo,
     ImageReference,
+    JobConstraints,
     JobSpec,
     OutputFile,
     PoolInfo,
@@ -183,7 +184,7 @@ def test_job_spec_maps_to_rest_json() -> None:
         id="job-1",
         pool_id="pool-1",
         priority=100,
-        constraints=TaskConstraints(max_wall_clock_time=timedelta(hours=2), max_task_retry_count=-1),
+        constraints=JobConstraints(max_wall_clock_time=timedelta(hours=2), max_task_retry_count=-1),
         environment=(EnvironmentSetting("STAGE", "test"),),
         on_all_tasks_complete=OnAllTasksComplete.TERMINATE_JOB,
         display_name="word counts",
@@ -200,14 +201,6 @@ def test_job_spec_maps_to_rest_json() -> None:
     assert mapping.to_job_create(JobSpec(id="j", pool_id="p")).as_dict() == {
         "id": "j", "priority": 0, "poolInfo": {"poolId": "p"}, "onAllTasksComplete": "noaction",
     }
-
-
-def test_job_retention_time_is_refused_before_any_call() -> None:
-    spec = JobSpec(id="j", pool_id="p", constraints=TaskConstraints(retention_time=timedelta(days=1)))
-    with pytest.raises(InvalidRequestError) as info:
-        mapping.to_job_create(spec)
-    assert (info.value.kind, info.value.name) == ("job", "j")
-    assert "retention" in str(info.value)
 
 
 def test_task_filter() -> None:

@@ -25,6 +25,7 @@ __all__ = [
     "EnvironmentSetting",
     "FailureInfo",
     "ImageReference",
+    "JobConstraints",
     "JobSpec",
     "OutputFile",
     "PoolInfo",
@@ -112,6 +113,21 @@ class TaskConstraints:
 
 
 @dataclass(frozen=True)
+class JobConstraints:
+    """Limits of a job: ``max_wall_clock_time`` bounds the whole job; ``max_task_retry_count`` is the default of
+    its tasks (-1 means unlimited)."""
+
+    max_wall_clock_time: timedelta | None = None
+    max_task_retry_count: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_task_retry_count is not None and self.max_task_retry_count < -1:
+            raise ValueError("max_task_retry_count must be -1 (unlimited) or >= 0")
+        if self.max_wall_clock_time is not None and self.max_wall_clock_time <= timedelta(0):
+            raise ValueError("max_wall_clock_time must be positive")
+
+
+@dataclass(frozen=True)
 class StartTask:
     """The command every node of a pool runs when it joins, before it takes tasks."""
 
@@ -158,12 +174,12 @@ class PoolSpec:
 
 @dataclass(frozen=True)
 class JobSpec:
-    """A job bound to a pool; its constraints and environment are defaults for its tasks."""
+    """A job bound to a pool; its environment settings are common to all its tasks."""
 
     id: str
     pool_id: str
     priority: int = 0
-    constraints: TaskConstraints = field(default_factory=TaskConstraints)
+    constraints: JobConstraints = field(default_factory=JobConstraints)
     environment: tuple[EnvironmentSetting, ...] = ()
     on_all_tasks_complete: OnAllTasksComplete = OnAllTasksComplete.NO_ACTION
     display_name: str | None = None

@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from azure.batch import models as batch_models
 
-from batchbox.core.errors import BatchboxError, InvalidRequestError
+from batchbox.core.errors import BatchboxError
 from batchbox.core.models import (
     ComputeNodeInfo,
     EnvironmentSetting,
@@ -171,16 +171,8 @@ def to_pool_create(spec: PoolSpec) -> batch_models.BatchPoolCreateOptions:
 
 
 def to_job_create(spec: JobSpec) -> batch_models.BatchJobCreateOptions:
-    """The job body. Batch job constraints have no retention time, so one set on the spec is refused.
-
-    Raises:
-        InvalidRequestError: ``spec.constraints.retention_time`` is set.
-    """
+    """The job body."""
     constraints = spec.constraints
-    if constraints.retention_time is not None:
-        raise InvalidRequestError(
-            "job", spec.id, f"job '{spec.id}': Batch jobs have no retention time; set it on each task's constraints"
-        )
     job_constraints = None
     if constraints.max_wall_clock_time is not None or constraints.max_task_retry_count is not None:
         job_constraints = batch_models.BatchJobConstraints(
