@@ -1,0 +1,112 @@
+"""The node-agent API (private, loopback): ``POST /_agent/v1/nodes/{node_id}/register | poll | events``.
+
+Every request carries ``Authorization: BatchboxNode <node_id>:<secret>``; the node id must be the one of the path
+and the secret is compared in constant time by the runtime. Anything else is 403 ``AuthenticationFailed``. The
+protocol middleware exempts ``/_agent/`` from api-version and SharedKey checks but still renders errors and limits
+body sizes. Bodies are JSON objects; answers are JSON objects (see docs/emulator-design.md).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Protocol, cast
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from batchbox.emulator.errors import BatchError, invalid_request_body
+from batchbox.emulator.protocol.middleware import read_json
+
+__all__ = ["AUTH_SCHEME", "AgentRuntime", "parse_node_authorization", "routes"]
+
+AUTH_SCHEME = "BatchboxNode"
+_BASE = "/_agent/v1/nodes/{node_id}"
+_DEFAULT_WAIT = 20.0
+_MAX_WAIT = 60.0
+
+
+class AgentRuntime(Protocol):
+    """The runtime methods this module calls (``batchbox.emulator.runtime.Runtime``)."""
+
+    def authenticate_node(self, node_id: str, secret: str) -> bool: ...
+    async def agent_register(self, node_id: str, body: dict[str, Any]) -> dict[str, Any]: ...
+    async def agent_poll(self, node_id: str, body: dict[str, Any], wait: float) -> dict[str, Any]: ...
+    async def agent_events(self, node_id: str, body: dict[str, Any]) -> dict[str, Any]: ...
+
+
+def parse_node_authorization(header: str | None) -> tuple[str, str] | None:
+    """``BatchboxNode <node_id>:<secret>`` -> ``(node_id, secret)``; ``None`` when malformed or absent."""
+    if not header:
+        return None
+    scheme, _, credentials = header.strip().partition(" ")
+    if scheme != AUTH_SCHEME:
+        return None
+    node_id, sep, secret = credentials.strip().partition(":")
+    if not sep or not node_id or not secret:
+        return None
+    return node_id, secret
+
+
+def _forbidden() -> BatchError:
+    return BatchError(403, "AuthenticationFailed", "Server failed to authenticate the request: bad node credentials.")
+
+
+def _authenticate(request: Request) -> tuple[AgentRuntime, str]:
+    runtime = cast(AgentRuntime, request.app.state.runtime)
+    node_id = str(request.path_params["node_id"])
+    parsed = parse_node_authorization(request.headers.get("authorization"))
+    if parsed is None:
+        raise _forbidden()
+    claimed, secret = parsed
+    # Always run the constant-time comparison, also when the claimed id does not match the path.
+    ok = runtime.authenticate_node(node_id, secret)
+    if not ok or claimed != node_id:
+        raise _forbidden()
+    return runtime, node_id
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise invalid_request_body("The request body must be a JSON object.")
+    return body
+
+
+def _wait(request: Request) -> float:
+    raw = request.query_params.get("wait")
+    if raw is None or raw == "":
+        return _DEFAULT_WAIT
+    try:
+        wait = float(raw)
+    except ValueError:
+        return _DEFAULT_WAIT
+    if not math.isfinite(wait):
+        return _DEFAULT_WAIT
+    return min(max(wait, 0.0), _MAX_WAIT)
+
+
+async def register(request: Request) -> Response:
+    """Agent start or reconnection: answers ``{"startTask": <Assignment>|null, "pollWait": seconds}``."""
+    runtime, node_id = _authenticate(request)
+    return JSONResponse(await runtime.agent_register(node_id, await _body(request)))
+
+
+async def poll(request: Request) -> Response:
+    """The long poll: answers ``{"assignments": [...], "cancel": [...], "shutdown": bool}``."""
+    runtime, node_id = _authenticate(request)
+    body = await _body(request)
+    return JSONResponse(await runtime.agent_poll(node_id, body, _wait(request)))
+
+
+async def events(request: Request) -> Response:
+    """Results: answers ``{"ack": [...], "assignments": [...], "cancel": [...]}``."""
+    runtime, node_id = _authenticate(request)
+    return JSONResponse(await runtime.agent_events(node_id, await _body(request)))
+
+
+routes = [
+    Route(f"{_BASE}/register", register, methods=["POST"]),
+    Route(f"{_BASE}/poll", poll, methods=["POST"]),
+    Route(f"{_BASE}/events", events, methods=["POST"]),
+]

@@ -1,0 +1,288 @@
+"""The runtime's in-memory view: pools, nodes, jobs and their queues, rebuilt from the store at start.
+
+The store holds the truth (REST documents); these objects hold what the scheduler needs to decide quickly
+(free slots, queued task keys, mailboxes) and what is not a REST property (node secrets, assignment ids,
+long-poll wake-ups). Everything here is touched only from the event-loop thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "SCHEDULABLE_NODE_STATES",
+    "Assignment",
+    "JobRuntime",
+    "NodeRuntime",
+    "PoolRuntime",
+    "task_assignment_id",
+]
+
+SCHEDULABLE_NODE_STATES = frozenset({"idle", "running"})
+_SEEN_EVENTS_KEPT = 4096
+
+
+def task_assignment_id(job_id: str, task_id: str, attempt: int) -> str:
+    """The id of one run of a task: ``<job>/<task>/<attempt>`` (ids cannot contain ``/``)."""
+    return f"{job_id}/{task_id}/{attempt}"
+
+
+@dataclass
+class Assignment:
+    """One run of a task (or of a node's start task) handed to a node.
+
+    Attributes:
+        assignment_id: the protocol id, ``job/task/attempt`` for tasks.
+        kind: ``task`` or ``starttask``.
+        payload: the Assignment JSON sent to the agent (kept for redelivery).
+        slots: task slots it occupies on the node.
+        delivered_at: monotonic time it left the mailbox (``None`` while still queued there).
+        confirmed: the agent reported it (running list or an event), so it is never redelivered.
+        cancelled: the task is no longer bound to this run (terminated / deleted); the slot stays busy until
+            the agent reports the process gone.
+        orphan_since: set after a re-registration that did not list it: a buffered ``completed`` event may
+            still arrive; after a grace period the task is requeued.
+    """
+
+    assignment_id: str
+    kind: str
+    job_id: str
+    task_id: str
+    attempt: int
+    slots: int
+    payload: dict[str, Any]
+    delivered_at: float | None = None
+    confirmed: bool = False
+    cancelled: bool = False
+    cancelled_at: float | None = None
+    orphan_since: float | None = None
+
+    @property
+    def job_key(self) -> str:
+        return self.job_id.lower()
+
+    @property
+    def task_key(self) -> str:
+        return self.task_id.lower()
+
+
+@dataclass
+class NodeRuntime:
+    """A compute node: its REST document plus the agent session state."""
+
+    node_id: str
+    pool_id: str
+    secret: str
+    doc: dict[str, Any]
+    capacity: int
+    dedicated: bool = True
+    container_id: str | None = None
+    running: dict[str, Assignment] = field(default_factory=dict)
+    mailbox: list[dict[str, Any]] = field(default_factory=list)
+    cancels: list[str] = field(default_factory=list)
+    shutdown: bool = False
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    poll_generation: int = 0
+    polls_waiting: int = 0
+    last_contact: float = field(default_factory=time.monotonic)
+    registered: bool = False
+    removing: bool = False
+    lost: bool = False
+    start_task_failures: int = 0
+    seen_events: OrderedDict[str, None] = field(default_factory=OrderedDict)
+
+    @property
+    def pool_key(self) -> str:
+        return self.pool_id.lower()
+
+    @property
+    def state(self) -> str:
+        return str(self.doc.get("state", "unknown"))
+
+    @property
+    def used_slots(self) -> int:
+        return sum(a.slots for a in self.running.values())
+
+    @property
+    def free_slots(self) -> int:
+        return self.capacity - self.used_slots
+
+    def schedulable(self) -> bool:
+        """Whether new tasks may be placed here now."""
+        return (
+            self.registered
+            and not self.removing
+            and not self.lost
+            and self.state in SCHEDULABLE_NODE_STATES
+            and self.doc.get("schedulingState", "enabled") == "enabled"
+        )
+
+    def seen(self, event_id: str) -> bool:
+        """Record an event id; ``True`` when it was processed before (events are idempotent)."""
+        if event_id in self.seen_events:
+            return True
+        self.seen_events[event_id] = None
+        while len(self.seen_events) > _SEEN_EVENTS_KEPT:
+            self.seen_events.popitem(last=False)
+        return False
+
+    def deliver(self, payload: dict[str, Any]) -> None:
+        """Put an assignment in the mailbox and wake the long poll."""
+        self.mailbox.append(payload)
+        self.wake.set()
+
+    def cancel(self, assignment_id: str) -> None:
+        """Ask the agent to stop a run; wakes the long poll."""
+        if assignment_id not in self.cancels:
+            self.cancels.append(assignment_id)
+        self.mailbox = [p for p in self.mailbox if p.get("assignmentId") != assignment_id]
+        self.wake.set()
+
+    def drain(self) -> tuple[list[dict[str, Any]], list[str]]:
+        """Take everything waiting for the agent (assignments are marked delivered)."""
+        assignments, cancels = self.mailbox, self.cancels
+        self.mailbox, self.cancels = [], []
+        now = time.monotonic()
+        for payload in assignments:
+            held = self.running.get(str(payload.get("assignmentId")))
+            if held is not None:
+                held.delivered_at = now
+        return assignments, cancels
+
+
+@dataclass
+class PoolRuntime:
+    """A pool's scheduling settings and its nodes."""
+
+    pool_id: str
+    slots_per_node: int = 1
+    fill_type: str = "spread"
+    nodes: dict[str, NodeRuntime] = field(default_factory=dict)
+    deleting: bool = False
+    dirty: bool = False
+    reconciler: asyncio.Task[None] | None = None
+    allocation_failed: bool = False
+    start_failures: int = 0
+    doc: dict[str, Any] | None = None
+
+    @property
+    def key(self) -> str:
+        return self.pool_id.lower()
+
+    def live_nodes(self) -> list[NodeRuntime]:
+        """Nodes that count towards the pool's size (not leaving, not lost)."""
+        return [n for n in self.nodes.values() if not n.removing and not n.lost]
+
+
+@dataclass
+class JobRuntime:
+    """A job's scheduling view: its queue of active tasks (by insertion order) and its running tasks."""
+
+    job_id: str
+    order: int
+    pool_key: str | None = None
+    priority: int = 0
+    state: str = "active"
+    max_parallel: int = -1
+    on_all_tasks_complete: str = "noaction"
+    common_environment: list[dict[str, Any]] = field(default_factory=list)
+    max_task_retry_count: int = 0
+    heap: list[tuple[int, str]] = field(default_factory=list)
+    queued: set[str] = field(default_factory=set)
+    active: set[str] = field(default_factory=set)
+    running: set[str] = field(default_factory=set)
+    task_order: dict[str, int] = field(default_factory=dict)
+    task_slots: dict[str, int] = field(default_factory=dict)
+    next_task_order: int = 0
+    min_slots: int = 1
+    ending: bool = False
+    deadline: float | None = None
+    uses_dependencies: bool = False
+    satisfied: set[str] = field(default_factory=set)
+    waiting: dict[str, set[str]] = field(default_factory=dict)
+    dependents: dict[str, set[str]] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return self.job_id.lower()
+
+    def schedulable(self) -> bool:
+        """Whether this job's tasks may be started now."""
+        if self.state != "active" or not self.queued or self.ending:
+            return False
+        return self.max_parallel < 0 or len(self.running) < self.max_parallel
+
+    def note_task(self, task_key: str, slots: int) -> int:
+        """Remember a task's place in insertion order (first call wins) and its slot need."""
+        self.task_slots[task_key] = max(1, slots)
+        self.min_slots = max(1, slots) if not self.task_order else min(self.min_slots, max(1, slots))
+        order = self.task_order.get(task_key)
+        if order is None:
+            order = self.next_task_order
+            self.next_task_order += 1
+            self.task_order[task_key] = order
+        return order
+
+    def enqueue(self, task_key: str, slots: int) -> None:
+        """Mark a task active and queue it by insertion order."""
+        order = self.note_task(task_key, slots)
+        self.running.discard(task_key)
+        self.active.add(task_key)
+        if task_key not in self.queued:
+            self.queued.add(task_key)
+            heapq.heappush(self.heap, (order, task_key))
+
+    def hold(self, task_key: str, slots: int) -> None:
+        """Mark a task active without queueing it (it waits for the tasks it depends on)."""
+        self.note_task(task_key, slots)
+        self.running.discard(task_key)
+        self.queued.discard(task_key)
+        self.active.add(task_key)
+
+    def peek(self) -> str | None:
+        """The next queued task key (stale heap entries are dropped on the way)."""
+        while self.heap:
+            order, key = self.heap[0]
+            if key in self.queued and self.task_order.get(key) == order:
+                return key
+            heapq.heappop(self.heap)
+        return None
+
+    def lookahead(self, limit: int) -> list[str]:
+        """Up to ``limit`` queued task keys in order (for tasks that need more slots than are free)."""
+        head = self.peek()
+        if head is None:
+            return []
+        if limit <= 1:
+            return [head]
+        found: list[str] = []
+        for order, key in heapq.nsmallest(limit * 2, self.heap):
+            if key in self.queued and self.task_order.get(key) == order and key not in found:
+                found.append(key)
+                if len(found) >= limit:
+                    break
+        return found
+
+    def take(self, task_key: str) -> None:
+        """Move a queued task to running."""
+        self.queued.discard(task_key)
+        self.active.discard(task_key)
+        self.running.add(task_key)
+
+    def forget(self, task_key: str) -> None:
+        """The task is completed or deleted: drop it from every set."""
+        self.queued.discard(task_key)
+        self.active.discard(task_key)
+        self.running.discard(task_key)
+        self.task_order.pop(task_key, None)
+        self.task_slots.pop(task_key, None)
+        self.waiting.pop(task_key, None)
+
+    def unfinished(self) -> int:
+        """Number of tasks that are active or running."""
+        return len(self.active) + len(self.running)

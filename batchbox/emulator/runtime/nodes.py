@@ -1,0 +1,324 @@
+"""Node lifecycle: pool targets <-> containers, node loss (container gone or agent silent) and replacement.
+
+A pool's nodes are reconciled by one asyncio task per pool at a time: it creates missing nodes (at most
+:data:`CREATE_CONCURRENCY` Docker creations at once, in worker threads) and removes surplus ones (idle nodes
+first, then the least busy; their running tasks are requeued, Batch's default ``nodeDeallocationOption``).
+A lost node goes ``unusable``, its running tasks are requeued, and it is removed and replaced so the pool
+keeps its target size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+from batchbox.emulator.config import EmulatorConfig
+from batchbox.emulator.runtime.clock import now_iso
+from batchbox.emulator.runtime.documents import new_node_doc, new_node_id
+from batchbox.emulator.runtime.model import NodeRuntime, PoolRuntime
+from batchbox.emulator.runtime.scheduler import Scheduler
+from batchbox.emulator.runtime.store_api import NodeDriverLike, container_status
+from batchbox.emulator.runtime.transitions import Transitions
+
+__all__ = ["CREATE_CONCURRENCY", "MONITOR_INTERVAL", "ORPHAN_GRACE", "NodeLifecycle", "pool_settings"]
+
+log = logging.getLogger(__name__)
+
+CREATE_CONCURRENCY = 4
+MONITOR_INTERVAL = 2.0
+ORPHAN_GRACE = 10.0
+"""Seconds a run the agent did not list at re-registration stays bound, waiting for its buffered result."""
+ZOMBIE_LIMIT = 120.0
+START_FAILURES_LIMIT = 3
+"""Nodes of a pool lost before their agent ever registered, in a row, after which replacements stop."""
+
+
+def pool_settings(pool: PoolRuntime, doc: dict[str, Any]) -> None:
+    """Copy a pool document's scheduling settings onto its runtime."""
+    pool.doc = doc
+    slots = doc.get("taskSlotsPerNode")
+    pool.slots_per_node = slots if isinstance(slots, int) and not isinstance(slots, bool) and slots > 0 else 1
+    policy = doc.get("taskSchedulingPolicy") or {}
+    pool.fill_type = "pack" if str(policy.get("nodeFillType") or "spread").lower() == "pack" else "spread"
+    if doc.get("state") == "deleting":
+        pool.deleting = True
+
+
+class NodeLifecycle:
+    """Creates, watches and removes node containers for the pools in the scheduler's registry."""
+
+    def __init__(
+        self, config: EmulatorConfig, driver: NodeDriverLike, scheduler: Scheduler, transitions: Transitions
+    ) -> None:
+        self.config = config
+        self.driver = driver
+        self.sched = scheduler
+        self.trans = transitions
+        self.store = scheduler.store
+        self._create_slots: asyncio.Semaphore | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._monitor: asyncio.Task[None] | None = None
+
+    # ----------------------------------------------------------------- background work
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """Run a coroutine in the background; failures are logged, never lost."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+        return task
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("runtime task %s failed", task.get_name(), exc_info=task.exception())
+
+    def start_monitor(self) -> None:
+        if self._monitor is None:
+            self._monitor = self.spawn(self._monitor_loop(), "node-monitor")
+
+    async def stop(self) -> None:
+        """Cancel the monitor and every pending reconciliation (containers keep running)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._monitor = None
+        for pool in self.sched.pools.values():
+            pool.reconciler = None
+
+    # ----------------------------------------------------------------- pools
+    def pool_changed(self, pool_id: str, *, resized: bool = False) -> None:
+        """Re-read a pool and reconcile its nodes with its targets (or delete them when it is deleting)."""
+        key = pool_id.lower()
+        pool = self.sched.pools.get(key)
+        doc = self.store.get_pool(pool_id)
+        if pool is None:
+            if doc is None:
+                return
+            pool = PoolRuntime(pool_id=str(doc["id"]))
+            self.sched.pools[key] = pool
+        if doc is not None:
+            pool_settings(pool, doc)
+        if resized:
+            pool.allocation_failed = False
+            pool.start_failures = 0
+        pool.dirty = True
+        if pool.reconciler is None:
+            pool.reconciler = self.spawn(self._reconcile(pool), f"reconcile-{pool.pool_id}")
+
+    async def _reconcile(self, pool: PoolRuntime) -> None:
+        try:
+            while pool.dirty:
+                pool.dirty = False
+                try:
+                    await self._reconcile_once(pool)
+                except Exception:
+                    log.exception("reconciling pool %s failed", pool.pool_id)
+        finally:
+            pool.reconciler = None
+
+    async def _reconcile_once(self, pool: PoolRuntime) -> None:
+        doc = self.store.get_pool(pool.pool_id)
+        if doc is None or pool.deleting or doc.get("state") == "deleting":
+            await self._delete_pool(pool, exists=doc is not None)
+            return
+        pool_settings(pool, doc)
+        create: list[bool] = []
+        remove: list[NodeRuntime] = []
+        live = pool.live_nodes()
+        for dedicated, field in ((True, "targetDedicatedNodes"), (False, "targetLowPriorityNodes")):
+            target = doc.get(field)
+            target = target if isinstance(target, int) and not isinstance(target, bool) and target > 0 else 0
+            mine = [n for n in live if n.dedicated == dedicated]
+            if len(mine) < target and not pool.allocation_failed:
+                create += [dedicated] * (target - len(mine))
+            elif len(mine) > target:
+                remove += self._victims(mine, len(mine) - target)
+        if create or remove:
+            self._write_allocation(pool, "resizing")
+        for node in remove:
+            self._begin_removal(node)
+        await asyncio.gather(*(self._finish_removal(n) for n in remove), *(self._create(pool, d) for d in create))
+        if not pool.dirty:
+            self._write_allocation(pool, "steady")
+
+    @staticmethod
+    def _victims(nodes: list[NodeRuntime], count: int) -> list[NodeRuntime]:
+        def busy(node: NodeRuntime) -> tuple[int, int]:
+            runs = sum(1 for a in node.running.values() if not a.cancelled)
+            return (1 if runs else 0, node.used_slots)
+
+        return sorted(nodes, key=busy)[:count]
+
+    def _write_allocation(self, pool: PoolRuntime, state: str, error: str | None = None) -> None:
+        with self.sched.batch():
+            doc = self.store.get_pool(pool.pool_id)
+            if doc is None:
+                return
+            live = pool.live_nodes()
+            values: dict[str, Any] = {
+                "allocationState": state,
+                "currentDedicatedNodes": sum(1 for n in live if n.dedicated),
+                "currentLowPriorityNodes": sum(1 for n in live if not n.dedicated),
+            }
+            if error is not None:
+                values["resizeErrors"] = [{"code": "AllocationFailed", "message": error, "values": []}]
+            elif state == "resizing" and not pool.allocation_failed:
+                values["resizeErrors"] = None
+            changed = {k: v for k, v in values.items() if doc.get(k) != v}
+            if not changed:
+                return
+            if "allocationState" in changed:
+                doc["allocationStateTransitionTime"] = now_iso()
+            for name, value in changed.items():
+                if value is None:
+                    doc.pop(name, None)
+                else:
+                    doc[name] = value
+            pool.doc = self.store.update_pool(doc)
+
+    async def _delete_pool(self, pool: PoolRuntime, *, exists: bool) -> None:
+        pool.deleting = True
+        nodes = list(pool.nodes.values())
+        for node in nodes:
+            if not node.removing:
+                self._begin_removal(node)
+        await asyncio.gather(*(self._finish_removal(n) for n in nodes))
+        with self.sched.batch():
+            for node_doc in self.store.list_nodes(pool.pool_id):
+                self.store.delete_node(str(node_doc["id"]))
+            if exists:
+                self.store.delete_pool(pool.pool_id)
+        if self.sched.pools.get(pool.key) is pool:
+            del self.sched.pools[pool.key]
+
+    # ----------------------------------------------------------------- nodes
+    async def _create(self, pool: PoolRuntime, dedicated: bool) -> None:
+        if self._create_slots is None:
+            self._create_slots = asyncio.Semaphore(CREATE_CONCURRENCY)
+        node_id = new_node_id(dedicated)
+        secret = secrets.token_urlsafe(32)
+        doc = new_node_doc(self.config.base_url, pool.doc or {"id": pool.pool_id}, node_id, now_iso(), dedicated)
+        node = NodeRuntime(
+            node_id=node_id,
+            pool_id=pool.pool_id,
+            secret=secret,
+            doc=doc,
+            capacity=pool.slots_per_node,
+            dedicated=dedicated,
+        )
+        pool.nodes[node_id] = node
+        self.sched.nodes[node_id] = node
+        with self.sched.batch():
+            self.store.upsert_node(pool.pool_id, doc, secret=secret, container_id=None)
+        async with self._create_slots:
+            if node.removing:
+                return
+            try:
+                container_id = await asyncio.to_thread(self.driver.create_node, pool.pool_id, node_id, secret)
+            except Exception as exc:
+                log.warning("creating node %s of pool %s failed: %s", node_id, pool.pool_id, exc)
+                pool.allocation_failed = True
+                self._begin_removal(node)
+                await self._finish_removal(node)
+                self._write_allocation(pool, "steady", error=f"Creating a node container failed: {exc}")
+                return
+        node.container_id = container_id
+        node.last_contact = time.monotonic()
+        if node.removing:
+            await asyncio.to_thread(self.driver.remove_node, node_id)
+            return
+        with self.sched.batch():
+            now = now_iso()
+            if node.state == "creating":
+                node.doc["state"] = "starting"
+                node.doc["stateTransitionTime"] = now
+            node.doc["lastBootTime"] = now
+            self.sched.touch_node(node)
+
+    def _begin_removal(self, node: NodeRuntime, state: str = "leavingpool") -> None:
+        """Stop scheduling to a node, requeue its runs and tell its agent to shut down."""
+        node.removing = True
+        node.shutdown = True
+        node.wake.set()
+        with self.sched.batch():
+            for held in list(node.running.values()):
+                self.trans.requeue(node, held)
+            node.doc["state"] = state
+            node.doc["stateTransitionTime"] = now_iso()
+            self.store.upsert_node(node.pool_id, node.doc, secret=node.secret, container_id=node.container_id)
+            self.sched.dispatch(node.pool_key)
+
+    async def _finish_removal(self, node: NodeRuntime) -> None:
+        try:
+            await asyncio.to_thread(self.driver.remove_node, node.node_id)
+        except Exception as exc:
+            log.warning("removing the container of node %s failed: %s", node.node_id, exc)
+        with self.sched.batch():
+            self.store.delete_node(node.node_id)
+        self.sched.nodes.pop(node.node_id, None)
+        pool = self.sched.pools.get(node.pool_key)
+        if pool is not None:
+            pool.nodes.pop(node.node_id, None)
+
+    def lose(self, node: NodeRuntime, reason: str) -> None:
+        """A node died: ``unusable``, its runs requeued; then it is removed and the pool replaces it."""
+        if node.lost or node.removing:
+            return
+        log.warning("node %s of pool %s is lost: %s", node.node_id, node.pool_id, reason)
+        node.lost = True
+        pool = self.sched.pools.get(node.pool_key)
+        if pool is not None and not node.registered:
+            pool.start_failures += 1
+            if pool.start_failures >= START_FAILURES_LIMIT:
+                pool.allocation_failed = True
+                self._write_allocation(pool, "steady", error=f"Nodes do not start: {reason}")
+        self._begin_removal(node, state="unusable")
+        self.spawn(self._retire(node), f"retire-{node.node_id}")
+
+    async def _retire(self, node: NodeRuntime) -> None:
+        await self._finish_removal(node)
+        if node.pool_key in self.sched.pools:
+            self.pool_changed(node.pool_id)
+
+    # ----------------------------------------------------------------- the monitor
+    async def _monitor_loop(self) -> None:
+        while True:
+            await asyncio.sleep(MONITOR_INTERVAL)
+            try:
+                await self.check()
+            except Exception:
+                log.exception("node monitor pass failed")
+
+    async def check(self) -> None:
+        """One monitor pass: container states, heartbeats, orphaned and stuck runs, job deadlines."""
+        try:
+            containers: dict[str, Any] | None = dict(await asyncio.to_thread(self.driver.list_nodes))
+        except Exception as exc:
+            log.warning("listing node containers failed: %s", exc)
+            containers = None
+        now = time.monotonic()
+        for node in list(self.sched.nodes.values()):
+            if node.removing or node.lost or node.container_id is None:
+                continue
+            if containers is not None:
+                info = containers.get(node.node_id)
+                status = "missing" if info is None else container_status(info)
+                if status != "running":
+                    self.lose(node, f"its container is {status}")
+                    continue
+            if node.polls_waiting == 0 and now - node.last_contact > self.config.heartbeat_timeout:
+                self.lose(node, f"its agent has not polled for {now - node.last_contact:.0f} s")
+        with self.sched.batch():
+            for node in list(self.sched.nodes.values()):
+                for held in list(node.running.values()):
+                    if held.cancelled and held.cancelled_at is not None and now - held.cancelled_at > ZOMBIE_LIMIT:
+                        self.sched.release(node, held)
+                    elif held.orphan_since is not None and now - held.orphan_since > ORPHAN_GRACE:
+                        self.trans.requeue(node, held)
+            self.trans.expire_jobs()
+            self.sched.dispatch_all()

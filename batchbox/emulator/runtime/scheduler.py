@@ -1,0 +1,352 @@
+"""Tasks -> node slots: the in-memory queues, dispatch, node accounting, mailboxes and long polls.
+
+Each pool has the jobs bound to it (``poolInfo.poolId``); each job keeps a heap of its active task keys in
+insertion order. Dispatch walks jobs by priority (highest first, then creation order) and places each task
+on the node chosen by the pool's ``nodeFillType``: ``spread`` takes the node with the most free slots,
+``pack`` the node with the fewest free slots that still fit. A dispatch step costs O(jobs + nodes) plus
+one task read and one task write: the tasks table is never scanned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+from batchbox.emulator.config import EmulatorConfig
+from batchbox.emulator.runtime.clock import now_iso, parse_duration, parse_time
+from batchbox.emulator.runtime.dependencies import admit, resolve
+from batchbox.emulator.runtime.documents import task_running
+from batchbox.emulator.runtime.environment import task_assignment, task_dir
+from batchbox.emulator.runtime.model import Assignment, JobRuntime, NodeRuntime, PoolRuntime, task_assignment_id
+from batchbox.emulator.runtime.store_api import StoreLike
+
+__all__ = ["REDELIVER_AFTER", "Scheduler", "empty_answer"]
+
+REDELIVER_AFTER = 15.0
+"""Seconds after which an assignment the agent never acknowledged is sent again (its answer was lost)."""
+ZOMBIE_GRACE = 2.0
+"""Seconds a cancelled run keeps its slot at least, so a poll sent before the cancel cannot free it."""
+_LOOKAHEAD = 16
+
+
+def empty_answer() -> dict[str, Any]:
+    """A poll answer with nothing in it."""
+    return {"assignments": [], "cancel": [], "shutdown": False}
+
+
+def _int(value: object, default: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return default
+    return value
+
+
+class Scheduler:
+    """Owns the registries (pools, nodes, jobs) and places queued tasks on free node slots.
+
+    Args:
+        config: the emulator settings (for URLs and environment values).
+        store: the persistence layer; every write happens inside :meth:`batch`.
+    """
+
+    def __init__(self, config: EmulatorConfig, store: StoreLike) -> None:
+        self.config = config
+        self.store = store
+        self.pools: dict[str, PoolRuntime] = {}
+        self.nodes: dict[str, NodeRuntime] = {}
+        self.jobs: dict[str, JobRuntime] = {}
+        self.jobs_by_pool: dict[str, dict[str, JobRuntime]] = {}
+        self.placements: dict[tuple[str, str], tuple[NodeRuntime, Assignment]] = {}
+        self.attempt_floor: dict[tuple[str, str], int] = {}
+        self._dirty_nodes: set[str] = set()
+        self._next_job_order = 0
+
+    # ----------------------------------------------------------------- persistence of node documents
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """One store transaction; node documents changed inside it are written at its end."""
+        with self.store.transaction():
+            yield
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every node document changed since the last flush."""
+        dirty, self._dirty_nodes = self._dirty_nodes, set()
+        for node_id in dirty:
+            node = self.nodes.get(node_id)
+            if node is not None and not node.removing:
+                self.store.upsert_node(node.pool_id, node.doc, secret=node.secret, container_id=node.container_id)
+
+    def touch_node(self, node: NodeRuntime, state: str | None = None) -> None:
+        """Recompute a node's running counters (and idle/running state), optionally set a new state."""
+        doc = node.doc
+        tasks = [a for a in node.running.values() if a.kind == "task"]
+        doc["runningTasksCount"] = len(tasks)
+        doc["runningTaskSlotsCount"] = sum(a.slots for a in tasks)
+        new_state = state
+        if new_state is None and node.state in ("idle", "running"):
+            new_state = "running" if tasks else "idle"
+        if new_state is not None and new_state != node.state:
+            doc["state"] = new_state
+            doc["stateTransitionTime"] = now_iso()
+        self._dirty_nodes.add(node.node_id)
+
+    # ----------------------------------------------------------------- jobs and queues
+    def job_from_doc(self, doc: dict[str, Any]) -> JobRuntime:
+        """Register (or refresh) a job from its document and file it under its pool."""
+        key = str(doc["id"]).lower()
+        job = self.jobs.get(key)
+        if job is None:
+            job = JobRuntime(job_id=str(doc["id"]), order=self._next_job_order)
+            self._next_job_order += 1
+            self.jobs[key] = job
+        old_pool = job.pool_key
+        pool_id = (doc.get("poolInfo") or {}).get("poolId")
+        job.pool_key = pool_id.lower() if isinstance(pool_id, str) and pool_id else None
+        job.priority = _int(doc.get("priority"), 0)
+        job.state = str(doc.get("state") or "active")
+        job.max_parallel = _int(doc.get("maxParallelTasks"), -1)
+        job.on_all_tasks_complete = str(doc.get("onAllTasksComplete") or "noaction").lower()
+        job.uses_dependencies = bool(doc.get("usesTaskDependencies"))
+        job.common_environment = list(doc.get("commonEnvironmentSettings") or [])
+        constraints = doc.get("constraints") or {}
+        job.max_task_retry_count = _int(constraints.get("maxTaskRetryCount"), 0)
+        limit = parse_duration(constraints.get("maxWallClockTime"))
+        created = parse_time(doc.get("creationTime"))
+        job.deadline = created.timestamp() + limit if limit is not None and created is not None else None
+        if old_pool != job.pool_key:
+            if old_pool is not None:
+                self.jobs_by_pool.get(old_pool, {}).pop(key, None)
+            if job.pool_key is not None:
+                self.jobs_by_pool.setdefault(job.pool_key, {})[key] = job
+        return job
+
+    def drop_job(self, job: JobRuntime) -> None:
+        """Forget a job entirely (deleted)."""
+        self.jobs.pop(job.key, None)
+        if job.pool_key is not None:
+            self.jobs_by_pool.get(job.pool_key, {}).pop(job.key, None)
+
+    def pool_of(self, job: JobRuntime) -> PoolRuntime | None:
+        return self.pools.get(job.pool_key) if job.pool_key else None
+
+    @staticmethod
+    def activate(job: JobRuntime, doc: dict[str, Any]) -> None:
+        """An active task enters the runtime: queued, or held until the tasks it depends on satisfy it."""
+        key = str(doc["id"]).lower()
+        slots = max(1, _int(doc.get("requiredSlots"), 1))
+        if admit(job, doc):
+            job.enqueue(key, slots)
+        else:
+            job.hold(key, slots)
+
+    @staticmethod
+    def release_dependents(job: JobRuntime, doc: dict[str, Any]) -> None:
+        """A task completed: queue the dependents it was the last pending parent of."""
+        for child in resolve(job, doc):
+            if child in job.active:
+                job.enqueue(child, job.task_slots.get(child, 1))
+
+    # ----------------------------------------------------------------- dispatch
+    def dispatch(self, pool_key: str | None) -> int:
+        """Place as many queued tasks of the pool's jobs as fit on its nodes; returns how many were placed."""
+        pool = self.pools.get(pool_key) if pool_key else None
+        if pool is None or pool.deleting:
+            return 0
+        nodes = [n for n in pool.nodes.values() if n.schedulable() and n.free_slots > 0]
+        if not nodes:
+            return 0
+        jobs = sorted(
+            (j for j in self.jobs_by_pool.get(pool.key, {}).values() if j.schedulable()),
+            key=lambda j: (-j.priority, j.order),
+        )
+        placed = 0
+        while jobs and nodes:
+            progress = False
+            max_free = max(n.free_slots for n in nodes)
+            for job in jobs:
+                for task_key in self._candidates(job, max_free):
+                    node = self._choose(nodes, job.task_slots.get(task_key, 1), pool.fill_type)
+                    if node is None:
+                        continue
+                    if self._assign(pool, job, task_key, node):
+                        placed += 1
+                    progress = True
+                    break
+                if progress:
+                    break
+            if not progress:
+                break
+            jobs = [j for j in jobs if j.schedulable()]
+            nodes = [n for n in nodes if n.free_slots > 0]
+        return placed
+
+    def dispatch_all(self) -> int:
+        return sum(self.dispatch(key) for key in list(self.pools))
+
+    @staticmethod
+    def _candidates(job: JobRuntime, max_free: int) -> list[str]:
+        head = job.peek()
+        if head is None:
+            return []
+        if job.task_slots.get(head, 1) <= max_free:
+            return [head]
+        return job.lookahead(_LOOKAHEAD) if job.min_slots <= max_free else []
+
+    @staticmethod
+    def _choose(nodes: list[NodeRuntime], slots: int, fill_type: str) -> NodeRuntime | None:
+        best: NodeRuntime | None = None
+        best_free = 0
+        for node in nodes:
+            free = node.free_slots
+            if free < slots:
+                continue
+            if best is None or (free < best_free if fill_type == "pack" else free > best_free):
+                best, best_free = node, free
+        return best
+
+    def next_attempt(self, job: JobRuntime, task_key: str, doc: dict[str, Any]) -> int:
+        info = doc.get("executionInfo") or {}
+        attempt = _int(info.get("retryCount"), 0) + _int(info.get("requeueCount"), 0)
+        return max(attempt, self.attempt_floor.get((job.key, task_key), 0))
+
+    def _assign(self, pool: PoolRuntime, job: JobRuntime, task_key: str, node: NodeRuntime) -> bool:
+        doc = self.store.get_task(job.job_id, task_key)
+        if doc is None:
+            job.forget(task_key)
+            return False
+        if doc.get("state") != "active":
+            job.queued.discard(task_key)
+            job.active.discard(task_key)
+            return False
+        slots = max(1, _int(doc.get("requiredSlots"), 1))
+        if slots != job.task_slots.get(task_key):
+            job.task_slots[task_key] = slots
+            return False
+        now = now_iso()
+        task_id = str(doc["id"])
+        attempt = self.next_attempt(job, task_key, doc)
+        self.attempt_floor.pop((job.key, task_key), None)
+        assignment_id = task_assignment_id(job.job_id, task_id, attempt)
+        directory = task_dir(job.job_id, task_id)
+        node_url = str(node.doc.get("url") or "")
+        task_running(
+            doc,
+            {
+                "affinityId": node.doc.get("affinityId", f"TVM:{node.node_id}"),
+                "nodeUrl": node_url,
+                "poolId": pool.pool_id,
+                "nodeId": node.node_id,
+                "taskRootDirectory": directory,
+                "taskRootDirectoryUrl": f"{node_url}/files/{directory}",
+            },
+            now,
+        )
+        self.store.update_task(job.job_id, doc)
+        retries = _int((doc.get("constraints") or {}).get("maxTaskRetryCount"), job.max_task_retry_count)
+        payload = task_assignment(
+            self.config,
+            assignment_id=assignment_id,
+            attempt=attempt,
+            job_doc={"id": job.job_id, "commonEnvironmentSettings": job.common_environment},
+            task_doc=doc,
+            pool_doc=pool_doc_cache(self.store, pool),
+            node_id=node.node_id,
+            dedicated=node.dedicated,
+            max_task_retry_count=retries,
+        )
+        held = Assignment(
+            assignment_id=assignment_id,
+            kind="task",
+            job_id=job.job_id,
+            task_id=task_id,
+            attempt=attempt,
+            slots=slots,
+            payload=payload,
+        )
+        node.running[assignment_id] = held
+        self.placements[(job.key, task_key)] = (node, held)
+        job.take(task_key)
+        self.touch_node(node)
+        node.deliver(payload)
+        return True
+
+    def release(self, node: NodeRuntime, held: Assignment) -> None:
+        """Free the slots of a run that ended (or was abandoned)."""
+        node.running.pop(held.assignment_id, None)
+        key = (held.job_key, held.task_key)
+        placed = self.placements.get(key)
+        if placed is not None and placed[1] is held:
+            del self.placements[key]
+        self.touch_node(node)
+
+    def cancel_run(self, node: NodeRuntime, held: Assignment) -> None:
+        """Detach a run from its task and ask the agent to stop it; its slots stay busy until it is gone."""
+        key = (held.job_key, held.task_key)
+        placed = self.placements.get(key)
+        if placed is not None and placed[1] is held:
+            del self.placements[key]
+        self.attempt_floor[key] = max(self.attempt_floor.get(key, 0), held.attempt + 1)
+        if held.delivered_at is None and not held.confirmed:
+            node.mailbox = [p for p in node.mailbox if p.get("assignmentId") != held.assignment_id]
+            self.release(node, held)
+            return
+        held.cancelled = True
+        held.cancelled_at = time.monotonic()
+        node.cancel(held.assignment_id)
+
+    # ----------------------------------------------------------------- the agent session
+    def reconcile_running(self, node: NodeRuntime, running: set[str]) -> None:
+        """Compare a poll's ``running`` list with what the node holds: confirm, redeliver, free gone runs."""
+        now = time.monotonic()
+        for held in list(node.running.values()):
+            if held.assignment_id in running:
+                held.confirmed = True
+                held.orphan_since = None
+                continue
+            if held.cancelled:
+                if held.cancelled_at is not None and now - held.cancelled_at > ZOMBIE_GRACE:
+                    self.release(node, held)
+            elif (
+                not held.confirmed
+                and held.orphan_since is None
+                and held.delivered_at is not None
+                and now - held.delivered_at > REDELIVER_AFTER
+                and held.payload
+            ):
+                held.delivered_at = None
+                node.deliver(held.payload)
+
+    async def poll(self, node: NodeRuntime, wait: float) -> dict[str, Any]:
+        """The long poll: answer as soon as the node has work (or a cancel, or must shut down), else after ``wait``."""
+        node.last_contact = time.monotonic()
+        node.poll_generation += 1
+        generation = node.poll_generation
+        node.wake.set()  # an older poll of this node (if any) returns empty
+        deadline = time.monotonic() + max(0.0, wait)
+        node.polls_waiting += 1
+        try:
+            while True:
+                if generation != node.poll_generation:
+                    return empty_answer()
+                if node.mailbox or node.cancels or node.shutdown:
+                    assignments, cancels = node.drain()
+                    return {"assignments": assignments, "cancel": cancels, "shutdown": node.shutdown}
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return empty_answer()
+                node.wake.clear()
+                with suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(node.wake.wait(), remaining)
+        finally:
+            node.polls_waiting -= 1
+            node.last_contact = time.monotonic()
+
+
+def pool_doc_cache(store: StoreLike, pool: PoolRuntime) -> dict[str, Any]:
+    """The pool document, read once and kept on the pool runtime (its relevant parts never change)."""
+    if pool.doc is None:
+        pool.doc = store.get_pool(pool.pool_id) or {"id": pool.pool_id}
+    return pool.doc

@@ -1,0 +1,219 @@
+"""Task and job state changes: runs that start, complete, are retried or requeued; terminate, delete, reactivate;
+job ends (``onAllTasksComplete`` and ``constraints.maxWallClockTime``).
+
+Every method runs synchronously on the event loop inside the caller's :meth:`Scheduler.batch`, so a read-modify-write
+of a document cannot interleave with a handler's.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from batchbox.emulator.runtime.clock import now_iso, valid_time
+from batchbox.emulator.runtime.documents import (
+    exit_code_failure,
+    is_retryable,
+    job_completed,
+    parse_exit_code,
+    parse_failure_info,
+    task_completed,
+    task_ended_failure,
+    task_reactivated,
+    task_requeued,
+    task_retried,
+)
+from batchbox.emulator.runtime.model import Assignment, JobRuntime, NodeRuntime
+from batchbox.emulator.runtime.scheduler import Scheduler
+
+__all__ = ["Transitions"]
+
+log = logging.getLogger(__name__)
+
+
+class Transitions:
+    """Applies lifecycle changes to task and job documents and keeps the scheduler's queues in step."""
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self.sched = scheduler
+        self.store = scheduler.store
+
+    # ----------------------------------------------------------------- runs reported by agents
+    def _current_doc(self, node: NodeRuntime, held: Assignment) -> dict[str, Any] | None:
+        doc = self.store.get_task(held.job_id, held.task_id)
+        if doc is None or doc.get("state") != "running":
+            return None
+        if (doc.get("nodeInfo") or {}).get("nodeId") != node.node_id:
+            return None
+        return doc
+
+    @staticmethod
+    def run_started(held: Assignment) -> None:
+        """A ``started`` event confirms the run; no write: ``executionInfo.startTime`` was set when the task went
+        running (Batch counts resource-file downloads as running) and the ``completed`` event carries the agent's
+        own start time."""
+        held.confirmed = True
+        held.orphan_since = None
+
+    def run_completed(self, node: NodeRuntime, held: Assignment, event: Mapping[str, Any]) -> None:
+        """A ``completed`` event: success, a retry, or a final failure."""
+        self.sched.release(node, held)
+        if held.cancelled:
+            return
+        doc = self._current_doc(node, held)
+        job = self.sched.jobs.get(held.job_key)
+        if doc is None:
+            return
+        now = now_iso()
+        exit_code = parse_exit_code(event.get("exitCode"))
+        failure = parse_failure_info(event.get("failureInfo"))
+        if failure is None and (exit_code is None or exit_code != 0 or event.get("result") == "failure"):
+            failure = exit_code_failure(exit_code)
+        info = doc.get("executionInfo") or {}
+        start = valid_time(event.get("startTime"), str(info.get("startTime") or now))
+        end = valid_time(event.get("endTime") or event.get("time"), now)
+        node.doc["totalTasksRun"] = int(node.doc.get("totalTasksRun") or 0) + 1
+        if failure is None:
+            node.doc["totalTasksSucceeded"] = int(node.doc.get("totalTasksSucceeded") or 0) + 1
+        task_key = held.task_key
+        if failure is not None and is_retryable(exit_code, failure) and self._retries_left(job, doc):
+            task_retried(doc, now)
+            self.store.update_task(held.job_id, doc)
+            if job is not None:
+                job.enqueue(task_key, held.slots)
+            return
+        task_completed(doc, now, exit_code=exit_code, failure_info=failure, start_time=start, end_time=end)
+        self.store.update_task(held.job_id, doc)
+        if job is not None:
+            job.forget(task_key)
+            self.sched.release_dependents(job, doc)
+            self.check_job_end(job)
+
+    @staticmethod
+    def _retries_left(job: JobRuntime | None, doc: Mapping[str, Any]) -> bool:
+        limit = (doc.get("constraints") or {}).get("maxTaskRetryCount")
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            limit = job.max_task_retry_count if job is not None else 0
+        if limit < 0:
+            return True
+        retries = int((doc.get("executionInfo") or {}).get("retryCount") or 0)
+        return retries < limit
+
+    def requeue(self, node: NodeRuntime, held: Assignment) -> None:
+        """The node of a run is lost or removed: the task goes back to active, ``requeueCount`` + 1."""
+        self.sched.release(node, held)
+        if held.cancelled:
+            return
+        doc = self._current_doc(node, held)
+        if doc is None:
+            return
+        task_requeued(doc, now_iso())
+        self.store.update_task(held.job_id, doc)
+        job = self.sched.jobs.get(held.job_key)
+        if job is not None:
+            job.enqueue(held.task_key, held.slots)
+
+    def requeue_doc(self, job: JobRuntime, doc: dict[str, Any]) -> None:
+        """Requeue a running task found in the store whose node is gone (used at restart)."""
+        task_requeued(doc, now_iso())
+        self.store.update_task(job.job_id, doc)
+        job.enqueue(str(doc["id"]).lower(), int(doc.get("requiredSlots") or 1))
+
+    # ----------------------------------------------------------------- requests from handlers
+    def _stop_run(self, job: JobRuntime, task_key: str) -> None:
+        placed = self.sched.placements.get((job.key, task_key))
+        if placed is not None:
+            self.sched.cancel_run(*placed)
+
+    def terminate_task(self, job: JobRuntime, task_id: str) -> None:
+        """End a task now: a running one is cancelled on its node; either way it completes with ``TaskEnded``."""
+        doc = self.store.get_task(job.job_id, task_id)
+        if doc is None or doc.get("state") == "completed":
+            return
+        key = str(doc["id"]).lower()
+        self._stop_run(job, key)
+        task_completed(
+            doc,
+            now_iso(),
+            exit_code=None,
+            failure_info=task_ended_failure("The task was terminated by a terminate task request"),
+        )
+        self.store.update_task(job.job_id, doc)
+        job.forget(key)
+        self.sched.release_dependents(job, doc)
+        self.check_job_end(job)
+
+    def task_deleted(self, job: JobRuntime, task_id: str) -> None:
+        """The task is gone from the store: stop its run, drop it from the queue."""
+        key = task_id.lower()
+        self._stop_run(job, key)
+        job.forget(key)
+        self.check_job_end(job)
+
+    def reactivate(self, job: JobRuntime, task_id: str) -> None:
+        """A completed (failed) task becomes active again with ``retryCount`` reset to 0."""
+        doc = self.store.get_task(job.job_id, task_id)
+        if doc is None:
+            return
+        if doc.get("state") == "completed":
+            task_reactivated(doc, now_iso())
+            self.store.update_task(job.job_id, doc)
+        if doc.get("state") == "active":
+            job.satisfied.discard(str(doc["id"]).lower())
+            self.sched.activate(job, doc)
+
+    def end_job(self, job: JobRuntime, reason: str) -> None:
+        """Terminate a job: stop its running tasks, complete every unfinished task, job -> completed."""
+        doc = self.store.get_job(job.job_id)
+        if doc is None:
+            self.sched.drop_job(job)
+            return
+        if doc.get("state") in ("completed", "deleting"):
+            job.state = str(doc["state"])
+            return
+        job.ending = True
+        for key in list(job.running):
+            self._stop_run(job, key)
+        now = now_iso()
+        message = f"The task was ended because its job was terminated ({reason})"
+        ended = self.store.list_tasks(job.job_id, states=["running", "active"])
+        for task_doc in ended:
+            task_completed(task_doc, now, exit_code=None, failure_info=task_ended_failure(message))
+        if ended:
+            self.store.update_tasks(job.job_id, ended)
+        for key in list(job.active) + list(job.running):
+            job.forget(key)
+        job.heap.clear()
+        job_completed(doc, now, reason)
+        self.store.update_job(doc)
+        job.state = "completed"
+        job.ending = False
+        self.sched.drop_job(job)  # a completed job never runs anything again; keep dispatch scans short
+
+    def delete_job(self, job: JobRuntime) -> None:
+        """Stop the job's running tasks, then delete the job and its tasks from the store."""
+        job.ending = True
+        for key in list(job.running):
+            self._stop_run(job, key)
+        self.store.delete_job(job.job_id)
+        self.sched.drop_job(job)
+
+    def check_job_end(self, job: JobRuntime) -> None:
+        """``onAllTasksComplete: terminatejob`` and nothing active or running: the job completes."""
+        if (
+            job.on_all_tasks_complete == "terminatejob"
+            and job.state == "active"
+            and not job.ending
+            and job.unfinished() == 0
+        ):
+            self.end_job(job, "AllTasksComplete")
+
+    def expire_jobs(self) -> None:
+        """Terminate jobs past their ``constraints.maxWallClockTime`` (reason ``MaxWallClockTimeExpiry``)."""
+        now = time.time()
+        for job in list(self.sched.jobs.values()):
+            if job.deadline is not None and job.state == "active" and now >= job.deadline and not job.ending:
+                log.info("job %s exceeded its maxWallClockTime", job.job_id)
+                self.end_job(job, "MaxWallClockTimeExpiry")
