@@ -105,6 +105,15 @@ class _Server(uvicorn.Server):
         super().__init__(config)
         self._emulator_config = emulator_config
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Held agent long polls would otherwise keep the graceful shutdown waiting until its timeout.
+        state = getattr(self.config.app, "state", None)
+        runtime = getattr(state, "runtime", None)
+        release = getattr(runtime, "release_polls", None)
+        if callable(release):
+            release()
+        await super().shutdown(sockets=sockets)
+
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
         if self.started:
