@@ -90,7 +90,7 @@ def _node_root(request: Request) -> tuple[Path, str]:
 def _inside(root: Path, relative: str) -> Path | None:
     """``root / relative`` resolved, or None when it leaves ``root``."""
     cleaned = relative.replace("\\", "/").strip("/")
-    if any(part == ".." for part in cleaned.split("/")):
+    if "\0" in cleaned or any(part == ".." for part in cleaned.split("/")):  # the OS refuses NUL: not a file
         return None
     real_root = os.path.realpath(root)
     real = os.path.realpath(os.path.join(real_root, cleaned)) if cleaned else real_root
@@ -181,9 +181,11 @@ def _since(request: Request, name: str) -> datetime | None:
     if not value:
         return None
     try:
-        return parsedate_to_datetime(value)
+        parsed = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
+    # A "-0000" zone parses naive; it means UTC, and a naive value cannot be compared with the file's time.
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
 
 
 def _file_headers(path: Path, url: str, info: os.stat_result) -> dict[str, str]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Sequence
@@ -55,6 +56,7 @@ _log = logging.getLogger(__name__)
 
 AGENT_PATH_PREFIX = "/_agent/"
 MAX_BODY_BYTES = 4 * 1024 * 1024
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def request_id(conn: HTTPConnection) -> str:
@@ -72,18 +74,33 @@ async def read_json(request: Request) -> Any:
     """The request body parsed as JSON.
 
     Raises:
-        BatchError: 400 ``InvalidRequestBody`` when the body is empty or not valid JSON (UTF-8); 413
-            ``RequestBodyTooLarge`` (from the middleware) when it is over the limit.
+        BatchError: 400 ``InvalidRequestBody`` when the body is empty or not valid JSON (UTF-8; ``NaN`` and
+            ``Infinity`` are not JSON), nests too deeply, holds a number Python refuses to convert or a string that
+            is not Unicode (an escaped lone surrogate); 413 ``RequestBodyTooLarge`` (from the middleware) when it is
+            over the limit.
     """
     body = await request.body()
     if not body.strip():
         raise invalid_request_body("The request body is empty.")
     try:
-        return json.loads(body)
+        value = json.loads(body, parse_constant=_refuse_constant)
+        if _SURROGATE_ESCAPE.search(body):
+            json.dumps(value, ensure_ascii=False).encode("utf-8")  # raises on a lone surrogate
+        return value
+    except UnicodeEncodeError:
+        raise invalid_request_body("A string in the request body is not valid Unicode (a lone surrogate).") from None
     except UnicodeDecodeError:
         raise invalid_request_body("The request body is not UTF-8.") from None
     except json.JSONDecodeError as exc:
         raise invalid_request_body(f"Invalid JSON at line {exc.lineno}, column {exc.colno}.") from None
+    except RecursionError:
+        raise invalid_request_body("The JSON document nests too deeply.") from None
+    except ValueError as exc:  # _refuse_constant, or an integer with more digits than int() converts
+        raise invalid_request_body(f"Invalid JSON: {str(exc)[:120]}") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value.")
 
 
 class BatchProtocolMiddleware:

@@ -5,8 +5,10 @@ specified Request Body is not syntactically valid."), a missing required propert
 and a well-typed but unacceptable value is ``InvalidPropertyValue``. Property names in errors are dotted paths
 (``constraints.maxWallClockTime``).
 
-Unknown properties are ignored and not stored: the emulator accepts the bodies of several API versions (older SDKs
-send properties the current version dropped), so it keeps only the properties it knows.
+The top-level properties of add, patch and resize bodies are checked by name like the service's OData reader does: a
+name no supported API version defines is ``InvalidRequestBody`` ("The property 'x' does not exist on type ...").
+The known names are the union over the supported API versions (older SDKs send properties the current version
+dropped); such a property, and any unknown property nested deeper, is accepted but not stored.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ __all__ = [
     "opt_object",
     "opt_str",
     "parse_duration",
+    "reject_unknown_properties",
     "req_object",
     "req_str",
     "unsupported_property",
@@ -67,6 +70,22 @@ def invalid_body(name: str, reason: str) -> BatchError:
         "The specified Request Body is not syntactically valid.",
         {"PropertyName": name, "Reason": reason},
     )
+
+
+def reject_unknown_properties(body: Body, known: frozenset[str], type_name: str) -> None:
+    """Refuse a top-level property that is not in ``known`` (OData annotations such as ``odata.type`` pass).
+
+    Raises:
+        BatchError: 400 ``InvalidRequestBody`` naming the first unknown property.
+    """
+    for name in body:
+        if name not in known and not name.startswith("odata."):
+            shown = name[:64]
+            raise invalid_body(
+                shown,
+                f"The property '{shown}' does not exist on type 'Microsoft.Azure.Batch.Protocol.Entities.{type_name}'. "
+                "Make sure to only use property names that are defined by the type.",
+            )
 
 
 def unsupported_property(name: str, reason: str) -> BatchError:

@@ -13,6 +13,7 @@ from batchbox.emulator.resources.common import (
     opt_list,
     opt_object,
     opt_str,
+    reject_unknown_properties,
     req_object,
     req_str,
     unsupported_property,
@@ -30,6 +31,20 @@ __all__ = [
     "job_max_task_retry_count",
 ]
 
+# Top-level properties any supported API version defines; others are refused (PUT bodies are full jobs: not checked).
+_ADD_PROPERTIES = frozenset(
+    {
+        "id", "displayName", "usesTaskDependencies", "priority", "allowTaskPreemption", "maxParallelTasks",
+        "constraints", "jobManagerTask", "jobPreparationTask", "jobReleaseTask", "commonEnvironmentSettings",
+        "poolInfo", "onAllTasksComplete", "onTaskFailure", "networkConfiguration", "metadata",
+    }
+)  # fmt: skip
+_PATCH_PROPERTIES = frozenset(
+    {
+        "priority", "allowTaskPreemption", "maxParallelTasks", "constraints", "poolInfo", "onAllTasksComplete",
+        "metadata", "networkConfiguration",
+    }
+)  # fmt: skip
 _ALL_TASKS_COMPLETE = ("noaction", "terminatejob")
 _TASK_FAILURE = ("noaction", "performexitoptionsjobaction")
 _UNSUPPORTED = {
@@ -98,6 +113,7 @@ def build_job(body: object, *, base_url: str) -> Body:
             UnsupportedProperty (job manager, preparation and release tasks, auto pools).
     """
     body = req_object(body)
+    reject_unknown_properties(body, _ADD_PROPERTIES, "JobAddParameter")
     job_id = validate_id(body.get("id"))
     for name, reason in _UNSUPPORTED.items():
         if body.get(name) is not None:
@@ -193,6 +209,7 @@ def apply_job_patch(doc: Body, body: object) -> Body:
             validation errors (400).
     """
     body = req_object(body)
+    reject_unknown_properties(body, _PATCH_PROPERTIES, "JobPatchParameter")
     check_job_updatable(doc)
     updated = dict(doc)
     priority = _priority(body)
