@@ -16,12 +16,13 @@ VENV_STAMP := $(VENV)/.batchbox-dev-installed
 SDK14_STAMP := $(SDK14_VENV)/.batchbox-sdk14-installed
 NPM_STAMP := node_modules/.batchbox-npm-installed
 
-.PHONY: help setup venv npm docker node-image sdk14-venv test demo lint clean
+.PHONY: help setup venv npm docker node-image sdk14-venv test demo bench lint clean
 
 help:
 	@echo "make setup       venv (.venv), npm ci (Azurite), Docker engine, node image, .venv-sdk14"
 	@echo "make test        setup, then pytest over tests/ (extra arguments: PYTEST_ARGS=...)"
 	@echo "make demo        setup, then the top-N words demo"
+	@echo "make bench       setup, then every benchmark in bench/ (numbers go to bench/RESULTS.md)"
 	@echo "make lint        ruff check, ruff format --check, mypy"
 	@echo "make clean       remove .venv, .venv-sdk14, node_modules and stamps (images stay)"
 
@@ -86,6 +87,13 @@ test: setup
 
 demo: setup
 	$(VENV)/bin/python examples/topn_words/run_demo.py
+
+# The `bench` extra (matplotlib, pyinstrument) is installed once; the stamp is redone when pyproject.toml changes.
+bench: setup
+	@if [[ ! $(VENV)/.batchbox-bench-installed -nt pyproject.toml ]]; then \
+	  $(VENV)/bin/pip install -q -e '.[dev,bench]' && touch $(VENV)/.batchbox-bench-installed; \
+	fi
+	$(VENV)/bin/python -m bench.run_all
 
 lint: venv
 	$(VENV)/bin/ruff check .
