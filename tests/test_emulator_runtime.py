@@ -149,6 +149,15 @@ def stdout_of(client: BatchClient, job_id: str, task_id: str) -> str:
     return b"".join(client.download_task_file(job_id, task_id, "stdout.txt")).decode()
 
 
+def stdout_exists(client: BatchClient, job_id: str, task_id: str) -> bool:
+    """True once the agent has opened the task's stdout.txt (it does so right before starting the process)."""
+    try:
+        stdout_of(client, job_id, task_id)
+    except ResourceNotFoundError:
+        return False
+    return True
+
+
 # --------------------------------------------------------------------------------------------------- pools & nodes
 def test_pool_of_two_nodes_reaches_idle_after_its_start_task(client: BatchClient, two_node_pool: str) -> None:
     nodes = idle_nodes(client, two_node_pool, 2)
@@ -294,6 +303,7 @@ def test_terminating_a_job_stops_its_running_task(client: BatchClient, slot_pool
     job_id = add_job(client, slot_pool)
     client.create_task(job_id, m.BatchTaskCreateOptions(id="long", command_line="/bin/sh -c 'sleep 60; echo finished'"))
     wait_for("the task to run", lambda: client.get_task(job_id, "long").state == m.BatchTaskState.RUNNING)
+    wait_for("its process to start", lambda: stdout_exists(client, job_id, "long"))
     client.begin_terminate_job(
         job_id, BatchJobTerminateOptions(termination_reason="StoppedByTest"), polling_interval=1
     ).result()
