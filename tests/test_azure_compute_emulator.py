@@ -45,7 +45,11 @@ def eventually(probe: Callable[[], T], accept: Callable[[T], bool], *, timeout: 
 @pytest.fixture(scope="module")
 def compute(emulator: EmulatorProcess) -> Iterator[AzureBatchCompute]:
     backend = AzureBatchCompute.from_shared_key(
-        emulator.url, emulator.account_name, emulator.account_key, retry_total=2, retry_backoff_factor=0.1,
+        emulator.url,
+        emulator.account_name,
+        emulator.account_key,
+        retry_total=2,
+        retry_backoff_factor=0.1,
         lro_polling_interval=1,
     )
     yield backend
@@ -94,8 +98,11 @@ def test_job_and_many_tasks_on_an_empty_pool(compute: AzureBatchCompute) -> None
     assert (job_id, "active") in compute.list_jobs()
 
     tasks = [
-        TaskSpec(id=f"t{i:03d}", command_line=f"/bin/sh -c 'echo {i}'",
-                 constraints=TaskConstraints(max_wall_clock_time=None, max_task_retry_count=1))
+        TaskSpec(
+            id=f"t{i:03d}",
+            command_line=f"/bin/sh -c 'echo {i}'",
+            constraints=TaskConstraints(max_wall_clock_time=None, max_task_retry_count=1),
+        )
         for i in range(250)
     ]
     first = compute.add_tasks(job_id, tasks[:120], max_concurrency=3)
@@ -114,14 +121,16 @@ def test_job_and_many_tasks_on_an_empty_pool(compute: AzureBatchCompute) -> None
     assert (task.id, task.state, task.exit_code, task.node_id) == ("t007", TaskState.ACTIVE, None, None)
 
     compute.terminate_task(job_id, "t007")
-    stopped = eventually(lambda: compute.get_task(job_id, "t007"), lambda t: t.state is TaskState.COMPLETED,
-                         what="terminated task completed")
+    stopped = eventually(
+        lambda: compute.get_task(job_id, "t007"),
+        lambda t: t.state is TaskState.COMPLETED,
+        what="terminated task completed",
+    )
     assert stopped.state is TaskState.COMPLETED
     compute.terminate_task(job_id, "t007")  # completed already: nothing happens
 
     compute.terminate_job(job_id)
-    eventually(lambda: compute.job_state(job_id), lambda state: state == JobState.COMPLETED.value,
-               what="job completed")
+    eventually(lambda: compute.job_state(job_id), lambda state: state == JobState.COMPLETED.value, what="job completed")
     compute.terminate_job(job_id)  # completed already: nothing happens
 
     compute.delete_job(job_id)
@@ -164,8 +173,9 @@ def test_errors_name_the_resource(compute: AzureBatchCompute, emulator: Emulator
             compute.create_pool(PoolSpec(id=unique("pool"), dedicated_nodes=0, task_slots_per_node=1000))
         assert "InvalidPropertyValue" in str(invalid.value) and "taskSlotsPerNode" in str(invalid.value)
 
-        wrong = AzureBatchCompute.from_shared_key(emulator.url, emulator.account_name,
-                                                  "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXk=", retry_total=0)
+        wrong = AzureBatchCompute.from_shared_key(
+            emulator.url, emulator.account_name, "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXk=", retry_total=0
+        )
         with wrong, pytest.raises(AuthenticationError) as refused:
             wrong.get_pool(pool_id)
         assert (refused.value.kind, refused.value.name) == ("pool", pool_id)
@@ -177,8 +187,9 @@ def test_errors_name_the_resource(compute: AzureBatchCompute, emulator: Emulator
 
 def test_tasks_run_on_a_real_node(compute: AzureBatchCompute) -> None:
     pool_id, job_id = unique("pool"), unique("job")
-    start = StartTask(command_line="/bin/sh -c 'echo ready > $AZ_BATCH_NODE_SHARED_DIR/marker'",
-                      elevation=ElevationLevel.ADMIN)
+    start = StartTask(
+        command_line="/bin/sh -c 'echo ready > $AZ_BATCH_NODE_SHARED_DIR/marker'", elevation=ElevationLevel.ADMIN
+    )
     compute.create_pool(PoolSpec(id=pool_id, dedicated_nodes=1, task_slots_per_node=3, start_task=start))
     try:
         nodes = compute.wait_for_nodes(pool_id, timeout=180, poll_interval=0.5)
@@ -186,14 +197,20 @@ def test_tasks_run_on_a_real_node(compute: AzureBatchCompute) -> None:
         assert compute.get_pool(pool_id).current_dedicated_nodes == 1
 
         compute.create_job(JobSpec(id=job_id, pool_id=pool_id))
-        result = compute.add_tasks(job_id, [
-            TaskSpec(id="ok", command_line="/bin/sh -c 'cat $AZ_BATCH_NODE_SHARED_DIR/marker; echo out > result.txt'"),
-            TaskSpec(id="bad", command_line="/bin/sh -c 'echo oops >&2; exit 3'"),
-            TaskSpec(id="long", command_line="sleep 600"),
-        ])
+        result = compute.add_tasks(
+            job_id,
+            [
+                TaskSpec(
+                    id="ok", command_line="/bin/sh -c 'cat $AZ_BATCH_NODE_SHARED_DIR/marker; echo out > result.txt'"
+                ),
+                TaskSpec(id="bad", command_line="/bin/sh -c 'echo oops >&2; exit 3'"),
+                TaskSpec(id="long", command_line="sleep 600"),
+            ],
+        )
         assert result.added == ("ok", "bad", "long")
-        eventually(lambda: compute.get_task(job_id, "long").state, lambda s: s is TaskState.RUNNING,
-                   what="long task running")
+        eventually(
+            lambda: compute.get_task(job_id, "long").state, lambda s: s is TaskState.RUNNING, what="long task running"
+        )
         assert compute.list_nodes(pool_id)[0].running_tasks >= 1
         eventually(lambda: compute.task_counts(job_id), lambda c: c.completed == 2, what="two tasks completed")
 
@@ -211,8 +228,11 @@ def test_tasks_run_on_a_real_node(compute: AzureBatchCompute) -> None:
         assert sorted(t.id for t in compute.list_tasks(job_id, state=TaskState.COMPLETED)) == ["bad", "ok"]
 
         compute.terminate_task(job_id, "long")
-        stopped = eventually(lambda: compute.get_task(job_id, "long"), lambda t: t.state is TaskState.COMPLETED,
-                             what="long task terminated")
+        stopped = eventually(
+            lambda: compute.get_task(job_id, "long"),
+            lambda t: t.state is TaskState.COMPLETED,
+            what="long task terminated",
+        )
         assert stopped.failed
         counts = compute.task_counts(job_id)
         assert (counts.completed, counts.succeeded, counts.failed) == (3, 1, 2)

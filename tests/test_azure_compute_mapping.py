@@ -93,8 +93,12 @@ def test_pool_spec_maps_to_rest_json() -> None:
         "id": "pool-1",
         "vmSize": "standard_d2s_v3",
         "virtualMachineConfiguration": {
-            "imageReference": {"publisher": "canonical", "offer": "ubuntu-24_04-lts", "sku": "server",
-                               "version": "latest"},
+            "imageReference": {
+                "publisher": "canonical",
+                "offer": "ubuntu-24_04-lts",
+                "sku": "server",
+                "version": "latest",
+            },
             "nodeAgentSKUId": "batch.node.ubuntu 24.04",
         },
         "targetDedicatedNodes": 2,
@@ -126,18 +130,24 @@ def test_task_spec_maps_to_rest_json() -> None:
         id="topNtask0",
         command_line="/bin/bash -c 'python3 task.py --filepath taskdata0.txt'",
         resource_files=(
-            ResourceFile(file_path="taskdata0.txt", http_url="http://127.0.0.1:10000/input/taskdata0.txt",
-                         file_mode="0644"),
+            ResourceFile(
+                file_path="taskdata0.txt", http_url="http://127.0.0.1:10000/input/taskdata0.txt", file_mode="0644"
+            ),
             ResourceFile(file_path="lib", storage_container_url=f"http://127.0.0.1:10000/app?{SAS}", blob_prefix="py/"),
         ),
         output_files=(
-            OutputFile("*_OUTPUT.txt", f"http://127.0.0.1:10000/output?{SAS}", path="results",
-                       upload_condition=OutputFileUploadCondition.TASK_SUCCESS),
+            OutputFile(
+                "*_OUTPUT.txt",
+                f"http://127.0.0.1:10000/output?{SAS}",
+                path="results",
+                upload_condition=OutputFileUploadCondition.TASK_SUCCESS,
+            ),
             OutputFile("../std*.txt", "http://127.0.0.1:10000/logs"),
         ),
         environment=(EnvironmentSetting("A", "1"), EnvironmentSetting("EMPTY")),
-        constraints=TaskConstraints(max_wall_clock_time=timedelta(minutes=5), max_task_retry_count=3,
-                                    retention_time=timedelta(days=1)),
+        constraints=TaskConstraints(
+            max_wall_clock_time=timedelta(minutes=5), max_task_retry_count=3, retention_time=timedelta(days=1)
+        ),
         elevation=ElevationLevel.NON_ADMIN,
         required_slots=2,
         display_name="top words of file 0",
@@ -153,8 +163,9 @@ def test_task_spec_maps_to_rest_json() -> None:
         "outputFiles": [
             {
                 "filePattern": "*_OUTPUT.txt",
-                "destination": {"container": {"containerUrl": f"http://127.0.0.1:10000/output?{SAS}",
-                                              "path": "results"}},
+                "destination": {
+                    "container": {"containerUrl": f"http://127.0.0.1:10000/output?{SAS}", "path": "results"}
+                },
                 "uploadOptions": {"uploadCondition": "tasksuccess"},
             },
             {
@@ -199,7 +210,10 @@ def test_job_spec_maps_to_rest_json() -> None:
         "onAllTasksComplete": "terminatejob",
     }
     assert mapping.to_job_create(JobSpec(id="j", pool_id="p")).as_dict() == {
-        "id": "j", "priority": 0, "poolInfo": {"poolId": "p"}, "onAllTasksComplete": "noaction",
+        "id": "j",
+        "priority": 0,
+        "poolInfo": {"poolId": "p"},
+        "onAllTasksComplete": "noaction",
     }
 
 
@@ -214,20 +228,22 @@ def test_task_filter() -> None:
 
 
 def test_completed_failed_task_maps_to_task_info() -> None:
-    task = batch_models.BatchTask({
-        "id": "t7",
-        "state": "completed",
-        "executionInfo": {
-            "startTime": "2025-01-02T03:04:05.5Z",
-            "endTime": "2025-01-02T03:04:09Z",
-            "exitCode": 3,
-            "result": "failure",
-            "failureInfo": {"category": "UserError", "code": "FailureExitCode", "message": "exit code 3"},
-            "retryCount": 2,
-            "requeueCount": 1,
-        },
-        "nodeInfo": {"poolId": "p", "nodeId": "tvmps_0123_d"},
-    })
+    task = batch_models.BatchTask(
+        {
+            "id": "t7",
+            "state": "completed",
+            "executionInfo": {
+                "startTime": "2025-01-02T03:04:05.5Z",
+                "endTime": "2025-01-02T03:04:09Z",
+                "exitCode": 3,
+                "result": "failure",
+                "failureInfo": {"category": "UserError", "code": "FailureExitCode", "message": "exit code 3"},
+                "retryCount": 2,
+                "requeueCount": 1,
+            },
+            "nodeInfo": {"poolId": "p", "nodeId": "tvmps_0123_d"},
+        }
+    )
     assert mapping.from_task(task) == TaskInfo(
         id="t7",
         state=TaskState.COMPLETED,
@@ -245,31 +261,62 @@ def test_completed_failed_task_maps_to_task_info() -> None:
 
 def test_active_task_and_odd_case_map_to_task_info() -> None:
     assert mapping.from_task(batch_models.BatchTask({"id": "a", "state": "active"})) == TaskInfo("a", TaskState.ACTIVE)
-    odd = mapping.from_task(batch_models.BatchTask({"id": "b", "state": "Completed",
-                                                    "executionInfo": {"exitCode": 0, "result": "Success",
-                                                                      "retryCount": 0, "requeueCount": 0}}))
-    assert (odd.state, odd.result, odd.exit_code, odd.failed) == (TaskState.COMPLETED, TaskExecutionResult.SUCCESS,
-                                                                  0, False)
+    odd = mapping.from_task(
+        batch_models.BatchTask(
+            {
+                "id": "b",
+                "state": "Completed",
+                "executionInfo": {"exitCode": 0, "result": "Success", "retryCount": 0, "requeueCount": 0},
+            }
+        )
+    )
+    assert (odd.state, odd.result, odd.exit_code, odd.failed) == (
+        TaskState.COMPLETED,
+        TaskExecutionResult.SUCCESS,
+        0,
+        False,
+    )
 
 
 def test_pool_node_and_counts_map_to_core() -> None:
-    pool = batch_models.BatchPool({
-        "id": "p", "vmSize": "STANDARD_D2S_V3", "state": "active", "allocationState": "resizing",
-        "targetDedicatedNodes": 3, "currentDedicatedNodes": 1, "taskSlotsPerNode": 2,
-    })
+    pool = batch_models.BatchPool(
+        {
+            "id": "p",
+            "vmSize": "STANDARD_D2S_V3",
+            "state": "active",
+            "allocationState": "resizing",
+            "targetDedicatedNodes": 3,
+            "currentDedicatedNodes": 1,
+            "taskSlotsPerNode": 2,
+        }
+    )
     assert mapping.from_pool(pool) == PoolInfo("p", "STANDARD_D2S_V3", "active", "resizing", 3, 1, 2)
 
-    failed = batch_models.BatchNode({
-        "id": "n1", "state": "starttaskfailed", "runningTasksCount": 0,
-        "startTaskInfo": {"state": "completed", "startTime": "2025-01-01T00:00:00Z", "exitCode": 1, "retryCount": 0,
-                          "result": "failure",
-                          "failureInfo": {"category": "usererror", "code": "FailureExitCode", "message": "boom"}},
-    })
+    failed = batch_models.BatchNode(
+        {
+            "id": "n1",
+            "state": "starttaskfailed",
+            "runningTasksCount": 0,
+            "startTaskInfo": {
+                "state": "completed",
+                "startTime": "2025-01-01T00:00:00Z",
+                "exitCode": 1,
+                "retryCount": 0,
+                "result": "failure",
+                "failureInfo": {"category": "usererror", "code": "FailureExitCode", "message": "boom"},
+            },
+        }
+    )
     assert mapping.from_node(failed) == ComputeNodeInfo(
         "n1", ComputeNodeState.START_TASK_FAILED, FailureInfo("usererror", "FailureExitCode", "boom"), 0
     )
-    bare = batch_models.BatchNode({"id": "n2", "state": "starttaskfailed",
-                                   "startTaskInfo": {"state": "completed", "exitCode": 7, "retryCount": 0}})
+    bare = batch_models.BatchNode(
+        {
+            "id": "n2",
+            "state": "starttaskfailed",
+            "startTaskInfo": {"state": "completed", "exitCode": 7, "retryCount": 0},
+        }
+    )
     assert mapping.from_node(bare).start_task_failure == FailureInfo(
         "usererror", "FailureExitCode", "the start task exited with code 7"
     )
@@ -278,10 +325,12 @@ def test_pool_node_and_counts_map_to_core() -> None:
     future = batch_models.BatchNode({"id": "n4", "state": "hibernating"})
     assert mapping.from_node(future).state is ComputeNodeState.UNKNOWN
 
-    counts = batch_models.BatchTaskCountsResult({
-        "taskCounts": {"active": 5, "running": 2, "completed": 9, "succeeded": 7, "failed": 2},
-        "taskSlotCounts": {"active": 5, "running": 2, "completed": 9, "succeeded": 7, "failed": 2},
-    })
+    counts = batch_models.BatchTaskCountsResult(
+        {
+            "taskCounts": {"active": 5, "running": 2, "completed": 9, "succeeded": 7, "failed": 2},
+            "taskSlotCounts": {"active": 5, "running": 2, "completed": 9, "succeeded": 7, "failed": 2},
+        }
+    )
     assert mapping.from_task_counts(counts) == TaskCounts(active=5, running=2, completed=9, succeeded=7, failed=2)
 
 
@@ -330,9 +379,13 @@ class FakeBatch:
             def _serve(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 parts = urlsplit(self.path)
-                request = Recorded(self.command, parts.path, parse_qs(parts.query),
-                                   {k.lower(): v for k, v in self.headers.items()},
-                                   self.rfile.read(length) if length else b"")
+                request = Recorded(
+                    self.command,
+                    parts.path,
+                    parse_qs(parts.query),
+                    {k.lower(): v for k, v in self.headers.items()},
+                    self.rfile.read(length) if length else b"",
+                )
                 with fake.lock:
                     fake.requests.append(request)
                     route = fake.routes.get((self.command, parts.path))
@@ -396,8 +449,15 @@ def fake(fake_server: FakeBatch) -> FakeBatch:
 @pytest.fixture
 def compute(fake: FakeBatch) -> Iterator[AzureBatchCompute]:
     backend = AzureBatchCompute.from_shared_key(
-        fake.url, ACCOUNT, KEY, retry_total=1, retry_backoff_factor=0.01, retry_backoff_max=0.05,
-        connection_timeout=5, read_timeout=10, lro_polling_interval=1,
+        fake.url,
+        ACCOUNT,
+        KEY,
+        retry_total=1,
+        retry_backoff_factor=0.01,
+        retry_backoff_max=0.05,
+        connection_timeout=5,
+        read_timeout=10,
+        lro_polling_interval=1,
     )
     yield backend
     backend.close()
@@ -413,8 +473,9 @@ def free_port() -> int:
 
 
 def test_pool_not_found(compute: AzureBatchCompute, fake: FakeBatch) -> None:
-    fake.on("GET", "/pools/nopool", 404, batch_error("PoolNotFound", "The specified pool does not exist.",
-                                                      PoolId="nopool"))
+    fake.on(
+        "GET", "/pools/nopool", 404, batch_error("PoolNotFound", "The specified pool does not exist.", PoolId="nopool")
+    )
     with pytest.raises(ResourceNotFoundError) as info:
         compute.get_pool("nopool")
     assert (info.value.kind, info.value.name) == ("pool", "nopool")
@@ -436,10 +497,18 @@ def test_not_found_names_the_missing_level(compute: AzureBatchCompute, fake: Fak
 
 def test_read_task_file_errors_keep_their_code(compute: AzureBatchCompute, fake: FakeBatch) -> None:
     # The SDK sends the file path as ONE url-encoded segment ("wd%2Fout.txt"), as the Batch REST API expects.
-    fake.on("GET", "/jobs/j/tasks/t/files/wd%2Fout.txt", 404,
-            batch_error("FileNotFound", "The specified file does not exist."))
-    fake.on("GET", "/jobs/j/tasks/gone/files/stdout.txt", 404,
-            batch_error("TaskNotFound", "The specified task does not exist."))
+    fake.on(
+        "GET",
+        "/jobs/j/tasks/t/files/wd%2Fout.txt",
+        404,
+        batch_error("FileNotFound", "The specified file does not exist."),
+    )
+    fake.on(
+        "GET",
+        "/jobs/j/tasks/gone/files/stdout.txt",
+        404,
+        batch_error("TaskNotFound", "The specified task does not exist."),
+    )
     with pytest.raises(ResourceNotFoundError) as no_file:
         compute.read_task_file("j", "t", "wd/out.txt")
     assert (no_file.value.kind, no_file.value.name) == ("file", "wd/out.txt")
@@ -469,10 +538,16 @@ def test_exists_conflicts(compute: AzureBatchCompute, fake: FakeBatch) -> None:
 
 
 def test_authentication_failures(compute: AzureBatchCompute, fake: FakeBatch) -> None:
-    fake.on("GET", "/jobs/j", 403, batch_error(
-        "AuthenticationFailed", "Server failed to authenticate the request.",
-        AuthenticationErrorDetail="The MAC signature found in the HTTP request 'c2lnbmF0dXJl' is not the same",
-    ))
+    fake.on(
+        "GET",
+        "/jobs/j",
+        403,
+        batch_error(
+            "AuthenticationFailed",
+            "Server failed to authenticate the request.",
+            AuthenticationErrorDetail="The MAC signature found in the HTTP request 'c2lnbmF0dXJl' is not the same",
+        ),
+    )
     with pytest.raises(AuthenticationError) as forbidden:
         compute.job_state("j")
     assert (forbidden.value.kind, forbidden.value.name) == ("job", "j")
@@ -486,10 +561,18 @@ def test_authentication_failures(compute: AzureBatchCompute, fake: FakeBatch) ->
 
 
 def test_invalid_property_names_code_and_property(compute: AzureBatchCompute, fake: FakeBatch) -> None:
-    fake.on("POST", "/pools", 400, batch_error(
-        "InvalidPropertyValue", "The value provided for one of the properties in the request body is invalid.",
-        PropertyName="vmSize", PropertyValue="huge", Reason="unknown VM size",
-    ))
+    fake.on(
+        "POST",
+        "/pools",
+        400,
+        batch_error(
+            "InvalidPropertyValue",
+            "The value provided for one of the properties in the request body is invalid.",
+            PropertyName="vmSize",
+            PropertyValue="huge",
+            Reason="unknown VM size",
+        ),
+    )
     with pytest.raises(InvalidRequestError) as info:
         compute.create_pool(PoolSpec(id="p2", vm_size="huge"))
     message = str(info.value)
@@ -500,9 +583,17 @@ def test_invalid_property_names_code_and_property(compute: AzureBatchCompute, fa
 
 def test_sas_signature_is_redacted_and_cause_dropped(compute: AzureBatchCompute, fake: FakeBatch) -> None:
     url = f"http://127.0.0.1:10000/input/x.txt?{SAS}"
-    fake.on("POST", "/jobs/j/tasks", 400, batch_error(
-        "InvalidPropertyValue", f"Bad resource file {url}", PropertyName="resourceFiles.httpUrl", PropertyValue=url,
-    ))
+    fake.on(
+        "POST",
+        "/jobs/j/tasks",
+        400,
+        batch_error(
+            "InvalidPropertyValue",
+            f"Bad resource file {url}",
+            PropertyName="resourceFiles.httpUrl",
+            PropertyValue=url,
+        ),
+    )
     client = BatchClient(fake.url, AzureNamedKeyCredential(ACCOUNT, KEY), retry_total=0)
     try:
         client.create_task("j", batch_models.BatchTaskCreateOptions(id="t", command_line="true"))
@@ -523,8 +614,9 @@ def test_sas_signature_is_redacted_and_cause_dropped(compute: AzureBatchCompute,
 
 def test_unreachable_endpoint_is_backend_unavailable() -> None:
     endpoint = f"http://127.0.0.1:{free_port()}"
-    compute = AzureBatchCompute.from_shared_key(endpoint, ACCOUNT, KEY, retry_total=1, retry_backoff_factor=0.01,
-                                                retry_backoff_max=0.02, connection_timeout=2)
+    compute = AzureBatchCompute.from_shared_key(
+        endpoint, ACCOUNT, KEY, retry_total=1, retry_backoff_factor=0.01, retry_backoff_max=0.02, connection_timeout=2
+    )
     with compute, pytest.raises(BackendUnavailableError) as info:
         compute.get_pool("p")
     assert info.value.service == "Batch service"
@@ -557,8 +649,16 @@ def test_pool_lifecycle_calls(compute: AzureBatchCompute, fake: FakeBatch) -> No
     compute.create_pool(spec)
     assert fake.seen("POST", "/pools")[0].json() == mapping.to_pool_create(spec).as_dict()
 
-    pool = {"id": "p1", "vmSize": "standard_d2s_v3", "state": "active", "allocationState": "steady",
-            "targetDedicatedNodes": 0, "targetLowPriorityNodes": 2, "currentDedicatedNodes": 0, "taskSlotsPerNode": 1}
+    pool = {
+        "id": "p1",
+        "vmSize": "standard_d2s_v3",
+        "state": "active",
+        "allocationState": "steady",
+        "targetDedicatedNodes": 0,
+        "targetLowPriorityNodes": 2,
+        "currentDedicatedNodes": 0,
+        "taskSlotsPerNode": 1,
+    }
     fake.on("GET", "/pools/p1", 200, pool)
     assert compute.get_pool("p1") == PoolInfo("p1", "standard_d2s_v3", "active", "steady", 0, 0, 1)
     assert fake.seen("GET", "/pools/p1")[0].query["$select"] == [",".join(mapping.POOL_SELECT)]
@@ -568,12 +668,21 @@ def test_pool_lifecycle_calls(compute: AzureBatchCompute, fake: FakeBatch) -> No
     compute.resize_pool("p1", 3)
     assert fake.seen("POST", "/pools/p1/resize")[0].json() == {"targetDedicatedNodes": 3, "targetLowPriorityNodes": 2}
 
-    fake.on("GET", "/pools/p1/nodes", 200, {"value": [
-        {"id": "n1", "state": "idle", "runningTasksCount": 0},
-        {"id": "n2", "state": "waitingforstarttask"},
-    ]})
-    assert compute.list_nodes("p1") == [ComputeNodeInfo("n1", ComputeNodeState.IDLE),
-                                        ComputeNodeInfo("n2", ComputeNodeState.WAITING_FOR_START_TASK)]
+    fake.on(
+        "GET",
+        "/pools/p1/nodes",
+        200,
+        {
+            "value": [
+                {"id": "n1", "state": "idle", "runningTasksCount": 0},
+                {"id": "n2", "state": "waitingforstarttask"},
+            ]
+        },
+    )
+    assert compute.list_nodes("p1") == [
+        ComputeNodeInfo("n1", ComputeNodeState.IDLE),
+        ComputeNodeInfo("n2", ComputeNodeState.WAITING_FOR_START_TASK),
+    ]
 
     fake.on("GET", "/pools", 200, {"value": [pool, {**pool, "id": "p0", "state": "deleting"}]})
     assert [p.id for p in compute.list_pools()] == ["p1"]
@@ -642,25 +751,55 @@ def test_job_calls(compute: AzureBatchCompute, fake: FakeBatch) -> None:
     compute.delete_job("j1")
     assert len(fake.seen("POST", "/jobs/j1/terminate")) == 1 and len(fake.seen("DELETE", "/jobs/j1")) == 1
 
-    fake.on("GET", "/jobs/j1/taskcounts", 200, {
-        "taskCounts": {"active": 1, "running": 2, "completed": 3, "succeeded": 2, "failed": 1},
-        "taskSlotCounts": {"active": 1, "running": 2, "completed": 3, "succeeded": 2, "failed": 1},
-    })
+    fake.on(
+        "GET",
+        "/jobs/j1/taskcounts",
+        200,
+        {
+            "taskCounts": {"active": 1, "running": 2, "completed": 3, "succeeded": 2, "failed": 1},
+            "taskSlotCounts": {"active": 1, "running": 2, "completed": 3, "succeeded": 2, "failed": 1},
+        },
+    )
     assert compute.task_counts("j1") == TaskCounts(1, 2, 3, 2, 1)
 
 
 def test_task_reads(compute: AzureBatchCompute, fake: FakeBatch) -> None:
     page2 = f"{fake.url}/jobs/j/tasks?api-version=2025-06-01&page=2"
-    fake.handle("GET", "/jobs/j/tasks", lambda r: (200, {
-        "value": [{"id": "t3", "state": "completed", "executionInfo": {"exitCode": 1, "result": "failure",
-                                                                      "retryCount": 0, "requeueCount": 0}}],
-    }) if r.query.get("page") else (200, {
-        "value": [{"id": "t1", "state": "active"}, {"id": "t2", "state": "running", "nodeInfo": {"nodeId": "n1"}}],
-        "odata.nextLink": page2,
-    }))
+    fake.handle(
+        "GET",
+        "/jobs/j/tasks",
+        lambda r: (
+            (
+                200,
+                {
+                    "value": [
+                        {
+                            "id": "t3",
+                            "state": "completed",
+                            "executionInfo": {"exitCode": 1, "result": "failure", "retryCount": 0, "requeueCount": 0},
+                        }
+                    ],
+                },
+            )
+            if r.query.get("page")
+            else (
+                200,
+                {
+                    "value": [
+                        {"id": "t1", "state": "active"},
+                        {"id": "t2", "state": "running", "nodeInfo": {"nodeId": "n1"}},
+                    ],
+                    "odata.nextLink": page2,
+                },
+            )
+        ),
+    )
     tasks = compute.list_tasks("j", failed_only=True)
     assert [(t.id, t.state, t.node_id) for t in tasks] == [
-        ("t1", TaskState.ACTIVE, None), ("t2", TaskState.RUNNING, "n1"), ("t3", TaskState.COMPLETED, None)]
+        ("t1", TaskState.ACTIVE, None),
+        ("t2", TaskState.RUNNING, "n1"),
+        ("t3", TaskState.COMPLETED, None),
+    ]
     first = fake.seen("GET", "/jobs/j/tasks")[0]
     assert first.query["$filter"] == ["state eq 'completed' and executionInfo/result eq 'failure'"]
     assert first.query["$select"] == ["id,state,executionInfo,nodeInfo"]
@@ -741,8 +880,9 @@ def test_add_tasks_duplicate_ids_fail_before_any_request(compute: AzureBatchComp
 
 
 def test_add_tasks_to_missing_job(compute: AzureBatchCompute, fake: FakeBatch) -> None:
-    fake.on("POST", "/jobs/nojob/addtaskcollection", 404,
-            batch_error("JobNotFound", "The specified job does not exist."))
+    fake.on(
+        "POST", "/jobs/nojob/addtaskcollection", 404, batch_error("JobNotFound", "The specified job does not exist.")
+    )
     tasks = [TaskSpec(id=f"t{i}", command_line="true") for i in range(150)]
     with pytest.raises(ResourceNotFoundError) as info:
         compute.add_tasks("nojob", tasks, max_concurrency=2)
@@ -782,8 +922,11 @@ def test_add_tasks_halves_chunks_on_request_body_too_large(compute: AzureBatchCo
     accepted = [len(p.json()["value"]) for p in fake.seen("POST", "/jobs/j/addtaskcollection")]
     assert sum(n for n in accepted if n <= 30) == 120
 
-    fake.handle("POST", "/jobs/j/addtaskcollection",
-                lambda _r: (413, batch_error("RequestBodyTooLarge", "The request body is too large.")))
+    fake.handle(
+        "POST",
+        "/jobs/j/addtaskcollection",
+        lambda _r: (413, batch_error("RequestBodyTooLarge", "The request body is too large.")),
+    )
     with pytest.raises(InvalidRequestError, match="RequestBodyTooLarge") as info:
         compute.add_tasks("j", [TaskSpec(id="huge", command_line="x" * 1000)])
     assert (info.value.kind, info.value.name) == ("job", "j")
@@ -799,10 +942,19 @@ def test_add_tasks_gives_up_on_a_failing_service(compute: AzureBatchCompute, fak
 
 
 def test_add_tasks_gives_up_on_per_task_server_errors(compute: AzureBatchCompute, fake: FakeBatch) -> None:
-    fake.handle("POST", "/jobs/j/addtaskcollection", lambda r: (200, {"value": [
-        {"status": "servererror", "taskId": t["id"], "error": batch_error("InternalError", "try again")}
-        for t in r.json()["value"]
-    ]}))
+    fake.handle(
+        "POST",
+        "/jobs/j/addtaskcollection",
+        lambda r: (
+            200,
+            {
+                "value": [
+                    {"status": "servererror", "taskId": t["id"], "error": batch_error("InternalError", "try again")}
+                    for t in r.json()["value"]
+                ]
+            },
+        ),
+    )
     with pytest.raises(BackendUnavailableError):
         compute.add_tasks("j", [TaskSpec(id="t1", command_line="true")])
 

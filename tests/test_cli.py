@@ -21,14 +21,28 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     clean.update(env or {})
     return subprocess.run(
         [sys.executable, "-c", "from batchbox.cli.main import main; main()", *args],
-        capture_output=True, text=True, env=clean, cwd=REPO, timeout=60,
+        capture_output=True,
+        text=True,
+        env=clean,
+        cwd=REPO,
+        timeout=60,
     )
 
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["run"], ["status"], ["logs"], ["cleanup"], ["local"], ["local", "up"], ["local", "status"],
-     ["local", "down"], ["emulator"]],
+    [
+        [],
+        ["run"],
+        ["status"],
+        ["logs"],
+        ["cleanup"],
+        ["local"],
+        ["local", "up"],
+        ["local", "status"],
+        ["local", "down"],
+        ["emulator"],
+    ],
 )
 def test_every_command_has_complete_help(command: list[str]) -> None:
     result = CliRunner().invoke(cli, [*command, "--help"], obj={})
@@ -52,8 +66,11 @@ def test_azure_backend_without_settings_names_the_variable_before_any_work() -> 
 
 
 def test_azure_backend_missing_storage_setting_is_named() -> None:
-    env = {"BATCHBOX_BATCH_URL": "https://acct.region.batch.azure.com", "BATCHBOX_BATCH_ACCOUNT": "acct",
-           "BATCHBOX_BATCH_KEY": "a2V5"}
+    env = {
+        "BATCHBOX_BATCH_URL": "https://acct.region.batch.azure.com",
+        "BATCHBOX_BATCH_ACCOUNT": "acct",
+        "BATCHBOX_BATCH_KEY": "a2V5",
+    }
     result = run_cli("status", "--backend", "azure", env=env)
     assert result.returncode == 2
     assert "BATCHBOX_STORAGE_CONNECTION_STRING: not set" in result.stderr

@@ -21,12 +21,16 @@ pytestmark = pytest.mark.docker
 def test_sdk14_pool_job_tasks_counts_files_delete(emulator: EmulatorProcess) -> None:
     version = subprocess.run(
         [str(SDK14_PYTHON), "-c", "import azure.batch; print(azure.batch.__version__)"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     assert version.startswith("14."), version
     done = subprocess.run(
         [str(SDK14_PYTHON), str(DRIVER), emulator.url, emulator.account_name, emulator.account_key, "sdk14"],
-        capture_output=True, text=True, timeout=240,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     seen = json.loads(done.stdout)

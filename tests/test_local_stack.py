@@ -21,10 +21,12 @@ pytestmark = pytest.mark.docker
 
 def _cli(home: Path, ports: tuple[int, int], *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHBOX_")}
-    env.update({"BATCHBOX_HOME": str(home), "BATCHBOX_AZURITE_PORT": str(ports[0]),
-                "BATCHBOX_EMULATOR_PORT": str(ports[1])})
-    return subprocess.run([sys.executable, "-m", "batchbox.cli.main", *args], capture_output=True, text=True,
-                          env=env, timeout=180)
+    env.update(
+        {"BATCHBOX_HOME": str(home), "BATCHBOX_AZURITE_PORT": str(ports[0]), "BATCHBOX_EMULATOR_PORT": str(ports[1])}
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "batchbox.cli.main", *args], capture_output=True, text=True, env=env, timeout=180
+    )
 
 
 @pytest.fixture

@@ -196,9 +196,7 @@ def test_non_ascii_words_and_punctuation_are_kept(tmp_path: Path) -> None:
     path = tmp_path / "u.txt"
     path.write_text("naïve café, «Grüße» — Übung. 東京 東京! ¿qué? café", encoding="utf-8")
     counts = topn.count_words(path, chunk_size=5).counts
-    assert counts == Counter(
-        {"naïve": 1, "café": 2, "«Grüße»": 1, "—": 1, "Übung": 1, "東京": 2, "¿qué": 1}
-    )
+    assert counts == Counter({"naïve": 1, "café": 2, "«Grüße»": 1, "—": 1, "Übung": 1, "東京": 2, "¿qué": 1})
 
 
 def test_word_spanning_chunk_border_counted_once(tmp_path: Path) -> None:
@@ -217,8 +215,9 @@ TEXT_ALPHABET = st.sampled_from(
 
 @settings(max_examples=300, deadline=None)
 @given(text=st.text(alphabet=TEXT_ALPHABET, max_size=80), chunk_size=st.integers(1, 16), bom=st.booleans())
-def test_chunked_counting_matches_reference(tmp_path_factory: pytest.TempPathFactory, text: str,
-                                            chunk_size: int, bom: bool) -> None:
+def test_chunked_counting_matches_reference(
+    tmp_path_factory: pytest.TempPathFactory, text: str, chunk_size: int, bom: bool
+) -> None:
     path = tmp_path_factory.mktemp("h") / "r.txt"
     path.write_bytes((BOM if bom else b"") + text.encode())
     result = topn.count_words(path, chunk_size=chunk_size)
@@ -282,12 +281,30 @@ def _first_invalid(data: bytes) -> int | None:
 
 @settings(max_examples=300, deadline=None)
 @given(
-    parts=st.lists(st.sampled_from([b"a", b" ", b"\n", b"\xc3\xa9", b"\xe2\x82\xac", b"\xe2\x82", b"\xff", b"\x80",
-                                    b"\xf0\x9f\x98\x80", b"\xf0\x9f", b".", BOM]), max_size=40),
+    parts=st.lists(
+        st.sampled_from(
+            [
+                b"a",
+                b" ",
+                b"\n",
+                b"\xc3\xa9",
+                b"\xe2\x82\xac",
+                b"\xe2\x82",
+                b"\xff",
+                b"\x80",
+                b"\xf0\x9f\x98\x80",
+                b"\xf0\x9f",
+                b".",
+                BOM,
+            ]
+        ),
+        max_size=40,
+    ),
     chunk_size=st.integers(1, 9),
 )
-def test_invalid_utf8_matches_one_shot_decode(tmp_path_factory: pytest.TempPathFactory, parts: list[bytes],
-                                              chunk_size: int) -> None:
+def test_invalid_utf8_matches_one_shot_decode(
+    tmp_path_factory: pytest.TempPathFactory, parts: list[bytes], chunk_size: int
+) -> None:
     data = b"".join(parts)
     path = tmp_path_factory.mktemp("b") / "r.bin"
     path.write_bytes(data)
@@ -371,8 +388,16 @@ def blob_server() -> Iterator[BlobServer]:
 
 def test_upload_puts_block_blob(tmp_path: Path, blob_server: BlobServer) -> None:
     (tmp_path / "taskdata1.txt").write_text("to be or not to be\n", encoding="utf-8")
-    proc = run(tmp_path, "--filepath", "taskdata1.txt", "--numwords", "2",
-               "--container-url", f"{blob_server.url}?{SAS}", env=AZ_VARS)
+    proc = run(
+        tmp_path,
+        "--filepath",
+        "taskdata1.txt",
+        "--numwords",
+        "2",
+        "--container-url",
+        f"{blob_server.url}?{SAS}",
+        env=AZ_VARS,
+    )
     assert proc.returncode == 0, proc.stderr
     assert len(blob_server.requests) == 1
     path, headers, body = blob_server.requests[0]
@@ -388,8 +413,9 @@ def test_upload_puts_block_blob(tmp_path: Path, blob_server: BlobServer) -> None
 def test_upload_forbidden_fails_with_one_redacted_line(tmp_path: Path, blob_server: BlobServer) -> None:
     blob_server.replies = [(403, {"x-ms-error-code": "AuthorizationFailure"})]
     (tmp_path / "taskdata1.txt").write_text("to be\n", encoding="utf-8")
-    proc = run(tmp_path, "--filepath", "taskdata1.txt", "--numwords", "2",
-               "--container-url", f"{blob_server.url}?{SAS}")
+    proc = run(
+        tmp_path, "--filepath", "taskdata1.txt", "--numwords", "2", "--container-url", f"{blob_server.url}?{SAS}"
+    )
     assert proc.returncode == topn.EXIT_UPLOAD_FAILED != 0
     assert proc.stderr.count("\n") == 1
     assert "403" in proc.stderr and "AuthorizationFailure" in proc.stderr
@@ -444,7 +470,7 @@ def test_upload_large_file_uses_blocks(tmp_path: Path, blob_server: BlobServer) 
     for path_qs, headers, _ in requests[:3]:
         assert path_qs.startswith(prefix + "comp=block&blockid=") and path_qs.endswith("&" + SAS)
         assert headers["x-ms-version"] == topn.X_MS_VERSION
-        ids.append(path_qs[len(prefix + "comp=block&blockid="):-len("&" + SAS)])
+        ids.append(path_qs[len(prefix + "comp=block&blockid=") : -len("&" + SAS)])
     assert b"".join(body for _, _, body in requests[:3]) == data
     decoded = [base64.b64decode(i.replace("%3D", "=")) for i in ids]
     assert len(set(decoded)) == 3 and len({len(d) for d in decoded}) == 1  # unique ids of equal length

@@ -36,7 +36,7 @@ def test_topn_runs_in_a_node_container_against_azurite(
     )
     script = (
         "set -e; cd /tmp; "
-        'python3 -c "import sys, urllib.request; open(\'story.txt\', \'wb\').write('
+        "python3 -c \"import sys, urllib.request; open('story.txt', 'wb').write("
         'urllib.request.urlopen(sys.argv[1]).read())" "$READ_URL"; '
         'python3 /opt/tasks/topn.py --filepath story.txt --numwords 2 --container-url "$WRITE_URL"'
     )
@@ -48,9 +48,12 @@ def test_topn_runs_in_a_node_container_against_azurite(
         labels={"batchbox.test": "1"},
         volumes={str(TASKS_DIR): {"bind": "/opt/tasks", "mode": "ro"}},
         environment={
-            "READ_URL": read_url, "WRITE_URL": write_url,
-            "AZ_BATCH_NODE_ID": "node-1", "AZ_BATCH_TASK_ID": "task-1",
-            "AZ_BATCH_JOB_ID": "job-1", "AZ_BATCH_POOL_ID": "pool-1",
+            "READ_URL": read_url,
+            "WRITE_URL": write_url,
+            "AZ_BATCH_NODE_ID": "node-1",
+            "AZ_BATCH_TASK_ID": "task-1",
+            "AZ_BATCH_JOB_ID": "job-1",
+            "AZ_BATCH_POOL_ID": "pool-1",
         },
         user="1000:1000",
         stderr=True,

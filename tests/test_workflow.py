@@ -69,17 +69,25 @@ def _cli_env(stack: LocalEndpoints) -> dict[str, str]:
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHBOX_")}
     azurite_port = stack.storage_connection_string.split("BlobEndpoint=http://127.0.0.1:")[1].split("/")[0]
-    env.update({
-        "BATCHBOX_HOME": stack.state_dir,
-        "BATCHBOX_EMULATOR_PORT": str(urlsplit(stack.batch_url).port),
-        "BATCHBOX_AZURITE_PORT": azurite_port,
-    })
+    env.update(
+        {
+            "BATCHBOX_HOME": stack.state_dir,
+            "BATCHBOX_EMULATOR_PORT": str(urlsplit(stack.batch_url).port),
+            "BATCHBOX_AZURITE_PORT": azurite_port,
+        }
+    )
     return env
 
 
 def run_cli(stack: LocalEndpoints, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "batchbox.cli.main", *args], capture_output=True, text=True,
-                          env=_cli_env(stack), cwd=REPO, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "batchbox.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env=_cli_env(stack),
+        cwd=REPO,
+        timeout=300,
+    )
 
 
 def test_tutorial_through_the_cli(local_stack: LocalEndpoints, tmp_path: Path) -> None:
@@ -90,7 +98,7 @@ def test_tutorial_through_the_cli(local_stack: LocalEndpoints, tmp_path: Path) -
         assert parse_output(tmp_path / f"{source.stem}_OUTPUT.txt") == expected_top_words(source)
 
 
-FAILING_WORKLOAD = '''
+FAILING_WORKLOAD = """
 from batchbox.core import TaskSpec
 from batchbox.core.workload import Workload
 
@@ -103,7 +111,7 @@ class Failing(Workload):
             TaskSpec(id="good", command_line="/bin/sh -c 'echo fine'"),
             TaskSpec(id="bad", command_line="/bin/sh -c 'echo first line >&2; echo it broke >&2; exit 3'"),
         ]
-'''
+"""
 
 
 def test_failing_task_makes_run_exit_nonzero_with_exit_code_and_stderr(

@@ -124,9 +124,7 @@ class ComputeBackend(ABC):
         """
 
     @abstractmethod
-    def list_tasks(
-        self, job_id: str, *, state: TaskState | None = None, failed_only: bool = False
-    ) -> list[TaskInfo]:
+    def list_tasks(self, job_id: str, *, state: TaskState | None = None, failed_only: bool = False) -> list[TaskInfo]:
         """List a job's tasks, filtered on the server.
 
         Raises:

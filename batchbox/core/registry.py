@@ -43,8 +43,9 @@ def known_backends() -> dict[str, BackendEntry]:
     return dict(_REGISTRY)
 
 
-def register_backend(name: str, target: str, install_hint: str = "", description: str = "", *,
-                     clobber: bool = False) -> None:
+def register_backend(
+    name: str, target: str, install_hint: str = "", description: str = "", *, clobber: bool = False
+) -> None:
     """Add a backend under ``name``.
 
     Raises:

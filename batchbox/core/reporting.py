@@ -64,7 +64,13 @@ class LogReporter(Reporter):
             self._last = key
             self.log.info(
                 "%d/%d done: %d active, %d running, %d succeeded, %d failed (%.0f s)",
-                counts.completed, total, counts.active, counts.running, counts.succeeded, counts.failed, elapsed,
+                counts.completed,
+                total,
+                counts.active,
+                counts.running,
+                counts.succeeded,
+                counts.failed,
+                elapsed,
             )
 
     def task_failed(self, failure: FailedTask) -> None:

@@ -52,7 +52,7 @@ class TopNWords(Workload):
         for index, blob in enumerate(sorted(staged.inputs)):
             inner = (
                 f'python3 "$AZ_BATCH_NODE_SHARED_DIR/topn.py" --filepath {shlex.quote(blob)} '
-                f"--numwords {self.number_of_words} --container-url \"{staged.output_container_url}\""
+                f'--numwords {self.number_of_words} --container-url "{staged.output_container_url}"'
             )
             specs.append(
                 TaskSpec(

@@ -35,8 +35,7 @@ def main() -> int:
     seen["pool_exists"] = client.pool.exists(pool_id)
     client.job.add(batchmodels.JobAddParameter(id=job_id, pool_info=batchmodels.PoolInformation(pool_id=pool_id)))
     tasks = [
-        batchmodels.TaskAddParameter(id=f"task{i}", command_line=f"/bin/sh -c 'echo sdk14 says {i}'")
-        for i in range(3)
+        batchmodels.TaskAddParameter(id=f"task{i}", command_line=f"/bin/sh -c 'echo sdk14 says {i}'") for i in range(3)
     ]
     result = client.task.add_collection(job_id, tasks)
     seen["added"] = sorted(r.task_id for r in result.value if r.status == batchmodels.TaskAddStatus.success)
@@ -48,8 +47,12 @@ def main() -> int:
         time.sleep(0.5)
     seen["states"] = sorted(f"{t.id}:{t.state.value}:{t.execution_info.exit_code}" for t in listed)
     counts = client.job.get_task_counts(job_id)
-    seen["counts"] = {"completed": counts.task_counts.completed, "succeeded": counts.task_counts.succeeded,
-                      "failed": counts.task_counts.failed, "active": counts.task_counts.active}
+    seen["counts"] = {
+        "completed": counts.task_counts.completed,
+        "succeeded": counts.task_counts.succeeded,
+        "failed": counts.task_counts.failed,
+        "active": counts.task_counts.active,
+    }
     seen["stdout"] = b"".join(client.file.get_from_task(job_id, "task1", "stdout.txt")).decode()
     client.job.delete(job_id)
     client.pool.delete(pool_id)

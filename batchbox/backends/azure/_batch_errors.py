@@ -195,9 +195,7 @@ def _label(about: Sequence[tuple[str, str]]) -> str:
     return " of ".join(parts)
 
 
-def translate_batch_error(
-    exc: BaseException, *, endpoint: str, about: Sequence[tuple[str, str]]
-) -> BatchboxError:
+def translate_batch_error(exc: BaseException, *, endpoint: str, about: Sequence[tuple[str, str]]) -> BatchboxError:
     """Map one SDK error to a batchbox error with a one-line, secret-free message.
 
     Args:
@@ -272,14 +270,16 @@ def translate_create_tasks_error(exc: Any, *, endpoint: str, job_id: str, order:
         first = errors[0]
         if isinstance(first, ServiceKeepsFailing):
             return BackendUnavailableError(
-                BATCH_SERVICE, f"{safe_endpoint(endpoint)} kept answering server errors while adding tasks to "
-                f"job '{job_id}'"
+                BATCH_SERVICE,
+                f"{safe_endpoint(endpoint)} kept answering server errors while adding tasks to job '{job_id}'",
             )
         if isinstance(first, AzureError):
             if batch_error_info(first).code == "RequestBodyTooLarge":
                 return InvalidRequestError(
-                    "job", job_id, f"a task for job '{job_id}' is larger than a Batch request may be "
-                    "(RequestBodyTooLarge): move big inputs to resource files"
+                    "job",
+                    job_id,
+                    f"a task for job '{job_id}' is larger than a Batch request may be "
+                    "(RequestBodyTooLarge): move big inputs to resource files",
                 )
             return translate_batch_error(first, endpoint=endpoint, about=[("job", job_id)])
         return BatchboxError(f"adding tasks to job '{job_id}' failed ({type(first).__name__}: {_quote(str(first))})")

@@ -255,8 +255,13 @@ class AzureBatchCompute(ComputeBackend):
         Raises:
             TimeoutError: the pool still exists after ``timeout`` seconds.
         """
-        self._wait_gone("pool", pool_id, lambda: self._client.get_pool(pool_id, select=["id", "state"]).state,
-                        timeout, poll_interval)
+        self._wait_gone(
+            "pool",
+            pool_id,
+            lambda: self._client.get_pool(pool_id, select=["id", "state"]).state,
+            timeout,
+            poll_interval,
+        )
 
     def list_nodes(self, pool_id: str) -> list[ComputeNodeInfo]:
         with self._errors(("pool", pool_id)):
@@ -300,8 +305,9 @@ class AzureBatchCompute(ComputeBackend):
         Raises:
             TimeoutError: the job still exists after ``timeout`` seconds.
         """
-        self._wait_gone("job", job_id, lambda: self._client.get_job(job_id, select=["id", "state"]).state,
-                        timeout, poll_interval)
+        self._wait_gone(
+            "job", job_id, lambda: self._client.get_job(job_id, select=["id", "state"]).state, timeout, poll_interval
+        )
 
     def _wait_gone(self, kind: str, name: str, probe: Callable[[], object], timeout: float, interval: float) -> None:
         deadline = time.monotonic() + timeout
@@ -363,9 +369,7 @@ class AzureBatchCompute(ComputeBackend):
         with self._errors(("job", job_id)):
             return mapping.from_task_counts(self._client.get_job_task_counts(job_id))
 
-    def list_tasks(
-        self, job_id: str, *, state: TaskState | None = None, failed_only: bool = False
-    ) -> list[TaskInfo]:
+    def list_tasks(self, job_id: str, *, state: TaskState | None = None, failed_only: bool = False) -> list[TaskInfo]:
         query = mapping.task_filter(state, failed_only)
         with self._errors(("job", job_id)):
             listed = self._client.list_tasks(job_id, filter=query, select=mapping.TASK_SELECT)

@@ -6,6 +6,7 @@ it is not already running (pid file + an HTTP answer), and stopped by the PID th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -28,7 +29,10 @@ from batchbox.emulator.config import DEFAULT_ACCOUNT_KEY, DEFAULT_ACCOUNT_NAME, 
 __all__ = ["LOCAL_INSTANCE_LABEL", "LocalEndpoints", "LocalStack", "ServiceStatus"]
 
 LOCAL_INSTANCE_LABEL = "local"
-"""The ``batchbox.emulator`` label value of the local stack's node containers."""
+"""Prefix of the ``batchbox.emulator`` label of a local stack's node containers (``local-<hash of its home>``).
+
+Each home gets its own label: an emulator removes the containers of its label it does not know at start, so
+two stacks sharing one label would remove each other's nodes."""
 
 DEFAULT_AZURITE_PORT = 10000
 
@@ -64,8 +68,9 @@ class LocalStack:
     Ports come from ``BATCHBOX_AZURITE_PORT`` / ``BATCHBOX_EMULATOR_PORT`` (defaults 10000 and 8446).
     """
 
-    def __init__(self, home: Path | None = None, *, azurite_port: int | None = None,
-                 emulator_port: int | None = None) -> None:
+    def __init__(
+        self, home: Path | None = None, *, azurite_port: int | None = None, emulator_port: int | None = None
+    ) -> None:
         self.home = Path(home) if home is not None else default_state_dir()
         self.azurite_port = azurite_port or int(os.environ.get("BATCHBOX_AZURITE_PORT", DEFAULT_AZURITE_PORT))
         self.emulator_port = emulator_port or int(os.environ.get("BATCHBOX_EMULATOR_PORT", DEFAULT_PORT))
@@ -80,6 +85,12 @@ class LocalStack:
     @property
     def emulator_log(self) -> Path:
         return self.emulator_dir / "emulator.log"
+
+    @property
+    def instance_label(self) -> str:
+        """The ``batchbox.emulator`` label of this stack's node containers (derived from its home)."""
+        digest = hashlib.sha256(str(self.home.expanduser().resolve()).encode()).hexdigest()[:12]
+        return f"{LOCAL_INSTANCE_LABEL}-{digest}"
 
     @property
     def batch_url(self) -> str:
@@ -97,8 +108,13 @@ class LocalStack:
     def azurite_status(self) -> ServiceStatus:
         info = running_from_pid_file(self.azurite_dir / AzuriteProcess.PID_FILE_NAME)
         running = info is not None and _answers(self.azurite_port)
-        return ServiceStatus("azurite", running, info.pid if info else None,
-                             f"http://127.0.0.1:{self.azurite_port}", str(self.azurite_dir / AzuriteProcess.LOG_NAME))
+        return ServiceStatus(
+            "azurite",
+            running,
+            info.pid if info else None,
+            f"http://127.0.0.1:{self.azurite_port}",
+            str(self.azurite_dir / AzuriteProcess.LOG_NAME),
+        )
 
     def emulator_status(self) -> ServiceStatus:
         pid = _read_pid(self.emulator_record)
@@ -141,14 +157,24 @@ class LocalStack:
             )
         self.emulator_dir.mkdir(parents=True, exist_ok=True)
         command = [
-            sys.executable, "-m", "batchbox.emulator",
-            "--host", "127.0.0.1", "--port", str(self.emulator_port),
-            "--state-dir", str(self.emulator_dir), "--node-image", image,
-            "--instance-label", LOCAL_INSTANCE_LABEL,
+            sys.executable,
+            "-m",
+            "batchbox.emulator",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.emulator_port),
+            "--state-dir",
+            str(self.emulator_dir),
+            "--node-image",
+            image,
+            "--instance-label",
+            self.instance_label,
         ]
         with open(self.emulator_log, "ab") as log:
-            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                       start_new_session=True)
+            process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         self.emulator_record.write_text(json.dumps({"pid": process.pid, "port": self.emulator_port}) + "\n")
         if not wait_until_answering("127.0.0.1", self.emulator_port, timeout, process):
             code = process.poll()
@@ -176,7 +202,7 @@ class LocalStack:
 
             client = connect_docker()
             for container in client.containers.list(
-                all=True, filters={"label": f"batchbox.emulator={LOCAL_INSTANCE_LABEL}"}
+                all=True, filters={"label": f"batchbox.emulator={self.instance_label}"}
             ):
                 container.remove(force=True)
                 done.append(f"removed node container {container.name}")
@@ -209,4 +235,3 @@ def _is_emulator(pid: int) -> bool:
 
 def _answers(port: int) -> bool:
     return wait_until_answering("127.0.0.1", port, 0.5)
-

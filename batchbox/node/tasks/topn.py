@@ -40,7 +40,14 @@ from pathlib import Path
 from typing import NamedTuple
 
 __all__ = [
-    "CHUNK_SIZE", "UploadError", "WordCount", "count_words", "format_report", "main", "output_name", "upload_blob"
+    "CHUNK_SIZE",
+    "UploadError",
+    "WordCount",
+    "count_words",
+    "format_report",
+    "main",
+    "output_name",
+    "upload_blob",
 ]
 
 CHUNK_SIZE = 1024 * 1024
