@@ -97,19 +97,23 @@ class OutputFile:
             raise ValueError("an output file needs a file_pattern")
 
 
+def _check_limits(max_wall_clock_time: timedelta | None, max_task_retry_count: int | None) -> None:
+    if max_task_retry_count is not None and max_task_retry_count < -1:
+        raise ValueError("max_task_retry_count must be -1 (unlimited) or >= 0")
+    if max_wall_clock_time is not None and max_wall_clock_time <= timedelta(0):
+        raise ValueError("max_wall_clock_time must be positive")
+
+
 @dataclass(frozen=True)
 class TaskConstraints:
-    """Limits of one task (or the defaults of a job's tasks). ``max_task_retry_count`` -1 means unlimited."""
+    """Limits of one task. ``max_task_retry_count`` -1 means unlimited."""
 
     max_wall_clock_time: timedelta | None = None
     max_task_retry_count: int | None = None
     retention_time: timedelta | None = None
 
     def __post_init__(self) -> None:
-        if self.max_task_retry_count is not None and self.max_task_retry_count < -1:
-            raise ValueError("max_task_retry_count must be -1 (unlimited) or >= 0")
-        if self.max_wall_clock_time is not None and self.max_wall_clock_time <= timedelta(0):
-            raise ValueError("max_wall_clock_time must be positive")
+        _check_limits(self.max_wall_clock_time, self.max_task_retry_count)
 
 
 @dataclass(frozen=True)
@@ -121,10 +125,7 @@ class JobConstraints:
     max_task_retry_count: int | None = None
 
     def __post_init__(self) -> None:
-        if self.max_task_retry_count is not None and self.max_task_retry_count < -1:
-            raise ValueError("max_task_retry_count must be -1 (unlimited) or >= 0")
-        if self.max_wall_clock_time is not None and self.max_wall_clock_time <= timedelta(0):
-            raise ValueError("max_wall_clock_time must be positive")
+        _check_limits(self.max_wall_clock_time, self.max_task_retry_count)
 
 
 @dataclass(frozen=True)
