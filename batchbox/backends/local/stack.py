@@ -65,7 +65,8 @@ class ServiceStatus:
 class LocalStack:
     """Azurite + the emulator under ``home`` (default ``$BATCHBOX_HOME`` or ``~/.local/share/batchbox``).
 
-    Ports come from ``BATCHBOX_AZURITE_PORT`` / ``BATCHBOX_EMULATOR_PORT`` (defaults 10000 and 8446).
+    Ports come from ``BATCHBOX_AZURITE_PORT`` / ``BATCHBOX_EMULATOR_PORT`` (defaults 10000 and 8446); the log
+    level of an emulator this stack starts from ``BATCHBOX_EMULATOR_LOG_LEVEL`` (default ``info``).
     """
 
     def __init__(
@@ -170,6 +171,8 @@ class LocalStack:
             image,
             "--instance-label",
             self.instance_label,
+            "--log-level",
+            os.environ.get("BATCHBOX_EMULATOR_LOG_LEVEL") or "info",
         ]
         with open(self.emulator_log, "ab") as log:
             process = subprocess.Popen(
