@@ -63,7 +63,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     type=click.FloatRange(min=0.05),
     default=1.0,
     show_default=True,
-    help="Seconds between two task-count polls.",
+    help="Longest wait between two task-count polls (the first ones are 0.1 s apart, then the wait doubles).",
 )
 @click.option("--timeout", type=click.FloatRange(min=1), help="Give up when the job runs longer (seconds).")
 @click.pass_context

@@ -11,7 +11,11 @@ from batchbox.core.errors import StartTaskFailedError
 from batchbox.core.models import ComputeNodeInfo, JobSpec, PoolInfo, PoolSpec, TaskCounts, TaskInfo, TaskSpec
 from batchbox.core.states import ComputeNodeState, TaskState
 
-__all__ = ["AddTasksResult", "ComputeBackend"]
+__all__ = ["FIRST_POLL_DELAY", "AddTasksResult", "ComputeBackend"]
+
+FIRST_POLL_DELAY = 0.1
+"""Seconds before the second poll of a wait; the delay then doubles up to the caller's ``poll_interval``, so short
+waits end promptly and long ones cost no more requests than polling at ``poll_interval``."""
 
 
 @dataclass(frozen=True)
@@ -164,7 +168,7 @@ class ComputeBackend(ABC):
         Args:
             pool_id: the pool.
             timeout: seconds to wait before giving up.
-            poll_interval: seconds between two node listings.
+            poll_interval: the longest wait between two node listings (they start :data:`FIRST_POLL_DELAY` apart).
             on_poll: called with the node list after every poll (progress display).
 
         Returns:
@@ -175,6 +179,7 @@ class ComputeBackend(ABC):
             TimeoutError: the nodes did not settle in time.
         """
         deadline = time.monotonic() + timeout
+        delay = min(FIRST_POLL_DELAY, poll_interval)
         while True:
             nodes = self.list_nodes(pool_id)
             if on_poll is not None:
@@ -196,7 +201,8 @@ class ComputeBackend(ABC):
             if time.monotonic() >= deadline:
                 states = ", ".join(f"{n.id}={n.state.value}" for n in nodes) or "no nodes"
                 raise TimeoutError(f"pool '{pool_id}' has no usable node after {timeout:.0f} s ({states})")
-            time.sleep(poll_interval)
+            time.sleep(delay)
+            delay = min(delay * 2, poll_interval)
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the default does nothing."""

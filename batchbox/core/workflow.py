@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from batchbox.core.backend import Backend
+from batchbox.core.compute import FIRST_POLL_DELAY
 from batchbox.core.errors import InvalidRequestError, ResourceNotFoundError
 from batchbox.core.models import ComputeNodeInfo, FailureInfo, PoolInfo, TaskCounts, TaskInfo
 from batchbox.core.reporting import Reporter
@@ -247,9 +248,14 @@ class Workflow:
 
     # -- 7: monitor ---------------------------------------------------------------------------------------------
     def monitor(self) -> TaskCounts:
-        """Poll task counts (one request per poll) until every task has completed."""
+        """Poll task counts (one request per poll) until every task has completed.
+
+        Polls start :data:`~batchbox.core.compute.FIRST_POLL_DELAY` apart; the delay doubles up to
+        ``poll_interval``.
+        """
         compute = self.backend.compute
         began = time.monotonic()
+        delay = min(FIRST_POLL_DELAY, self.options.poll_interval)
         while True:
             counts = compute.task_counts(self.workload.job_id)
             self.result.count_requests += 1
@@ -264,7 +270,8 @@ class Workflow:
                     f"job '{self.workload.job_id}' did not finish within {self.options.job_timeout:.0f} s "
                     f"({counts.active} active, {counts.running} running)"
                 )
-            time.sleep(self.options.poll_interval)
+            time.sleep(delay)
+            delay = min(delay * 2, self.options.poll_interval)
 
     # -- 8: collect ---------------------------------------------------------------------------------------------
     def collect(self) -> list[Path]:

@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
-__all__ = ["MAX_BATCH", "MAX_REFUSALS", "EventQueue"]
+__all__ = ["MAX_BATCH", "MAX_REFUSALS", "STARTED_LINGER", "EventQueue"]
 
 MAX_REFUSALS = 10
 """An event the emulator answers without acknowledging this many times is dropped (and logged)."""
 MAX_BATCH = 500
 """At most this many events go in one ``POST /events``."""
+STARTED_LINGER = 0.05
+"""Seconds a batch of ``started`` events alone waits for more events, so that a short task's ``started`` and
+``completed`` travel in one request (the emulator needs no ``started`` to mark a task running)."""
 
 log = logging.getLogger("batchbox.agent")
 
@@ -33,11 +37,21 @@ class EventQueue:
             self._pending.append(event)
             self._cond.notify_all()
 
-    def peek(self, timeout: float) -> list[dict[str, Any]]:
-        """Wait up to ``timeout`` seconds for events; return (without removing) the oldest ones."""
+    def peek(self, timeout: float, linger: float = 0.0) -> list[dict[str, Any]]:
+        """Wait up to ``timeout`` seconds for events; return (without removing) the oldest ones.
+
+        When only ``started`` events are pending, wait up to ``linger`` seconds more for another kind.
+        """
         with self._cond:
             if not self._pending:
                 self._cond.wait(timeout)
+            if linger > 0 and self._pending:
+                deadline = time.monotonic() + linger
+                while all(event["type"] == "started" for event in self._pending):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
             return list(self._pending[:MAX_BATCH])
 
     def settle(self, sent: list[dict[str, Any]], acked: set[str]) -> list[dict[str, Any]]:

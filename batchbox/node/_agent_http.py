@@ -137,15 +137,102 @@ class AgentClient:
         if conn.sock is None:
             conn.connect()
             cast(socket.socket, conn.sock).setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        cast(socket.socket, conn.sock).settimeout(timeout if timeout is not None else self._timeout)
-        conn.request("POST", self._base_path + path, body=payload, headers=self._headers)
-        response = conn.getresponse()
-        data = response.read()
-        if response.getheader("Connection", "").lower() == "close":
+        sock = cast(socket.socket, conn.sock)
+        sock.settimeout(timeout if timeout is not None else self._timeout)
+        if self._https:
+            conn.request("POST", self._base_path + path, body=payload, headers=self._headers)
+            response = conn.getresponse()
+            status, data, close = response.status, response.read(), response.will_close
+        else:
+            # Plain HTTP on loopback: the request and its answer by hand. http.client's answer parsing (a file
+            # object and the email package's header parser per answer) was the agent's largest CPU cost per task.
+            sock.sendall(self._request_head(path, len(payload)) + payload)
+            status, data, close = _read_answer(sock)
+        if close:
             self.close()
         if not data:
-            return response.status, None
+            return status, None
         try:
-            return response.status, json.loads(data.decode("utf-8"))
+            return status, json.loads(data.decode("utf-8"))
         except ValueError:
-            return response.status, None
+            return status, None
+
+    def _request_head(self, path: str, length: int) -> bytes:
+        lines = [f"POST {self._base_path}{path} HTTP/1.1", f"Host: {self._host}:{self._port}"]
+        lines += [f"{name}: {value}" for name, value in self._headers.items()]
+        lines.append(f"Content-Length: {length}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _receive(sock: socket.socket, data: bytes) -> bytes:
+    chunk = sock.recv(65536)
+    if not chunk:
+        if not data:
+            raise http.client.RemoteDisconnected("the server closed the connection without answering")
+        raise http.client.IncompleteRead(data)
+    return data + chunk
+
+
+def _read_answer(sock: socket.socket) -> tuple[int, bytes, bool]:
+    """Read one HTTP/1.1 answer: ``(status, body, the connection must be closed)``.
+
+    Raises:
+        http.client.HTTPException: a malformed or cut answer (``RemoteDisconnected`` when nothing came back).
+        OSError: the socket failed or timed out.
+    """
+    data = b""
+    while True:
+        end = data.find(b"\r\n\r\n")
+        if end >= 0:
+            break
+        data = _receive(sock, data)
+    status_line, *header_lines = data[:end].split(b"\r\n")
+    parts = status_line.split(None, 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+        raise http.client.BadStatusLine(status_line.decode("latin-1", "replace"))
+    headers: dict[bytes, bytes] = {}
+    for line in header_lines:
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower()] = value.strip().lower()
+    close = headers.get(b"connection") == b"close" or parts[0] == b"HTTP/1.0"
+    body = data[end + 4 :]
+    if b"chunked" in headers.get(b"transfer-encoding", b""):
+        return int(parts[1]), _read_chunked(sock, body), close
+    if b"content-length" not in headers:
+        while True:  # the body ends with the connection
+            chunk = sock.recv(65536)
+            if not chunk:
+                return int(parts[1]), body, True
+            body += chunk
+    length = _number(headers[b"content-length"], 10)
+    while len(body) < length:
+        body = _receive(sock, body)
+    return int(parts[1]), body[:length], close
+
+
+def _number(text: bytes, base: int) -> int:
+    try:
+        value = int(text, base)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise http.client.HTTPException(f"malformed length {text[:20]!r} in the answer")
+    return value
+
+
+def _read_chunked(sock: socket.socket, data: bytes) -> bytes:
+    body = b""
+    while True:
+        while b"\r\n" not in data:
+            data = _receive(sock, data)
+        size_line, _, data = data.partition(b"\r\n")
+        size = _number(size_line.split(b";")[0].strip(), 16)
+        if size == 0:
+            while not data.startswith(b"\r\n"):  # trailer lines, then the empty line
+                while b"\r\n" not in data:
+                    data = _receive(sock, data)
+                data = data.partition(b"\r\n")[2]
+            return body
+        while len(data) < size + 2:
+            data = _receive(sock, data)
+        body, data = body + data[:size], data[size + 2 :]

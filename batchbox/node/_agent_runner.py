@@ -31,7 +31,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import IO, Any, Protocol
 
 from batchbox.node._agent_common import (
     COMMAND_LAUNCH_FAILED,
@@ -51,6 +51,7 @@ from batchbox.node._agent_common import (
     utc_now,
 )
 from batchbox.node._agent_files import download_resource_files, upload_output_files
+from batchbox.node._agent_spawner import SpawnerGone, shared_spawner
 
 __all__ = ["DEFAULT_PATH", "TaskControl", "completed_event", "run_assignment", "started_event"]
 
@@ -60,12 +61,20 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 log = logging.getLogger("batchbox.agent")
 
 
+class _Process(Protocol):
+    """A started task process: ``subprocess.Popen`` or the process helper's ``SpawnedProcess``."""
+
+    pid: int
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
 class TaskControl:
     """Lets another thread cancel a running assignment (kills its process group, or prevents its start)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: _Process | None = None
         self.cancelled = False
 
     def cancel(self) -> None:
@@ -75,7 +84,7 @@ class TaskControl:
             if self._process is not None:
                 _kill_group(self._process)
 
-    def attach(self, process: subprocess.Popen[bytes]) -> bool:
+    def attach(self, process: _Process) -> bool:
         """Record the started process; False (and the process killed) when a cancel came first."""
         with self._lock:
             if self.cancelled:
@@ -85,7 +94,7 @@ class TaskControl:
             return True
 
 
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
+def _kill_group(process: _Process) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
 
@@ -134,6 +143,36 @@ def _exit_code(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
+def _start(
+    argv: list[str],
+    wd: str,
+    env: dict[str, str],
+    out: IO[bytes],
+    err: IO[bytes],
+    nonadmin: bool,
+    options: dict[str, Any],
+) -> _Process:
+    """Start the task process: a nonadmin one through the process helper when it runs (see ``_agent_spawner``)."""
+    if nonadmin:
+        spawner = shared_spawner(NONADMIN_UID, NONADMIN_GID)
+        if spawner is not None:
+            try:
+                return spawner.spawn(argv, wd, env, out.fileno(), err.fileno())
+            except SpawnerGone:
+                pass
+    return subprocess.Popen(
+        argv,
+        cwd=wd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=out,
+        stderr=err,
+        close_fds=True,
+        start_new_session=True,
+        **options,
+    )
+
+
 def _launch(
     assignment: Mapping[str, Any], wd: str, task_dir: str, nonadmin: bool, control: TaskControl, began: float
 ) -> tuple[int | None, FailureInfo | None, bool]:
@@ -158,17 +197,7 @@ def _launch(
     ):
         chown_tree(task_dir, NONADMIN_UID if nonadmin else 0, NONADMIN_GID)
         try:
-            process = subprocess.Popen(
-                argv,
-                cwd=wd,
-                env=_task_environment(assignment, nonadmin, wd),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                close_fds=True,
-                start_new_session=True,
-                **options,
-            )
+            process = _start(argv, wd, _task_environment(assignment, nonadmin, wd), out, err, nonadmin, options)
         except FileNotFoundError:
             return (
                 127,
@@ -203,8 +232,7 @@ def _launch(
                 False,
             )
     if not control.attach(process):
-        process.wait()
-        return _exit_code(process.returncode), _cancel_failure(), True
+        return _exit_code(process.wait()), _cancel_failure(), True
     limit = assignment.get("maxWallClockSeconds")
     timed_out = False
     try:
@@ -316,7 +344,10 @@ def run_assignment(
         log.exception("assignment %s failed on the node", assignment_id)
         failure = failure_info(SERVER_ERROR, UNKNOWN, f"The node could not run the task: {type(exc).__name__}: {exc}")
     event = completed_event(assignment_id, start_time, exit_code, failure)
-    log.info(
+    # One line per failed run; successful ones only at debug level (a line per task costs the agent, and Docker's
+    # log driver, more CPU than starting a short task).
+    log.log(
+        logging.INFO if failure else logging.DEBUG,
         "assignment %s completed: exitCode=%s result=%s code=%s (%.3f s)",
         assignment_id,
         exit_code,

@@ -31,7 +31,7 @@ from types import FrameType
 from typing import Any
 
 from batchbox.node._agent_common import FAILURE_EXIT_CODE, setup_logging
-from batchbox.node._agent_events import EventQueue
+from batchbox.node._agent_events import STARTED_LINGER, EventQueue
 from batchbox.node._agent_http import AgentClient, Backoff, ServerUnreachable
 from batchbox.node._agent_runner import TaskControl, run_assignment
 from batchbox.node._agent_state import load_completed_start_task, save_completed_start_task
@@ -226,7 +226,7 @@ class Agent:
         ).start()
 
     def _run_task(self, assignment: dict[str, Any], active: _Active) -> None:
-        log.info("assignment %s started", assignment.get("assignmentId"))
+        log.debug("assignment %s started", assignment.get("assignmentId"))
         event = run_assignment(assignment, self.config.node_root, emit=self.events.put, control=active.control)
         with self._lock:
             active.completed_event_id = event["eventId"]
@@ -330,7 +330,7 @@ class Agent:
         backoff = Backoff()
         # Order matters: a task's completed event is queued before it stops counting as running.
         while not (self._stopping.is_set() and not self._task_running() and len(self.events) == 0):
-            batch = self.events.peek(0.5)
+            batch = self.events.peek(0.5, linger=0.0 if self._stopping.is_set() else STARTED_LINGER)
             if not batch:
                 continue
             try:

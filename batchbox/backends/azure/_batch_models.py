@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from enum import Enum
-from typing import TypeVar
+from functools import cache
+from typing import Any, TypeVar
 
 from azure.batch import models as batch_models
 
@@ -190,19 +191,47 @@ def to_job_create(spec: JobSpec) -> batch_models.BatchJobCreateOptions:
     )
 
 
-def to_task_create(spec: TaskSpec) -> batch_models.BatchTaskCreateOptions:
-    output_files = [to_output_file(item) for item in spec.output_files]
-    return batch_models.BatchTaskCreateOptions(
-        id=spec.id,
-        display_name=spec.display_name,
-        command_line=spec.command_line,
-        resource_files=_resource_files(spec.resource_files),
-        output_files=output_files or None,
-        environment_settings=to_environment(spec.environment),
-        constraints=to_task_constraints(spec.constraints),
-        required_slots=spec.required_slots,
-        user_identity=to_user_identity(spec.elevation),
+@cache
+def _shared_user_identity(elevation: ElevationLevel) -> batch_models.UserIdentity:
+    return to_user_identity(elevation)
+
+
+def _resource_file_json(item: ResourceFile) -> dict[str, str]:
+    fields = (
+        ("httpUrl", item.http_url),
+        ("storageContainerUrl", item.storage_container_url),
+        ("blobPrefix", item.blob_prefix),
+        ("filePath", item.file_path),
+        ("fileMode", item.file_mode),
     )
+    return {name: value for name, value in fields if value is not None}
+
+
+def to_task_create(spec: TaskSpec) -> batch_models.BatchTaskCreateOptions:
+    """The SDK's task body for ``spec``.
+
+    Filled as REST JSON through the model's mapping interface (SDK models are MutableMappings of their REST
+    JSON): a third of the CPU of keyword construction, which dominated the client's cost of submitting
+    thousands of tasks. The body is meant to be sent, not read back: its resource files and environment
+    settings are plain JSON objects (``body["resourceFiles"][0]["httpUrl"]``), not SDK models.
+    """
+    body: dict[str, Any] = {}
+    if spec.display_name is not None:
+        body["displayName"] = spec.display_name
+    if spec.resource_files:
+        body["resourceFiles"] = [_resource_file_json(item) for item in spec.resource_files]
+    if spec.output_files:
+        body["outputFiles"] = [to_output_file(item) for item in spec.output_files]
+    if spec.environment:
+        body["environmentSettings"] = [{"name": item.name, "value": item.value} for item in spec.environment]
+    constraints = to_task_constraints(spec.constraints)
+    if constraints is not None:
+        body["constraints"] = constraints
+    body["requiredSlots"] = spec.required_slots
+    body["userIdentity"] = _shared_user_identity(spec.elevation)
+    task = batch_models.BatchTaskCreateOptions(id=spec.id, command_line=spec.command_line)
+    task.update(body)
+    return task
 
 
 # -- SDK -> core ---------------------------------------------------------------------------------------------

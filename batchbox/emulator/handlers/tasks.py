@@ -43,7 +43,7 @@ async def add_task(request: Request) -> Response:
     doc = build_task(body, job=job, base_url=get_config(request).base_url)
     if not get_store(request).insert_tasks(job["id"], [doc])[0]:
         raise resource_exists("task", doc["id"])
-    get_runtime(request).tasks_added(job["id"], [doc["id"]])
+    get_runtime(request).tasks_added(job["id"], [doc["id"]], [doc])
     return created(doc["url"], doc["eTag"], doc["lastModified"])
 
 
@@ -80,11 +80,13 @@ async def add_task_collection(request: Request) -> Response:
         results.append(None)
         docs.append(doc)
     added: list[str] = []
+    added_docs: list[Doc] = []
     if docs:
         flags = get_store(request).insert_tasks(job["id"], docs)
         for position, doc, ok in zip(positions, docs, flags, strict=True):
             if ok:
                 added.append(doc["id"])
+                added_docs.append(doc)
                 results[position] = {
                     "status": "success",
                     "taskId": doc["id"],
@@ -95,7 +97,7 @@ async def add_task_collection(request: Request) -> Response:
             else:
                 results[position] = _client_error(doc["id"], resource_exists("task", doc["id"]))
     if added:
-        get_runtime(request).tasks_added(job["id"], added)
+        get_runtime(request).tasks_added(job["id"], added, added_docs)
     return batch_json({"odata.metadata": metadata_url(base_url(request), "taskaddresult"), "value": results})
 
 

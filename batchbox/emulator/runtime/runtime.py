@@ -135,14 +135,17 @@ class Runtime:
                 self.transitions.delete_job(job)
 
     # ----------------------------------------------------------------- tasks
-    def tasks_added(self, job_id: str, task_ids: list[str]) -> None:
-        """Tasks were stored (in this order): queue them and place what fits now."""
+    def tasks_added(self, job_id: str, task_ids: list[str], docs: list[dict[str, Any]] | None = None) -> None:
+        """Tasks were stored (in this order): queue them and place what fits now.
+
+        ``docs``, the documents just stored (same order), spares reading each one back from the store.
+        """
         job = self._job(job_id)
         if job is None:
             return
         with self.scheduler.batch():
-            for task_id in task_ids:
-                doc = self.store.get_task(job.job_id, task_id)
+            for index, task_id in enumerate(task_ids):
+                doc = docs[index] if docs is not None else self.store.get_task(job.job_id, task_id)
                 if doc is not None and doc.get("state") == "active":
                     self.scheduler.activate(job, doc)
             self.scheduler.dispatch(job.pool_key)
