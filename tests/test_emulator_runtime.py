@@ -26,7 +26,7 @@ from azure.batch import models as m
 
 # 15.1 exports no public name for it; without a reason the SDK sends no content-type and fails client-side.
 from azure.batch.models._models import BatchJobTerminateOptions
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
 
@@ -150,10 +150,13 @@ def stdout_of(client: BatchClient, job_id: str, task_id: str) -> str:
 
 
 def stdout_exists(client: BatchClient, job_id: str, task_id: str) -> bool:
-    """True once the agent has opened the task's stdout.txt (it does so right before starting the process)."""
+    """True once the agent has opened the task's stdout.txt (it does so right before starting the process).
+
+    Before that the files API answers 404 (no file yet) or 409 TaskFilesUnavailable (no task directory yet).
+    """
     try:
         stdout_of(client, job_id, task_id)
-    except ResourceNotFoundError:
+    except (ResourceNotFoundError, ResourceExistsError):
         return False
     return True
 
