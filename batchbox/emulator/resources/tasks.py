@@ -24,7 +24,7 @@ from batchbox.emulator.resources.common import (
     validate_resource_files,
     validate_user_identity,
 )
-from batchbox.emulator.resources.jobs import job_max_task_retry_count
+from batchbox.emulator.resources.jobs import check_job_updatable, job_max_task_retry_count
 
 __all__ = [
     "DEFAULT_RETENTION_TIME",
@@ -206,14 +206,7 @@ def build_task(body: object, *, job: Body, base_url: str) -> Body:
 
 def check_job_accepts_tasks(job: Body) -> None:
     """Refuse new tasks for a job that is completed, terminating or being deleted (409)."""
-    state = job.get("state")
-    job_id = str(job["id"])
-    if state == "completed":
-        raise BatchError(409, "JobCompleted", "The specified job is already in a completed state.", {"JobId": job_id})
-    if state == "terminating":
-        raise BatchError(409, "JobBeingTerminated", "The specified job is being terminated.", {"JobId": job_id})
-    if state == "deleting":
-        raise BatchError(409, "JobBeingDeleted", "The specified job is being deleted.", {"JobId": job_id})
+    check_job_updatable(job)
 
 
 def collection_bodies(body: object) -> list[object]:
