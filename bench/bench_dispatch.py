@@ -71,13 +71,14 @@ PROFILE_NOTES = (
     "(its effect is within this machine's run-to-run noise). Rounds after these changes took 1.35-3.2 s, "
     "0.19x-0.29x docker exec, depending on what else the shared machine ran: the baseline (mostly "
     "dockerd/containerd/runc work) and batchbox compete for the same 2 cores, and CPU per task itself varies "
-    "by ~30% between runs. (5) Most of that variation is the filesystem: this VM's ext4 root has no journal, "
+    "by ~30% between runs. (5) Part of that variation is the filesystem: this VM's ext4 root has no journal, "
     "and without one ext4 skips, when it allocates an inode, every inode deleted in the last 30 s, reading each "
     "one's on-disk record to find out. A task needs 4 new inodes (its directory, `wd`, `stdout.txt`, "
     "`stderr.txt`: the node contract), and right after a mass deletion on the disk (a previous benchmark's "
     "cleanup, other people's test runs) perf puts 25-45% of a node's CPU in `find_inode_bit`/`recently_deleted`. "
     "The tmpfs line runs the same rounds with the emulator's state directory, and so the node directories, on "
-    "`/dev/shm`: what batchbox costs without that effect. A journaled ext4, the default, does not do this scan."
+    "`/dev/shm`, just before the disk rounds: it takes that one effect away, not the load of the moment. A "
+    "journaled ext4, the default, does not do this scan."
 )
 
 

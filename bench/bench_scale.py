@@ -301,10 +301,13 @@ def _analysis(results: list[NodeCountResult], cores: int) -> str:
     overhead = [(r.agent_cpu + r.emulator_cpu) / r.tasks for r in results]
     per_task = [r.task_cpu / r.tasks for r in results]
     effs = [r.efficiency(cores) for r in results]
+    free = [r.efficiency_on_free_cores(cores) for r in results]
     memory = [max(u for u, _ in r.peak_memory) / 2**20 for r in results]
     return (
         f"Across {results[0].nodes}-{results[-1].nodes} nodes the efficiency stays between {min(effs):.0%} and "
-        f"{max(effs):.0%}: the tasks are CPU-bound and every node count already keeps both cores busy, so more "
+        f"{max(effs):.0%}, and between {min(free):.0%} and {max(free):.0%} on the cores other processes of this "
+        "shared machine left free (a lower point goes with their CPU in the table): the tasks are CPU-bound and "
+        "every node count already keeps both cores busy, so more "
         "nodes only add processes for the kernel to share the cores between. batchbox's own CPU (agents, their "
         f"process helpers, the emulator) is {min(overhead) * 1e3:.1f}-{max(overhead) * 1e3:.1f} ms per task, "
         f"{min(overhead) / max(per_task):.1%}-{max(overhead) / min(per_task):.1%} of a task's "
