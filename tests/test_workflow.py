@@ -165,3 +165,13 @@ def test_workload_reference_forms() -> None:
     by_class = load_workload("examples/topn_words/workload.py:TopNWords")
     assert type(by_file).__name__ == type(by_class).__name__ == "TopNWords"
     assert by_file.job_id == "topn-words-job"
+
+
+def test_rerun_right_after_cleanup_waits_for_the_old_pool_and_job(local_backend: Backend, tmp_path: Path) -> None:
+    workload = Counting(uuid.uuid4().hex[:8])
+    first = Workflow(local_backend, workload, RunOptions(output_dir=tmp_path, poll_interval=0.2)).run()
+    assert first.ok and first.counts.succeeded == 5
+    # The first run deleted its job and pool; Batch deletes them asynchronously, so they may still be 'deleting'.
+    second = Workflow(local_backend, workload, RunOptions(output_dir=tmp_path, poll_interval=0.2)).run()
+    assert second.ok and second.counts.succeeded == 5
+    assert not second.resumed

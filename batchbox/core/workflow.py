@@ -195,7 +195,7 @@ class Workflow:
         """The pool if it exists and is not being deleted; waits for a pool being deleted to be gone."""
         compute = self.backend.compute
         deadline = time.monotonic() + self.options.pool_timeout
-        while compute.pool_exists(pool_id):
+        while True:
             try:
                 info = compute.get_pool(pool_id)
             except ResourceNotFoundError:
@@ -206,7 +206,6 @@ class Workflow:
                 raise TimeoutError(f"pool '{pool_id}' is still being deleted")
             self.reporter.message(f"waiting for the old pool {pool_id} to be deleted")
             time.sleep(max(self.options.poll_interval, 0.5))
-        return None
 
     # -- 5: job -------------------------------------------------------------------------------------------------
     def ensure_job(self) -> bool:
