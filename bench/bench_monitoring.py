@@ -39,9 +39,8 @@ from bench.common import (
     base_parser,
     fmt_seconds,
     provenance,
+    publish,
     render_table,
-    update_machine_section,
-    update_section,
 )
 from bench.harness import BenchEmulator, RequestCounter
 
@@ -291,10 +290,7 @@ def main(argv: list[str] | None = None) -> int:
             provenance(load) + f" Load average after: {load_after[0]:.2f}.",
         ]
     )
-    print(body)
-    if not args.no_write:
-        update_machine_section()
-        update_section(SECTION, body)
+    publish(SECTION, body, write=not args.no_write)
     return 0
 
 

@@ -37,10 +37,9 @@ from bench.common import (
     fmt_seconds,
     process_cpu_seconds,
     provenance,
+    publish,
     render_table,
     self_cpu_seconds,
-    update_machine_section,
-    update_section,
 )
 from bench.harness import (
     BenchEmulator,
@@ -418,10 +417,7 @@ def main(argv: list[str] | None = None) -> int:
             provenance(load) + f" Load average after: {load_after[0]:.2f}.",
         ]
     )
-    print(body)
-    if not args.no_write:
-        update_machine_section()
-        update_section(SECTION, body)
+    publish(SECTION, body, write=not args.no_write)
     return 0
 
 

@@ -32,10 +32,9 @@ from bench.common import (
     median,
     process_cpu_seconds,
     provenance,
+    publish,
     render_table,
     self_cpu_seconds,
-    update_machine_section,
-    update_section,
 )
 from bench.harness import BenchEmulator, create_pool
 
@@ -235,10 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             provenance(load) + f" Load average after: {load_after[0]:.2f}.",
         ]
     )
-    print(body)
-    if not args.no_write:
-        update_machine_section()
-        update_section(SECTION, body)
+    publish(SECTION, body, write=not args.no_write)
     return 0
 
 

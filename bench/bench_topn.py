@@ -34,9 +34,8 @@ from bench.common import (
     fmt_seconds,
     median,
     provenance,
+    publish,
     render_table,
-    update_machine_section,
-    update_section,
 )
 
 __all__ = ["BASELINE_SCRIPT", "ChildRun", "generate_text", "main", "run_child"]
@@ -359,10 +358,7 @@ def main(argv: list[str] | None = None) -> int:
             provenance(load) + f" Load average after: {load_after[0]:.2f}.",
         ]
     )
-    print(body)
-    if not args.no_write:
-        update_machine_section()
-        update_section(SECTION, body)
+    publish(SECTION, body, write=not args.no_write)
     return 0
 
 

@@ -45,6 +45,7 @@ __all__ = [
     "median",
     "process_cpu_seconds",
     "provenance",
+    "publish",
     "quantile",
     "render_table",
     "self_cpu_seconds",
@@ -309,6 +310,14 @@ def update_section(name: str, body: str, path: Path = RESULTS_PATH) -> None:
 def update_machine_section(path: Path = RESULTS_PATH) -> None:
     """Rewrite the machine section from :func:`machine_info`."""
     update_section("machine", machine_section(), path)
+
+
+def publish(section: str, body: str, *, write: bool) -> None:
+    """Print a benchmark's section and, unless ``write`` is False, store it and the machine section."""
+    print(body)
+    if write:
+        update_machine_section()
+        update_section(section, body)
 
 
 # -- Azurite ----------------------------------------------------------------------------------------------------
