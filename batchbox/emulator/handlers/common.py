@@ -43,6 +43,7 @@ __all__ = [
     "get_runtime",
     "get_store",
     "get_task_or_404",
+    "header_time",
     "list_page",
     "max_nodes_per_pool",
     "not_modified_response",
@@ -128,7 +129,8 @@ class NotModified(Exception):
     """A conditional GET whose resource did not change: answer 304."""
 
 
-def _header_time(request: Request, name: str) -> datetime | None:
+def header_time(request: Request, name: str) -> datetime | None:
+    """An HTTP-date header as an aware datetime (a "-0000" zone means UTC); None when absent or malformed."""
     value = request.headers.get(name)
     if not value:
         return None
@@ -162,10 +164,10 @@ def check_preconditions(request: Request, doc: Mapping[str, Any], *, read: bool 
     if_none_match = request.headers.get("if-none-match")
     if if_none_match is not None and (if_none_match.strip() == "*" or etag in _etags(if_none_match)):
         not_modified = True
-    since = _header_time(request, "if-modified-since")
+    since = header_time(request, "if-modified-since")
     if since is not None and modified_s is not None and modified_s <= since:
         not_modified = True
-    unmodified = _header_time(request, "if-unmodified-since")
+    unmodified = header_time(request, "if-unmodified-since")
     if unmodified is not None and modified_s is not None and modified_s > unmodified:
         failed = True
     if failed or (not_modified and not read):

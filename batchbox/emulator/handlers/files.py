@@ -13,7 +13,6 @@ import shutil
 import stat
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -29,6 +28,7 @@ from batchbox.emulator.handlers.common import (
     get_pool_or_404,
     get_store,
     get_task_or_404,
+    header_time,
     list_page,
     query_flag,
 )
@@ -176,18 +176,6 @@ def _invalid_range(header: str) -> BatchError:
     )
 
 
-def _since(request: Request, name: str) -> datetime | None:
-    value = request.headers.get(name)
-    if not value:
-        return None
-    try:
-        parsed = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    # A "-0000" zone parses naive; it means UTC, and a naive value cannot be compared with the file's time.
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
-
-
 def _file_headers(path: Path, url: str, info: os.stat_result) -> dict[str, str]:
     is_dir = stat.S_ISDIR(info.st_mode)
     return {
@@ -213,10 +201,10 @@ def _stat_file(request: Request, root: Path, url_prefix: str) -> tuple[Path, str
     url = f"{url_prefix}/{quote(relative.replace(chr(92), '/').strip('/'))}"
     headers = _file_headers(path, url, info)
     modified = datetime.fromtimestamp(int(info.st_mtime), timezone.utc)
-    since = _since(request, "if-modified-since")
+    since = header_time(request, "if-modified-since")
     if since is not None and modified <= since:
         raise _NotModified(headers)
-    unmodified = _since(request, "if-unmodified-since")
+    unmodified = header_time(request, "if-unmodified-since")
     if unmodified is not None and modified > unmodified:
         raise BatchError(412, "ConditionNotMet", "The condition specified using HTTP conditional header(s) is not met.")
     return path, relative, info, headers
