@@ -7,9 +7,13 @@ from pathlib import Path
 
 import click
 
-from batchbox.emulator.config import DEFAULT_ACCOUNT_KEY, DEFAULT_ACCOUNT_NAME, DEFAULT_PORT, EmulatorConfig
-from batchbox.emulator.protocol.auth import decode_account_key
-from batchbox.emulator.server import LOG_LEVELS, run
+from batchbox.emulator.config import (
+    DEFAULT_ACCOUNT_KEY,
+    DEFAULT_ACCOUNT_NAME,
+    DEFAULT_PORT,
+    LOG_LEVELS,
+    EmulatorConfig,
+)
 
 __all__ = ["emulator"]
 
@@ -56,6 +60,10 @@ def emulator(
     log_level: str,
 ) -> None:
     """Run the local Azure Batch emulator in the foreground (Ctrl-C stops it)."""
+    # The server stack (Starlette, uvicorn) is imported only by this command, not by every `batchbox` call.
+    from batchbox.emulator.protocol.auth import decode_account_key
+    from batchbox.emulator.server import run
+
     if not account_name or any(c in account_name for c in ":/ "):
         raise click.BadParameter("must be a plain account name", param_hint="--account-name")
     key = account_key if account_key is not None else DEFAULT_ACCOUNT_KEY

@@ -10,6 +10,7 @@ __all__ = [
     "DEFAULT_ACCOUNT_KEY",
     "DEFAULT_ACCOUNT_NAME",
     "DEFAULT_PORT",
+    "LOG_LEVELS",
     "EmulatorConfig",
     "default_state_dir",
 ]
@@ -21,6 +22,9 @@ DEFAULT_ACCOUNT_KEY = "YmF0Y2hib3gtbG9jYWwtZGV2ZWxvcG1lbnQta2V5LW5vdC1hLXNlY3Jld
 """The local Batch account key (base64). Public like Azurite's dev key: never use it for anything but local runs."""
 
 DEFAULT_PORT = 8446
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+"""Log levels the emulator's server accepts (uvicorn's names)."""
 
 
 def default_state_dir() -> Path:

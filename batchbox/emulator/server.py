@@ -23,14 +23,13 @@ from types import FrameType
 import uvicorn
 from starlette.types import ASGIApp
 
-from .config import EmulatorConfig
+from .config import LOG_LEVELS, EmulatorConfig
 
 __all__ = ["LOG_LEVELS", "PID_FILE_NAME", "AppFactory", "is_loopback", "pid_file", "run"]
 
 _log = logging.getLogger("batchbox.emulator")
 
 PID_FILE_NAME = "emulator.pid"
-LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 GRACEFUL_SHUTDOWN_SECONDS = 5
 """How long open requests (agents' long polls) may run on after a stop signal before they are cut."""
 
