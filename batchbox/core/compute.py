@@ -180,11 +180,11 @@ class ComputeBackend(ABC):
         """
         deadline = time.monotonic() + timeout
         delay = min(FIRST_POLL_DELAY, poll_interval)
+        target = self.get_pool(pool_id).target_dedicated_nodes
         while True:
             nodes = self.list_nodes(pool_id)
             if on_poll is not None:
                 on_poll(nodes)
-            target = self.get_pool(pool_id).target_dedicated_nodes
             usable = [n for n in nodes if n.state.is_usable]
             settled = len(nodes) >= target and all(n.state.is_settled for n in nodes)
             if usable and settled:
