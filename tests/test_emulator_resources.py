@@ -11,7 +11,6 @@ import datetime
 import json
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +22,6 @@ from azure.core.rest import HttpRequest, HttpResponse
 
 from batchbox.emulator.errors import BatchError
 from batchbox.emulator.resources import format_duration, parse_duration
-from batchbox.emulator.store import Store
 from tests.fixtures.emulator import EmulatorProcess
 
 API_VERSION = "2025-06-01"
@@ -646,36 +644,6 @@ def test_duration_parser_refuses(text: str) -> None:
         parse_duration(text, "constraints.maxWallClockTime")
     assert info.value.code == "InvalidPropertyValue"
     assert info.value.values["PropertyName"] == "constraints.maxWallClockTime"
-
-
-def test_store_keys_are_case_insensitive_and_counts_group(tmp_path: Path) -> None:
-    store = Store(tmp_path / "state.db")
-    try:
-        assert store.insert_job({"id": "Job1", "state": "active", "poolInfo": {"poolId": "P"}})
-        assert not store.insert_job({"id": "JOB1", "state": "active"})
-        docs = [{"id": f"T{i}", "state": "active", "requiredSlots": 2} for i in range(3)]
-        assert store.insert_tasks("job1", [*docs, {"id": "t0", "state": "active"}]) == [True, True, True, False]
-        done = store.get_task("JOB1", "t1")
-        assert done is not None
-        done["state"] = "completed"
-        done["executionInfo"] = {"result": "failure"}
-        etag = done["eTag"]
-        store.update_task("job1", done)
-        assert done["eTag"] != etag
-        counts = store.task_counts("job1")
-        assert (counts["active"], counts["completed"], counts["failed"], counts["succeeded"]) == (2, 1, 1, 0)
-        assert counts["slots"]["active"] == 4
-        assert [d["id"] for d in store.list_tasks("job1", after_key="t0")] == ["T1", "T2"]
-        assert [d["id"] for d in store.list_tasks("job1", states=["completed"])] == ["T1"]
-        store.delete_job("JOB1")
-        assert store.get_job("job1") is None and store.list_tasks("job1") == []
-    finally:
-        store.close()
-    reopened = Store(tmp_path / "state.db")
-    try:
-        assert reopened.meta_get("schema_version") == "1"
-    finally:
-        reopened.close()
 
 
 def test_task_collection_body_is_json_list_shaped(client: BatchClient, emulator: EmulatorProcess, job_id: str) -> None:

@@ -6,11 +6,12 @@ file, node file, container log and the emulator's state is searched for the stor
 account key, the nodes' secrets and any SAS signature value (``sig=`` followed by ten or more signature
 characters; the redacted forms ``sig=REDACTED`` and ``sig=<redacted>`` do not match).
 
-What the user submitted is stored as submitted: a task's ``commandLine``, ``resourceFiles`` and ``outputFiles``
-(and a pool's start task) carry the SAS URLs the user put there, exactly as Azure Batch keeps and returns them.
-Those properties, and the node secrets the store needs to authenticate agents, are left out of the state scan
-(a positive control shows the scanner finds them); every other stored property, table and file is searched. The
-full scan is the module's last test, so it also covers what the refused-credential tests made the services log.
+What the user submitted is returned as submitted (a task's ``commandLine``, ``resourceFiles`` and ``outputFiles``
+carry the SAS URLs the user put there, as Azure Batch keeps and returns them), but the emulator's state holds it
+sealed under the account key, like the node secrets it needs to authenticate agents: the scan covers every byte
+of the database files and every column of every row, and a positive control opens the sealed documents to show
+the scanner finds the SAS and the node secrets there. The full scan is the module's last test, so it also covers
+what the refused-credential tests made the services log.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from batchbox.core.errors import BatchboxError
 from batchbox.core.storage import ContainerPermission
 from batchbox.emulator.app import ROUTES
 from batchbox.emulator.config import DEFAULT_ACCOUNT_KEY, DEFAULT_ACCOUNT_NAME
+from batchbox.emulator.sealing import Sealer
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
 
@@ -60,8 +62,6 @@ DATA = sorted((REPO / "examples" / "topn_words" / "data").glob("*.txt"))
 API_VERSION = "2025-06-01"
 _SIG = re.compile(r"sig=[A-Za-z0-9%/+=]{10,}", re.IGNORECASE)
 """A SAS signature value (a real one is 44 base64 characters, 46+ URL-encoded)."""
-_USER_SUBMITTED = frozenset({"commandLine", "resourceFiles", "outputFiles"})
-"""Task (and start task) properties holding what the user sent; they are echoed as sent, like Azure Batch does."""
 _WRONG_KEY = base64.b64encode(b"not-the-key-" + uuid.uuid4().bytes * 3).decode()
 
 
@@ -224,18 +224,8 @@ def _secrets(secured: SecuredStack, docker_client: docker.DockerClient) -> dict[
     return found
 
 
-def _drop_user_submitted(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _drop_user_submitted(v) for k, v in value.items() if k not in _USER_SUBMITTED}
-    if isinstance(value, list):
-        return [_drop_user_submitted(v) for v in value]
-    return value
-
-
-def _state_dump(
-    state_db: Path, *, keep_user_submitted: bool = False, keep_node_secrets: bool = False
-) -> dict[str, str]:
-    """Every row of every table as text; JSON documents without the user-submitted properties."""
+def _state_dump(state_db: Path) -> dict[str, str]:
+    """Every column of every row of every table as stored (sealed values as their raw bytes)."""
     db = sqlite3.connect(f"file:{state_db}?mode=ro", uri=True)
     dump: dict[str, str] = {}
     try:
@@ -244,17 +234,29 @@ def _state_dump(
             cursor = db.execute(f'SELECT * FROM "{table}"')  # table names come from sqlite_master
             columns = [d[0] for d in cursor.description]
             for index, row in enumerate(cursor):
-                values = []
-                for column, value in zip(columns, row, strict=True):
-                    if table == "nodes" and column == "secret" and not keep_node_secrets:
-                        continue  # the emulator must know each node's secret to authenticate it
-                    if column == "doc" and not keep_user_submitted:
-                        value = json.dumps(_drop_user_submitted(json.loads(value)))
-                    values.append(f"{column}={value}")
+                values = [
+                    f"{column}={value.decode('latin-1') if isinstance(value, bytes) else value}"
+                    for column, value in zip(columns, row, strict=True)
+                ]
                 dump[f"state.db {table} row {index}"] = " ".join(values)
     finally:
         db.close()
     return dump
+
+
+def _opened_state(state_db: Path, table: str, column: str = "doc", **equals: str) -> list[str]:
+    """The sealed ``column`` of ``table`` (rows whose plain columns match ``equals``), opened with the account key."""
+    sealer = Sealer(DEFAULT_ACCOUNT_KEY, DEFAULT_ACCOUNT_NAME)
+    context = "nodes.secret" if column == "secret" else table
+    conditions = "".join(f" AND {name} = ?" for name in equals)  # names come from this module's calls
+    db = sqlite3.connect(f"file:{state_db}?mode=ro", uri=True)
+    try:
+        rows = db.execute(
+            f"SELECT {column} FROM {table} WHERE {column} IS NOT NULL{conditions}", tuple(equals.values())
+        )
+        return [sealer.open(row[0], context) for row in rows]
+    finally:
+        db.close()
 
 
 def _files_under(root: Path, skip: Callable[[Path], bool]) -> dict[str, str]:
@@ -333,14 +335,9 @@ def _query(url: str) -> dict[str, str]:
 
 
 def test_sas_urls_are_least_privilege_and_bounded_by_the_job(stack: SecuredStack) -> None:
-    dump = _state_dump(stack.home / "emulator" / "state.db")
-    assert dump  # the store is readable
-    db = sqlite3.connect(f"file:{stack.home / 'emulator' / 'state.db'}?mode=ro", uri=True)
-    try:
-        task_docs = [json.loads(r[0]) for r in db.execute("SELECT doc FROM tasks WHERE job_key = 'topn-words-job'")]
-        pool_doc = json.loads(db.execute("SELECT doc FROM pools WHERE key = 'topn-words-pool'").fetchone()[0])
-    finally:
-        db.close()
+    state_db = stack.home / "emulator" / "state.db"
+    task_docs = [json.loads(d) for d in _opened_state(state_db, "tasks", job_key="topn-words-job")]
+    (pool_doc,) = [json.loads(d) for d in _opened_state(state_db, "pools", key="topn-words-pool")]
     assert len(task_docs) == len(DATA)
     latest_expiry = stack.run_started + timedelta(hours=2, minutes=5)  # the workload's SAS lifetime: 2 hours
     for doc in task_docs:
@@ -474,12 +471,10 @@ def test_no_secret_in_any_log_output_task_file_or_state(
     status = stack.cli("--debug", "status", stack.failing_job)
     texts["batchbox status"] = status.stdout + status.stderr
     assert "failed tampered-sas: exit code None; BlobAccessDenied" in status.stdout
-    # Every file of the stack's home: logs, pid files, node dirs (task files, agent.log, wd, shared); not
-    # Azurite's blob data (what users uploaded) and not the database files (dumped below).
-    texts |= _files_under(
-        stack.home,
-        lambda p: (stack.local.azurite_dir / "data") in p.parents or p.name.startswith("state.db"),
-    )
+    # Every file of the stack's home: logs, pid files, the emulator's database files (and WAL), node dirs (task
+    # files, agent.log, wd, shared); not Azurite's blob data (what users uploaded).
+    texts |= _files_under(stack.home, lambda p: (stack.local.azurite_dir / "data") in p.parents)
+    assert any(where.endswith("state.db") for where in texts)
     texts |= _files_under(stack.output_dir, lambda p: False)
     texts |= _state_dump(stack.home / "emulator" / "state.db")
     for container in stack.node_containers(docker_client):
@@ -491,9 +486,10 @@ def test_no_secret_in_any_log_output_task_file_or_state(
     findings = [f for where, text in texts.items() for f in scan(where, text, secrets)]
     print(f"scanned {len(texts)} sources, {sum(len(t) for t in texts.values())} characters, for {len(secrets)} secrets")
     assert findings == [], "\n".join(f"{f.what} in {f.where}: ...{f.context}" for f in findings[:20])
-    # The scanner does find what is there: the SAS in the commands users submitted, the secrets of the nodes.
-    raw = _state_dump(stack.home / "emulator" / "state.db", keep_user_submitted=True, keep_node_secrets=True)
-    control = {f.what for where, text in raw.items() for f in scan(where, text, secrets)}
+    # The scanner does find what is sealed: the SAS in the commands users submitted, the secrets of the nodes.
+    state_db = stack.home / "emulator" / "state.db"
+    opened = _opened_state(state_db, "tasks") + _opened_state(state_db, "nodes", "secret")
+    control = {f.what for text in opened for f in scan("opened state", text, secrets)}
     assert "sig=" in control and any(what.startswith("the secret of node") for what in control), control
 
     # The failures are still explained (without the signature).

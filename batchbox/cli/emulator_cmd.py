@@ -61,6 +61,7 @@ def emulator(
 ) -> None:
     """Run the local Azure Batch emulator in the foreground (Ctrl-C stops it)."""
     # The server stack (Starlette, uvicorn) is imported only by this command, not by every `batchbox` call.
+    from batchbox.emulator.app import open_store
     from batchbox.emulator.protocol.auth import decode_account_key
     from batchbox.emulator.server import run
 
@@ -84,6 +85,7 @@ def emulator(
         config = dataclasses.replace(config, state_dir=state_dir.expanduser().resolve())
     host_given = ctx.get_parameter_source("host") == click.core.ParameterSource.COMMANDLINE
     try:
+        open_store(config).close()  # an unreadable state dir is a one-line error, not a failed server startup
         run(config, log_level=log_level, allow_non_loopback=host_given)
     except (ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None

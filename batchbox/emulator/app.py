@@ -3,9 +3,9 @@
 Reading order for a request: ``BatchProtocolMiddleware`` (request id, api-version, SharedKey, errors) -> the route
 below -> ``handlers/<resource>.py`` -> ``resources`` (validation, documents) -> ``Store`` / ``Runtime``.
 
-The lifespan opens the ``Store`` (``<state_dir>/state.db``), builds the ``Runtime`` (with a ``NodeDriver`` on the
-Docker engine unless a ``runtime_factory`` is given), awaits ``runtime.start()`` and, at shutdown,
-``runtime.stop()``; node containers keep running and are re-adopted by the next start.
+The lifespan opens the ``Store`` (``<state_dir>/state.db``, sealed under the account key), builds the ``Runtime``
+(with a ``NodeDriver`` on the Docker engine unless a ``runtime_factory`` is given), awaits ``runtime.start()`` and,
+at shutdown, ``runtime.stop()``; node containers keep running and are re-adopted by the next start.
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ from batchbox.emulator.handlers import files, jobs, nodes, pools, tasks
 from batchbox.emulator.handlers.common import RuntimeLike
 from batchbox.emulator.protocol.middleware import BatchProtocolMiddleware
 from batchbox.emulator.resources import DEFAULT_MAX_NODES
+from batchbox.emulator.sealing import Sealer
 from batchbox.emulator.store import Store
 
-__all__ = ["NODE_LABELS_ENV", "ROUTES", "ManagedRuntime", "RuntimeFactory", "create_app", "parse_labels"]
+__all__ = ["NODE_LABELS_ENV", "ROUTES", "ManagedRuntime", "RuntimeFactory", "create_app", "open_store", "parse_labels"]
 
 _log = logging.getLogger(__name__)
 
@@ -107,6 +108,15 @@ async def _default_runtime(app: Starlette, config: EmulatorConfig, store: Store)
     return runtime
 
 
+def open_store(config: EmulatorConfig) -> Store:
+    """Open (or create) the state database of ``config``, sealed under its account key.
+
+    Raises:
+        StoreError: the state was written by another schema version or under another account key.
+    """
+    return Store(config.database_path, Sealer(config.account_key, config.account_name))
+
+
 def create_app(config: EmulatorConfig, *, runtime_factory: RuntimeFactory | None = None) -> Starlette:
     """Build the emulator app.
 
@@ -123,7 +133,7 @@ def create_app(config: EmulatorConfig, *, runtime_factory: RuntimeFactory | None
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         config.state_dir.mkdir(parents=True, exist_ok=True)
         config.nodes_dir.mkdir(parents=True, exist_ok=True)
-        store = Store(config.database_path)
+        store = open_store(config)
         app.state.store = store
         try:
             if runtime_factory is None:

@@ -1,12 +1,14 @@
 """Persistence of the emulator: SQLite (WAL) under the state dir, the only place state lives.
 
 Resources are stored as their REST JSON documents (camelCase, what GET returns minus ``odata.metadata``) next to a
-few indexed columns. Ids are unique case-insensitively: every key column holds ``id.lower()``. One connection, used
-from the event-loop thread only; every call is short and synchronous.
+few indexed columns. Documents and node secrets are sealed (:mod:`batchbox.emulator.sealing`): the plain columns hold
+only ids, states, results, counts and times. Ids are unique case-insensitively: every key column holds ``id.lower()``.
+One connection, used from the event-loop thread only; every call is short and synchronous.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import sqlite3
 import time
@@ -16,6 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from batchbox.emulator.sealing import Sealer, SealError
+
 __all__ = [
     "SCHEMA_VERSION",
     "Store",
@@ -24,8 +28,12 @@ __all__ = [
     "utc_now_iso",
 ]
 
-SCHEMA_VERSION = 1
-"""Version of the table layout, kept in ``meta.schema_version``."""
+SCHEMA_VERSION = 2
+"""Version of the table layout, kept in ``meta.schema_version`` (2: documents and node secrets sealed)."""
+
+_SEALED_TABLES = ("pools", "nodes", "jobs", "tasks")
+_SEAL_CHECK = "batchbox state"
+"""Sealed into ``meta.seal_check``: opening it proves the account key is the one the state was written with."""
 
 _TICKS_AT_UNIX_EPOCH = 621_355_968_000_000_000
 """.NET ticks (100 ns since 0001-01-01) at 1970-01-01: Batch eTags are these ticks in hex."""
@@ -66,17 +74,6 @@ def utc_now_iso() -> str:
     return format_time(datetime.now(timezone.utc))
 
 
-def _dump(doc: dict[str, Any]) -> str:
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
-
-
-def _load(text: str) -> dict[str, Any]:
-    value = json.loads(text)
-    if not isinstance(value, dict):
-        raise StoreError("corrupt document in the state database")
-    return value
-
-
 def _task_result(doc: dict[str, Any]) -> str | None:
     info = doc.get("executionInfo")
     if isinstance(info, dict):
@@ -103,33 +100,90 @@ class Store:
 
     Args:
         path: the database file (created with its directory when missing).
+        sealer: seals documents and node secrets; built from the account key the state belongs to.
 
     Raises:
-        StoreError: the database was written with another schema version.
+        StoreError: the database was written with a newer schema version or under another account key.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, sealer: Sealer) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._path = path
+        self._sealer = sealer
         self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA busy_timeout=5000")
         self._depth = 0
         self._last_ticks = 0
-        self._conn.executescript(_SCHEMA)
-        found = self.meta_get("schema_version")
-        if found is None:
-            self.meta_set("schema_version", str(SCHEMA_VERSION))
-        elif found != str(SCHEMA_VERSION):
+        try:
+            self._open_schema()
+        except BaseException:
             self._conn.close()
-            raise StoreError(
-                f"the state database {path} has schema version {found}, this batchbox uses {SCHEMA_VERSION}: "
-                "remove the state directory or use the matching batchbox version"
-            )
+            raise
         row = self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM tasks").fetchone()
         self._task_seq: int = int(row[0])
         row = self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM jobs").fetchone()
         self._job_seq: int = int(row[0])
+
+    def _open_schema(self) -> None:
+        self._conn.executescript(_SCHEMA)
+        found = self.meta_get("schema_version")
+        if found == "1":
+            self._seal_plain_rows()
+        elif found is None:
+            self.meta_set("schema_version", str(SCHEMA_VERSION))
+            self.meta_set("seal_check", base64.b64encode(self._sealer.seal(_SEAL_CHECK, "meta")).decode("ascii"))
+        elif found != str(SCHEMA_VERSION):
+            raise StoreError(
+                f"the state database {self._path} has schema version {found}, this batchbox uses {SCHEMA_VERSION}: "
+                "remove the state directory or use the matching batchbox version"
+            )
+        check = self.meta_get("seal_check") or ""
+        try:
+            self._sealer.open(base64.b64decode(check), "meta")
+        except (SealError, ValueError):
+            raise StoreError(
+                f"the state database {self._path} was written under another Batch account key: start the emulator "
+                "with that key, or remove the state directory"
+            ) from None
+
+    def _seal_plain_rows(self) -> None:
+        """Upgrade a schema-1 database (plain JSON documents) in place, then compact away the plain pages."""
+        with self.transaction():
+            for table in _SEALED_TABLES:
+                rows = self._conn.execute(
+                    f"SELECT rowid, doc FROM {table}"
+                ).fetchall()  # table names come from _SEALED_TABLES
+                self._conn.executemany(
+                    f"UPDATE {table} SET doc = ? WHERE rowid = ?",
+                    [(self._sealer.seal(doc, table), rowid) for rowid, doc in rows],
+                )
+            secrets = self._conn.execute("SELECT rowid, secret FROM nodes WHERE secret IS NOT NULL").fetchall()
+            self._conn.executemany(
+                "UPDATE nodes SET secret = ? WHERE rowid = ?", [(self._seal_secret(v), rowid) for rowid, v in secrets]
+            )
+            self.meta_set("schema_version", str(SCHEMA_VERSION))
+            self.meta_set("seal_check", base64.b64encode(self._sealer.seal(_SEAL_CHECK, "meta")).decode("ascii"))
+        self._conn.execute("VACUUM")
+        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # -- sealed values --------------------------------------------------------------------------------------
+
+    def _dump(self, table: str, doc: dict[str, Any]) -> bytes:
+        return self._sealer.seal(json.dumps(doc, separators=(",", ":"), ensure_ascii=False), table)
+
+    def _load(self, table: str, sealed: bytes) -> dict[str, Any]:
+        try:
+            value = json.loads(self._sealer.open(sealed, table))
+        except (SealError, ValueError):
+            value = None
+        if not isinstance(value, dict):
+            raise StoreError(f"a {table} document in the state database {self._path} is corrupt")
+        return value
+
+    def _seal_secret(self, secret: str | None) -> bytes | None:
+        return None if secret is None else self._sealer.seal(secret, "nodes.secret")
 
     def close(self) -> None:
         """Close the connection (a pending outer transaction is rolled back by SQLite)."""
@@ -174,24 +228,24 @@ class Store:
         self._stamp(doc, keep_last_modified=True)
         cursor = self._conn.execute(
             "INSERT OR IGNORE INTO pools (key, id, doc, etag, last_modified) VALUES (?, ?, ?, ?, ?)",
-            (doc["id"].lower(), doc["id"], _dump(doc), doc["eTag"], doc["lastModified"]),
+            (doc["id"].lower(), doc["id"], self._dump("pools", doc), doc["eTag"], doc["lastModified"]),
         )
         return cursor.rowcount == 1
 
     def get_pool(self, pool_id: str) -> dict[str, Any] | None:
         row = self._conn.execute("SELECT doc FROM pools WHERE key = ?", (pool_id.lower(),)).fetchone()
-        return _load(row[0]) if row else None
+        return self._load("pools", row[0]) if row else None
 
     def list_pools(self) -> list[dict[str, Any]]:
         """Every pool, in creation order."""
-        return [_load(r[0]) for r in self._conn.execute("SELECT doc FROM pools ORDER BY rowid")]
+        return [self._load("pools", r[0]) for r in self._conn.execute("SELECT doc FROM pools ORDER BY rowid")]
 
     def update_pool(self, doc: dict[str, Any]) -> dict[str, Any]:
         """Replace a pool document; a new eTag and lastModified are written into ``doc``, which is returned."""
         self._stamp(doc)
         self._conn.execute(
             "UPDATE pools SET doc = ?, etag = ?, last_modified = ? WHERE key = ?",
-            (_dump(doc), doc["eTag"], doc["lastModified"], doc["id"].lower()),
+            (self._dump("pools", doc), doc["eTag"], doc["lastModified"], doc["id"].lower()),
         )
         return doc
 
@@ -213,16 +267,21 @@ class Store:
             "ON CONFLICT(id) DO UPDATE SET pool_key = excluded.pool_key, doc = excluded.doc, "
             "secret = COALESCE(excluded.secret, nodes.secret), "
             "container_id = COALESCE(excluded.container_id, nodes.container_id)",
-            (doc["id"].lower(), pool_id.lower(), _dump(doc), secret, container_id),
+            (doc["id"].lower(), pool_id.lower(), self._dump("nodes", doc), self._seal_secret(secret), container_id),
         )
 
     def get_node(self, node_id: str) -> dict[str, Any] | None:
         row = self._conn.execute("SELECT doc FROM nodes WHERE id = ?", (node_id.lower(),)).fetchone()
-        return _load(row[0]) if row else None
+        return self._load("nodes", row[0]) if row else None
 
     def get_node_secret(self, node_id: str) -> str | None:
         row = self._conn.execute("SELECT secret FROM nodes WHERE id = ?", (node_id.lower(),)).fetchone()
-        return str(row[0]) if row and row[0] is not None else None
+        if not row or row[0] is None:
+            return None
+        try:
+            return self._sealer.open(row[0], "nodes.secret")
+        except SealError:
+            raise StoreError(f"the secret of node {node_id} in the state database {self._path} is corrupt") from None
 
     def get_node_container(self, node_id: str) -> str | None:
         row = self._conn.execute("SELECT container_id FROM nodes WHERE id = ?", (node_id.lower(),)).fetchone()
@@ -234,7 +293,7 @@ class Store:
             rows = self._conn.execute("SELECT doc FROM nodes ORDER BY rowid")
         else:
             rows = self._conn.execute("SELECT doc FROM nodes WHERE pool_key = ? ORDER BY rowid", (pool_id.lower(),))
-        return [_load(r[0]) for r in rows]
+        return [self._load("nodes", r[0]) for r in rows]
 
     def delete_node(self, node_id: str) -> None:
         self._conn.execute("DELETE FROM nodes WHERE id = ?", (node_id.lower(),))
@@ -254,7 +313,7 @@ class Store:
                 _pool_key_of_job(doc),
                 doc.get("state", "active"),
                 seq,
-                _dump(doc),
+                self._dump("jobs", doc),
                 doc["eTag"],
                 doc["lastModified"],
             ),
@@ -266,11 +325,11 @@ class Store:
 
     def get_job(self, job_id: str) -> dict[str, Any] | None:
         row = self._conn.execute("SELECT doc FROM jobs WHERE key = ?", (job_id.lower(),)).fetchone()
-        return _load(row[0]) if row else None
+        return self._load("jobs", row[0]) if row else None
 
     def list_jobs(self) -> list[dict[str, Any]]:
         """Every job, in creation order."""
-        return [_load(r[0]) for r in self._conn.execute("SELECT doc FROM jobs ORDER BY seq")]
+        return [self._load("jobs", r[0]) for r in self._conn.execute("SELECT doc FROM jobs ORDER BY seq")]
 
     def update_job(self, doc: dict[str, Any]) -> dict[str, Any]:
         """Replace a job document; a new eTag and lastModified are written into ``doc``, which is returned."""
@@ -278,7 +337,7 @@ class Store:
         self._conn.execute(
             "UPDATE jobs SET doc = ?, state = ?, pool_key = ?, etag = ?, last_modified = ? WHERE key = ?",
             (
-                _dump(doc),
+                self._dump("jobs", doc),
                 doc.get("state", "active"),
                 _pool_key_of_job(doc),
                 doc["eTag"],
@@ -306,7 +365,7 @@ class Store:
             doc.get("state", "active"),
             _task_result(doc),
             _task_slots(doc),
-            _dump(doc),
+            self._dump("tasks", doc),
             doc["eTag"],
             doc["lastModified"],
         )
@@ -356,7 +415,7 @@ class Store:
         row = self._conn.execute(
             "SELECT doc FROM tasks WHERE job_key = ? AND key = ?", (job_id.lower(), task_id.lower())
         ).fetchone()
-        return _load(row[0]) if row else None
+        return self._load("tasks", row[0]) if row else None
 
     def update_task(self, job_id: str, doc: dict[str, Any]) -> dict[str, Any]:
         """Replace a task document; a new eTag and lastModified are written into ``doc``, which is returned."""
@@ -374,7 +433,7 @@ class Store:
                     doc.get("state", "active"),
                     _task_result(doc),
                     _task_slots(doc),
-                    _dump(doc),
+                    self._dump("tasks", doc),
                     doc["eTag"],
                     doc["lastModified"],
                     job_key,
@@ -450,7 +509,7 @@ class Store:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(max(0, limit))
-        return [(int(seq), _load(text)) for seq, text in self._conn.execute(sql, params)]
+        return [(int(seq), self._load("tasks", text)) for seq, text in self._conn.execute(sql, params)]
 
     def task_counts(self, job_id: str) -> dict[str, Any]:
         """Task counts of a job in one GROUP BY.
