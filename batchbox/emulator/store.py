@@ -151,10 +151,8 @@ class Store:
     def _seal_plain_rows(self) -> None:
         """Upgrade a schema-1 database (plain JSON documents) in place, then compact away the plain pages."""
         with self.transaction():
-            for table in _SEALED_TABLES:
-                rows = self._conn.execute(
-                    f"SELECT rowid, doc FROM {table}"
-                ).fetchall()  # table names come from _SEALED_TABLES
+            for table in _SEALED_TABLES:  # fixed names, not input
+                rows = self._conn.execute(f"SELECT rowid, doc FROM {table}").fetchall()
                 self._conn.executemany(
                     f"UPDATE {table} SET doc = ? WHERE rowid = ?",
                     [(self._sealer.seal(doc, table), rowid) for rowid, doc in rows],
