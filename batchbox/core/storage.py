@@ -20,7 +20,7 @@ __all__ = [
 ]
 
 ProgressCallback = Callable[[str, int], None]
-"""Called as ``progress(blob_name, size_in_bytes)`` once per finished transfer, from worker threads."""
+"""Called as ``progress(blob_name, size_in_bytes)`` once per finished transfer, maybe from another thread."""
 
 _CONTAINER_NAME = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
 
@@ -102,7 +102,7 @@ class StorageBackend(ABC):
         overwrite: bool = True,
         progress: ProgressCallback | None = None,
     ) -> list[str]:
-        """Upload local files concurrently (a bounded thread pool).
+        """Upload local files concurrently, at most ``max_concurrency`` transfers at a time.
 
         Returns:
             The blob names, in the order of ``items``.

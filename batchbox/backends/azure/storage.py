@@ -13,12 +13,11 @@ import errno
 import os
 import secrets
 import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import requests
@@ -35,6 +34,7 @@ from azure.storage.blob import (
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from batchbox.backends.azure._blob_transfers import BlobTransfers
 from batchbox.backends.azure._storage_errors import install_sas_redaction, strip_query, translated_errors
 from batchbox.core.errors import ConfigurationError, InvalidRequestError, ResourceExistsError, ResourceNotFoundError
 from batchbox.core.storage import (
@@ -45,6 +45,9 @@ from batchbox.core.storage import (
     UploadItem,
     validate_container_name,
 )
+
+if TYPE_CHECKING:
+    from azure.storage.blob.aio import BlobServiceClient as AsyncBlobServiceClient
 
 __all__ = ["AZURITE_API_VERSION", "SAS_START_SKEW", "BlobStorage", "StorageCredential"]
 
@@ -60,8 +63,6 @@ SAS_START_SKEW = timedelta(minutes=15)
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 _USER_DELEGATION_MAX = timedelta(days=7)
 _PERMISSION_ORDER = "racwdl"
-_T = TypeVar("_T")
-_R = TypeVar("_R")
 
 
 class BlobStorage(StorageBackend):
@@ -129,6 +130,16 @@ class BlobStorage(StorageBackend):
         except ValueError as exc:  # e.g. no account name in the URL, unknown api_version
             session.close()
             raise ConfigurationError("blob storage", str(exc).splitlines()[0]) from None
+        self._transfers = BlobTransfers(
+            self._endpoint,
+            credential,
+            api_version=self._client.api_version,
+            retry_total=retry_total,
+            retry_backoff=retry_backoff,
+            connection_timeout=connection_timeout,
+            read_timeout=read_timeout,
+            use_env_proxies=not self._local,
+        )
         self._account_name = self._client.account_name or ""
         self._secrets = tuple(s for s in (self._account_key,) if s)
         self._delegation_lock = threading.Lock()
@@ -218,20 +229,19 @@ class BlobStorage(StorageBackend):
         for item in items:
             if not Path(item.path).is_file():
                 raise FileNotFoundError(errno.ENOENT, "file to upload does not exist", str(item.path))
-        container_client = self._client.get_container_client(container)
         per_blob = _per_transfer_concurrency(max_concurrency, len(items))
 
-        def upload(item: UploadItem) -> str:
+        async def upload(client: AsyncBlobServiceClient, item: UploadItem) -> str:
             size = os.path.getsize(item.path)
             with self._errors(container, item.blob_name), open(item.path, "rb") as stream:
-                container_client.upload_blob(
+                await client.get_container_client(container).upload_blob(
                     item.blob_name, stream, length=size, overwrite=overwrite, max_concurrency=per_blob
                 )
             if progress is not None:
                 progress(item.blob_name, size)
             return item.blob_name
 
-        return _run_bounded(upload, items, max_concurrency)
+        return self._transfers.run(upload, items, max_concurrency)
 
     def upload_bytes(self, container: str, blob_name: str, data: bytes, *, overwrite: bool = True) -> None:
         validate_container_name(container)
@@ -268,16 +278,16 @@ class BlobStorage(StorageBackend):
         plan = [(blob, _local_path(destination, container, blob.name)) for blob in blobs]
         per_blob = _per_transfer_concurrency(max_concurrency, len(plan))
 
-        def download(entry: tuple[BlobInfo, Path]) -> Path:
+        async def download(client: AsyncBlobServiceClient, entry: tuple[BlobInfo, Path]) -> Path:
             blob, target = entry
             if skip_existing and target.is_file() and target.stat().st_size == blob.size:
                 return target
             target.parent.mkdir(parents=True, exist_ok=True)
             part = target.with_name(f"{target.name}.part-{secrets.token_hex(6)}")
             try:
-                blob_client = self._client.get_blob_client(container, blob.name)
                 with self._errors(container, blob.name), open(part, "wb") as sink:
-                    blob_client.download_blob(max_concurrency=per_blob).readinto(sink)
+                    stream = await client.get_blob_client(container, blob.name).download_blob(max_concurrency=per_blob)
+                    await stream.readinto(sink)
                 os.replace(part, target)
             finally:
                 part.unlink(missing_ok=True)
@@ -285,7 +295,7 @@ class BlobStorage(StorageBackend):
                 progress(blob.name, blob.size)
             return target
 
-        return _run_bounded(download, plan, max_concurrency)
+        return self._transfers.run(download, plan, max_concurrency)
 
     # -- URLs and SAS -------------------------------------------------------------------------------------------
 
@@ -407,23 +417,3 @@ def _check_concurrency(max_concurrency: int) -> None:
 def _per_transfer_concurrency(max_concurrency: int, transfers: int) -> int:
     """Connections one blob transfer may use: the pool's share, so a lone large file still goes in parallel."""
     return max(1, max_concurrency // max(1, transfers))
-
-
-def _run_bounded(work: Callable[[_T], _R], items: Sequence[_T], max_concurrency: int) -> list[_R]:
-    """Apply ``work`` to ``items`` on at most ``max_concurrency`` threads; results in order, first error raised.
-
-    After an error, transfers not yet started are cancelled (a dead endpoint fails once, not once per file).
-    """
-    if not items:
-        return []
-    executor = ThreadPoolExecutor(max_workers=min(max_concurrency, len(items)), thread_name_prefix="batchbox-blob")
-    try:
-        futures = [executor.submit(work, item) for item in items]
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        for future in futures:
-            error = future.exception() if future in done else None
-            if error is not None:
-                raise error
-        return [future.result() for future in futures]
-    finally:
-        executor.shutdown(wait=True, cancel_futures=True)
