@@ -132,8 +132,7 @@ class Store:
         if found == "1":
             self._seal_plain_rows()
         elif found is None:
-            self.meta_set("schema_version", str(SCHEMA_VERSION))
-            self.meta_set("seal_check", base64.b64encode(self._sealer.seal(_SEAL_CHECK, "meta")).decode("ascii"))
+            self._mark_current()
         elif found != str(SCHEMA_VERSION):
             raise StoreError(
                 f"the state database {self._path} has schema version {found}, this batchbox uses {SCHEMA_VERSION}: "
@@ -148,6 +147,11 @@ class Store:
                 "with that key, or remove the state directory"
             ) from None
 
+    def _mark_current(self) -> None:
+        """Record this schema version and a value sealed under this store's key (checked at every open)."""
+        self.meta_set("schema_version", str(SCHEMA_VERSION))
+        self.meta_set("seal_check", base64.b64encode(self._sealer.seal(_SEAL_CHECK, "meta")).decode("ascii"))
+
     def _seal_plain_rows(self) -> None:
         """Upgrade a schema-1 database (plain JSON documents) in place, then compact away the plain pages."""
         with self.transaction():
@@ -161,8 +165,7 @@ class Store:
             self._conn.executemany(
                 "UPDATE nodes SET secret = ? WHERE rowid = ?", [(self._seal_secret(v), rowid) for rowid, v in secrets]
             )
-            self.meta_set("schema_version", str(SCHEMA_VERSION))
-            self.meta_set("seal_check", base64.b64encode(self._sealer.seal(_SEAL_CHECK, "meta")).decode("ascii"))
+            self._mark_current()
         self._conn.execute("VACUUM")
         self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
