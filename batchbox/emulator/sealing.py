@@ -11,14 +11,14 @@ a row copied into another table does not open.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from batchbox.emulator.protocol.auth import decode_account_key
 
 __all__ = ["SealError", "Sealer"]
 
@@ -31,19 +31,15 @@ class SealError(ValueError):
     """A sealed value does not open: another account key sealed it, or it was altered."""
 
 
-def _key_bytes(account_key: str) -> bytes:
-    try:
-        return base64.b64decode(account_key, validate=True)
-    except (binascii.Error, ValueError):
-        return account_key.encode("utf-8")
-
-
 class Sealer:
     """Seals and opens state values with a key derived from one Batch account key.
 
     Args:
-        account_key: the account key (base64, as Batch shows it; other text is used as bytes).
+        account_key: the account key (base64, as Batch shows it).
         account_name: mixed into the derivation, so two accounts sharing a key still get different state keys.
+
+    Raises:
+        ValueError: the account key is not valid base64.
     """
 
     def __init__(self, account_key: str, account_name: str = "") -> None:
@@ -52,7 +48,7 @@ class Sealer:
             length=32,
             salt=account_name.lower().encode("utf-8"),
             info=_KDF_INFO,
-        ).derive(_key_bytes(account_key))
+        ).derive(decode_account_key(account_key))
         self._aead = AESGCM(derived)
 
     def seal(self, text: str, context: str) -> bytes:
