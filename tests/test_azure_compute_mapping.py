@@ -179,15 +179,20 @@ def test_task_spec_maps_to_rest_json() -> None:
         "requiredSlots": 2,
         "userIdentity": {"autoUser": {"scope": "pool", "elevationLevel": "nonadmin"}},
     }
+    # what add_tasks sends: the same JSON, made only of types the standard json module writes
+    assert json.loads(json.dumps(mapping.task_create_json(spec))) == mapping.to_task_create(spec).as_dict()
 
 
 def test_minimal_task_spec_maps_to_rest_json() -> None:
-    assert mapping.to_task_create(TaskSpec(id="t", command_line="true")).as_dict() == {
+    spec = TaskSpec(id="t", command_line="true")
+    expected = {
         "id": "t",
         "commandLine": "true",
         "requiredSlots": 1,
         "userIdentity": {"autoUser": {"scope": "pool", "elevationLevel": "nonadmin"}},
     }
+    assert mapping.to_task_create(spec).as_dict() == expected
+    assert json.loads(json.dumps(mapping.task_create_json(spec))) == expected
 
 
 def test_job_spec_maps_to_rest_json() -> None:
@@ -904,6 +909,34 @@ def test_add_tasks_rides_out_transient_server_errors(compute: AzureBatchCompute,
     result = compute.add_tasks("j", [TaskSpec(id=f"t{i}", command_line="true") for i in range(5)])
     assert result.added == tuple(f"t{i}" for i in range(5)) and existing == set(result.added)
     assert len(fake.seen("POST", "/jobs/j/addtaskcollection")) == 4
+
+
+def test_add_tasks_sends_again_the_tasks_answered_server_error(compute: AzureBatchCompute, fake: FakeBatch) -> None:
+    existing: set[str] = set()
+    collection_server(fake, existing)
+    added_route = fake.routes[("POST", "/jobs/j/addtaskcollection")]
+    busy = {"t1", "t3"}
+
+    def partly_busy(request: Recorded) -> Answer:
+        ids = [task["id"] for task in request.json()["value"]]
+        if busy & set(ids):
+            results = []
+            for task_id in ids:
+                if task_id in busy:
+                    error = batch_error("ServerBusy", "try again")
+                    results.append({"status": "servererror", "taskId": task_id, "error": error})
+                else:
+                    existing.add(task_id)
+                    results.append({"status": "success", "taskId": task_id, "eTag": "0x1"})
+            busy.clear()
+            return 200, {"value": results}
+        return added_route(request)
+
+    fake.handle("POST", "/jobs/j/addtaskcollection", partly_busy)
+    result = compute.add_tasks("j", [TaskSpec(id=f"t{i}", command_line="true") for i in range(5)])
+    assert result.added == tuple(f"t{i}" for i in range(5)) and existing == set(result.added)
+    posts = [[task["id"] for task in p.json()["value"]] for p in fake.seen("POST", "/jobs/j/addtaskcollection")]
+    assert posts == [[f"t{i}" for i in range(5)], ["t1", "t3"]]
 
 
 def test_add_tasks_halves_chunks_on_request_body_too_large(compute: AzureBatchCompute, fake: FakeBatch) -> None:

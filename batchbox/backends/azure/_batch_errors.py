@@ -44,10 +44,12 @@ __all__ = [
     "ServiceKeepsFailing",
     "batch_error_info",
     "chain_mentions_secret",
-    "describe_batch_error",
+    "describe_batch_error_json",
+    "read_error_body",
+    "refused_tasks_error",
     "safe_endpoint",
+    "translate_add_tasks_error",
     "translate_batch_error",
-    "translate_create_tasks_error",
     "translated_batch_errors",
 ]
 
@@ -166,9 +168,16 @@ def batch_error_info(exc: BaseException) -> BatchErrorInfo:
     return BatchErrorInfo(status, None, "")
 
 
-def describe_batch_error(model: Any) -> BatchErrorInfo:
-    """The same for a ``BatchError`` model carried by a per-task result of ``create_tasks``."""
-    return _info_from_model(None, model)
+def describe_batch_error_json(error: Mapping[str, Any]) -> BatchErrorInfo:
+    """The same for the REST JSON ``error`` of a per-task answer of ``addtaskcollection``."""
+    message = error.get("message")
+    text = message.get("value") if isinstance(message, Mapping) else message
+    values: dict[str, str] = {}
+    for item in error.get("values") or ():
+        if isinstance(item, Mapping) and item.get("key"):
+            values[str(item["key"])] = _quote(str(item.get("value") or ""))
+    code = error.get("code")
+    return BatchErrorInfo(None, str(code) if code else None, _quote(text if isinstance(text, str) else None), values)
 
 
 def _resource_name(kind: str, about: Sequence[tuple[str, str]], values: Mapping[str, str]) -> str:
@@ -249,54 +258,61 @@ def translate_batch_error(exc: BaseException, *, endpoint: str, about: Sequence[
 
 
 class ServiceKeepsFailing(Exception):
-    """Raised from a response hook to stop the SDK's ``create_tasks``, which re-queues 5xx chunks without bound."""
+    """Adding tasks gave up: too many requests in a row ended in server errors."""
 
 
-def translate_create_tasks_error(exc: Any, *, endpoint: str, job_id: str, order: Sequence[str]) -> BatchboxError:
-    """One core error for the SDK's aggregate ``CreateTasksError``.
+def read_error_body(pipeline_response: Any) -> None:
+    """A ``raw_response_hook`` for calls made with ``stream=True``: reads an error answer's body, so that the
+    SDK can parse its Batch code and message into the error it raises."""
+    response = pipeline_response.http_response
+    if int(response.status_code) >= 400:
+        response.read()
 
-    Request-level errors come first (job missing, service down, body too large): their ``errors`` hold the
-    exceptions. Otherwise the per-task client errors (``failure_tasks``) are reported, naming the first refused
-    task in submission order and counting the others.
+
+def translate_add_tasks_error(exc: BaseException, *, endpoint: str, job_id: str) -> BatchboxError:
+    """One core error for an ``addtaskcollection`` request that failed as a whole.
 
     Args:
-        exc: the ``azure.batch.models.CreateTasksError``.
+        exc: what the request raised (an SDK error, or :class:`ServiceKeepsFailing`).
         endpoint: the Batch account URL.
+        job_id: the job the tasks were for.
+    """
+    if isinstance(exc, ServiceKeepsFailing):
+        return BackendUnavailableError(
+            BATCH_SERVICE,
+            f"{safe_endpoint(endpoint)} kept answering server errors while adding tasks to job '{job_id}'",
+        )
+    if isinstance(exc, AzureError):
+        if batch_error_info(exc).code == "RequestBodyTooLarge":
+            return InvalidRequestError(
+                "job",
+                job_id,
+                f"a task for job '{job_id}' is larger than a Batch request may be "
+                "(RequestBodyTooLarge): move big inputs to resource files",
+            )
+        return translate_batch_error(exc, endpoint=endpoint, about=[("job", job_id)])
+    return BatchboxError(f"adding tasks to job '{job_id}' failed ({type(exc).__name__}: {_quote(str(exc))})")
+
+
+def refused_tasks_error(
+    refused: Mapping[str, Mapping[str, Any]], *, job_id: str, order: Sequence[str]
+) -> BatchboxError:
+    """One core error naming the first refused task in submission order and counting the others.
+
+    Args:
+        refused: the REST JSON ``error`` of each refused task, keyed by lower-cased task id.
         job_id: the job the tasks were for.
         order: the submitted task ids, in submission order.
     """
-    errors = [item for item in getattr(exc, "errors", None) or () if isinstance(item, BaseException)]
-    if errors:
-        first = errors[0]
-        if isinstance(first, ServiceKeepsFailing):
-            return BackendUnavailableError(
-                BATCH_SERVICE,
-                f"{safe_endpoint(endpoint)} kept answering server errors while adding tasks to job '{job_id}'",
-            )
-        if isinstance(first, AzureError):
-            if batch_error_info(first).code == "RequestBodyTooLarge":
-                return InvalidRequestError(
-                    "job",
-                    job_id,
-                    f"a task for job '{job_id}' is larger than a Batch request may be "
-                    "(RequestBodyTooLarge): move big inputs to resource files",
-                )
-            return translate_batch_error(first, endpoint=endpoint, about=[("job", job_id)])
-        return BatchboxError(f"adding tasks to job '{job_id}' failed ({type(first).__name__}: {_quote(str(first))})")
-    position = {task_id.lower(): index for index, task_id in enumerate(order)}
-    failures = sorted(
-        getattr(exc, "failure_tasks", None) or (),
-        key=lambda item: position.get(str(item.task_id).lower(), len(order)),
-    )
-    if not failures:
+    named = sorted((index, task_id) for index, task_id in enumerate(order) if task_id.lower() in refused)
+    if not named:
         return BatchboxError(f"adding tasks to job '{job_id}' failed")
-    first_failure = failures[0]
-    task_id = str(first_failure.task_id)
-    info = describe_batch_error(first_failure.error)
+    task_id = named[0][1]
+    info = describe_batch_error_json(refused[task_id.lower()])
     message = f"the Batch service refused task '{task_id}' of job '{job_id}': {info.detail()}"
-    if len(failures) > 1:
-        others = ", ".join(str(item.task_id) for item in failures[1:6]) + (" ..." if len(failures) > 6 else "")
-        message += f"; {len(failures) - 1} more refused: {others}"
+    if len(named) > 1:
+        others = ", ".join(name for _, name in named[1:6]) + (" ..." if len(named) > 6 else "")
+        message += f"; {len(named) - 1} more refused: {others}"
     return InvalidRequestError("task", task_id, message)
 
 

@@ -8,9 +8,8 @@ in Batch: the methods here ask for them and return; :meth:`AzureBatchCompute.wai
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,12 +24,14 @@ from azure.core.pipeline.policies import BearerTokenCredentialPolicy
 from batchbox import __version__
 from batchbox.backends.azure import _batch_models as mapping
 from batchbox.backends.azure._batch_errors import (
-    ServiceKeepsFailing,
     chain_mentions_secret,
+    read_error_body,
+    refused_tasks_error,
     safe_endpoint,
-    translate_create_tasks_error,
+    translate_add_tasks_error,
     translated_batch_errors,
 )
+from batchbox.backends.azure._task_collections import MAX_TASKS_PER_REQUEST, add_task_collections
 from batchbox.core.compute import AddTasksResult, ComputeBackend
 from batchbox.core.errors import ConfigurationError, InvalidRequestError, ResourceNotFoundError
 from batchbox.core.models import ComputeNodeInfo, JobSpec, PoolInfo, PoolSpec, TaskCounts, TaskInfo, TaskSpec
@@ -42,51 +43,7 @@ __all__ = ["BATCH_TOKEN_SCOPE", "AzureBatchCompute"]
 #: Entra ID maps it to the Batch resource ``https://batch.core.windows.net/``).
 BATCH_TOKEN_SCOPE = "https://batch.core.windows.net//.default"
 
-_TASKS_PER_REQUEST = 100
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-
-
-class _ServerErrorGuard:
-    """Counts server errors seen by create_tasks since its last clean answer; gives up past ``limit``.
-
-    Both an HTTP 5xx answer and a 200 answer holding per-task ``servererror`` results count: the SDK re-queues
-    either without bound. A clean 2xx answer resets the count, so a transient outage is ridden out.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._count = 0
-        self._lock = threading.Lock()
-
-    def __call__(self, pipeline_response: Any) -> None:
-        response = pipeline_response.http_response
-        status = int(response.status_code)
-        failed = status >= 500 or (status < 300 and _has_server_error_result(response))
-        with self._lock:
-            if failed:
-                self._count += 1
-                if self._count > self._limit:
-                    raise ServiceKeepsFailing(f"{self._count} server errors in a row (last status {status})")
-            elif status < 300:
-                self._count = 0
-
-
-def _has_server_error_result(response: Any) -> bool:
-    try:
-        body = response.json()
-    except Exception:  # not JSON, or a streamed body: nothing to count
-        return False
-    results = body.get("value") if isinstance(body, dict) else None
-    return isinstance(results, list) and any(
-        isinstance(item, dict) and str(item.get("status", "")).lower() == "servererror" for item in results
-    )
-
-
-def _load_error_body(pipeline_response: Any) -> None:
-    """Read a streamed error answer so the SDK's error policy can parse its Batch code (download_task_file)."""
-    response = pipeline_response.http_response
-    if int(response.status_code) >= 400:
-        response.read()
 
 
 def _is_loopback_http(url: str) -> bool:
@@ -143,6 +100,8 @@ class AzureBatchCompute(ComputeBackend):
             raise ConfigurationError("endpoint", f"{shown!r} is not an http(s) URL of a Batch account")
         self._endpoint = endpoint.rstrip("/")
         self._retry_total = retry_total
+        self._retry_backoff_factor = retry_backoff_factor
+        self._retry_backoff_max = retry_backoff_max
         self._lro_polling_interval = lro_polling_interval
         self._secrets: tuple[str, ...] = ()
         self._owned_credential: Any = None
@@ -324,7 +283,8 @@ class AzureBatchCompute(ComputeBackend):
     # -- tasks ---------------------------------------------------------------------------------------------
 
     def add_tasks(self, job_id: str, tasks: Sequence[TaskSpec], *, max_concurrency: int = 4) -> AddTasksResult:
-        """Add tasks through the SDK's ``create_tasks`` (chunks of 100, halved on RequestBodyTooLarge).
+        """Add tasks in ``addtaskcollection`` requests of up to 100 (halved on RequestBodyTooLarge), at most
+        ``max_concurrency`` in flight (see ``_task_collections``).
 
         A task the service reports as ``TaskExists`` counts in ``already_existed``, so a rerun after a crash
         goes on where it stopped. Both tuples keep the order of ``tasks``.
@@ -342,30 +302,27 @@ class AzureBatchCompute(ComputeBackend):
             if task.id.lower() in seen:
                 raise InvalidRequestError("task", task.id, f"task '{task.id}' is given twice for job '{job_id}'")
             seen.add(task.id.lower())
-        bodies = [mapping.to_task_create(task) for task in tasks]
-        chunks = -(-len(bodies) // _TASKS_PER_REQUEST)
-        threads = max(0, min(max_concurrency, chunks))
-        threads = 0 if threads <= 1 else threads
-        guard = _ServerErrorGuard(limit=(self._retry_total + 1) * (max(threads, 1) + 2))
-        with self._errors(("job", job_id)):
-            try:
-                result = self._client.create_tasks(job_id, bodies, max_concurrency=threads, raw_response_hook=guard)
-            except batch_models.CreateTasksError as exc:  # the SDK collects every failure into this one error
-                error = translate_create_tasks_error(
-                    exc, endpoint=self._endpoint, job_id=job_id, order=[task.id for task in tasks]
-                )
-                if chain_mentions_secret(exc, self._secrets):
-                    raise error from None
-                raise error from exc
-        statuses = {}
-        for item in result.result_values or ():
-            # Read as REST JSON (models are mappings of it): attribute access costs ~10 µs per task here.
-            failure = item.get("error")
-            code = failure.get("code") if isinstance(failure, Mapping) else None
-            status = "exists" if code == "TaskExists" else mapping.enum_name(item.get("status"))
-            statuses[str(item.get("taskId") or "").lower()] = status
-        added = tuple(task.id for task in tasks if statuses.get(task.id.lower()) == "success")
-        existed = tuple(task.id for task in tasks if statuses.get(task.id.lower()) == "exists")
+        bodies = [mapping.task_create_json(task) for task in tasks]
+        threads = max(1, min(max_concurrency, -(-len(bodies) // MAX_TASKS_PER_REQUEST)))
+        try:
+            outcome = add_task_collections(
+                self._client,
+                job_id,
+                bodies,
+                threads=threads,
+                server_error_limit=threads + 2,
+                backoff=self._retry_backoff_factor,
+                backoff_max=self._retry_backoff_max,
+            )
+        except Exception as exc:
+            error = translate_add_tasks_error(exc, endpoint=self._endpoint, job_id=job_id)
+            if chain_mentions_secret(exc, self._secrets):
+                raise error from None
+            raise error from exc
+        if outcome.refused:
+            raise refused_tasks_error(outcome.refused, job_id=job_id, order=[task.id for task in tasks])
+        added = tuple(task.id for task in tasks if task.id.lower() in outcome.added)
+        existed = tuple(task.id for task in tasks if task.id.lower() in outcome.existed)
         return AddTasksResult(added=added, already_existed=existed)
 
     def task_counts(self, job_id: str) -> TaskCounts:
@@ -385,7 +342,7 @@ class AzureBatchCompute(ComputeBackend):
     def read_task_file(self, job_id: str, task_id: str, path: str) -> bytes:
         with self._errors(("job", job_id), ("task", task_id), ("file", path)):
             chunks: Iterator[bytes] = self._client.download_task_file(
-                job_id, task_id, path, raw_response_hook=_load_error_body
+                job_id, task_id, path, raw_response_hook=read_error_body
             )
             return b"".join(chunks)
 
