@@ -1,6 +1,8 @@
 """Run every benchmark in bench/ (each ``bench_*.py`` module), one after another, each in its own process.
 
-Separate processes keep one benchmark's memory, threads and emulators out of the next one's numbers. Each
+Separate processes keep one benchmark's memory, threads and emulators out of the next one's numbers, and before
+each benchmark the runner waits (up to 2 minutes) until the machine is mostly idle again, so that one benchmark's
+tail (containers being removed, caches being written back) does not land in the next one's numbers. Each
 benchmark updates its own section of bench/RESULTS.md; this runner only refreshes the machine section and
 prints a summary. Exit code 1 when a benchmark failed (crashed or found a wrong result); a missed target is
 reported in RESULTS.md, not as a failure.
@@ -18,12 +20,40 @@ import time
 
 from bench.common import BENCH_DIR, INVOKED_BY_ENV, REPO, typed_command, update_machine_section
 
-__all__ = ["discover", "main"]
+__all__ = ["discover", "idle_share", "main", "settle"]
 
 
 def discover() -> list[str]:
     """Module names of the benchmarks present (``bench_staging``, ...), sorted."""
     return sorted(path.stem for path in BENCH_DIR.glob("bench_*.py"))
+
+
+def idle_share(seconds: float = 2.0) -> float:
+    """The share of the machine's CPU time (all cores) spent idle during the next ``seconds`` (/proc/stat)."""
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as stat:
+            fields = [int(x) for x in stat.readline().split()[1:]]
+        return fields[3] + fields[4], sum(fields[:8])  # idle + iowait; user .. steal
+
+    idle_before, total_before = sample()
+    time.sleep(seconds)
+    idle_after, total_after = sample()
+    return (idle_after - idle_before) / max(1, total_after - total_before)
+
+
+def settle(threshold: float = 0.85, timeout: float = 120.0) -> tuple[float, float]:
+    """Wait until the machine is at least ``threshold`` idle over 2 s, or ``timeout`` seconds have passed.
+
+    Returns:
+        (seconds waited, the last idle share measured).
+    """
+    started = time.monotonic()
+    while True:
+        idle = idle_share()
+        waited = time.monotonic() - started
+        if idle >= threshold or waited >= timeout:
+            return waited, idle
 
 
 def _invoked_by() -> str:
@@ -51,8 +81,11 @@ def main(argv: list[str] | None = None) -> int:
         update_machine_section()
     env = {**os.environ, INVOKED_BY_ENV: _invoked_by()}
     outcomes: list[tuple[str, int, float]] = []
-    for name in names:
+    for index, name in enumerate(names):
         print(f"=== {name}", flush=True)
+        if index:
+            waited, idle = settle()
+            print(f"(waited {waited:.0f} s for the machine to settle: {idle:.0%} idle)", flush=True)
         started = time.monotonic()
         code = subprocess.call([sys.executable, "-m", f"bench.{name}", *args.extra], cwd=REPO, env=env)
         outcomes.append((name, code, time.monotonic() - started))
