@@ -4,10 +4,10 @@ This does what the SDK's ``BatchClient.create_tasks`` does (chunks of 100, halve
 RequestBodyTooLarge; tasks answered ``serverError`` sent again; ``TaskExists`` told apart from other refusals)
 through the SDK's own ``create_task_collection`` call, so the SDK's pipeline still signs, retries and times out
 every request. The difference is in what crosses it: the bodies go out as the REST JSON they already are and the
-answers are read as JSON. ``create_tasks`` turns every task into an SDK model and every per-task answer into
-another one and back, which was half of the client's CPU when submitting thousands of tasks (bench/RESULTS.md,
-benchmark 2). And where ``create_tasks`` re-sends after server errors without end, a run of failed requests
-ends the call here.
+answers are read as JSON. ``create_tasks`` takes SDK models, encodes them one by one in Python and
+deserializes every per-task answer into a model: half of the client's CPU when submitting thousands of tasks
+(bench/RESULTS.md, benchmark 2). And where ``create_tasks`` re-sends after server errors without end, a run of
+failed requests ends the call here.
 """
 
 from __future__ import annotations
