@@ -99,7 +99,6 @@ class AzureBatchCompute(ComputeBackend):
             shown = safe_endpoint(endpoint)
             raise ConfigurationError("endpoint", f"{shown!r} is not an http(s) URL of a Batch account")
         self._endpoint = endpoint.rstrip("/")
-        self._retry_total = retry_total
         self._retry_backoff_factor = retry_backoff_factor
         self._retry_backoff_max = retry_backoff_max
         self._lro_polling_interval = lro_polling_interval
