@@ -193,6 +193,11 @@ def test_minimal_task_spec_maps_to_rest_json() -> None:
     }
     assert mapping.to_task_create(spec).as_dict() == expected
     assert json.loads(json.dumps(mapping.task_create_json(spec))) == expected
+    admin = mapping.task_create_json(TaskSpec(id="t", command_line="true", elevation=ElevationLevel.ADMIN))
+    assert admin["userIdentity"] == {"autoUser": {"scope": "pool", "elevationLevel": "admin"}}
+    first, second = mapping.task_create_json(spec), mapping.task_create_json(spec)
+    first["userIdentity"]["autoUser"]["elevationLevel"] = "admin"
+    assert second["userIdentity"]["autoUser"]["elevationLevel"] == "nonadmin"  # bodies share no nested objects
 
 
 def test_job_spec_maps_to_rest_json() -> None:
@@ -939,6 +944,31 @@ def test_add_tasks_sends_again_the_tasks_answered_server_error(compute: AzureBat
     assert posts == [[f"t{i}" for i in range(5)], ["t1", "t3"]]
 
 
+def test_add_tasks_sends_again_after_throttling_and_for_unanswered_tasks(
+    compute: AzureBatchCompute, fake: FakeBatch
+) -> None:
+    existing: set[str] = set()
+    collection_server(fake, existing)
+    added_route = fake.routes[("POST", "/jobs/j/addtaskcollection")]
+    answers = iter(["throttled", "drops t2"])
+
+    def uneven(request: Recorded) -> Answer:
+        mode = next(answers, None)
+        if mode == "throttled":
+            return 429, batch_error("TooManyRequests", "Slow down.")
+        status, body = added_route(request)
+        if mode == "drops t2":
+            existing.discard("t2")
+            body = {"value": [r for r in body["value"] if r["taskId"] != "t2"]}
+        return status, body
+
+    fake.handle("POST", "/jobs/j/addtaskcollection", uneven)
+    result = compute.add_tasks("j", [TaskSpec(id=f"t{i}", command_line="true") for i in range(4)])
+    assert result.added == ("t0", "t1", "t2", "t3") and result.already_existed == ()
+    posts = [[task["id"] for task in p.json()["value"]] for p in fake.seen("POST", "/jobs/j/addtaskcollection")]
+    assert posts[-1] == ["t2"] and all(ids == ["t0", "t1", "t2", "t3"] for ids in posts[:-1])
+
+
 def test_add_tasks_halves_chunks_on_request_body_too_large(compute: AzureBatchCompute, fake: FakeBatch) -> None:
     existing: set[str] = set()
     collection_server(fake, existing)
@@ -971,7 +1001,7 @@ def test_add_tasks_gives_up_on_a_failing_service(compute: AzureBatchCompute, fak
     tasks = [TaskSpec(id=f"t{i}", command_line="true") for i in range(300)]
     with pytest.raises(BackendUnavailableError) as info:
         compute.add_tasks("j", tasks, max_concurrency=concurrency)
-    assert "kept answering server errors" in str(info.value)
+    assert "kept failing while adding tasks to job 'j'" in str(info.value) and "last: HTTP 500" in str(info.value)
 
 
 def test_add_tasks_gives_up_on_per_task_server_errors(compute: AzureBatchCompute, fake: FakeBatch) -> None:

@@ -258,7 +258,7 @@ def translate_batch_error(exc: BaseException, *, endpoint: str, about: Sequence[
 
 
 class ServiceKeepsFailing(Exception):
-    """Adding tasks gave up: too many requests in a row ended in server errors."""
+    """Adding tasks gave up: too many requests in a row failed in a way worth another try (server errors)."""
 
 
 def read_error_body(pipeline_response: Any) -> None:
@@ -280,7 +280,7 @@ def translate_add_tasks_error(exc: BaseException, *, endpoint: str, job_id: str)
     if isinstance(exc, ServiceKeepsFailing):
         return BackendUnavailableError(
             BATCH_SERVICE,
-            f"{safe_endpoint(endpoint)} kept answering server errors while adding tasks to job '{job_id}'",
+            f"{safe_endpoint(endpoint)} kept failing while adding tasks to job '{job_id}' ({_quote(str(exc))})",
         )
     if isinstance(exc, AzureError):
         if batch_error_info(exc).code == "RequestBodyTooLarge":

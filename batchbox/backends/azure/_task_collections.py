@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from azure.batch import BatchClient
-from azure.core.exceptions import HttpResponseError
+from azure.core.exceptions import HttpResponseError, ServiceResponseError
 
 from batchbox.backends.azure._batch_errors import ServiceKeepsFailing, batch_error_info, read_error_body
 
@@ -58,33 +57,46 @@ def add_task_collections(
 
     Args:
         client: the SDK client (its pipeline's retries already cover each request).
-        server_error_limit: how many requests in a row may end in server errors (HTTP 5xx after the pipeline's
-            own retries, or answers holding ``serverError`` results) before the call gives up.
-        backoff / backoff_max: seconds to wait before re-sending after the n-th such request in a row:
+        server_error_limit: how many requests in a row may fail in a way worth another try (HTTP 5xx or 429
+            after the pipeline's own retries, a dropped answer, or ``serverError`` results) before the call
+            gives up. Sending tasks again is safe: those already added come back as ``TaskExists``.
+        backoff / backoff_max: seconds to wait before sending again after the n-th such request in a row:
             ``backoff * 2 ** (n - 1)``, at most ``backoff_max``.
 
     Raises:
         ServiceKeepsFailing: more than ``server_error_limit`` failed requests in a row.
-        azure.core.exceptions.AzureError: a request failed as a whole (job missing, authentication, network,
-            one task larger than a request may be). No new request starts after the first failure; the tasks
-            not named in the outcome may or may not have been added.
+        azure.core.exceptions.AzureError: a request failed as a whole (job missing, authentication, service
+            unreachable, one task larger than a request may be). No new request starts after the first failure;
+            the tasks not named in the outcome may or may not have been added.
     """
     submission = _Submission(client, job_id, bodies, server_error_limit, backoff, backoff_max)
-    if threads <= 1:
-        submission.work()
-    else:
-        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="batchbox-add-tasks") as pool:
-            for _ in range(threads):
-                pool.submit(submission.work)
+    try:
+        if threads <= 1:
+            submission.work()
+        else:
+            with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="batchbox-add-tasks") as pool:
+                for _ in range(threads):
+                    pool.submit(submission.work)
+    except BaseException:  # e.g. Ctrl-C while waiting: let the workers stop after the request they are in
+        submission.stop()
+        raise
     return submission.result()
 
 
-def _json_answer(pipeline_response: Any, streamed: Iterator[bytes], headers: Any) -> Any:
-    return json.loads(b"".join(streamed))
+def _json_answer(pipeline_response: Any, streamed: Iterator[bytes], headers: Any) -> list[Json]:
+    answer = json.loads(b"".join(streamed))
+    results = answer.get("value") if isinstance(answer, dict) else None
+    if not isinstance(results, list):
+        raise ValueError("the addtaskcollection answer holds no list of task results")
+    return [result for result in results if isinstance(result, dict)]
 
 
 class _Submission:
-    """The shared state of one ``add_task_collections`` call; every worker thread runs :meth:`work`."""
+    """The shared state of one ``add_task_collections`` call; every worker thread runs :meth:`work`.
+
+    A worker takes the next chunk from ``pending``; one that finds it empty while other requests are in flight
+    waits, since a failed chunk may come back to it.
+    """
 
     def __init__(
         self,
@@ -98,12 +110,13 @@ class _Submission:
         self._client = client
         self._job_id = job_id
         self._pending: deque[Json] = deque(bodies)
+        self._in_flight = 0
         self._per_request = MAX_TASKS_PER_REQUEST
-        self._failed_in_a_row = 0
+        self._failed_in_a_row = 0  # shared by the workers: concurrent failures each add one
         self._limit = server_error_limit
         self._backoff = backoff
         self._backoff_max = backoff_max
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()
         self._stop = threading.Event()
         self._error: Exception | None = None
         self._outcome = CollectionOutcome()
@@ -113,21 +126,32 @@ class _Submission:
             raise self._error
         return self._outcome
 
+    def stop(self) -> None:
+        with self._changed:
+            self._stop.set()
+            self._changed.notify_all()
+
     def work(self) -> None:
-        while not self._stop.is_set():
-            with self._lock:
+        while True:
+            with self._changed:
+                while not self._pending and self._in_flight and not self._stop.is_set():
+                    self._changed.wait()
+                if self._stop.is_set() or not self._pending:
+                    return
                 count = min(self._per_request, len(self._pending))
                 chunk = [self._pending.popleft() for _ in range(count)]
-            if not chunk:
-                return
+                self._in_flight += 1
             try:
                 self._send(chunk)
             except Exception as exc:  # raised to the caller by result(), after the other workers stop
-                with self._lock:
+                with self._changed:
                     if self._error is None:
                         self._error = exc
-                self._stop.set()
-                return
+                self.stop()
+            finally:
+                with self._changed:
+                    self._in_flight -= 1
+                    self._changed.notify_all()
 
     def _send(self, chunk: list[Json]) -> None:
         try:
@@ -140,42 +164,51 @@ class _Submission:
                 cls=_json_answer,
                 raw_response_hook=read_error_body,
             )
+            results = cast("list[Json]", answer)
         except HttpResponseError as exc:
+            status = exc.status_code or 0
             if batch_error_info(exc).code == "RequestBodyTooLarge" and len(chunk) > 1:
-                with self._lock:
+                with self._changed:
                     self._per_request = min(self._per_request, len(chunk) // 2)
                     self._pending.extendleft(reversed(chunk))
                 return
-            if (exc.status_code or 0) >= 500:
-                self._failed(chunk, f"HTTP {exc.status_code}")
+            if status >= 500 or status == 429:
+                self._failed(chunk, f"HTTP {status}")
                 return
             raise
-        by_id = {body["id"].lower(): body for body in chunk}
+        except ServiceResponseError as exc:  # sent, but the answer was lost (connection reset, read timeout)
+            self._failed(chunk, type(exc).__name__)
+            return
+        unanswered = {body["id"].lower(): body for body in chunk}
         again: list[Json] = []
-        with self._lock:
-            for result in answer.get("value") or ():
+        with self._changed:
+            for result in results:
                 key = str(result.get("taskId") or "").lower()
-                status = str(result.get("status") or "").lower()
-                error = result.get("error") if isinstance(result.get("error"), dict) else {}
-                if status == "success":
+                body = unanswered.pop(key, None)
+                outcome = str(result.get("status") or "").lower()
+                raw_error = result.get("error")
+                error: Json = raw_error if isinstance(raw_error, dict) else {}
+                if outcome == "servererror" and body is not None:
+                    again.append(body)
+                elif outcome == "success":
                     self._outcome.added.add(key)
-                elif status == "servererror" and key in by_id:
-                    again.append(by_id[key])
                 elif error.get("code") == "TaskExists":
                     self._outcome.existed.add(key)
                 else:
                     self._outcome.refused[key] = error
+            again.extend(unanswered.values())  # no answer for a task: send it again
             if not again:
                 self._failed_in_a_row = 0
         if again:
-            self._failed(again, f"{len(again)} serverError results")
+            self._failed(again, f"{len(again)} tasks answered serverError or not at all")
 
     def _failed(self, chunk: list[Json], what: str) -> None:
-        with self._lock:
+        with self._changed:
             self._failed_in_a_row += 1
             failures = self._failed_in_a_row
         if failures > self._limit:
-            raise ServiceKeepsFailing(f"{failures} requests in a row ended in server errors (last: {what})")
-        time.sleep(min(self._backoff_max, self._backoff * 2 ** (failures - 1)))
-        with self._lock:
+            raise ServiceKeepsFailing(f"{failures} requests in a row failed; last: {what}")
+        if self._stop.wait(min(self._backoff_max, self._backoff * 2 ** (failures - 1))):
+            return  # the call is ending: another request failed for good
+        with self._changed:
             self._pending.extendleft(reversed(chunk))
