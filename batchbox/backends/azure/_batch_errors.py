@@ -135,19 +135,16 @@ class BatchErrorInfo:
         return head or "no details"
 
 
-def _info_from_model(status: int | None, model: Any) -> BatchErrorInfo:
-    """Read a ``BatchError`` model (or anything shaped like one) defensively."""
-    code = getattr(model, "code", None)
-    message_obj = getattr(model, "message", None)
-    message = getattr(message_obj, "value", None) if message_obj is not None else None
-    if message is None and isinstance(message_obj, str):
-        message = message_obj
+def _info_from_json(status: int | None, error: Mapping[str, Any]) -> BatchErrorInfo:
+    """Read a Batch error body (REST JSON, or the SDK's ``BatchError`` model, a mapping of it) defensively."""
+    message = error.get("message")
+    text = message.get("value") if isinstance(message, Mapping) else message
     values: dict[str, str] = {}
-    for item in getattr(model, "error_values", None) or ():
-        key = getattr(item, "key", None)
-        if key:
-            values[str(key)] = _quote(str(getattr(item, "value", "") or ""))
-    return BatchErrorInfo(status, str(code) if code else None, _quote(message), values)
+    for item in error.get("values") or ():
+        if isinstance(item, Mapping) and item.get("key"):
+            values[str(item["key"])] = _quote(str(item.get("value") or ""))
+    code = error.get("code")
+    return BatchErrorInfo(status, str(code) if code else None, _quote(text if isinstance(text, str) else None), values)
 
 
 def batch_error_info(exc: BaseException) -> BatchErrorInfo:
@@ -163,21 +160,14 @@ def batch_error_info(exc: BaseException) -> BatchErrorInfo:
         }
         return BatchErrorInfo(status, str(error.code), _quote(getattr(error, "message", None)), values)
     model = getattr(exc, "model", None)
-    if model is not None and getattr(model, "code", None):
-        return _info_from_model(status, model)
+    if isinstance(model, Mapping) and model.get("code"):
+        return _info_from_json(status, model)
     return BatchErrorInfo(status, None, "")
 
 
 def describe_batch_error_json(error: Mapping[str, Any]) -> BatchErrorInfo:
     """The same for the REST JSON ``error`` of a per-task answer of ``addtaskcollection``."""
-    message = error.get("message")
-    text = message.get("value") if isinstance(message, Mapping) else message
-    values: dict[str, str] = {}
-    for item in error.get("values") or ():
-        if isinstance(item, Mapping) and item.get("key"):
-            values[str(item["key"])] = _quote(str(item.get("value") or ""))
-    code = error.get("code")
-    return BatchErrorInfo(None, str(code) if code else None, _quote(text if isinstance(text, str) else None), values)
+    return _info_from_json(None, error)
 
 
 def _resource_name(kind: str, about: Sequence[tuple[str, str]], values: Mapping[str, str]) -> str:
