@@ -232,10 +232,10 @@ class BlobStorage(StorageBackend):
         per_blob = _per_transfer_concurrency(max_concurrency, len(items))
 
         async def upload(client: AsyncBlobServiceClient, item: UploadItem) -> str:
-            size = os.path.getsize(item.path)
             with self._errors(container, item.blob_name), open(item.path, "rb") as stream:
-                await client.get_container_client(container).upload_blob(
-                    item.blob_name, stream, length=size, overwrite=overwrite, max_concurrency=per_blob
+                size = os.fstat(stream.fileno()).st_size
+                await client.get_blob_client(container, item.blob_name).upload_blob(
+                    stream, length=size, overwrite=overwrite, max_concurrency=per_blob
                 )
             if progress is not None:
                 progress(item.blob_name, size)
@@ -277,20 +277,24 @@ class BlobStorage(StorageBackend):
         blobs = [b for b in self.list_blobs(container, prefix) if not (b.name.endswith("/") and b.size == 0)]
         plan = [(blob, _local_path(destination, container, blob.name)) for blob in blobs]
         per_blob = _per_transfer_concurrency(max_concurrency, len(plan))
+        folders_made: set[Path] = set()  # the transfers share one event loop: no lock needed
 
         async def download(client: AsyncBlobServiceClient, entry: tuple[BlobInfo, Path]) -> Path:
             blob, target = entry
             if skip_existing and target.is_file() and target.stat().st_size == blob.size:
                 return target
-            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.parent not in folders_made:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                folders_made.add(target.parent)
             part = target.with_name(f"{target.name}.part-{secrets.token_hex(6)}")
             try:
                 with self._errors(container, blob.name), open(part, "wb") as sink:
                     stream = await client.get_blob_client(container, blob.name).download_blob(max_concurrency=per_blob)
                     await stream.readinto(sink)
                 os.replace(part, target)
-            finally:
+            except BaseException:
                 part.unlink(missing_ok=True)
+                raise
             if progress is not None:
                 progress(blob.name, blob.size)
             return target
