@@ -1,0 +1,266 @@
+"""Benchmark 4's report: the measured phases turned into the RESULTS.md section (table, ceilings, reading).
+
+``bench_staging`` measures; this module only computes ratios and ceilings from what it measured and writes them up.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from dataclasses import dataclass, field
+
+from batchbox.backends.azure import BlobStorage
+from bench.common import Row, fmt_ratio, fmt_seconds, median, render_table
+
+__all__ = ["DEFAULT_CONCURRENCY", "DEFAULT_DOWNLOAD_CONCURRENCY", "TARGET", "Phase", "Series", "render"]
+
+TARGET = 5.0
+_TICK = 0.01  # /proc CPU times come in clock ticks; a ceiling never divides by less
+DEFAULT_CONCURRENCY: int = inspect.signature(BlobStorage.upload_files).parameters["max_concurrency"].default
+DEFAULT_DOWNLOAD_CONCURRENCY: int = (
+    inspect.signature(BlobStorage.download_container).parameters["max_concurrency"].default
+)
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One timed transfer of all files: wall seconds and the CPU seconds Azurite and this process spent."""
+
+    wall: float
+    server_cpu: float
+    """Azurite, all threads (the JavaScript thread, V8's garbage collector helpers, libuv's file I/O pool)."""
+    server_main_cpu: float
+    """Azurite's main thread alone: the JavaScript event loop that handles every request in turn."""
+    client_cpu: float
+
+
+@dataclass
+class Series:
+    """The phases measured for one side and direction."""
+
+    phases: list[Phase] = field(default_factory=list)
+
+    @property
+    def wall(self) -> float:
+        return median([p.wall for p in self.phases])
+
+    @property
+    def server_cpu(self) -> float:
+        return median([p.server_cpu for p in self.phases])
+
+    @property
+    def server_main_cpu(self) -> float:
+        return median([p.server_main_cpu for p in self.phases])
+
+    @property
+    def client_cpu(self) -> float:
+        return median([p.client_cpu for p in self.phases])
+
+    def runs(self) -> str:
+        return ", ".join(f"{p.wall:.3f}" for p in self.phases)
+
+
+def _ceiling(baseline: Series, batchbox: Series, cores: int, *, client: bool = True) -> float:
+    """The largest speed-up possible on an idle machine with ``cores`` cores, at the CPU costs measured.
+
+    The sequential loop spends Azurite's CPU and the client's one after the other, so on an idle machine it takes
+    at least their sum (its wall time is used only when smaller, which it never is on loopback). Azurite handles
+    requests on one JavaScript thread and both processes share the cores, so batchbox's round takes at least
+    max(Azurite main-thread CPU, (Azurite CPU + client CPU) / cores), however many requests are in flight. With
+    ``client=False`` batchbox's client CPU is taken as zero. Wall times on a shared machine include waiting for a
+    core, which is why the loop's CPU, not its wall time, is the numerator.
+    """
+    loop = min(baseline.wall, baseline.server_cpu + baseline.client_cpu)
+    total = batchbox.server_cpu + (batchbox.client_cpu if client else 0.0)
+    floor = max(batchbox.server_main_cpu, total / cores)
+    return loop / max(floor, _TICK)
+
+
+def _per_file(seconds: float, files: int) -> str:
+    return f"{seconds / files * 1e3:.2f} ms"
+
+
+def _rate(series: Series, files: int, total_bytes: int) -> str:
+    return f"{total_bytes / series.wall / 1e6:.1f} MB/s, {files / series.wall:.0f} files/s"
+
+
+def render(results: dict[tuple[str, str], Series], *, files: int, file_kib: int, repeat: int, sweep: list[int]) -> str:
+    """The section's text (without provenance) from every side's series: keys are (side, "up" | "down")."""
+    total = files * file_kib * 1024
+    cores = os.cpu_count() or 1
+    label = f"{files} x {file_kib} KiB"
+    rows: list[Row] = []
+    ratios: dict[str, float] = {}
+    ceilings: dict[str, float] = {}
+    free: dict[str, float] = {}
+    probed: dict[str, float] = {}
+    client_ms: dict[str, tuple[float, float]] = {}
+    busy: list[float] = []
+    for direction, verb in (("up", "upload"), ("down", "download")):
+        base, bbx = results["baseline", direction], results["batchbox", direction]
+        ratios[direction] = base.wall / bbx.wall
+        ceilings[direction] = _ceiling(base, bbx, cores)
+        free[direction] = _ceiling(base, bbx, cores, client=False)
+        probe = results["probe", direction]
+        probed[direction] = base.wall / probe.wall
+        client_ms[direction] = (bbx.client_cpu / files * 1e3, probe.client_cpu / files * 1e3)
+        busy.append((base.server_cpu + base.client_cpu) / base.wall)
+        rows += [
+            Row(
+                f"**{verb} {label}**, median wall time",
+                fmt_seconds(base.wall),
+                fmt_seconds(bbx.wall),
+                fmt_ratio(ratios[direction]),
+                f"≥ {TARGET:g}x faster",
+                ratios[direction] >= TARGET,
+            ),
+            Row(f"{verb} rate", _rate(base, files, total), _rate(bbx, files, total)),
+            Row(
+                f"{verb}: Azurite CPU per file, all threads (main thread)",
+                f"{_per_file(base.server_cpu, files)} ({_per_file(base.server_main_cpu, files)})",
+                f"{_per_file(bbx.server_cpu, files)} ({_per_file(bbx.server_main_cpu, files)})",
+            ),
+            Row(
+                f"{verb}: client CPU per file (all threads)",
+                _per_file(base.client_cpu, files),
+                _per_file(bbx.client_cpu, files),
+            ),
+            Row(
+                f"{verb}: CPU-busy share of the wall time, (Azurite + client CPU) / wall",
+                f"{(base.server_cpu + base.client_cpu) / base.wall:.0%}",
+                f"{(bbx.server_cpu + bbx.client_cpu) / bbx.wall:.0%}",
+            ),
+            Row(
+                f"{verb}: ceiling on an idle {cores}-core machine at batchbox's CPU cost (see below)",
+                "",
+                "",
+                fmt_ratio(ceilings[direction]),
+            ),
+            Row(
+                f"{verb}: ceiling on an idle {cores}-core machine with a client that costs no CPU",
+                "",
+                "",
+                fmt_ratio(free[direction]),
+            ),
+            Row(
+                f"{verb}: the cheapest client we could write (`bench/staging_probe.js`, below), median wall time",
+                fmt_seconds(base.wall),
+                fmt_seconds(probe.wall),
+                fmt_ratio(probed[direction]),
+            ),
+            Row(
+                f"{verb}: that client's CPU per file; Azurite's CPU per file under it, all threads (main thread)",
+                "",
+                f"{_per_file(probe.client_cpu, files)}; {_per_file(probe.server_cpu, files)} "
+                f"({_per_file(probe.server_main_cpu, files)})",
+            ),
+        ]
+    for concurrency in sweep:
+        for direction, verb in (("up", "upload"), ("down", "download")):
+            base, other = results["baseline", direction], results[f"c{concurrency}", direction]
+            rows.append(
+                Row(
+                    f"{verb}, batchbox max_concurrency={concurrency}",
+                    fmt_seconds(base.wall),
+                    fmt_seconds(other.wall),
+                    fmt_ratio(base.wall / other.wall),
+                )
+            )
+    runs = "; ".join(
+        f"{side} {verb} {results[side, d].runs()}"
+        for d, verb in (("up", "upload"), ("down", "download"))
+        for side in ("baseline", "batchbox")
+    )
+    default = f"{DEFAULT_CONCURRENCY} / {DEFAULT_DOWNLOAD_CONCURRENCY}"
+    return "\n".join(
+        [
+            f"## 4. Staging: {files} files of {file_kib} KiB to Azurite and back",
+            "",
+            "Baseline: the tutorial's sequential loop (one `upload_blob` per file on a plain `BlobServiceClient`; "
+            "`list_blobs`, then `download_blob().readall()` and a file write per blob). batchbox: "
+            f"`BlobStorage.upload_files` / `download_container` at their default `max_concurrency` ({default}); the "
+            "`max_concurrency=N` lines are batchbox at that setting against the same baseline. One Azurite (disk "
+            f"persistence, as `batchbox local up` runs it) serves both; {repeat} runs of each after one "
+            "warm-up round, alternating which side goes first; medians shown. Every run's upload is checked by a "
+            "listing (names and sizes) and its download compared byte for byte with the source files. CPU is read "
+            "from `/proc/PID/stat` (Azurite) and `getrusage(RUSAGE_SELF)` (the benchmark process, i.e. the client). "
+            "The probe rows measure Azurite with the cheapest client we could write, in the same rounds: "
+            "`bench/staging_probe.js`, Node.js's `http` module with a container SAS made by the SDK (nothing signed "
+            f"per request), keep-alive and {DEFAULT_CONCURRENCY} requests in flight; it reads the files into memory "
+            "before its clock starts and counts and discards what it downloads, so it does less than either side. "
+            "Its wall time and CPU are its own (measured inside the Node.js process); its upload is checked by a "
+            "listing, its download by the byte count.",
+            "",
+            render_table(rows),
+            "",
+            f"Wall times of every run (s): {runs}.",
+            "",
+            _interpretation(ratios, ceilings, free, probed, median(busy), cores, client_ms),
+            "",
+            PROFILE_NOTES,
+        ]
+    )
+
+
+PROFILE_NOTES = (
+    "**Profile and fix** (2026-11-26, this machine). With a pool of 8 threads each driving the synchronous SDK, "
+    "batchbox's client spent more CPU per downloaded file than the sequential loop (4.17 vs 3.46 ms; upload 1.96 vs "
+    "2.17 ms), and in that run staging was 2.07x faster up but only 1.29x down: the threads' GIL hand-offs cost "
+    "about as much as the overlap gained. In a side experiment against one Azurite (500 x 64 KiB, two rounds), the "
+    "SDK's asyncio client (aiohttp) on one event loop, 8 transfers in flight, used 1.75-2.37 ms of client CPU per "
+    "uploaded file and 1.77-1.87 ms per downloaded one, against 2.34-2.54 ms and 2.27-2.74 ms for 8 threads. "
+    "`upload_files` and `download_container` now run their transfers on such a loop in a private thread "
+    "(`batchbox/backends/azure/_blob_transfers.py`); the table above is measured with it."
+)
+
+
+def _interpretation(
+    ratios: dict[str, float],
+    ceilings: dict[str, float],
+    free: dict[str, float],
+    probed: dict[str, float],
+    busy: float,
+    cores: int,
+    client_ms: dict[str, tuple[float, float]],
+) -> str:
+    """What the numbers say. ``client_ms``: per direction, (batchbox's, the probe's) client CPU per file in ms."""
+    up, down = ratios["up"], ratios["down"]
+    if all(r >= TARGET for r in ratios.values()):
+        return (
+            f"batchbox stages {up:.1f}x faster up and {down:.1f}x faster down than the tutorial's loop: the loop "
+            "waits for one round trip at a time, batchbox keeps several requests in flight."
+        )
+    text = (
+        f"**Target missed** ({up:.1f}x up, {down:.1f}x down). The sequential loop hardly waits on the network: "
+        f"Azurite's CPU plus the client's, taken in turn, fill {busy:.0%} of its wall time (median of both "
+        "directions; Azurite finishes some work after it has answered, so this can pass 100%). "
+        "Concurrency can overlap the two but cannot add cores. Azurite handles every request on its one "
+        "JavaScript thread, so a round cannot end before that thread's CPU time, nor before all the CPU "
+        f"(Azurite's threads and the client's) spread over {cores} cores. At the CPU costs per file measured in "
+        "this run, that caps the speed-up over the loop on an idle machine at "
+        f"{ceilings['up']:.1f}x up and {ceilings['down']:.1f}x down; a client that cost no CPU at all would be "
+        f"capped at {free['up']:.1f}x and {free['down']:.1f}x."
+    )
+    for direction, verb in (("up", "Upload"), ("down", "Download")):
+        if ratios[direction] >= TARGET:
+            continue
+        if probed[direction] < TARGET:
+            text += (
+                f" {verb}, measured: the cheapest client we could write reached {probed[direction]:.1f}x over the "
+                f"loop in the same rounds, so no client reaches {TARGET:g}x against Azurite on this machine: "
+                "Azurite's own CPU per request is the limit."
+            )
+        else:
+            ours, probe = client_ms[direction]
+            text += (
+                f" {verb}, measured: the cheapest client we could write reached {probed[direction]:.1f}x, so a "
+                f"client that spends less CPU per file could: batchbox's spent {ours:.2f} ms per file, that one "
+                f"{probe:.2f} ms; most of batchbox's is the Azure SDK's request pipeline (profile below), which "
+                "batchbox uses as is."
+            )
+    text += (
+        " The target presumes latency-bound transfers (Azure Storage, a network round trip per request), which a "
+        "loopback emulator does not have."
+    )
+    text += " The ceilings are upper bounds, not predictions."
+    return text
