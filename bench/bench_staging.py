@@ -41,7 +41,14 @@ from bench.common import (
     self_cpu_seconds,
 )
 from bench.staging_probe import run_probe
-from bench.staging_report import DEFAULT_CONCURRENCY, DEFAULT_DOWNLOAD_CONCURRENCY, Phase, Series, render
+from bench.staging_report import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_DOWNLOAD_CONCURRENCY,
+    PROBE_IN_FLIGHT,
+    Phase,
+    Series,
+    render,
+)
 
 __all__ = [
     "BenchmarkError",
@@ -202,7 +209,7 @@ class Staging:
         """One probe transfer; wall and client CPU as the probe measured them, Azurite's CPU around it."""
         pid = self.server_pid
         server, main = process_cpu_seconds(pid), process_cpu_seconds(pid, pid)
-        run = run_probe(url, sas, mode, self.sources[0].parent, DEFAULT_CONCURRENCY)
+        run = run_probe(url, sas, mode, self.sources[0].parent, PROBE_IN_FLIGHT)
         expected = sum(p.stat().st_size for p in self.sources)
         if (run.requests, run.bytes) != (len(self.sources), expected):
             raise BenchmarkError(f"probe {mode}: {run.requests} files, {run.bytes} bytes; expected {expected}")

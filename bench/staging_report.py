@@ -12,9 +12,18 @@ from dataclasses import dataclass, field
 from batchbox.backends.azure import BlobStorage
 from bench.common import Row, fmt_ratio, fmt_seconds, median, render_table
 
-__all__ = ["DEFAULT_CONCURRENCY", "DEFAULT_DOWNLOAD_CONCURRENCY", "TARGET", "Phase", "Series", "render"]
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "DEFAULT_DOWNLOAD_CONCURRENCY",
+    "PROBE_IN_FLIGHT",
+    "TARGET",
+    "Phase",
+    "Series",
+    "render",
+]
 
 TARGET = 5.0
+PROBE_IN_FLIGHT = 32  # more than batchbox's default: the probe is there to find Azurite's limit
 _TICK = 0.01  # /proc CPU times come in clock ticks; a ceiling never divides by less
 DEFAULT_CONCURRENCY: int = inspect.signature(BlobStorage.upload_files).parameters["max_concurrency"].default
 DEFAULT_DOWNLOAD_CONCURRENCY: int = (
@@ -95,6 +104,7 @@ def render(results: dict[tuple[str, str], Series], *, files: int, file_kib: int,
     free: dict[str, float] = {}
     probed: dict[str, float] = {}
     client_ms: dict[str, tuple[float, float]] = {}
+    probe_busy: dict[str, tuple[float, float]] = {}
     busy: list[float] = []
     for direction, verb in (("up", "upload"), ("down", "download")):
         base, bbx = results["baseline", direction], results["batchbox", direction]
@@ -104,6 +114,7 @@ def render(results: dict[tuple[str, str], Series], *, files: int, file_kib: int,
         probe = results["probe", direction]
         probed[direction] = base.wall / probe.wall
         client_ms[direction] = (bbx.client_cpu / files * 1e3, probe.client_cpu / files * 1e3)
+        probe_busy[direction] = (probe.server_main_cpu / probe.wall, (probe.server_cpu + probe.client_cpu) / probe.wall)
         busy.append((base.server_cpu + base.client_cpu) / base.wall)
         rows += [
             Row(
@@ -186,7 +197,8 @@ def render(results: dict[tuple[str, str], Series], *, files: int, file_kib: int,
             "from `/proc/PID/stat` (Azurite) and `getrusage(RUSAGE_SELF)` (the benchmark process, i.e. the client). "
             "The probe rows measure Azurite with the cheapest client we could write, in the same rounds: "
             "`bench/staging_probe.js`, Node.js's `http` module with a container SAS made by the SDK (nothing signed "
-            f"per request), keep-alive and {DEFAULT_CONCURRENCY} requests in flight; it reads the files into memory "
+            f"per request), keep-alive and {PROBE_IN_FLIGHT} requests in flight (8 gave 5-15% less in a side run); "
+            "it reads the files into memory "
             "before its clock starts and counts and discards what it downloads, so it does less than either side. "
             "Its wall time and CPU are its own (measured inside the Node.js process); its upload is checked by a "
             "listing, its download by the byte count.",
@@ -195,7 +207,7 @@ def render(results: dict[tuple[str, str], Series], *, files: int, file_kib: int,
             "",
             f"Wall times of every run (s): {runs}.",
             "",
-            _interpretation(ratios, ceilings, free, probed, median(busy), cores, client_ms),
+            _interpretation(ratios, ceilings, free, probed, median(busy), cores, client_ms, probe_busy),
             "",
             PROFILE_NOTES,
         ]
@@ -210,7 +222,24 @@ PROFILE_NOTES = (
     "SDK's asyncio client (aiohttp) on one event loop, 8 transfers in flight, used 1.75-2.37 ms of client CPU per "
     "uploaded file and 1.77-1.87 ms per downloaded one, against 2.34-2.54 ms and 2.27-2.74 ms for 8 threads. "
     "`upload_files` and `download_container` now run their transfers on such a loop in a private thread "
-    "(`batchbox/backends/azure/_blob_transfers.py`); the table above is measured with it."
+    "(`batchbox/backends/azure/_blob_transfers.py`); the table above is measured with it. "
+    "Second round (2026-11-26). py-spy on the upload put 12% of the client's CPU in building a `ContainerClient` "
+    "per file, before the `BlobClient` it makes in turn; each transfer now builds only the `BlobClient` (74 instead "
+    "of 128 µs per file, timed alone), and a download no longer makes its folder or unlinks its part file once "
+    "these are not needed. Azurite itself, profiled with `node --cpu-prof` over four rounds of both directions: "
+    "per request, Express routing and matching the URL against each operation's template (~8%), a linear scan of "
+    "its LokiJS blob collection to find the blob (~8%), garbage collection (~6%), extent file opens, reads and "
+    "writes, the Content-MD5 of each upload and the answer's XML or headers; nothing there is a setting. "
+    "`--max-semi-space-size=64` (fewer young-generation collections) left its CPU per upload unchanged. The probe "
+    "rows answer what no profile of ours could: a client that spends ~0.4 ms of CPU per file still stays below "
+    "5x up, held back by Azurite's own CPU per request; down it passes 5x, so there the client's CPU decides. "
+    "Part of every client's download CPU here is the file system: on this VM's "
+    "ext4 (no journal), creating a 64 KiB file costs 0.46-0.72 ms of system CPU while recently deleted inodes "
+    "exist (each round deletes the previous one's files), 0.16 ms after 30 s of quiet and 0.05 ms on tmpfs; "
+    "`download_container` measured 1.0 ms of system CPU per file on this disk and 0.15 ms on tmpfs (500 files "
+    "in 1.4 s vs 0.78 s). Both sides pay it. What would close the gap: a latency-bound store (Azure Storage, where "
+    "8 requests in flight overlap 8 round trips), more cores for the client, or a client that spends about a "
+    "fifth of the Azure SDK for Python's CPU per request."
 )
 
 
@@ -222,8 +251,13 @@ def _interpretation(
     busy: float,
     cores: int,
     client_ms: dict[str, tuple[float, float]],
+    probe_busy: dict[str, tuple[float, float]],
 ) -> str:
-    """What the numbers say. ``client_ms``: per direction, (batchbox's, the probe's) client CPU per file in ms."""
+    """What the numbers say.
+
+    Per direction, ``client_ms`` is (batchbox's, the probe's) client CPU per file in ms, and ``probe_busy`` is
+    (Azurite's main-thread CPU, all CPU of Azurite and the probe) over the probe's wall time.
+    """
     up, down = ratios["up"], ratios["down"]
     if all(r >= TARGET for r in ratios.values()):
         return (
@@ -248,7 +282,9 @@ def _interpretation(
             text += (
                 f" {verb}, measured: the cheapest client we could write reached {probed[direction]:.1f}x over the "
                 f"loop in the same rounds, so no client reaches {TARGET:g}x against Azurite on this machine: "
-                "Azurite's own CPU per request is the limit."
+                f"Azurite's own CPU per request is the limit (meanwhile its JavaScript thread was busy "
+                f"{probe_busy[direction][0]:.0%} of the time, and Azurite and the probe together used "
+                f"{probe_busy[direction][1]:.0%} of one core, of {cores})."
             )
         else:
             ours, probe = client_ms[direction]
