@@ -281,10 +281,11 @@ def _interpretation(
         if probed[direction] < TARGET:
             text += (
                 f" {verb}, measured: the cheapest client we could write reached {probed[direction]:.1f}x over the "
-                f"loop in the same rounds, so no client reaches {TARGET:g}x against Azurite on this machine: "
-                f"Azurite's own CPU per request is the limit (meanwhile its JavaScript thread was busy "
-                f"{probe_busy[direction][0]:.0%} of the time, and Azurite and the probe together used "
-                f"{probe_busy[direction][1]:.0%} of one core, of {cores})."
+                f"loop in the same rounds, so no client reaches {TARGET:g}x against Azurite on this machine. What "
+                f"is left is Azurite's own work per request: while the probe ran, Azurite's JavaScript thread was "
+                f"busy {probe_busy[direction][0]:.0%} of the time and Azurite and the probe together kept "
+                f"{probe_busy[direction][1]:.2f} of the {cores} cores busy, the probe itself spending "
+                f"{client_ms[direction][1]:.2f} ms per file."
             )
         else:
             ours, probe = client_ms[direction]
