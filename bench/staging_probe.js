@@ -5,7 +5,8 @@
 // Python SDK, so nothing is signed per request; uploads send bodies read into memory before the clock starts;
 // downloads count the bytes and throw them away. Node.js standard library only.
 //
-// Usage: node staging_probe.js <container URL> <SAS query> <up|down> <source directory> <in flight>
+// Usage: STAGING_PROBE_SAS=<SAS query> node staging_probe.js <container URL> <up|down> <source directory> <in flight>
+// (the SAS comes from the environment so that it never shows in a process listing)
 // Prints one JSON line: {"wall": seconds, "cpu": seconds of this process, "bytes": n, "requests": n}.
 'use strict';
 
@@ -16,10 +17,11 @@ const path = require('path');
 const API_VERSION = '2025-11-05';
 
 function main() {
-  const [containerUrl, sas, mode, sourceDir, inFlightArg] = process.argv.slice(2);
+  const [containerUrl, mode, sourceDir, inFlightArg] = process.argv.slice(2);
+  const sas = process.env.STAGING_PROBE_SAS;
   const inFlight = Number(inFlightArg);
   if (!containerUrl || !sas || !['up', 'down'].includes(mode) || !sourceDir || !(inFlight > 0)) {
-    fail('usage: node staging_probe.js <container URL> <SAS query> <up|down> <source directory> <in flight>');
+    fail('usage: STAGING_PROBE_SAS=<SAS> node staging_probe.js <container URL> <up|down> <source dir> <in flight>');
   }
   const names = fs.readdirSync(sourceDir).sort();
   if (names.length === 0) fail(`no files in ${sourceDir}`);

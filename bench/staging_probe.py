@@ -9,6 +9,7 @@ speed-up over the tutorial's loop bounds what any client, batchbox's included, c
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -44,8 +45,9 @@ def run_probe(container_url: str, sas: str, mode: Literal["up", "down"], source_
     node = shutil.which("node")
     if node is None:
         raise ProbeError("Node.js (`node`) is not on PATH; run `make setup`")
-    command = [node, str(PROBE_SCRIPT), container_url, sas, mode, str(source_dir), str(in_flight)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=_TIMEOUT, check=False)
+    command = [node, str(PROBE_SCRIPT), container_url, mode, str(source_dir), str(in_flight)]
+    environment = {**os.environ, "STAGING_PROBE_SAS": sas}  # not in argv, where a process listing would show it
+    done = subprocess.run(command, capture_output=True, text=True, timeout=_TIMEOUT, check=False, env=environment)
     if done.returncode != 0:
         reason = done.stderr.strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
         raise ProbeError(f"probe {mode} failed: {reason[0].replace(sas, '<SAS>')}")
