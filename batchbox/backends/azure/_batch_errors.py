@@ -13,7 +13,6 @@ known secret: a rejected resource file URL, for one, is quoted in full by the SD
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 
+from batchbox.backends.azure._error_chains import raise_translated
 from batchbox.core.errors import (
     AuthenticationError,
     BackendUnavailableError,
@@ -43,7 +43,6 @@ __all__ = [
     "BatchErrorInfo",
     "ServiceKeepsFailing",
     "batch_error_info",
-    "chain_mentions_secret",
     "describe_batch_error_json",
     "read_error_body",
     "refused_tasks_error",
@@ -55,7 +54,6 @@ __all__ = [
 
 BATCH_SERVICE = "Batch service"
 
-_SIG = re.compile(r"(?i)(sig=)[^&\s'\"<>]+")
 _MAX_QUOTED = 300
 _NETWORK_REASONS = (
     "Connection refused",
@@ -306,39 +304,6 @@ def refused_tasks_error(
     return InvalidRequestError("task", task_id, message)
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    todo: list[BaseException] = [exc]
-    while todo:
-        current = todo.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        linked: list[object] = [current.__cause__, current.__context__, getattr(current, "inner_exception", None)]
-        linked.extend(getattr(current, "errors", None) or ())
-        todo.extend(item for item in linked if isinstance(item, BaseException))
-
-
-def _text(exc: BaseException) -> str:
-    parts = []
-    for render in (str, repr):
-        try:
-            parts.append(render(exc))
-        except Exception:  # a broken __str__ must not hide the original error
-            continue
-    return " ".join(parts)
-
-
-def chain_mentions_secret(exc: BaseException, secrets: Collection[str] = ()) -> bool:
-    """True when ``exc`` or an exception it chains shows a ``sig=`` value or one of ``secrets``."""
-    for item in _chain(exc):
-        text = _text(item)
-        if _SIG.search(text) or any(secret and secret in text for secret in secrets):
-            return True
-    return False
-
-
 @contextmanager
 def translated_batch_errors(
     *,
@@ -364,7 +329,4 @@ def translated_batch_errors(
             info = batch_error_info(exc)
             if info.status in ignore_status or (info.code is not None and info.code in ignore_codes):
                 return
-        error = translate_batch_error(exc, endpoint=endpoint, about=about)
-        if chain_mentions_secret(exc, secrets):
-            raise error from None
-        raise error from exc
+        raise_translated(translate_batch_error(exc, endpoint=endpoint, about=about), exc, secrets)

@@ -22,6 +22,7 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 
+from batchbox.backends.azure._error_chains import raise_translated
 from batchbox.core.errors import (
     AuthenticationError,
     BackendUnavailableError,
@@ -33,7 +34,6 @@ from batchbox.core.errors import (
 
 __all__ = [
     "SasRedactingFilter",
-    "chain_mentions_secret",
     "install_sas_redaction",
     "strip_query",
     "translate_storage_error",
@@ -134,43 +134,6 @@ def translate_storage_error(
     return BatchboxError(f"blob storage request about {label} failed ({detail})")
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    todo: list[BaseException] = [exc]
-    while todo:
-        current = todo.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        for linked in (current.__cause__, current.__context__, getattr(current, "inner_exception", None)):
-            if isinstance(linked, BaseException):
-                todo.append(linked)
-
-
-def chain_mentions_secret(exc: BaseException, secrets: Sequence[str] = ()) -> bool:
-    """True when ``exc`` or an exception it chains shows a ``sig=`` value or one of ``secrets`` in str/repr."""
-    for item in _chain(exc):
-        for text in (_safe_str(item), _safe_repr(item)):
-            if _SIG_PATTERN.search(text) or any(secret and secret in text for secret in secrets):
-                return True
-    return False
-
-
-def _safe_str(exc: BaseException) -> str:
-    try:
-        return str(exc)
-    except Exception:  # a broken __str__ must not hide the original error
-        return ""
-
-
-def _safe_repr(exc: BaseException) -> str:
-    try:
-        return repr(exc)
-    except Exception:
-        return ""
-
-
 @contextmanager
 def translated_errors(
     *,
@@ -189,9 +152,7 @@ def translated_errors(
         yield
     except AzureError as exc:
         error = translate_storage_error(exc, endpoint=endpoint, account=account, container=container, blob=blob)
-        if chain_mentions_secret(exc, secrets):
-            raise error from None
-        raise error from exc
+        raise_translated(error, exc, secrets)
 
 
 class SasRedactingFilter(logging.Filter):

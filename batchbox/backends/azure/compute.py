@@ -24,13 +24,13 @@ from azure.core.pipeline.policies import BearerTokenCredentialPolicy
 from batchbox import __version__
 from batchbox.backends.azure import _batch_models as mapping
 from batchbox.backends.azure._batch_errors import (
-    chain_mentions_secret,
     read_error_body,
     refused_tasks_error,
     safe_endpoint,
     translate_add_tasks_error,
     translated_batch_errors,
 )
+from batchbox.backends.azure._error_chains import raise_translated
 from batchbox.backends.azure._task_collections import MAX_TASKS_PER_REQUEST, add_task_collections
 from batchbox.core.compute import AddTasksResult, ComputeBackend
 from batchbox.core.errors import ConfigurationError, InvalidRequestError, ResourceNotFoundError
@@ -314,10 +314,7 @@ class AzureBatchCompute(ComputeBackend):
                 backoff_max=self._retry_backoff_max,
             )
         except Exception as exc:
-            error = translate_add_tasks_error(exc, endpoint=self._endpoint, job_id=job_id)
-            if chain_mentions_secret(exc, self._secrets):
-                raise error from None
-            raise error from exc
+            raise_translated(translate_add_tasks_error(exc, endpoint=self._endpoint, job_id=job_id), exc, self._secrets)
         if outcome.refused:
             raise refused_tasks_error(outcome.refused, job_id=job_id, order=[task.id for task in tasks])
         added = tuple(task.id for task in tasks if task.id.lower() in outcome.added)
