@@ -40,6 +40,7 @@ __all__ = [
     "command_line",
     "fmt_ratio",
     "fmt_seconds",
+    "machine_busy_seconds",
     "machine_info",
     "machine_section",
     "median",
@@ -97,6 +98,17 @@ def process_cpu_seconds(pid: int, thread: int | None = None) -> float:
     stat = Path(f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat")
     fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> tuple[float, float]:
+    """(busy CPU seconds of the whole machine so far, of which stolen by the hypervisor), from ``/proc/stat``.
+
+    Busy = user + nice + system + irq + softirq + steal, summed over all cores.
+    """
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    tick = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq + steal) / tick, steal / tick
 
 
 def self_cpu_seconds() -> float:

@@ -46,7 +46,6 @@ __all__ = [
     "cgroup_memory_bytes",
     "count_containers",
     "create_pool",
-    "machine_busy_seconds",
     "node_containers",
     "parse_time",
     "task_times",
@@ -345,14 +344,3 @@ class RequestCounter:
     def snapshot(self) -> int:
         with self._lock:
             return self.total
-
-
-def machine_busy_seconds() -> tuple[float, float]:
-    """(busy CPU seconds of the whole machine so far, of which stolen by the hypervisor), from ``/proc/stat``.
-
-    Busy = user + nice + system + irq + softirq + steal, summed over all cores.
-    """
-    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
-    tick = os.sysconf("SC_CLK_TCK")
-    return (user + nice + system + irq + softirq + steal) / tick, steal / tick

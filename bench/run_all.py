@@ -18,7 +18,14 @@ import subprocess
 import sys
 import time
 
-from bench.common import BENCH_DIR, INVOKED_BY_ENV, REPO, typed_command, update_machine_section
+from bench.common import (
+    BENCH_DIR,
+    INVOKED_BY_ENV,
+    REPO,
+    machine_busy_seconds,
+    typed_command,
+    update_machine_section,
+)
 
 __all__ = ["discover", "idle_share", "main", "settle"]
 
@@ -29,17 +36,13 @@ def discover() -> list[str]:
 
 
 def idle_share(seconds: float = 2.0) -> float:
-    """The share of the machine's CPU time (all cores) spent idle during the next ``seconds`` (/proc/stat)."""
-
-    def sample() -> tuple[int, int]:
-        with open("/proc/stat") as stat:
-            fields = [int(x) for x in stat.readline().split()[1:]]
-        return fields[3] + fields[4], sum(fields[:8])  # idle + iowait; user .. steal
-
-    idle_before, total_before = sample()
+    """The share of the machine's CPU time (all cores) spent idle during the next ``seconds``."""
+    cores = os.cpu_count() or 1
+    busy_before, _ = machine_busy_seconds()
+    started = time.monotonic()
     time.sleep(seconds)
-    idle_after, total_after = sample()
-    return (idle_after - idle_before) / max(1, total_after - total_before)
+    busy = machine_busy_seconds()[0] - busy_before
+    return max(0.0, 1.0 - busy / (cores * (time.monotonic() - started)))
 
 
 def settle(threshold: float = 0.85, timeout: float = 120.0) -> tuple[float, float]:
