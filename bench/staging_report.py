@@ -85,6 +85,35 @@ def _ceiling(baseline: Series, batchbox: Series, cores: int, *, client: bool = T
     return loop / max(floor, _TICK)
 
 
+@dataclass(frozen=True)
+class _Reading:
+    """One direction's figures, as the table and the text use them (CPU per file in ms)."""
+
+    ratio: float
+    ceiling: float
+    free_ceiling: float
+    probed: float
+    loop_busy: float
+    client_ms: float
+    probe_client_ms: float
+    probe_main_busy: float
+    probe_busy: float
+
+    @classmethod
+    def of(cls, base: Series, bbx: Series, probe: Series, files: int, cores: int) -> _Reading:
+        return cls(
+            ratio=base.wall / bbx.wall,
+            ceiling=_ceiling(base, bbx, cores),
+            free_ceiling=_ceiling(base, bbx, cores, client=False),
+            probed=base.wall / probe.wall,
+            loop_busy=(base.server_cpu + base.client_cpu) / base.wall,
+            client_ms=bbx.client_cpu / files * 1e3,
+            probe_client_ms=probe.client_cpu / files * 1e3,
+            probe_main_busy=probe.server_main_cpu / probe.wall,
+            probe_busy=(probe.server_cpu + probe.client_cpu) / probe.wall,
+        )
+
+
 def _per_file(seconds: float, files: int) -> str:
     return f"{seconds / files * 1e3:.2f} ms"
 
@@ -99,31 +128,18 @@ def render(results: dict[tuple[str, str], Series], *, files: int, file_kib: int,
     cores = os.cpu_count() or 1
     label = f"{files} x {file_kib} KiB"
     rows: list[Row] = []
-    ratios: dict[str, float] = {}
-    ceilings: dict[str, float] = {}
-    free: dict[str, float] = {}
-    probed: dict[str, float] = {}
-    client_ms: dict[str, tuple[float, float]] = {}
-    probe_busy: dict[str, tuple[float, float]] = {}
-    busy: list[float] = []
+    readings: dict[str, _Reading] = {}
     for direction, verb in (("up", "upload"), ("down", "download")):
-        base, bbx = results["baseline", direction], results["batchbox", direction]
-        ratios[direction] = base.wall / bbx.wall
-        ceilings[direction] = _ceiling(base, bbx, cores)
-        free[direction] = _ceiling(base, bbx, cores, client=False)
-        probe = results["probe", direction]
-        probed[direction] = base.wall / probe.wall
-        client_ms[direction] = (bbx.client_cpu / files * 1e3, probe.client_cpu / files * 1e3)
-        probe_busy[direction] = (probe.server_main_cpu / probe.wall, (probe.server_cpu + probe.client_cpu) / probe.wall)
-        busy.append((base.server_cpu + base.client_cpu) / base.wall)
+        base, bbx, probe = (results[side, direction] for side in ("baseline", "batchbox", "probe"))
+        reading = readings[direction] = _Reading.of(base, bbx, probe, files, cores)
         rows += [
             Row(
                 f"**{verb} {label}**, median wall time",
                 fmt_seconds(base.wall),
                 fmt_seconds(bbx.wall),
-                fmt_ratio(ratios[direction]),
+                fmt_ratio(reading.ratio),
                 f"≥ {TARGET:g}x faster",
-                ratios[direction] >= TARGET,
+                reading.ratio >= TARGET,
             ),
             Row(f"{verb} rate", _rate(base, files, total), _rate(bbx, files, total)),
             Row(
@@ -138,26 +154,26 @@ def render(results: dict[tuple[str, str], Series], *, files: int, file_kib: int,
             ),
             Row(
                 f"{verb}: CPU-busy share of the wall time, (Azurite + client CPU) / wall",
-                f"{(base.server_cpu + base.client_cpu) / base.wall:.0%}",
+                f"{reading.loop_busy:.0%}",
                 f"{(bbx.server_cpu + bbx.client_cpu) / bbx.wall:.0%}",
             ),
             Row(
                 f"{verb}: ceiling on an idle {cores}-core machine at batchbox's CPU cost (see below)",
                 "",
                 "",
-                fmt_ratio(ceilings[direction]),
+                fmt_ratio(reading.ceiling),
             ),
             Row(
                 f"{verb}: ceiling on an idle {cores}-core machine with a client that costs no CPU",
                 "",
                 "",
-                fmt_ratio(free[direction]),
+                fmt_ratio(reading.free_ceiling),
             ),
             Row(
                 f"{verb}: the cheapest client we could write (`bench/staging_probe.js`, below), median wall time",
                 fmt_seconds(base.wall),
                 fmt_seconds(probe.wall),
-                fmt_ratio(probed[direction]),
+                fmt_ratio(reading.probed),
             ),
             Row(
                 f"{verb}: that client's CPU per file; Azurite's CPU per file under it, all threads (main thread)",
@@ -207,7 +223,7 @@ def render(results: dict[tuple[str, str], Series], *, files: int, file_kib: int,
             "",
             f"Wall times of every run (s): {runs}.",
             "",
-            _interpretation(ratios, ceilings, free, probed, median(busy), cores, client_ms, probe_busy),
+            _interpretation(readings, cores),
             "",
             PROFILE_NOTES,
         ]
@@ -243,57 +259,43 @@ PROFILE_NOTES = (
 )
 
 
-def _interpretation(
-    ratios: dict[str, float],
-    ceilings: dict[str, float],
-    free: dict[str, float],
-    probed: dict[str, float],
-    busy: float,
-    cores: int,
-    client_ms: dict[str, tuple[float, float]],
-    probe_busy: dict[str, tuple[float, float]],
-) -> str:
-    """What the numbers say.
-
-    Per direction, ``client_ms`` is (batchbox's, the probe's) client CPU per file in ms, and ``probe_busy`` is
-    (Azurite's main-thread CPU, all CPU of Azurite and the probe) over the probe's wall time.
-    """
-    up, down = ratios["up"], ratios["down"]
-    if all(r >= TARGET for r in ratios.values()):
+def _interpretation(readings: dict[str, _Reading], cores: int) -> str:
+    """What the numbers say, from the readings of both directions ("up", "down")."""
+    up, down = readings["up"], readings["down"]
+    if up.ratio >= TARGET and down.ratio >= TARGET:
         return (
-            f"batchbox stages {up:.1f}x faster up and {down:.1f}x faster down than the tutorial's loop: the loop "
-            "waits for one round trip at a time, batchbox keeps several requests in flight."
+            f"batchbox stages {up.ratio:.1f}x faster up and {down.ratio:.1f}x faster down than the tutorial's loop: "
+            "the loop waits for one round trip at a time, batchbox keeps several requests in flight."
         )
     text = (
-        f"**Target missed** ({up:.1f}x up, {down:.1f}x down). The sequential loop hardly waits on the network: "
-        f"Azurite's CPU plus the client's, taken in turn, fill {busy:.0%} of its wall time (median of both "
-        "directions; Azurite finishes some work after it has answered, so this can pass 100%). "
-        "Concurrency can overlap the two but cannot add cores. Azurite handles every request on its one "
-        "JavaScript thread, so a round cannot end before that thread's CPU time, nor before all the CPU "
+        f"**Target missed** ({up.ratio:.1f}x up, {down.ratio:.1f}x down). The sequential loop hardly waits on the "
+        f"network: Azurite's CPU plus the client's, taken in turn, fill {median([up.loop_busy, down.loop_busy]):.0%} "
+        "of its wall time (median of both directions; Azurite finishes some work after it has answered, so this "
+        "can pass 100%). Concurrency can overlap the two but cannot add cores. Azurite handles every request on its "
+        "one JavaScript thread, so a round cannot end before that thread's CPU time, nor before all the CPU "
         f"(Azurite's threads and the client's) spread over {cores} cores. At the CPU costs per file measured in "
-        "this run, that caps the speed-up over the loop on an idle machine at "
-        f"{ceilings['up']:.1f}x up and {ceilings['down']:.1f}x down; a client that cost no CPU at all would be "
-        f"capped at {free['up']:.1f}x and {free['down']:.1f}x."
+        f"this run, that caps the speed-up over the loop on an idle machine at {up.ceiling:.1f}x up and "
+        f"{down.ceiling:.1f}x down; a client that cost no CPU at all would be capped at {up.free_ceiling:.1f}x and "
+        f"{down.free_ceiling:.1f}x."
     )
-    for direction, verb in (("up", "Upload"), ("down", "Download")):
-        if ratios[direction] >= TARGET:
+    for verb, reading in (("Upload", up), ("Download", down)):
+        if reading.ratio >= TARGET:
             continue
-        if probed[direction] < TARGET:
+        if reading.probed < TARGET:
             text += (
-                f" {verb}, measured: the cheapest client we could write reached {probed[direction]:.1f}x over the "
+                f" {verb}, measured: the cheapest client we could write reached {reading.probed:.1f}x over the "
                 f"loop in the same rounds, so no client reaches {TARGET:g}x against Azurite on this machine. What "
                 f"is left is Azurite's own work per request: while the probe ran, Azurite's JavaScript thread was "
-                f"busy {probe_busy[direction][0]:.0%} of the time and Azurite and the probe together kept "
-                f"{probe_busy[direction][1]:.2f} of the {cores} cores busy, the probe itself spending "
-                f"{client_ms[direction][1]:.2f} ms per file."
+                f"busy {reading.probe_main_busy:.0%} of the time and Azurite and the probe together kept "
+                f"{reading.probe_busy:.2f} of the {cores} cores busy, the probe itself spending "
+                f"{reading.probe_client_ms:.2f} ms per file."
             )
         else:
-            ours, probe = client_ms[direction]
             text += (
-                f" {verb}, measured: the cheapest client we could write reached {probed[direction]:.1f}x, so a "
-                f"client that spends less CPU per file could: batchbox's spent {ours:.2f} ms per file, that one "
-                f"{probe:.2f} ms; most of batchbox's is the Azure SDK's request pipeline (profile below), which "
-                "batchbox uses as is."
+                f" {verb}, measured: the cheapest client we could write reached {reading.probed:.1f}x, so a "
+                f"client that spends less CPU per file could: batchbox's spent {reading.client_ms:.2f} ms per file, "
+                f"that one {reading.probe_client_ms:.2f} ms; most of batchbox's is the Azure SDK's request pipeline "
+                "(profile below), which batchbox uses as is."
             )
     text += (
         " The target presumes latency-bound transfers (Azure Storage, a network round trip per request), which a "
