@@ -76,7 +76,8 @@ def _check_expr(expr: Expr, assigned: set[str]) -> None:
         if isinstance(node, Name):
             _check_name(node, assigned)
         elif isinstance(node, Call):
-            _check_arity(node.function, FUNCTIONS.get(node.function), len(node.args), node, "function")
+            function = FUNCTIONS.get(node.function)
+            _check_arity(node.function, function[:2] if function else None, len(node.args), node, "function")
             pending.extend(node.args)
         elif isinstance(node, MethodCall):
             if node.target.name not in METRICS:
@@ -85,8 +86,7 @@ def _check_expr(expr: Expr, assigned: set[str]) -> None:
                     node.target.line,
                     node.target.column,
                 )
-            limits = METHODS.get(node.method)
-            _check_arity(node.method, (limits[0], limits[1], None) if limits else None, len(node.args), node, "method")
+            _check_arity(node.method, METHODS.get(node.method), len(node.args), node, "method")
             pending.extend(node.args)
         elif isinstance(node, Member):
             if node.member not in TIMESTAMP_MEMBERS:
@@ -110,11 +110,11 @@ def _check_name(node: Name, assigned: set[str]) -> None:
 
 
 def _check_arity(
-    name: str, signature: tuple[int, int | None, object] | None, count: int, node: Call | MethodCall, kind: str
+    name: str, signature: tuple[int, int | None] | None, count: int, node: Call | MethodCall, kind: str
 ) -> None:
     if signature is None:
         raise invalid_formula(f"Unknown {kind} {name}", node.line, node.column)
-    fewest, most = signature[0], signature[1]
+    fewest, most = signature
     if count < fewest or (most is not None and count > most):
         expected = f"{fewest}" if fewest == most else f"{fewest} or more" if most is None else f"{fewest} to {most}"
         raise invalid_formula(

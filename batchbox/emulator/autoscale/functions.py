@@ -48,12 +48,13 @@ def _flatten(name: str, args: list[Value], budget: Budget) -> list[float]:
     flat: list[float] = []
     for arg in args:
         if isinstance(arg, float):
+            budget.step()
             flat.append(arg)
         elif isinstance(arg, Vec):
+            budget.step(len(arg))  # charged before copying, so a long argument list cannot build a huge list
             flat.extend(arg.values)
         else:
             raise FormulaFault(f"Function {name} takes doubles and doubleVecs, not a {type_name(arg)}")
-    budget.step(len(flat))
     return flat
 
 

@@ -55,7 +55,8 @@ class Interval:
 
     def as_timedelta(self) -> timedelta:
         """The interval as a ``timedelta`` (truncated to microseconds)."""
-        return timedelta(microseconds=int(self.ticks / 10))
+        micros = abs(self.ticks) // 10
+        return timedelta(microseconds=-micros if self.ticks < 0 else micros)
 
 
 @dataclass(frozen=True)
