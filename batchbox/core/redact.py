@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 import re
 
-__all__ = ["RedactingFilter", "redact"]
+__all__ = ["SAS_SIGNATURE", "RedactingFilter", "redact"]
+
+SAS_SIGNATURE = re.compile(r"(?i)(sig=)[^&\s\"'<>]+")
+"""A SAS signature (``sig=`` and its value) in a URL or a message; group 1 is the ``sig=`` itself."""
 
 _PATTERNS = (
-    (re.compile(r"(?i)(sig=)[^&\s\"'<>]+"), r"\1REDACTED"),
+    (SAS_SIGNATURE, r"\1REDACTED"),
     (re.compile(r"(?i)(AccountKey=)[^;\s\"']+"), r"\1REDACTED"),
     (re.compile(r"(?i)(SharedKey [^:\s]+:)[A-Za-z0-9+/=]+"), r"\1REDACTED"),
     (re.compile(r"(?i)(BatchboxNode [^:\s]+:)\S+"), r"\1REDACTED"),

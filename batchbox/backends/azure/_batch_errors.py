@@ -28,6 +28,7 @@ from azure.core.exceptions import (
 )
 
 from batchbox.backends.azure._error_chains import raise_translated
+from batchbox.backends.azure._network_reasons import network_reason
 from batchbox.core.errors import (
     AuthenticationError,
     BackendUnavailableError,
@@ -55,18 +56,6 @@ __all__ = [
 BATCH_SERVICE = "Batch service"
 
 _MAX_QUOTED = 300
-_NETWORK_REASONS = (
-    "Connection refused",
-    "Connection reset",
-    "Connection aborted",
-    "Name or service not known",
-    "Temporary failure in name resolution",
-    "No route to host",
-    "Network is unreachable",
-    "Read timed out",
-    "timed out",
-    "Remote end closed connection",
-)
 # Details the service adds to authentication failures quote the request's signature: never repeat them.
 _AUTH_STATUSES = (401, 403)
 # The resource each "not found" / "exists" code is about; other codes name the resource the call was about.
@@ -178,14 +167,6 @@ def _resource_name(kind: str, about: Sequence[tuple[str, str]], values: Mapping[
     return about[-1][1]
 
 
-def _network_reason(exc: BaseException) -> str:
-    text = f"{exc} {getattr(exc, 'inner_exception', '')}".lower()
-    for reason in _NETWORK_REASONS:
-        if reason.lower() in text:
-            return reason.lower()
-    return type(exc).__name__
-
-
 def _label(about: Sequence[tuple[str, str]]) -> str:
     """``task 't1' of job 'j1'``: the primary resource last, its parents after it."""
     parts = [f"{kind} '{name}'" for kind, name in reversed(about)]
@@ -212,7 +193,7 @@ def translate_batch_error(exc: BaseException, *, endpoint: str, about: Sequence[
     kind, name = about[-1]
     label = _label(about)
     if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
-        return BackendUnavailableError(BATCH_SERVICE, f"no answer at {where} ({_network_reason(exc)})")
+        return BackendUnavailableError(BATCH_SERVICE, f"no answer at {where} ({network_reason(exc)})")
     if not isinstance(exc, HttpResponseError):
         return BatchboxError(f"Batch request about {label} failed ({type(exc).__name__}: {_quote(str(exc))})")
     info = batch_error_info(exc)

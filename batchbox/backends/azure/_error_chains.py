@@ -8,20 +8,19 @@ chained exception; so when one of them shows a SAS signature or a known secret, 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection, Iterator
 from typing import NoReturn
 
-__all__ = ["chain_mentions_secret", "raise_translated"]
+from batchbox.core.redact import SAS_SIGNATURE
 
-_SAS_SIGNATURE = re.compile(r"(?i)sig=[^&\s'\"<>]+")
+__all__ = ["chain_mentions_secret", "raise_translated"]
 
 
 def chain_mentions_secret(exc: BaseException, secrets: Collection[str] = ()) -> bool:
     """True when ``exc`` or an exception it chains shows a ``sig=`` value or one of ``secrets`` in str or repr."""
     for item in _chain(exc):
         text = _text(item)
-        if _SAS_SIGNATURE.search(text) or any(secret and secret in text for secret in secrets):
+        if SAS_SIGNATURE.search(text) or any(secret and secret in text for secret in secrets):
             return True
     return False
 

@@ -23,6 +23,7 @@ from azure.core.exceptions import (
 )
 
 from batchbox.backends.azure._error_chains import raise_translated
+from batchbox.backends.azure._network_reasons import network_reason
 from batchbox.core.errors import (
     AuthenticationError,
     BackendUnavailableError,
@@ -31,6 +32,7 @@ from batchbox.core.errors import (
     ResourceExistsError,
     ResourceNotFoundError,
 )
+from batchbox.core.redact import SAS_SIGNATURE
 
 __all__ = [
     "SasRedactingFilter",
@@ -39,18 +41,6 @@ __all__ = [
     "translate_storage_error",
     "translated_errors",
 ]
-
-_SIG_PATTERN = re.compile(r"(?i)(sig=)[^&\s'\"<>]+")
-_NETWORK_REASONS = (
-    "Connection refused",
-    "Connection reset",
-    "Name or service not known",
-    "Temporary failure in name resolution",
-    "No route to host",
-    "Network is unreachable",
-    "timed out",
-    "Connection aborted",
-)
 
 
 def strip_query(url: str) -> str:
@@ -74,14 +64,6 @@ def _resource(container: str | None, blob: str | None, account: str) -> tuple[st
     if container is not None:
         return "container", container, f"container '{container}'"
     return "account", account, f"storage account '{account}'"
-
-
-def _network_reason(exc: AzureError) -> str:
-    text = f"{exc} {getattr(exc, 'inner_exception', '')}"
-    for reason in _NETWORK_REASONS:
-        if reason.lower() in text.lower():
-            return reason.lower()
-    return type(exc).__name__
 
 
 def translate_storage_error(
@@ -109,7 +91,7 @@ def translate_storage_error(
     where = strip_query(endpoint)
     kind, name, label = _resource(container, blob, account)
     if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
-        return BackendUnavailableError("Blob storage", f"{where} did not answer ({_network_reason(exc)})")
+        return BackendUnavailableError("Blob storage", f"{where} did not answer ({network_reason(exc)})")
     if not isinstance(exc, HttpResponseError):
         return BatchboxError(f"blob storage request about {label} failed ({type(exc).__name__})")
     status = exc.status_code or 0
@@ -167,7 +149,7 @@ class SasRedactingFilter(logging.Filter):
         except Exception:
             return True
         if "sig=" in message.lower():
-            record.msg = _SIG_PATTERN.sub(r"\1*****", message)
+            record.msg = SAS_SIGNATURE.sub(r"\1*****", message)
             record.args = None
         return True
 
