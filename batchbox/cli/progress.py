@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 from batchbox.core.models import ComputeNodeInfo, TaskCounts
 from batchbox.core.reporting import Reporter
-from batchbox.core.workflow import FailedTask, RunResult
+from batchbox.core.results import FailedTask, RunResult
 
 __all__ = ["RichReporter"]
 

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from batchbox.core.models import ComputeNodeInfo, TaskCounts
-
-if TYPE_CHECKING:
-    from batchbox.core.workflow import FailedTask, RunResult
+from batchbox.core.results import FailedTask, RunResult
 
 __all__ = ["LogReporter", "Reporter"]
 
