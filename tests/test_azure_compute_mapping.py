@@ -727,12 +727,13 @@ def test_idempotent_deletes_and_terminates(compute: AzureBatchCompute, fake: Fak
 
 
 def test_wait_for_pool_deleted(compute: AzureBatchCompute, fake: FakeBatch) -> None:
-    polls = iter([(200, {"id": "p", "state": "deleting"}), (200, {"id": "p", "state": "deleting"})])
+    deleting = {"id": "p", "state": "deleting", "allocationState": "resizing"}
+    polls = iter([(200, deleting), (200, deleting)])
     fake.handle("GET", "/pools/p", lambda _r: next(polls, (404, batch_error("PoolNotFound", "gone"))))
     compute.wait_for_pool_deleted("p", timeout=60, poll_interval=0.01)
     assert len(fake.seen("GET", "/pools/p")) == 3
 
-    fake.on("GET", "/pools/stuck", 200, {"id": "stuck", "state": "deleting"})
+    fake.on("GET", "/pools/stuck", 200, {**deleting, "id": "stuck"})
     with pytest.raises(TimeoutError, match="pool 'stuck' still exists"):
         compute.wait_for_pool_deleted("stuck", timeout=0, poll_interval=0.01)
 

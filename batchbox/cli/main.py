@@ -15,7 +15,8 @@ from batchbox.cli.local_cmd import local
 from batchbox.cli.options import backend_option, open_backend_for
 from batchbox.core.redact import RedactingFilter
 from batchbox.core.reporting import LogReporter, Reporter
-from batchbox.core.workflow import RunOptions, RunResult, Workflow
+from batchbox.core.results import RunResult
+from batchbox.core.workflow import RunOptions, Workflow
 
 __all__ = ["cli", "main"]
 

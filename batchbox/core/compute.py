@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from batchbox.core.errors import StartTaskFailedError
 from batchbox.core.models import ComputeNodeInfo, JobSpec, PoolInfo, PoolSpec, TaskCounts, TaskInfo, TaskSpec
-from batchbox.core.states import ComputeNodeState, TaskState
+from batchbox.core.polling import FIRST_POLL_DELAY, poll_until, wait_until_gone
+from batchbox.core.states import ComputeNodeState, JobState, TaskState
 
 __all__ = ["FIRST_POLL_DELAY", "AddTasksResult", "ComputeBackend"]
-
-FIRST_POLL_DELAY = 0.1
-"""Seconds before the second poll of a wait; the delay then doubles up to the caller's ``poll_interval``, so short
-waits end promptly and long ones cost no more requests than polling at ``poll_interval``."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +83,7 @@ class ComputeBackend(ABC):
         """
 
     @abstractmethod
-    def list_jobs(self) -> list[tuple[str, str]]:
+    def list_jobs(self) -> list[tuple[str, JobState]]:
         """Every job of the account as ``(id, state)`` pairs."""
 
     @abstractmethod
@@ -95,8 +91,8 @@ class ComputeBackend(ABC):
         """True when the job exists and is not being deleted."""
 
     @abstractmethod
-    def job_state(self, job_id: str) -> str:
-        """The job's Batch state name.
+    def job_state(self, job_id: str) -> JobState:
+        """The job's state.
 
         Raises:
             ResourceNotFoundError: no such job.
@@ -176,33 +172,53 @@ class ComputeBackend(ABC):
 
         Raises:
             StartTaskFailedError: no node is usable and some nodes failed their start task (names them).
-            TimeoutError: the nodes did not settle in time.
+            WaitTimeoutError: the nodes did not settle in time.
         """
-        deadline = time.monotonic() + timeout
-        delay = min(FIRST_POLL_DELAY, poll_interval)
         target = self.get_pool(pool_id).target_dedicated_nodes
-        while True:
+
+        def probe() -> list[ComputeNodeInfo]:
             nodes = self.list_nodes(pool_id)
             if on_poll is not None:
                 on_poll(nodes)
-            usable = [n for n in nodes if n.state.is_usable]
+            return nodes
+
+        def ready(nodes: list[ComputeNodeInfo]) -> bool:
+            usable = any(n.state.is_usable for n in nodes)
             settled = len(nodes) >= target and all(n.state.is_settled for n in nodes)
-            if usable and settled:
-                return usable
-            failed = {
-                n.id: (n.start_task_failure.message or n.start_task_failure.code or "start task failed")
-                if n.start_task_failure
-                else "start task failed"
-                for n in nodes
-                if n.state is ComputeNodeState.START_TASK_FAILED
-            }
+            failed = {n.id: _start_task_failure(n) for n in nodes if n.state is ComputeNodeState.START_TASK_FAILED}
             if settled and not usable and failed:
                 raise StartTaskFailedError(pool_id, failed)
-            if time.monotonic() >= deadline:
-                states = ", ".join(f"{n.id}={n.state.value}" for n in nodes) or "no nodes"
-                raise TimeoutError(f"pool '{pool_id}' has no usable node after {timeout:.0f} s ({states})")
-            time.sleep(delay)
-            delay = min(delay * 2, poll_interval)
+            return usable and settled
+
+        def too_late(nodes: list[ComputeNodeInfo]) -> str:
+            states = ", ".join(f"{n.id}={n.state.value}" for n in nodes) or "no nodes"
+            return f"pool '{pool_id}' has no usable node after {timeout:.0f} s ({states})"
+
+        nodes = poll_until(probe, ready, timeout=timeout, poll_interval=poll_interval, timeout_message=too_late)
+        return [n for n in nodes if n.state.is_usable]
+
+    def wait_for_pool_deleted(self, pool_id: str, *, timeout: float = 900.0, poll_interval: float = 2.0) -> None:
+        """Wait until the pool is gone (Batch deletes pools asynchronously: ``deleting`` first, then not found).
+
+        Raises:
+            WaitTimeoutError: the pool still exists after ``timeout`` seconds.
+        """
+        wait_until_gone(
+            "pool", pool_id, lambda: self.get_pool(pool_id).state, timeout=timeout, poll_interval=poll_interval
+        )
+
+    def wait_for_job_deleted(self, job_id: str, *, timeout: float = 300.0, poll_interval: float = 1.0) -> None:
+        """Wait until the job is gone (it stays ``deleting`` while its tasks are stopped).
+
+        Raises:
+            WaitTimeoutError: the job still exists after ``timeout`` seconds.
+        """
+        wait_until_gone("job", job_id, lambda: self.job_state(job_id), timeout=timeout, poll_interval=poll_interval)
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the default does nothing."""
+
+
+def _start_task_failure(node: ComputeNodeInfo) -> str:
+    failure = node.start_task_failure
+    return (failure.message or failure.code or "start task failed") if failure else "start task failed"

@@ -3,6 +3,20 @@
 Every error a backend raises is a :class:`BatchboxError`. Errors about one resource carry its kind and name
 (like libcloud's errors), so a caller can say *which* pool, job, task, container or blob was missing. Backends
 translate SDK errors with ``raise ... from exc``; messages never contain account keys or SAS signatures.
+
+The tree::
+
+    BatchboxError
+    ├── ConfigurationError          a setting is missing or malformed (before any work starts)
+    ├── BackendUnavailableError     a service does not answer
+    ├── WaitTimeoutError            a wait gave up (also a builtin TimeoutError)
+    └── ResourceError               about one named pool, job, task, node, file, container or blob
+        ├── ResourceNotFoundError
+        ├── ResourceExistsError
+        ├── AuthenticationError     the credential or SAS was refused
+        ├── InvalidRequestError     the service rejected the request
+        ├── StartTaskFailedError    a pool's nodes failed their start task
+        └── TaskFailedError         tasks of a job failed
 """
 
 from __future__ import annotations
@@ -18,6 +32,7 @@ __all__ = [
     "ResourceNotFoundError",
     "StartTaskFailedError",
     "TaskFailedError",
+    "WaitTimeoutError",
 ]
 
 
@@ -39,6 +54,13 @@ class BackendUnavailableError(BatchboxError):
     def __init__(self, service: str, message: str) -> None:
         self.service = service
         super().__init__(f"{service} is not reachable: {message}")
+
+
+class WaitTimeoutError(BatchboxError, TimeoutError):
+    """A wait for a state (usable nodes, a finished job, a deleted pool) gave up after its timeout.
+
+    It is also a :class:`TimeoutError`, so ``except TimeoutError`` keeps catching it.
+    """
 
 
 class ResourceError(BatchboxError):

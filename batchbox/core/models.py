@@ -11,11 +11,13 @@ from datetime import datetime, timedelta
 
 from batchbox.core.ids import validate_id
 from batchbox.core.states import (
+    AllocationState,
     ComputeNodeState,
     ElevationLevel,
     NodeFillType,
     OnAllTasksComplete,
     OutputFileUploadCondition,
+    PoolState,
     TaskExecutionResult,
     TaskState,
 )
@@ -275,8 +277,8 @@ class PoolInfo:
 
     id: str
     vm_size: str
-    state: str
-    allocation_state: str
+    state: PoolState
+    allocation_state: AllocationState
     target_dedicated_nodes: int
     current_dedicated_nodes: int
     task_slots_per_node: int

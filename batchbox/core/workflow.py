@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 from batchbox.core.backend import Backend
-from batchbox.core.compute import FIRST_POLL_DELAY
 from batchbox.core.errors import InvalidRequestError, ResourceNotFoundError
-from batchbox.core.models import ComputeNodeInfo, FailureInfo, PoolInfo, TaskCounts, TaskInfo
+from batchbox.core.models import ComputeNodeInfo, PoolInfo, TaskCounts, TaskInfo
+from batchbox.core.polling import poll_until
 from batchbox.core.reporting import Reporter
+from batchbox.core.results import FailedTask, RunResult
+from batchbox.core.states import JobState, PoolState
 from batchbox.core.storage import ContainerPermission, UploadItem
 from batchbox.core.workload import StagedFiles, Workload
 
@@ -42,37 +44,6 @@ class RunOptions:
     pool_timeout: float = 900.0
     job_timeout: float | None = None
     max_concurrency: int = 8
-
-
-@dataclass(frozen=True)
-class FailedTask:
-    """One failed task, with what a user needs to see why."""
-
-    task_id: str
-    exit_code: int | None
-    failure: FailureInfo | None
-    stderr_tail: str
-
-
-@dataclass
-class RunResult:
-    """What a run did."""
-
-    job_id: str
-    pool_id: str
-    total_tasks: int = 0
-    counts: TaskCounts = field(default_factory=TaskCounts)
-    failed: list[FailedTask] = field(default_factory=list)
-    outputs: list[Path] = field(default_factory=list)
-    output_dir: Path | None = None
-    step_seconds: dict[str, float] = field(default_factory=dict)
-    elapsed: float = 0.0
-    count_requests: int = 0
-    resumed: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed and self.counts.failed == 0
 
 
 Confirm = Callable[[str], bool]
@@ -194,18 +165,17 @@ class Workflow:
     def _existing_pool(self, pool_id: str) -> PoolInfo | None:
         """The pool if it exists and is not being deleted; waits for a pool being deleted to be gone."""
         compute = self.backend.compute
-        deadline = time.monotonic() + self.options.pool_timeout
-        while True:
-            try:
-                info = compute.get_pool(pool_id)
-            except ResourceNotFoundError:
-                return None
-            if info.state != "deleting":
-                return info
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"pool '{pool_id}' is still being deleted")
-            self.reporter.message(f"waiting for the old pool {pool_id} to be deleted")
-            time.sleep(max(self.options.poll_interval, 0.5))
+        try:
+            info = compute.get_pool(pool_id)
+        except ResourceNotFoundError:
+            return None
+        if info.state is not PoolState.DELETING:
+            return info
+        self.reporter.message(f"waiting for the old pool {pool_id} to be deleted")
+        compute.wait_for_pool_deleted(
+            pool_id, timeout=self.options.pool_timeout, poll_interval=self.options.poll_interval
+        )
+        return None
 
     # -- 5: job -------------------------------------------------------------------------------------------------
     def ensure_job(self) -> bool:
@@ -215,24 +185,24 @@ class Workflow:
         state = self._job_state_unless_deleting(spec.id)
         if state is not None:
             self.result.resumed = True
-            self.reporter.message(f"resuming job {spec.id} ({state})")
-            return state == "completed"
+            self.reporter.message(f"resuming job {spec.id} ({state.value})")
+            return state is JobState.COMPLETED
         compute.create_job(spec)
         return False
 
-    def _job_state_unless_deleting(self, job_id: str) -> str | None:
+    def _job_state_unless_deleting(self, job_id: str) -> JobState | None:
+        """The job's state if it exists and is not being deleted; waits for a job being deleted to be gone."""
         compute = self.backend.compute
-        deadline = time.monotonic() + self.options.pool_timeout
-        while True:
-            try:
-                state = compute.job_state(job_id)
-            except ResourceNotFoundError:
-                return None
-            if state != "deleting":
-                return state
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"job '{job_id}' is still being deleted")
-            time.sleep(max(self.options.poll_interval, 0.2))
+        try:
+            state = compute.job_state(job_id)
+        except ResourceNotFoundError:
+            return None
+        if state is not JobState.DELETING:
+            return state
+        compute.wait_for_job_deleted(
+            job_id, timeout=self.options.pool_timeout, poll_interval=self.options.poll_interval
+        )
+        return None
 
     # -- 6: tasks -----------------------------------------------------------------------------------------------
     def submit_tasks(self, staged: StagedFiles) -> None:
@@ -249,28 +219,43 @@ class Workflow:
     def monitor(self) -> TaskCounts:
         """Poll task counts (one request per poll) until every task has completed.
 
-        Polls start :data:`~batchbox.core.compute.FIRST_POLL_DELAY` apart; the delay doubles up to
+        Polls start :data:`~batchbox.core.polling.FIRST_POLL_DELAY` apart; the delay doubles up to
         ``poll_interval``.
+
+        Raises:
+            WaitTimeoutError: ``job_timeout`` passed first.
         """
         compute = self.backend.compute
         began = time.monotonic()
-        delay = min(FIRST_POLL_DELAY, self.options.poll_interval)
-        while True:
+
+        def probe() -> TaskCounts:
             counts = compute.task_counts(self.workload.job_id)
             self.result.count_requests += 1
-            total = max(self.result.total_tasks, counts.total)
-            self.reporter.progress(counts, total, time.monotonic() - began)
-            if counts.active == 0 and counts.running == 0 and counts.completed >= total:
-                self.result.counts = counts
-                self.result.total_tasks = total
-                return counts
-            if self.options.job_timeout is not None and time.monotonic() - began > self.options.job_timeout:
-                raise TimeoutError(
-                    f"job '{self.workload.job_id}' did not finish within {self.options.job_timeout:.0f} s "
-                    f"({counts.active} active, {counts.running} running)"
-                )
-            time.sleep(delay)
-            delay = min(delay * 2, self.options.poll_interval)
+            self.reporter.progress(counts, self._expected_total(counts), time.monotonic() - began)
+            return counts
+
+        def finished(counts: TaskCounts) -> bool:
+            return counts.active == 0 and counts.running == 0 and counts.completed >= self._expected_total(counts)
+
+        def too_late(counts: TaskCounts) -> str:
+            return (
+                f"job '{self.workload.job_id}' did not finish within {self.options.job_timeout:.0f} s "
+                f"({counts.active} active, {counts.running} running)"
+            )
+
+        counts = poll_until(
+            probe,
+            finished,
+            timeout=self.options.job_timeout,
+            poll_interval=self.options.poll_interval,
+            timeout_message=too_late,
+        )
+        self.result.counts = counts
+        self.result.total_tasks = self._expected_total(counts)
+        return counts
+
+    def _expected_total(self, counts: TaskCounts) -> int:
+        return max(self.result.total_tasks, counts.total)
 
     # -- 8: collect ---------------------------------------------------------------------------------------------
     def collect(self) -> list[Path]:

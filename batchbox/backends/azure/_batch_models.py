@@ -31,8 +31,11 @@ from batchbox.core.models import (
     TaskSpec,
 )
 from batchbox.core.states import (
+    AllocationState,
     ComputeNodeState,
     ElevationLevel,
+    JobState,
+    PoolState,
     TaskExecutionResult,
     TaskState,
 )
@@ -46,7 +49,8 @@ __all__ = [
     "from_pool",
     "from_task",
     "from_task_counts",
-    "job_state_name",
+    "job_state",
+    "pool_state",
     "task_create_json",
     "task_filter",
     "to_environment",
@@ -278,12 +282,17 @@ def from_task(task: batch_models.BatchTask) -> TaskInfo:
     )
 
 
+def pool_state(pool: batch_models.BatchPool) -> PoolState:
+    """The state of a (possibly ``$select``-ed) pool."""
+    return _core_enum(PoolState, pool.state, "pool state")
+
+
 def from_pool(pool: batch_models.BatchPool) -> PoolInfo:
     return PoolInfo(
         id=pool.id,
         vm_size=pool.vm_size or "",
-        state=enum_name(pool.state) or "",
-        allocation_state=enum_name(pool.allocation_state) or "",
+        state=pool_state(pool),
+        allocation_state=_core_enum(AllocationState, pool.allocation_state, "allocation state"),
         target_dedicated_nodes=pool.target_dedicated_nodes or 0,
         current_dedicated_nodes=pool.current_dedicated_nodes or 0,
         task_slots_per_node=pool.task_slots_per_node or 1,
@@ -328,8 +337,8 @@ def from_task_counts(result: batch_models.BatchTaskCountsResult) -> TaskCounts:
     )
 
 
-def job_state_name(job: batch_models.BatchJob) -> str:
-    return enum_name(job.state) or ""
+def job_state(job: batch_models.BatchJob) -> JobState:
+    return _core_enum(JobState, job.state, "job state")
 
 
 def task_filter(state: TaskState | None, failed_only: bool) -> str | None:

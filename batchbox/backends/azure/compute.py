@@ -2,14 +2,13 @@
 
 The same class drives Azure Batch and batchbox's local emulator (which speaks the Batch REST API): only the
 endpoint and the credential change. Pool deletion, pool resizing and job termination/deletion are asynchronous
-in Batch: the methods here ask for them and return; :meth:`AzureBatchCompute.wait_for_pool_deleted` and
-:meth:`AzureBatchCompute.wait_for_job_deleted` wait when a caller needs the resource gone.
+in Batch: the methods here ask for them and return; the contract's ``wait_for_pool_deleted`` and
+``wait_for_job_deleted`` wait when a caller needs the resource gone.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 from urllib.parse import urlsplit
@@ -185,12 +184,12 @@ class AzureBatchCompute(ComputeBackend):
                 pool = self._client.get_pool(pool_id, select=["id", "state"])
         except ResourceNotFoundError:
             return False
-        return mapping.from_pool(pool).state != PoolState.DELETING.value
+        return mapping.pool_state(pool) is not PoolState.DELETING
 
     def list_pools(self) -> list[PoolInfo]:
         with self._errors(("account", safe_endpoint(self._endpoint))):
             pools = [mapping.from_pool(pool) for pool in self._client.list_pools(select=mapping.POOL_SELECT)]
-        return [pool for pool in pools if pool.state != PoolState.DELETING.value]
+        return [pool for pool in pools if pool.state is not PoolState.DELETING]
 
     def resize_pool(self, pool_id: str, dedicated_nodes: int) -> None:
         if dedicated_nodes < 0:
@@ -207,20 +206,6 @@ class AzureBatchCompute(ComputeBackend):
         with self._errors(("pool", pool_id), ignore_status=(404,), ignore_codes=("PoolBeingDeleted",)):
             self._client.begin_delete_pool(pool_id, polling_interval=self._lro_polling_interval)
 
-    def wait_for_pool_deleted(self, pool_id: str, *, timeout: float = 900.0, poll_interval: float = 2.0) -> None:
-        """Wait until the pool is gone (Batch deletes pools asynchronously: ``deleting`` first, then 404).
-
-        Raises:
-            TimeoutError: the pool still exists after ``timeout`` seconds.
-        """
-        self._wait_gone(
-            "pool",
-            pool_id,
-            lambda: self._client.get_pool(pool_id, select=["id", "state"]).state,
-            timeout,
-            poll_interval,
-        )
-
     def list_nodes(self, pool_id: str) -> list[ComputeNodeInfo]:
         with self._errors(("pool", pool_id)):
             return [mapping.from_node(node) for node in self._client.list_nodes(pool_id, select=mapping.NODE_SELECT)]
@@ -232,20 +217,20 @@ class AzureBatchCompute(ComputeBackend):
         with self._errors(("job", spec.id)):
             self._client.create_job(body)
 
-    def list_jobs(self) -> list[tuple[str, str]]:
+    def list_jobs(self) -> list[tuple[str, JobState]]:
         with self._errors(("account", safe_endpoint(self._endpoint))):
-            return [(job.id, mapping.job_state_name(job)) for job in self._client.list_jobs(select=["id", "state"])]
+            return [(job.id, mapping.job_state(job)) for job in self._client.list_jobs(select=["id", "state"])]
 
     def job_exists(self, job_id: str) -> bool:
         try:
             state = self.job_state(job_id)
         except ResourceNotFoundError:
             return False
-        return state != JobState.DELETING.value
+        return state is not JobState.DELETING
 
-    def job_state(self, job_id: str) -> str:
+    def job_state(self, job_id: str) -> JobState:
         with self._errors(("job", job_id)):
-            return mapping.job_state_name(self._client.get_job(job_id, select=["id", "state"]))
+            return mapping.job_state(self._client.get_job(job_id, select=["id", "state"]))
 
     def terminate_job(self, job_id: str) -> None:
         # 15.1 builds no request without a body (its content-type is then None): always send the default reason.
@@ -256,28 +241,6 @@ class AzureBatchCompute(ComputeBackend):
     def delete_job(self, job_id: str) -> None:
         with self._errors(("job", job_id), ignore_status=(404,), ignore_codes=("JobBeingDeleted",)):
             self._client.begin_delete_job(job_id, polling_interval=self._lro_polling_interval)
-
-    def wait_for_job_deleted(self, job_id: str, *, timeout: float = 300.0, poll_interval: float = 1.0) -> None:
-        """Wait until the job is gone (it stays ``deleting`` while its tasks are stopped).
-
-        Raises:
-            TimeoutError: the job still exists after ``timeout`` seconds.
-        """
-        self._wait_gone(
-            "job", job_id, lambda: self._client.get_job(job_id, select=["id", "state"]).state, timeout, poll_interval
-        )
-
-    def _wait_gone(self, kind: str, name: str, probe: Callable[[], object], timeout: float, interval: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with self._errors((kind, name)):
-                    state = probe()
-            except ResourceNotFoundError:
-                return
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"{kind} '{name}' still exists after {timeout:.0f} s (state {state})")
-            time.sleep(interval)
 
     # -- tasks ---------------------------------------------------------------------------------------------
 
