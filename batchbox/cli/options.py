@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 import click
 
 from batchbox.core.backend import Backend, open_backend
+from batchbox.core.registry import known_backends
 from batchbox.core.settings import load_settings
 
 __all__ = ["backend_option", "open_backend_for"]
@@ -16,12 +17,14 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def backend_option(command: _F) -> _F:
-    """``--backend local|azure`` (default: ``$BATCHBOX_BACKEND``, else local)."""
+    """``--backend NAME``, one of the registered backends (default: ``$BATCHBOX_BACKEND``, else local)."""
+    backends = known_backends()
+    described = "; ".join(f"{name}: {entry.description}" for name, entry in backends.items() if entry.description)
     option = click.option(
         "--backend",
-        type=click.Choice(["local", "azure"]),
+        type=click.Choice(list(backends)),
         default=None,
-        help="Where to run: local (Azurite + emulator, the default) or azure. Default: $BATCHBOX_BACKEND or local.",
+        help=f"Where to run ({described}). Default: $BATCHBOX_BACKEND or local.",
     )
     return option(command)
 

@@ -1,5 +1,9 @@
-"""batchbox's SDK-free core: Batch-shaped models, backend contracts, errors and the workflow."""
+"""batchbox's SDK-free core: Batch-shaped models, backend contracts, errors and the workflow.
 
+Everything a workload and its runner import is here: ``from batchbox.core import TaskSpec, Workload, Workflow``.
+"""
+
+from batchbox.core.backend import Backend, open_backend
 from batchbox.core.compute import AddTasksResult, ComputeBackend
 from batchbox.core.errors import (
     AuthenticationError,
@@ -12,6 +16,7 @@ from batchbox.core.errors import (
     ResourceNotFoundError,
     StartTaskFailedError,
     TaskFailedError,
+    WaitTimeoutError,
 )
 from batchbox.core.ids import validate_id
 from batchbox.core.models import (
@@ -31,6 +36,9 @@ from batchbox.core.models import (
     TaskInfo,
     TaskSpec,
 )
+from batchbox.core.reporting import LogReporter, Reporter
+from batchbox.core.results import FailedTask, RunResult
+from batchbox.core.settings import Settings, load_settings
 from batchbox.core.states import (
     AllocationState,
     ComputeNodeState,
@@ -45,11 +53,14 @@ from batchbox.core.states import (
     TaskState,
 )
 from batchbox.core.storage import BlobInfo, ContainerPermission, StorageBackend, UploadItem, validate_container_name
+from batchbox.core.workflow import RunOptions, Workflow
+from batchbox.core.workload import ContainerNames, StagedFiles, Workload
 
 __all__ = [
     "AddTasksResult",
     "AllocationState",
     "AuthenticationError",
+    "Backend",
     "BackendUnavailableError",
     "BatchboxError",
     "BlobInfo",
@@ -57,15 +68,18 @@ __all__ = [
     "ComputeNodeInfo",
     "ComputeNodeState",
     "ConfigurationError",
+    "ContainerNames",
     "ContainerPermission",
     "ElevationLevel",
     "EnvironmentSetting",
+    "FailedTask",
     "FailureInfo",
     "ImageReference",
     "InvalidRequestError",
     "JobConstraints",
     "JobSpec",
     "JobState",
+    "LogReporter",
     "NodeFillType",
     "OnAllTasksComplete",
     "OutputFile",
@@ -73,10 +87,15 @@ __all__ = [
     "PoolInfo",
     "PoolSpec",
     "PoolState",
+    "Reporter",
     "ResourceError",
     "ResourceExistsError",
     "ResourceFile",
     "ResourceNotFoundError",
+    "RunOptions",
+    "RunResult",
+    "Settings",
+    "StagedFiles",
     "StartTask",
     "StartTaskFailedError",
     "StartTaskState",
@@ -89,6 +108,11 @@ __all__ = [
     "TaskSpec",
     "TaskState",
     "UploadItem",
+    "WaitTimeoutError",
+    "Workflow",
+    "Workload",
+    "load_settings",
+    "open_backend",
     "validate_container_name",
     "validate_id",
 ]

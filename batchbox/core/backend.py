@@ -19,9 +19,17 @@ class Backend(ABC):
 
     Subclasses are registered in :mod:`batchbox.core.registry` and built with :meth:`from_settings`, which must
     fail fast (before creating anything anywhere) when a setting is missing or a service is unreachable.
+
+    Args:
+        storage: the blob storage half.
+        compute: the pools, jobs and tasks half.
     """
 
     name: str = "abstract"
+
+    def __init__(self, storage: StorageBackend, compute: ComputeBackend) -> None:
+        self._storage = storage
+        self._compute = compute
 
     @classmethod
     @abstractmethod
@@ -34,14 +42,14 @@ class Backend(ABC):
         """
 
     @property
-    @abstractmethod
     def storage(self) -> StorageBackend:
         """Blob storage."""
+        return self._storage
 
     @property
-    @abstractmethod
     def compute(self) -> ComputeBackend:
         """Pools, jobs and tasks."""
+        return self._compute
 
     def describe(self) -> str:
         """One line saying where the work runs (no secrets)."""

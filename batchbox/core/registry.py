@@ -35,6 +35,11 @@ _REGISTRY: dict[str, BackendEntry] = {
         install_hint="pip install batchbox (needs azure-batch>=15, azure-storage-blob, azure-identity)",
         description="Azure Batch and Azure Blob Storage",
     ),
+    "memory": BackendEntry(
+        target="batchbox.backends.memory.backend:MemoryBackend",
+        install_hint="pip install batchbox (nothing else: tasks run as local processes)",
+        description="storage in memory and tasks as local processes, in one Python process (for tests)",
+    ),
 }
 
 

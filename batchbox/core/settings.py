@@ -3,7 +3,7 @@
 Environment variables win over the file. Names (all optional until the backend that needs them is chosen):
 
 =====================================  ==========================================================================
-``BATCHBOX_BACKEND``                   ``local`` (default) or ``azure``
+``BATCHBOX_BACKEND``                   ``local`` (default), ``azure``, ``memory`` or another registered backend
 ``BATCHBOX_BATCH_URL``                 Batch account URL, e.g. ``https://myacct.westeurope.batch.azure.com``
 ``BATCHBOX_BATCH_ACCOUNT``             Batch account name (needed with a key)
 ``BATCHBOX_BATCH_KEY``                 Batch account key; without it, Azure AD (DefaultAzureCredential) is used
@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from batchbox.core.errors import ConfigurationError
+from batchbox.core.registry import known_backends
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -111,11 +112,9 @@ def load_settings(
     if backend:
         values["backend"] = backend
     chosen = values.get("backend", "local")
-    if chosen not in ("local", "azure") and "." not in chosen:
-        from batchbox.core.registry import known_backends
-
-        if chosen not in known_backends():
-            raise ConfigurationError(env_name("backend"), f"unknown backend {chosen!r}; use 'local' or 'azure'")
+    if chosen not in known_backends() and "." not in chosen:  # a dotted name may be registered by a plugin later
+        choices = ", ".join(repr(name) for name in sorted(known_backends()))
+        raise ConfigurationError(env_name("backend"), f"unknown backend {chosen!r}; use one of {choices}")
     home = values.pop("home", None)
     return Settings(**values, home=Path(home).expanduser() if home else None)
 

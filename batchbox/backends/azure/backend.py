@@ -26,8 +26,7 @@ class AzureBackend(Backend):
     name = "azure"
 
     def __init__(self, storage: StorageBackend, compute: ComputeBackend, batch_url: str) -> None:
-        self._storage = storage
-        self._compute = compute
+        super().__init__(storage, compute)
         self._batch_url = batch_url
 
     @classmethod
@@ -49,14 +48,6 @@ class AzureBackend(Backend):
 
             storage = BlobStorage(settings.require("storage_account_url"), DefaultAzureCredential())
         return cls(storage, compute, batch_url)
-
-    @property
-    def storage(self) -> StorageBackend:
-        return self._storage
-
-    @property
-    def compute(self) -> ComputeBackend:
-        return self._compute
 
     def describe(self) -> str:
         return f"azure (Batch {urlsplit(self._batch_url).netloc}, storage account {self._storage.account_name})"
