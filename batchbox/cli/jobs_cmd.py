@@ -36,8 +36,8 @@ def status(job: str | None, backend: str | None) -> None:
             table.add_row(
                 pool.id,
                 pool.vm_size,
-                pool.state,
-                pool.allocation_state,
+                pool.state.value,
+                pool.allocation_state.value,
                 f"{pool.current_dedicated_nodes}/{pool.target_dedicated_nodes}",
                 states,
             )
@@ -46,7 +46,7 @@ def status(job: str | None, backend: str | None) -> None:
         for job_id, state in compute.list_jobs():
             counts = compute.task_counts(job_id)
             jobs.add_row(
-                job_id, state, str(counts.active), str(counts.running), str(counts.succeeded), str(counts.failed)
+                job_id, state.value, str(counts.active), str(counts.running), str(counts.succeeded), str(counts.failed)
             )
         console.print(jobs)
 
@@ -56,7 +56,7 @@ def _show_job(console: Console, opened: Backend, job: str) -> None:
     state = compute.job_state(job)
     counts = compute.task_counts(job)
     console.print(
-        f"job {job}: {state}; {counts.active} active, {counts.running} running, "
+        f"job {job}: {state.value}; {counts.active} active, {counts.running} running, "
         f"{counts.succeeded} succeeded, {counts.failed} failed"
     )
     for task in compute.list_tasks(job, failed_only=True):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import os
-import secrets
 import threading
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
@@ -36,13 +35,17 @@ from urllib3.util.retry import Retry
 
 from batchbox.backends.azure._blob_transfers import BlobTransfers
 from batchbox.backends.azure._storage_errors import install_sas_redaction, strip_query, translated_errors
-from batchbox.core.errors import ConfigurationError, InvalidRequestError, ResourceExistsError, ResourceNotFoundError
+from batchbox.core.errors import ConfigurationError, ResourceExistsError, ResourceNotFoundError
 from batchbox.core.storage import (
     BlobInfo,
     ContainerPermission,
     ProgressCallback,
     StorageBackend,
     UploadItem,
+    check_max_concurrency,
+    expiry_time,
+    local_path_for_blob,
+    partial_path,
     validate_container_name,
 )
 
@@ -224,7 +227,7 @@ class BlobStorage(StorageBackend):
         progress: ProgressCallback | None = None,
     ) -> list[str]:
         validate_container_name(container)
-        _check_concurrency(max_concurrency)
+        check_max_concurrency(max_concurrency)
         items = list(items)
         for item in items:
             if not Path(item.path).is_file():
@@ -271,11 +274,11 @@ class BlobStorage(StorageBackend):
         skip_existing: bool = False,
         progress: ProgressCallback | None = None,
     ) -> list[Path]:
-        _check_concurrency(max_concurrency)
+        check_max_concurrency(max_concurrency)
         destination = Path(destination)
         # empty blobs named "dir/" are folder markers (hierarchical namespace, Storage Explorer): nothing to write
         blobs = [b for b in self.list_blobs(container, prefix) if not (b.name.endswith("/") and b.size == 0)]
-        plan = [(blob, _local_path(destination, container, blob.name)) for blob in blobs]
+        plan = [(blob, local_path_for_blob(destination, container, blob.name)) for blob in blobs]
         per_blob = _per_transfer_concurrency(max_concurrency, len(plan))
         folders_made: set[Path] = set()  # the transfers share one event loop: no lock needed
 
@@ -286,7 +289,7 @@ class BlobStorage(StorageBackend):
             if target.parent not in folders_made:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 folders_made.add(target.parent)
-            part = target.with_name(f"{target.name}.part-{secrets.token_hex(6)}")
+            part = partial_path(target)
             try:
                 with self._errors(container, blob.name), open(part, "wb") as sink:
                     stream = await client.get_blob_client(container, blob.name).download_blob(max_concurrency=per_blob)
@@ -389,33 +392,7 @@ class BlobStorage(StorageBackend):
 
 def _sas_window(expiry: datetime | timedelta) -> tuple[datetime, datetime]:
     """(start, expiry) in UTC: start 15 minutes ago; a naive ``expiry`` is taken as UTC."""
-    now = datetime.now(timezone.utc)
-    if isinstance(expiry, timedelta):
-        expiry_at = now + expiry
-    elif expiry.tzinfo is None:
-        expiry_at = expiry.replace(tzinfo=timezone.utc)
-    else:
-        expiry_at = expiry.astimezone(timezone.utc)
-    return now - SAS_START_SKEW, expiry_at
-
-
-def _local_path(destination: Path, container: str, blob_name: str) -> Path:
-    """Where ``blob_name`` lands under ``destination``; refuses names that would leave it."""
-    parts = blob_name.split("/")
-    unsafe = blob_name.startswith("/") or "\0" in blob_name or any(part in ("", ".", "..") for part in parts)
-    if os.sep != "/" or os.altsep:  # Windows: a backslash or a drive letter would also escape
-        unsafe = unsafe or "\\" in blob_name or ":" in blob_name
-    target = destination.joinpath(*parts)
-    if unsafe or not target.resolve().is_relative_to(destination.resolve()):  # resolve: symlinks inside too
-        raise InvalidRequestError(
-            "blob", blob_name, f"blob {blob_name!r} in container '{container}' would be written outside {destination}"
-        )
-    return target
-
-
-def _check_concurrency(max_concurrency: int) -> None:
-    if max_concurrency < 1:
-        raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
+    return datetime.now(timezone.utc) - SAS_START_SKEW, expiry_time(expiry)
 
 
 def _per_transfer_concurrency(max_concurrency: int, transfers: int) -> int:
