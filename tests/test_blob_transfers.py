@@ -1,7 +1,7 @@
 """The transfer runner under BlobStorage's uploads and downloads: bounds, order, first error, callers in a loop.
 
 The work functions here are real coroutines that sleep instead of moving blobs, so the runner's own behaviour can be
-observed exactly; the transfers themselves are covered against Azurite in test_storage.py.
+observed exactly; the transfers themselves are covered against Azurite by the storage contract (tests/contract/).
 """
 
 from __future__ import annotations
