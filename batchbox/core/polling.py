@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from batchbox.core.errors import ResourceNotFoundError, WaitTimeoutError
 
-__all__ = ["FIRST_POLL_DELAY", "poll_delays", "poll_until", "wait_until_gone"]
+__all__ = ["FIRST_POLL_DELAY", "poll_delays", "poll_until", "unless_being_deleted", "wait_until_gone"]
 
 FIRST_POLL_DELAY = 0.1
 """Seconds before the second poll of a wait; the delay then doubles up to the caller's ``poll_interval``."""
@@ -82,3 +82,22 @@ def wait_until_gone(
         poll_interval=poll_interval,
         timeout_message=lambda state: f"{kind} '{name}' still exists after {timeout:.0f} s (state {state})",
     )
+
+
+def unless_being_deleted(
+    read: Callable[[], _T], being_deleted: Callable[[_T], bool], wait_until_deleted: Callable[[], None]
+) -> _T | None:
+    """What ``read`` returns about a resource, or None when there is none to reuse.
+
+    None when ``read`` raises :class:`ResourceNotFoundError`, and when ``being_deleted`` holds for what it returned:
+    then ``wait_until_deleted`` is called first (a new resource of the same id can be made only once the old one is
+    gone).
+    """
+    try:
+        value = read()
+    except ResourceNotFoundError:
+        return None
+    if not being_deleted(value):
+        return value
+    wait_until_deleted()
+    return None

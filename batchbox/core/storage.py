@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -12,18 +10,13 @@ from datetime import datetime, timedelta, timezone
 from enum import Enum
 from pathlib import Path
 
-from batchbox.core.errors import InvalidRequestError
-
 __all__ = [
     "BlobInfo",
     "ContainerPermission",
     "ProgressCallback",
     "StorageBackend",
     "UploadItem",
-    "check_max_concurrency",
     "expiry_time",
-    "local_path_for_blob",
-    "partial_path",
     "validate_container_name",
 ]
 
@@ -45,40 +38,6 @@ def validate_container_name(name: object) -> str:
             "starting and ending with a letter or digit"
         )
     return name
-
-
-def check_max_concurrency(max_concurrency: int) -> None:
-    """Refuse a transfer concurrency below 1.
-
-    Raises:
-        ValueError: naming the value.
-    """
-    if max_concurrency < 1:
-        raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
-
-
-def local_path_for_blob(destination: Path, container: str, blob_name: str) -> Path:
-    """Where ``blob_name`` lands under ``destination`` when a container is downloaded.
-
-    Raises:
-        InvalidRequestError: (kind ``blob``) the name would leave ``destination`` (``..``, an absolute name, a NUL,
-            a symlink inside ``destination``; on Windows also a backslash or a drive letter).
-    """
-    parts = blob_name.split("/")
-    unsafe = blob_name.startswith("/") or "\0" in blob_name or any(part in ("", ".", "..") for part in parts)
-    if os.sep != "/" or os.altsep:
-        unsafe = unsafe or "\\" in blob_name or ":" in blob_name
-    target = destination.joinpath(*parts)
-    if unsafe or not target.resolve().is_relative_to(destination.resolve()):
-        raise InvalidRequestError(
-            "blob", blob_name, f"blob {blob_name!r} in container '{container}' would be written outside {destination}"
-        )
-    return target
-
-
-def partial_path(target: Path) -> Path:
-    """A fresh temporary name next to ``target``; a download writes there and renames it when complete."""
-    return target.with_name(f"{target.name}.part-{secrets.token_hex(6)}")
 
 
 def expiry_time(expiry: datetime | timedelta) -> datetime:

@@ -17,7 +17,7 @@ from typing import TypeVar
 from batchbox.core.backend import Backend
 from batchbox.core.errors import InvalidRequestError, ResourceNotFoundError
 from batchbox.core.models import ComputeNodeInfo, PoolInfo, TaskCounts, TaskInfo
-from batchbox.core.polling import poll_until
+from batchbox.core.polling import poll_until, unless_being_deleted
 from batchbox.core.reporting import Reporter
 from batchbox.core.results import FailedTask, RunResult
 from batchbox.core.states import JobState, PoolState
@@ -165,44 +165,35 @@ class Workflow:
     def _existing_pool(self, pool_id: str) -> PoolInfo | None:
         """The pool if it exists and is not being deleted; waits for a pool being deleted to be gone."""
         compute = self.backend.compute
-        try:
-            info = compute.get_pool(pool_id)
-        except ResourceNotFoundError:
-            return None
-        if info.state is not PoolState.DELETING:
-            return info
-        self.reporter.message(f"waiting for the old pool {pool_id} to be deleted")
-        compute.wait_for_pool_deleted(
-            pool_id, timeout=self.options.pool_timeout, poll_interval=self.options.poll_interval
+
+        def wait_until_deleted() -> None:
+            self.reporter.message(f"waiting for the old pool {pool_id} to be deleted")
+            compute.wait_for_pool_deleted(pool_id, **self._wait_limits())
+
+        return unless_being_deleted(
+            lambda: compute.get_pool(pool_id), lambda info: info.state is PoolState.DELETING, wait_until_deleted
         )
-        return None
+
+    def _wait_limits(self) -> dict[str, float]:
+        return {"timeout": self.options.pool_timeout, "poll_interval": self.options.poll_interval}
 
     # -- 5: job -------------------------------------------------------------------------------------------------
     def ensure_job(self) -> bool:
-        """Create the job, or reuse it. Returns True when the job exists and has already completed."""
+        """Create the job, or reuse it (waiting for one being deleted to be gone). Returns True when the job exists
+        and has already completed."""
         compute = self.backend.compute
         spec = self.workload.job()
-        state = self._job_state_unless_deleting(spec.id)
+        state = unless_being_deleted(
+            lambda: compute.job_state(spec.id),
+            lambda found: found is JobState.DELETING,
+            lambda: compute.wait_for_job_deleted(spec.id, **self._wait_limits()),
+        )
         if state is not None:
             self.result.resumed = True
             self.reporter.message(f"resuming job {spec.id} ({state.value})")
             return state is JobState.COMPLETED
         compute.create_job(spec)
         return False
-
-    def _job_state_unless_deleting(self, job_id: str) -> JobState | None:
-        """The job's state if it exists and is not being deleted; waits for a job being deleted to be gone."""
-        compute = self.backend.compute
-        try:
-            state = compute.job_state(job_id)
-        except ResourceNotFoundError:
-            return None
-        if state is not JobState.DELETING:
-            return state
-        compute.wait_for_job_deleted(
-            job_id, timeout=self.options.pool_timeout, poll_interval=self.options.poll_interval
-        )
-        return None
 
     # -- 6: tasks -----------------------------------------------------------------------------------------------
     def submit_tasks(self, staged: StagedFiles) -> None:

@@ -30,6 +30,7 @@ from batchbox.core.models import (
     TaskInfo,
     TaskSpec,
 )
+from batchbox.core.rest_json import output_file_json, resource_file_json
 from batchbox.core.states import (
     AllocationState,
     ComputeNodeState,
@@ -195,17 +196,6 @@ def to_job_create(spec: JobSpec) -> batch_models.BatchJobCreateOptions:
     )
 
 
-def _resource_file_json(item: ResourceFile) -> dict[str, str]:
-    fields = (
-        ("httpUrl", item.http_url),
-        ("storageContainerUrl", item.storage_container_url),
-        ("blobPrefix", item.blob_prefix),
-        ("filePath", item.file_path),
-        ("fileMode", item.file_mode),
-    )
-    return {name: value for name, value in fields if value is not None}
-
-
 def task_create_json(spec: TaskSpec) -> dict[str, Any]:
     """The REST JSON of ``spec``'s task body (``TaskAddParameter``): only dicts, lists, strings and numbers.
 
@@ -217,9 +207,9 @@ def task_create_json(spec: TaskSpec) -> dict[str, Any]:
     if spec.display_name is not None:
         body["displayName"] = spec.display_name
     if spec.resource_files:
-        body["resourceFiles"] = [_resource_file_json(item) for item in spec.resource_files]
+        body["resourceFiles"] = [resource_file_json(item) for item in spec.resource_files]
     if spec.output_files:
-        body["outputFiles"] = [to_output_file(item).as_dict() for item in spec.output_files]
+        body["outputFiles"] = [output_file_json(item) for item in spec.output_files]
     if spec.environment:
         body["environmentSettings"] = [{"name": item.name, "value": item.value} for item in spec.environment]
     constraints = to_task_constraints(spec.constraints)

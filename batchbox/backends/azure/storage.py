@@ -9,11 +9,10 @@ that accepts connections but never answers is bounded by ``read_timeout`` per at
 
 from __future__ import annotations
 
-import errno
 import os
 import threading
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,18 +34,22 @@ from urllib3.util.retry import Retry
 
 from batchbox.backends.azure._blob_transfers import BlobTransfers
 from batchbox.backends.azure._storage_errors import install_sas_redaction, strip_query, translated_errors
-from batchbox.core.errors import ConfigurationError, ResourceExistsError, ResourceNotFoundError
+from batchbox.core.errors import ConfigurationError, ResourceError, ResourceExistsError, ResourceNotFoundError
 from batchbox.core.storage import (
     BlobInfo,
     ContainerPermission,
     ProgressCallback,
     StorageBackend,
     UploadItem,
-    check_max_concurrency,
     expiry_time,
-    local_path_for_blob,
-    partial_path,
     validate_container_name,
+)
+from batchbox.core.transfers import (
+    already_downloaded,
+    check_max_concurrency,
+    checked_uploads,
+    download_plan,
+    partial_path,
 )
 
 if TYPE_CHECKING:
@@ -109,15 +112,7 @@ class BlobStorage(StorageBackend):
         elif not isinstance(credential, AzureSasCredential):
             self._token_credential = credential
         install_sas_redaction()
-        session = requests.Session()
-        session.trust_env = not self._local  # never route loopback traffic through an environment proxy
-        adapter = HTTPAdapter(
-            pool_connections=4,
-            pool_maxsize=pool_size,
-            max_retries=Retry(total=False, redirect=False, raise_on_status=False),
-        )
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
+        session = _http_session(pool_size, use_env_proxies=not self._local)
         try:
             self._client = BlobServiceClient(
                 self._endpoint,
@@ -198,20 +193,21 @@ class BlobStorage(StorageBackend):
     # -- containers -------------------------------------------------------------------------------------------
 
     def create_container(self, container: str) -> None:
-        validate_container_name(container)
-        try:
-            with self._errors(container):
-                self._client.create_container(container)
-        except ResourceExistsError as exc:
-            if exc.kind != "container":
-                raise
+        with self._container_errors(container, except_about_it=ResourceExistsError):
+            self._client.create_container(container)
 
     def delete_container(self, container: str) -> None:
+        with self._container_errors(container, except_about_it=ResourceNotFoundError):
+            self._client.delete_container(container)
+
+    @contextmanager
+    def _container_errors(self, container: str, *, except_about_it: type[ResourceError]) -> Iterator[None]:
+        """Translated errors of a container call, but none of type ``except_about_it`` about the container itself."""
         validate_container_name(container)
         try:
             with self._errors(container):
-                self._client.delete_container(container)
-        except ResourceNotFoundError as exc:
+                yield
+        except except_about_it as exc:
             if exc.kind != "container":
                 raise
 
@@ -226,12 +222,7 @@ class BlobStorage(StorageBackend):
         overwrite: bool = True,
         progress: ProgressCallback | None = None,
     ) -> list[str]:
-        validate_container_name(container)
-        check_max_concurrency(max_concurrency)
-        items = list(items)
-        for item in items:
-            if not Path(item.path).is_file():
-                raise FileNotFoundError(errno.ENOENT, "file to upload does not exist", str(item.path))
+        items = checked_uploads(container, items, max_concurrency)
         per_blob = _per_transfer_concurrency(max_concurrency, len(items))
 
         async def upload(client: AsyncBlobServiceClient, item: UploadItem) -> str:
@@ -275,16 +266,13 @@ class BlobStorage(StorageBackend):
         progress: ProgressCallback | None = None,
     ) -> list[Path]:
         check_max_concurrency(max_concurrency)
-        destination = Path(destination)
-        # empty blobs named "dir/" are folder markers (hierarchical namespace, Storage Explorer): nothing to write
-        blobs = [b for b in self.list_blobs(container, prefix) if not (b.name.endswith("/") and b.size == 0)]
-        plan = [(blob, local_path_for_blob(destination, container, blob.name)) for blob in blobs]
+        plan = download_plan(self.list_blobs(container, prefix), destination, container)
         per_blob = _per_transfer_concurrency(max_concurrency, len(plan))
         folders_made: set[Path] = set()  # the transfers share one event loop: no lock needed
 
         async def download(client: AsyncBlobServiceClient, entry: tuple[BlobInfo, Path]) -> Path:
             blob, target = entry
-            if skip_existing and target.is_file() and target.stat().st_size == blob.size:
+            if skip_existing and already_downloaded(target, blob):
                 return target
             if target.parent not in folders_made:
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -388,6 +376,21 @@ class BlobStorage(StorageBackend):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _http_session(pool_size: int, *, use_env_proxies: bool) -> requests.Session:
+    """The SDK's HTTP session: ``pool_size`` connections per host, no urllib3 retries (the SDK retries), and no
+    environment proxy towards a local endpoint."""
+    session = requests.Session()
+    session.trust_env = use_env_proxies
+    adapter = HTTPAdapter(
+        pool_connections=4,
+        pool_maxsize=pool_size,
+        max_retries=Retry(total=False, redirect=False, raise_on_status=False),
+    )
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
 
 
 def _sas_window(expiry: datetime | timedelta) -> tuple[datetime, datetime]:

@@ -148,9 +148,16 @@ class Cluster:
         run = Run(node, task.spec.required_slots, task)
         node.runs.append(run)
         directory = task_dir(node, job.spec.id, task.spec.id)
-        task.state, task.node, task.directory, task.run = TaskState.RUNNING, node, directory, run
-        task.start_time, task.end_time = utc_now(), None
-        task.exit_code, task.result, task.failure = None, None, None
+        task.node, task.directory, task.run = node, directory, run
+        task.report(
+            state=TaskState.RUNNING,
+            node_id=node.id,
+            start_time=utc_now(),
+            end_time=None,
+            exit_code=None,
+            result=None,
+            failure=None,
+        )
         request = RunRequest(
             command_line=task.spec.command_line,
             task_dir=directory,
@@ -192,24 +199,29 @@ class Cluster:
 
     def _complete_run(self, job: JobRecord, task: TaskRecord, outcome: Outcome) -> None:
         limit = job.retry_limit(task)
-        if outcome.retryable and (limit < 0 or task.retry_count < limit):
-            task.retry_count += 1
+        if outcome.retryable and (limit < 0 or task.info.retry_count < limit):
+            task.report(retry_count=task.info.retry_count + 1)
             self._reactivate(job, task)
             return
-        task.state = TaskState.COMPLETED
-        task.exit_code, task.failure = outcome.exit_code, outcome.failure
         succeeded = outcome.exit_code == 0 and outcome.failure is None
-        task.result = TaskExecutionResult.SUCCESS if succeeded else TaskExecutionResult.FAILURE
-        task.start_time, task.end_time = outcome.start_time, outcome.end_time
+        task.report(
+            state=TaskState.COMPLETED,
+            exit_code=outcome.exit_code,
+            failure=outcome.failure,
+            result=TaskExecutionResult.SUCCESS if succeeded else TaskExecutionResult.FAILURE,
+            start_time=outcome.start_time,
+            end_time=outcome.end_time,
+        )
         self.check_job_end(job)
 
     def _reactivate(self, job: JobRecord, task: TaskRecord) -> None:
-        task.state, task.node, task.run = TaskState.ACTIVE, None, None
+        task.node, task.run = None, None
+        task.report(state=TaskState.ACTIVE, node_id=None)
         job.queue[task.spec.id.lower()] = None
 
     def _requeue(self, task: TaskRecord) -> None:
         job = self.jobs.get(task.job_id.lower())
-        task.requeue_count += 1
+        task.report(requeue_count=task.info.requeue_count + 1)
         if job is not None:
             self._reactivate(job, task)
 
@@ -219,9 +231,13 @@ class Cluster:
             task.run.cancel()
             task.run = None
         job.queue.pop(task.spec.id.lower(), None)
-        task.state, task.exit_code, task.result = TaskState.COMPLETED, None, TaskExecutionResult.FAILURE
-        task.failure = FailureInfo(USER_ERROR, TASK_ENDED, f"Task was ended by user request: {reason}")
-        task.end_time = utc_now()
+        task.report(
+            state=TaskState.COMPLETED,
+            exit_code=None,
+            result=TaskExecutionResult.FAILURE,
+            failure=FailureInfo(USER_ERROR, TASK_ENDED, f"Task was ended by user request: {reason}"),
+            end_time=utc_now(),
+        )
 
     def end_job(self, job: JobRecord, reason: str) -> None:
         """Terminate a job: every unfinished task ends (``TaskEnded``), the job completes."""

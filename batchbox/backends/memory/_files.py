@@ -18,6 +18,7 @@ from typing import Any
 from batchbox.backends.memory._sas import SasRefused, is_memory_url
 from batchbox.backends.memory.storage import MemoryStorage, SasAccess
 from batchbox.core.models import FailureInfo, OutputFile, ResourceFile
+from batchbox.core.rest_json import output_file_json, resource_file_json
 from batchbox.node._agent_common import (
     BLOB_ACCESS_DENIED,
     BLOB_DOWNLOAD_MISC_ERROR,
@@ -99,17 +100,6 @@ def _read_blob(access: SasAccess) -> bytes:
     return access.read(access.blob)
 
 
-def _rest_resource(resource: ResourceFile) -> dict[str, str]:
-    fields = (
-        ("httpUrl", resource.http_url),
-        ("storageContainerUrl", resource.storage_container_url),
-        ("blobPrefix", resource.blob_prefix),
-        ("filePath", resource.file_path),
-        ("fileMode", resource.file_mode),
-    )
-    return {name: value for name, value in fields if value is not None}
-
-
 def fetch_resource_files(storage: MemoryStorage, resources: Sequence[ResourceFile], wd: str) -> FailureInfo | None:
     """Download every resource file into ``wd``; the failure of the first one that fails (nothing after it runs)."""
     try:
@@ -117,21 +107,10 @@ def fetch_resource_files(storage: MemoryStorage, resources: Sequence[ResourceFil
             if is_memory_url(resource.http_url or resource.storage_container_url or ""):
                 _fetch_memory(storage, resource, wd)
             else:
-                download_resource_files([_rest_resource(resource)], wd)
+                download_resource_files([resource_file_json(resource)], wd)
     except TaskFailure as exc:
         return _failure(exc.info)
     return None
-
-
-def _rest_output(output: OutputFile) -> dict[str, Any]:
-    container: dict[str, str] = {"containerUrl": output.container_url}
-    if output.path is not None:
-        container["path"] = output.path
-    return {
-        "filePattern": output.file_pattern,
-        "destination": {"container": container},
-        "uploadOptions": {"uploadCondition": output.upload_condition.value},
-    }
 
 
 @dataclass
@@ -175,11 +154,11 @@ def store_output_files(
 
     ``fileuploadout.txt`` and ``fileuploaderr.txt`` in ``task_dir`` log what was done, as on a node.
     """
-    remote = [_rest_output(o) for o in outputs if not is_memory_url(o.container_url)]
+    remote = [output_file_json(o) for o in outputs if not is_memory_url(o.container_url)]
     first = _failure(upload_output_files(remote, wd, task_dir, succeeded) or {}) if remote else None
     log = _UploadLog()
     for output in outputs:
-        if is_memory_url(output.container_url) and should_upload(_rest_output(output), succeeded):
+        if is_memory_url(output.container_url) and should_upload(output_file_json(output), succeeded):
             failure = _store_memory(storage, output, wd, log)
             first = first or failure
     log.write(task_dir, "a" if remote else "w")

@@ -11,19 +11,13 @@ import os
 import signal
 import subprocess
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 from batchbox.core.models import ComputeNodeInfo, FailureInfo, JobSpec, PoolInfo, PoolSpec, TaskInfo, TaskSpec
-from batchbox.core.states import (
-    AllocationState,
-    ComputeNodeState,
-    JobState,
-    PoolState,
-    TaskExecutionResult,
-    TaskState,
-)
+from batchbox.core.states import AllocationState, ComputeNodeState, JobState, PoolState, TaskState
 
 __all__ = ["JobRecord", "NodeRecord", "PoolRecord", "Run", "TaskRecord", "utc_now"]
 
@@ -121,40 +115,33 @@ class PoolRecord:
 
 @dataclass
 class TaskRecord:
-    """A task and its execution so far."""
+    """A task: what was asked (``spec``), what is reported (``info``) and where it runs."""
 
     spec: TaskSpec
     job_id: str
-    state: TaskState = TaskState.ACTIVE
-    exit_code: int | None = None
-    result: TaskExecutionResult | None = None
-    failure: FailureInfo | None = None
-    retry_count: int = 0
-    requeue_count: int = 0
+    info: TaskInfo
     node: NodeRecord | None = None
     directory: Path | None = None
-    start_time: datetime | None = None
-    end_time: datetime | None = None
     run: Run | None = None
 
-    def info(self) -> TaskInfo:
-        return TaskInfo(
-            id=self.spec.id,
-            state=self.state,
-            exit_code=self.exit_code,
-            result=self.result,
-            failure=self.failure,
-            retry_count=self.retry_count,
-            requeue_count=self.requeue_count,
-            node_id=self.node.id if self.node is not None else None,
-            start_time=self.start_time,
-            end_time=self.end_time,
-        )
+    @classmethod
+    def new(cls, spec: TaskSpec, job_id: str) -> TaskRecord:
+        """A task just added: active, never run."""
+        return cls(spec, job_id, TaskInfo(id=spec.id, state=TaskState.ACTIVE))
+
+    @property
+    def state(self) -> TaskState:
+        return self.info.state
+
+    def report(self, **changes: Any) -> None:
+        """Change what is reported about the task (fields of :class:`~batchbox.core.models.TaskInfo`)."""
+        self.info = replace(self.info, **changes)
 
     def retention_expired(self, now: datetime) -> bool:
         """True when the task completed longer ago than its ``retention_time``."""
         retention = self.spec.constraints.retention_time
-        return retention is not None and self.end_time is not None and now - self.end_time >= retention
+        end = self.info.end_time
+        return retention is not None and end is not None and now - end >= retention
 
 
 @dataclass

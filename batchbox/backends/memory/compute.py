@@ -188,7 +188,7 @@ class MemoryCompute(ComputeBackend):
                 if key in job.tasks:
                     existed.append(task.id)
                     continue
-                job.tasks[key] = TaskRecord(task, job.spec.id)
+                job.tasks[key] = TaskRecord.new(task, job.spec.id)
                 job.queue[key] = None
                 added.append(task.id)
             self._cluster.dispatch()
@@ -196,7 +196,7 @@ class MemoryCompute(ComputeBackend):
 
     def task_counts(self, job_id: str) -> TaskCounts:
         with self._lock:
-            states = [(task.state, task.result) for task in self._job(job_id).tasks.values()]
+            states = [(task.info.state, task.info.result) for task in self._job(job_id).tasks.values()]
         completed = [result for state, result in states if state is TaskState.COMPLETED]
         return TaskCounts(
             active=sum(1 for state, _ in states if state is TaskState.ACTIVE),
@@ -208,12 +208,12 @@ class MemoryCompute(ComputeBackend):
 
     def list_tasks(self, job_id: str, *, state: TaskState | None = None, failed_only: bool = False) -> list[TaskInfo]:
         with self._lock:
-            infos = [task.info() for task in self._job(job_id).tasks.values()]
+            infos = [task.info for task in self._job(job_id).tasks.values()]
         return [info for info in infos if (state is None or info.state is state) and (not failed_only or info.failed)]
 
     def get_task(self, job_id: str, task_id: str) -> TaskInfo:
         with self._lock:
-            return self._task(job_id, task_id)[1].info()
+            return self._task(job_id, task_id)[1].info
 
     def read_task_file(self, job_id: str, task_id: str, path: str) -> bytes:
         with self._lock:

@@ -7,7 +7,6 @@ resolves them through :meth:`MemoryStorage.sas_access`, can use them.
 
 from __future__ import annotations
 
-import errno
 import os
 import threading
 from collections.abc import Sequence
@@ -23,11 +22,15 @@ from batchbox.core.storage import (
     ProgressCallback,
     StorageBackend,
     UploadItem,
-    check_max_concurrency,
     expiry_time,
-    local_path_for_blob,
-    partial_path,
     validate_container_name,
+)
+from batchbox.core.transfers import (
+    already_downloaded,
+    check_max_concurrency,
+    checked_uploads,
+    download_plan,
+    partial_path,
 )
 
 __all__ = ["DEFAULT_ACCOUNT", "MemoryStorage", "SasAccess"]
@@ -90,12 +93,7 @@ class MemoryStorage(StorageBackend):
         overwrite: bool = True,
         progress: ProgressCallback | None = None,
     ) -> list[str]:
-        validate_container_name(container)
-        check_max_concurrency(max_concurrency)
-        items = list(items)
-        for item in items:
-            if not Path(item.path).is_file():
-                raise FileNotFoundError(errno.ENOENT, "file to upload does not exist", str(item.path))
+        items = checked_uploads(container, items, max_concurrency)
         with self._lock:
             self._blobs(container)
         for item in items:
@@ -141,13 +139,10 @@ class MemoryStorage(StorageBackend):
         progress: ProgressCallback | None = None,
     ) -> list[Path]:
         check_max_concurrency(max_concurrency)
-        destination = Path(destination)
-        blobs = [b for b in self.list_blobs(container, prefix) if not (b.name.endswith("/") and b.size == 0)]
-        plan = [(blob, local_path_for_blob(destination, container, blob.name)) for blob in blobs]
         paths: list[Path] = []
-        for blob, target in plan:
+        for blob, target in download_plan(self.list_blobs(container, prefix), destination, container):
             paths.append(target)
-            if skip_existing and target.is_file() and target.stat().st_size == blob.size:
+            if skip_existing and already_downloaded(target, blob):
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
             part = partial_path(target)
