@@ -17,6 +17,7 @@ __all__ = [
     "StorageBackend",
     "UploadItem",
     "expiry_time",
+    "permission_string",
     "validate_container_name",
 ]
 
@@ -58,6 +59,18 @@ class ContainerPermission(str, Enum):
     WRITE = "w"
     DELETE = "d"
     LIST = "l"
+
+
+def permission_string(permissions: Sequence[ContainerPermission]) -> str:
+    """The ``sp`` of a container SAS: each permission once, in the order Azure Storage requires (``racwdl``).
+
+    Raises:
+        ValueError: no permission is given.
+    """
+    wanted = {ContainerPermission(p).value for p in permissions}
+    if not wanted:
+        raise ValueError("a container SAS needs at least one permission")
+    return "".join(p for p in "racwdl" if p in wanted)
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ from batchbox.core.storage import (
     StorageBackend,
     UploadItem,
     expiry_time,
+    permission_string,
     validate_container_name,
 )
 from batchbox.core.transfers import (
@@ -68,7 +69,6 @@ SAS_START_SKEW = timedelta(minutes=15)
 
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 _USER_DELEGATION_MAX = timedelta(days=7)
-_PERMISSION_ORDER = "racwdl"
 
 
 class BlobStorage(StorageBackend):
@@ -330,15 +330,13 @@ class BlobStorage(StorageBackend):
         *,
         expiry: datetime | timedelta,
     ) -> str:
-        wanted = {ContainerPermission(p).value for p in permissions}
-        if not wanted:
-            raise ValueError("a container SAS needs at least one permission")
+        granted = ContainerSasPermissions.from_string(permission_string(permissions))
         start, expiry_at = _sas_window(expiry)
         account_key, delegation_key = self._signing_key(expiry_at, container)
         sas = generate_container_sas(
             self._account_name,
             container,
-            permission=ContainerSasPermissions.from_string("".join(p for p in _PERMISSION_ORDER if p in wanted)),
+            permission=granted,
             expiry=expiry_at,
             start=start,
             protocol=self.sas_protocol,

@@ -23,6 +23,7 @@ from batchbox.core.storage import (
     StorageBackend,
     UploadItem,
     expiry_time,
+    permission_string,
     validate_container_name,
 )
 from batchbox.core.transfers import (
@@ -36,7 +37,6 @@ from batchbox.core.transfers import (
 __all__ = ["DEFAULT_ACCOUNT", "MemoryStorage", "SasAccess"]
 
 DEFAULT_ACCOUNT = "memory"
-_PERMISSION_ORDER = "racwdl"
 
 
 @dataclass(frozen=True)
@@ -178,11 +178,7 @@ class MemoryStorage(StorageBackend):
         expiry: datetime | timedelta,
     ) -> str:
         validate_container_name(container)
-        wanted = {ContainerPermission(p).value for p in permissions}
-        if not wanted:
-            raise ValueError("a container SAS needs at least one permission")
-        granted = "".join(p for p in _PERMISSION_ORDER if p in wanted)
-        return self._signer.sign(container, None, granted, expiry_time(expiry))
+        return self._signer.sign(container, None, permission_string(permissions), expiry_time(expiry))
 
     def verify_sas(self, url: str) -> SasGrant:
         """What a SAS URL of this account grants.
