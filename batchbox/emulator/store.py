@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from batchbox.emulator.run_history import RunHistory
 from batchbox.emulator.sealing import Sealer, SealError
 
 __all__ = [
@@ -102,6 +103,9 @@ class Store:
         path: the database file (created with its directory when missing).
         sealer: seals documents and node secrets; built from the account key the state belongs to.
 
+    Attributes:
+        runs: the history of the runs of tasks that ended (the portal's timeline; in no REST document).
+
     Raises:
         StoreError: the database was written with a newer schema version or under another account key.
     """
@@ -118,6 +122,7 @@ class Store:
         self._last_ticks = 0
         try:
             self._open_schema()
+            self.runs = RunHistory(self._conn)
         except BaseException:
             self._conn.close()
             raise
@@ -354,6 +359,7 @@ class Store:
         with self.transaction():
             self._conn.execute("DELETE FROM tasks WHERE job_key = ?", (key,))
             self._conn.execute("DELETE FROM jobs WHERE key = ?", (key,))
+            self.runs.delete_job(job_id)
 
     # -- tasks ------------------------------------------------------------------------------------------------
 
@@ -449,7 +455,10 @@ class Store:
             )
 
     def delete_task(self, job_id: str, task_id: str) -> None:
-        self._conn.execute("DELETE FROM tasks WHERE job_key = ? AND key = ?", (job_id.lower(), task_id.lower()))
+        """Remove a task and the history of its runs."""
+        with self.transaction():
+            self._conn.execute("DELETE FROM tasks WHERE job_key = ? AND key = ?", (job_id.lower(), task_id.lower()))
+            self.runs.delete_task(job_id, task_id)
 
     def list_tasks(
         self,
@@ -511,6 +520,43 @@ class Store:
             sql += " LIMIT ?"
             params.append(max(0, limit))
         return [(int(seq), self._load("tasks", text)) for seq, text in self._conn.execute(sql, params)]
+
+    def find_tasks(
+        self,
+        job_id: str,
+        *,
+        states: Sequence[str] | None = None,
+        result: str | None = None,
+        id_prefix: str = "",
+        offset: int = 0,
+        limit: int = 50,
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """One page of a job's tasks in insertion order, filtered by state, ``executionInfo.result`` (``success``
+        / ``failure``) and id prefix (case-insensitive).
+
+        Returns:
+            (how many tasks match in all, the documents of the page).
+        """
+        where = "job_key = ?"
+        params: list[Any] = [job_id.lower()]
+        if states is not None:
+            if not states:
+                return 0, []
+            where += f" AND state IN ({','.join('?' * len(states))})"
+            params.extend(states)
+        if result is not None:
+            where += " AND result = ?"
+            params.append(result)
+        if id_prefix:
+            low = id_prefix.lower()
+            where += " AND key >= ? AND key < ?"
+            params.extend([low, low + "\U0010ffff"])
+        total = int(self._conn.execute(f"SELECT COUNT(*) FROM tasks WHERE {where}", params).fetchone()[0])
+        rows = self._conn.execute(
+            f"SELECT doc FROM tasks WHERE {where} ORDER BY seq LIMIT ? OFFSET ?",
+            [*params, max(0, limit), max(0, offset)],
+        )
+        return total, [self._load("tasks", text) for (text,) in rows]
 
     def task_counts(self, job_id: str) -> dict[str, Any]:
         """Task counts of a job in one GROUP BY.

@@ -10,11 +10,15 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
+from batchbox.emulator.run_history import RunHistory
+
 __all__ = ["NodeDriverLike", "StoreLike", "container_status"]
 
 
 class StoreLike(Protocol):
     """What the runtime calls on the store (signatures as in the design doc)."""
+
+    runs: RunHistory
 
     def transaction(self) -> AbstractContextManager[Any]: ...
     def get_pool(self, pool_id: str) -> dict[str, Any] | None: ...

@@ -12,6 +12,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from batchbox.emulator.run_history import run_from_doc
 from batchbox.emulator.runtime.clock import now_iso, valid_time
 from batchbox.emulator.runtime.documents import (
     exit_code_failure,
@@ -79,17 +80,33 @@ class Transitions:
             node.doc["totalTasksSucceeded"] = int(node.doc.get("totalTasksSucceeded") or 0) + 1
         task_key = held.task_key
         if failure is not None and is_retryable(exit_code, failure) and self._retries_left(job, doc):
+            self._record_run(held.job_id, doc, "retried", end, start=start, exit_code=exit_code)
             task_retried(doc, now)
             self.store.update_task(held.job_id, doc)
             if job is not None:
                 job.enqueue(task_key, held.slots)
             return
+        outcome = "succeeded" if failure is None else "failed"
+        self._record_run(held.job_id, doc, outcome, end, start=start, exit_code=exit_code)
         task_completed(doc, now, exit_code=exit_code, failure_info=failure, start_time=start, end_time=end)
         self.store.update_task(held.job_id, doc)
         if job is not None:
             job.forget(task_key)
             self.sched.release_dependents(job, doc)
             self.check_job_end(job)
+
+    def _record_run(
+        self,
+        job_id: str,
+        doc: Mapping[str, Any],
+        outcome: str,
+        end: str,
+        *,
+        start: str | None = None,
+        exit_code: int | None = None,
+    ) -> None:
+        """Append the run ``doc`` describes (still ``running``) to the run history, before the doc changes."""
+        self.store.runs.record(job_id, run_from_doc(doc, outcome, end=end, start=start, exit_code=exit_code))
 
     @staticmethod
     def _retries_left(job: JobRuntime | None, doc: Mapping[str, Any]) -> bool:
@@ -109,7 +126,9 @@ class Transitions:
         doc = self._current_doc(node, held)
         if doc is None:
             return
-        task_requeued(doc, now_iso())
+        now = now_iso()
+        self._record_run(held.job_id, doc, "requeued", now)
+        task_requeued(doc, now)
         self.store.update_task(held.job_id, doc)
         job = self.sched.jobs.get(held.job_key)
         if job is not None:
@@ -117,7 +136,9 @@ class Transitions:
 
     def requeue_doc(self, job: JobRuntime, doc: dict[str, Any]) -> None:
         """Requeue a running task found in the store whose node is gone (used at restart)."""
-        task_requeued(doc, now_iso())
+        now = now_iso()
+        self._record_run(job.job_id, doc, "requeued", now)
+        task_requeued(doc, now)
         self.store.update_task(job.job_id, doc)
         job.enqueue(str(doc["id"]).lower(), int(doc.get("requiredSlots") or 1))
 
@@ -134,9 +155,12 @@ class Transitions:
             return
         key = str(doc["id"]).lower()
         self._stop_run(job, key)
+        now = now_iso()
+        if doc.get("state") == "running":
+            self._record_run(job.job_id, doc, "terminated", now)
         task_completed(
             doc,
-            now_iso(),
+            now,
             exit_code=None,
             failure_info=task_ended_failure("The task was terminated by a terminate task request"),
         )
@@ -180,6 +204,8 @@ class Transitions:
         message = f"The task was ended because its job was terminated ({reason})"
         ended = self.store.list_tasks(job.job_id, states=["running", "active"])
         for task_doc in ended:
+            if task_doc.get("state") == "running":
+                self._record_run(job.job_id, task_doc, "terminated", now)
             task_completed(task_doc, now, exit_code=None, failure_info=task_ended_failure(message))
         if ended:
             self.store.update_tasks(job.job_id, ended)
