@@ -22,10 +22,11 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
+from batchbox.emulator import portal
 from batchbox.emulator.config import EmulatorConfig
 from batchbox.emulator.handlers import files, jobs, nodes, pools, tasks
 from batchbox.emulator.handlers.common import RuntimeLike
-from batchbox.emulator.protocol.middleware import BatchProtocolMiddleware
+from batchbox.emulator.protocol.middleware import AGENT_PATH_PREFIX, BatchProtocolMiddleware
 from batchbox.emulator.resources import DEFAULT_MAX_NODES
 from batchbox.emulator.sealing import Sealer
 from batchbox.emulator.store import Store
@@ -67,6 +68,7 @@ ROUTES: list[BaseRoute] = [
     *tasks.routes,  # /jobs/{id}/tasks, addtaskcollection, /jobs/{id}/tasks/{taskId}, terminate, reactivate
     *files.routes,  # task files and node files
     *_agent_routes(),  # /_agent/v1/...: the private node-agent API
+    *portal.routes,  # /portal/...: the local portal in the browser (its own token, no SharedKey)
 ]
 """Every route of the emulator, Batch REST API first, then the node-agent API."""
 
@@ -154,7 +156,9 @@ def create_app(config: EmulatorConfig, *, runtime_factory: RuntimeFactory | None
 
     app = Starlette(
         routes=list(ROUTES),
-        middleware=[Middleware(BatchProtocolMiddleware, config=config)],
+        middleware=[
+            Middleware(BatchProtocolMiddleware, config=config, exempt_prefixes=(AGENT_PATH_PREFIX, portal.PORTAL_PATH))
+        ],
         lifespan=lifespan,
     )
     app.state.config = config

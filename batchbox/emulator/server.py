@@ -118,6 +118,22 @@ class _Server(uvicorn.Server):
         if self.started:
             cfg = self._emulator_config
             _log.info("batchbox emulator listening on http://%s:%d (account %s)", cfg.host, cfg.port, cfg.account_name)
+            _announce_portal(cfg)
+
+
+def _announce_portal(config: EmulatorConfig) -> None:
+    """Say where the portal is and where its token lives; the whole URL (with the token) goes only to a terminal,
+    never to the log, which may be a file others can read."""
+    from batchbox.emulator.portal.token import ensure_token, portal_url, token_path
+
+    token = ensure_token(config.state_dir)
+    _log.info(
+        "portal: %s (sign in once with ?token=<the token in %s>)",
+        portal_url(config.base_url),
+        token_path(config.state_dir),
+    )
+    if sys.stdout.isatty():
+        print(f"Portal: {portal_url(config.base_url, token)}", flush=True)
 
 
 @contextmanager
