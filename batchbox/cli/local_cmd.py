@@ -33,6 +33,7 @@ def up(as_json: bool, home: Path | None, node_image: str | None) -> None:
         click.echo(json.dumps(endpoints.as_dict()))
         return
     click.echo(f"Batch emulator:  {endpoints.batch_url}  (account {endpoints.batch_account})")
+    click.echo(f"Portal:          {endpoints.portal_url or 'no token yet: batchbox local down, then up'}")
     click.echo("Blob storage:    Azurite, account devstoreaccount1")
     click.echo(f"State:           {endpoints.state_dir}")
     click.echo("Keys (local-only, public): batchbox local up --json")

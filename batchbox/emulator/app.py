@@ -22,10 +22,10 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
-from batchbox.emulator import portal
 from batchbox.emulator.config import EmulatorConfig
 from batchbox.emulator.handlers import files, jobs, nodes, pools, tasks
 from batchbox.emulator.handlers.common import RuntimeLike
+from batchbox.emulator.portal import site as portal
 from batchbox.emulator.protocol.middleware import AGENT_PATH_PREFIX, BatchProtocolMiddleware
 from batchbox.emulator.resources import DEFAULT_MAX_NODES
 from batchbox.emulator.sealing import Sealer

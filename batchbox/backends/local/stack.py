@@ -25,6 +25,7 @@ from batchbox.backends.local.azurite import (
 )
 from batchbox.core.errors import BackendUnavailableError
 from batchbox.emulator.config import DEFAULT_ACCOUNT_KEY, DEFAULT_ACCOUNT_NAME, DEFAULT_PORT, default_state_dir
+from batchbox.emulator.portal.token import new_token, portal_url, read_token
 
 __all__ = ["LOCAL_INSTANCE_LABEL", "LocalEndpoints", "LocalStack", "ServiceStatus"]
 
@@ -46,6 +47,8 @@ class LocalEndpoints:
     batch_key: str
     storage_connection_string: str
     state_dir: str
+    portal_url: str = ""
+    """The local portal, with its token (``/portal/?token=...``); empty when the emulator never made one."""
 
     def as_dict(self) -> dict[str, str]:
         return asdict(self)
@@ -104,6 +107,7 @@ class LocalStack:
             batch_key=DEFAULT_ACCOUNT_KEY,
             storage_connection_string=connection_string("127.0.0.1", self.azurite_port),
             state_dir=str(self.home),
+            portal_url=portal_url(self.batch_url, token) if (token := read_token(self.emulator_dir)) else "",
         )
 
     def azurite_status(self) -> ServiceStatus:
@@ -157,6 +161,7 @@ class LocalStack:
                 f"port {self.emulator_port} is taken by another program; set BATCHBOX_EMULATOR_PORT",
             )
         self.emulator_dir.mkdir(parents=True, exist_ok=True)
+        new_token(self.emulator_dir)  # each emulator this stack starts gets a fresh portal token
         command = [
             sys.executable,
             "-m",
