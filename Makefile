@@ -16,17 +16,17 @@ VENV_STAMP := $(VENV)/.batchbox-dev-installed
 SDK14_STAMP := $(SDK14_VENV)/.batchbox-sdk14-installed
 NPM_STAMP := node_modules/.batchbox-npm-installed
 
-.PHONY: help setup venv npm docker node-image sdk14-venv test demo bench lint clean
+.PHONY: help setup venv npm docker node-image sdk14-venv browser test demo bench lint clean
 
 help:
-	@echo "make setup       venv (.venv), npm ci (Azurite), Docker engine, node image, .venv-sdk14"
+	@echo "make setup       venv (.venv), npm ci (Azurite), Docker engine, node image, .venv-sdk14, chromium"
 	@echo "make test        setup, then pytest over tests/ (extra arguments: PYTEST_ARGS=...)"
 	@echo "make demo        setup, then the top-N words demo"
 	@echo "make bench       setup, then every benchmark in bench/ (numbers go to bench/RESULTS.md)"
 	@echo "make lint        ruff check, ruff format --check, mypy"
 	@echo "make clean       remove .venv, .venv-sdk14, node_modules and stamps (images stay)"
 
-setup: venv npm docker node-image sdk14-venv
+setup: venv npm docker node-image sdk14-venv browser
 
 venv: $(VENV_STAMP)
 
@@ -80,6 +80,15 @@ sdk14-venv:
 	  $(call make_venv,$(SDK14_VENV)); \
 	  $(SDK14_VENV)/bin/python -m pip install --quiet $(SDK14_PACKAGES); \
 	  echo "$(SDK14_PACKAGES)" >$(SDK14_STAMP); \
+	fi
+
+# Debian's chromium, for the portal's browser tests (driven by Playwright); without root and apt they are skipped.
+browser:
+	@if command -v chromium >/dev/null; then :; \
+	elif [[ $$(id -u) == 0 ]] && command -v apt-get >/dev/null; then \
+	  $(APT_ENV) apt-get install -y chromium || { apt-get update && $(APT_ENV) apt-get install -y chromium; }; \
+	else \
+	  echo "chromium is not installed and cannot be (needs root and apt-get): the portal's browser tests will be skipped"; \
 	fi
 
 test: setup

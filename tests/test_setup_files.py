@@ -97,6 +97,7 @@ def test_makefile_dry_run_covers_every_setup_step() -> None:
         "scripts/ensure-docker.sh",
         "-m batchbox.backends.local.node_image build",
         "azure-batch==14.2.0",
+        "apt-get install -y chromium",
         ".venv/bin/pytest",
     ):
         assert step in plan, step
@@ -104,7 +105,7 @@ def test_makefile_dry_run_covers_every_setup_step() -> None:
 
 def test_gitignore_covers_generated_directories() -> None:
     ignored = set((REPO / ".gitignore").read_text().split())
-    assert {".venv/", ".venv-sdk14/", "node_modules/", "__pycache__/"} <= ignored
+    assert {".venv/", ".venv-sdk14/", "node_modules/", "__pycache__/", "tests/artifacts/"} <= ignored
 
 
 def test_ensure_docker_is_executable_and_parses() -> None:
