@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from azure.batch import BatchClient
 from azure.core.credentials import AzureNamedKeyCredential
@@ -64,7 +65,12 @@ def test_up_status_down(stack_home: tuple[Path, tuple[int, int]]) -> None:
     storage.close()
 
     again = _cli(home, ports, "local", "up", "--json")
-    assert again.returncode == 0 and json.loads(again.stdout) == info
+    assert again.returncode == 0 and json.loads(again.stdout) == info  # the running emulator keeps its portal token
+    assert info["portal_url"].startswith(f"{info['batch_url']}/portal/?token=")
+    with httpx.Client() as browser:
+        assert browser.get(info["portal_url"], follow_redirects=True).status_code == 200
+    text = _cli(home, ports, "local", "up")
+    assert f"Portal:          {info['portal_url']}" in text.stdout.splitlines()
 
     status = json.loads(_cli(home, ports, "local", "status", "--json").stdout)
     assert status["azurite"]["running"] and status["emulator"]["running"]
