@@ -184,7 +184,8 @@ export class Timeline {
     for (let t = relative ? this.t0 : Math.ceil(this.t0 / step) * step; t <= this.t1; t += step) {
       const x = this.x(t, width);
       ctx.fillRect(x, AXIS_HEIGHT - 4, 1, height - AXIS_HEIGHT + 4);
-      ctx.fillText(relative ? `+${fmtDuration(t - this.t0)}` : fmtTime(t), x + 3, AXIS_HEIGHT / 2);
+      const label = t === this.t0 ? "0 s" : `+${fmtDuration(t - this.t0)}`;
+      ctx.fillText(relative ? label : fmtTime(t), x + 3, AXIS_HEIGHT / 2);
     }
     // bars, one path per outcome
     const gap = rowHeight >= 8 ? 1 : 0;
