@@ -72,6 +72,8 @@ def test_the_token_becomes_an_httponly_strict_cookie(emulator: Any) -> None:
         assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/portal" in cookie
         page = browser.get("/portal/")
         assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+        other_apps = {"cookie": f'flag; x="odd; batchbox_portal_{emulator.port}={token}; _xsrf=2|a|b'}
+        assert httpx.get(f"{emulator.url}/portal/api/jobs", headers=other_apps).status_code == 200
         assert "script-src 'self'" in page.headers["content-security-policy"]
         assert page.headers["x-content-type-options"] == "nosniff"
 

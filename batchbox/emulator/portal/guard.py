@@ -18,7 +18,6 @@ runs, whatever a task printed), ``nosniff``, no referrer and no caching.
 from __future__ import annotations
 
 import hmac
-from http.cookies import SimpleCookie
 from typing import cast
 from urllib.parse import parse_qs
 
@@ -87,17 +86,27 @@ class PortalGuard:
                 return
             await _sign_in(send, cookie_name(config.port), token)
             return
-        cookie = SimpleCookie(headers.get("cookie", "")).get(cookie_name(config.port))
+        cookie = _cookie(headers, cookie_name(config.port))
         if cookie is None:
             await _plain(send, 401, "The portal needs its token: open the URL `batchbox local up` prints.\n")
             return
-        if not hmac.compare_digest(cookie.value.encode(), token.encode()):
+        if not hmac.compare_digest(cookie.encode(), token.encode()):
             await _plain(send, 403, "The portal token has changed: open the URL `batchbox local up` prints.\n")
             return
         if scope["method"] in _WRITE_METHODS and not _same_site_write(headers):
             await _plain(send, 403, "Refused: this request did not come from the portal's own page.\n")
             return
         await self.app(scope, receive, _with_headers(send))
+
+
+def _cookie(headers: Headers, name: str) -> str | None:
+    """The value of one cookie (None when absent); other cookies of this host, however odd, are skipped."""
+    for header in headers.getlist("cookie"):
+        for pair in header.split(";"):
+            key, sep, value = pair.strip().partition("=")
+            if sep and key == name:
+                return value.strip().strip('"')
+    return None
 
 
 def _token(scope: Scope, config: EmulatorConfig) -> str:

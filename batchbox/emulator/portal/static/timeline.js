@@ -32,6 +32,8 @@ export class Timeline {
     this.nodes = [];
     this.slots = 1;
     this.now = Date.now() / 1000;
+    this.t0 = this.now - 60;
+    this.t1 = this.now;
     this.rows = [];
     this.legend = h("div", { class: "legend" });
     this.canvas = h("canvas", { class: "timeline-canvas", role: "img", "aria-label": "timeline of task runs" });
