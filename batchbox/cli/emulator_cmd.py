@@ -59,7 +59,11 @@ def emulator(
     instance_label: str,
     log_level: str,
 ) -> None:
-    """Run the local Azure Batch emulator in the foreground (Ctrl-C stops it)."""
+    """Run the local Azure Batch emulator in the foreground (Ctrl-C stops it).
+
+    It also serves the local portal at /portal/ on the same port; in a terminal it prints the portal's URL with its
+    token (kept in STATE_DIR/portal.token).
+    """
     # The server stack (Starlette, uvicorn) is imported only by this command, not by every `batchbox` call.
     from batchbox.emulator.app import open_store
     from batchbox.emulator.protocol.auth import decode_account_key
