@@ -125,6 +125,9 @@ def test_overview_and_pool_with_its_nodes(page: Any, emulator: Any, scenario: di
     assert "idle" in node_row.inner_text() or "running" in node_row.inner_text()
     assert "1/1 dedicated" in page.inner_text("dl.facts")
     screenshot(page, "pool")
+    node_row.get_by_role("link", name="files").click()
+    page.get_by_role("link", name="workitems/").click()  # the node's files, then into a directory
+    page.locator(".crumbs a", has_text="workitems").wait_for()
     assert page.page_errors == []
 
 
