@@ -21,7 +21,8 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError, Resour
 from azure.core.rest import HttpRequest, HttpResponse
 
 from batchbox.emulator.errors import BatchError
-from batchbox.emulator.resources import format_duration, parse_duration
+from batchbox.emulator.clock import duration_seconds, format_duration, parse_duration
+from batchbox.emulator.resources.common import opt_duration
 from tests.fixtures.emulator import EmulatorProcess
 
 API_VERSION = "2025-06-01"
@@ -638,12 +639,42 @@ def test_duration_parser(text: str, normalised: str) -> None:
     assert format_duration(parse_duration(text)) == normalised
 
 
-@pytest.mark.parametrize("text", ["P", "PT", "P1DT", "1D", "P1Y", "P1M", "-PT1S", "PT1.S", "PT5X", ""])
+@pytest.mark.parametrize("text", ["P", "PT", "P1DT", "1D", "-PT1S", "PT1.S", "PT5X", "P1.5D", "PT1H1Y", ""])
 def test_duration_parser_refuses(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)
     with pytest.raises(BatchError) as info:
-        parse_duration(text, "constraints.maxWallClockTime")
+        opt_duration({"maxWallClockTime": text}, "maxWallClockTime", "constraints")
     assert info.value.code == "InvalidPropertyValue"
     assert info.value.values["PropertyName"] == "constraints.maxWallClockTime"
+
+
+@pytest.mark.parametrize(
+    ("text", "normalised"),
+    [
+        # The real service answered a PATCH of this maxWallClockTime with 200 and returned P1279DT12H30M5S:
+        # a year is 365 days and a month 30 days.
+        ("P3Y6M4DT12H30M5S", "P1279DT12H30M5S"),
+        ("P1Y", "P365D"),
+        ("P1M", "P30D"),
+        ("PT1M", "PT1M"),
+        ("P1M1W1DT1M", "P38DT1M"),
+        ("p1y2m", "P425D"),
+    ],
+)
+def test_duration_parser_counts_years_and_months_in_days(text: str, normalised: str) -> None:
+    assert format_duration(parse_duration(text)) == normalised
+    assert opt_duration({"maxWallClockTime": text}, "maxWallClockTime") == (parse_duration(text), normalised)
+
+
+def test_duration_seconds_of_stored_limits() -> None:
+    assert duration_seconds("PT05S") == 5.0
+    assert duration_seconds("P1DT01H01M01.25S") == 90061.25
+    assert duration_seconds("P1M") == 30 * 86400.0
+    assert duration_seconds(INFINITE) is None  # Batch's "unlimited"
+    assert duration_seconds("P20Y") is None  # past the emulator's "no limit" threshold
+    assert duration_seconds("bogus") is None
+    assert duration_seconds(None) is None
 
 
 def test_task_collection_body_is_json_list_shaped(client: BatchClient, emulator: EmulatorProcess, job_id: str) -> None:

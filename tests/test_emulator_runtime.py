@@ -591,14 +591,9 @@ def test_node_lost_while_the_emulator_was_down_is_replaced_and_its_task_requeued
 
 
 # ------------------------------------------------------------------------------------------------- pure helpers
-def test_durations_and_failure_classification() -> None:
-    from batchbox.emulator.runtime.clock import parse_duration
+def test_failure_classification() -> None:
     from batchbox.emulator.runtime.documents import exit_code_failure, is_retryable
 
-    assert parse_duration("PT05S") == 5.0
-    assert parse_duration("P1DT01H01M01.25S") == 90061.25
-    assert parse_duration("P10675199DT2H48M5.4775807S") is None  # Batch's "unlimited"
-    assert parse_duration("bogus") is None
     assert is_retryable(1, None)
     assert is_retryable(1, exit_code_failure(1))
     assert not is_retryable(0, None)

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["MAX_ID_LENGTH", "validate_id"]
+__all__ = ["MAX_ID_LENGTH", "is_valid_id", "validate_id"]
 
 MAX_ID_LENGTH = 64
-_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_ID_PATTERN = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_ID_LENGTH}}}")
+
+
+def is_valid_id(value: object) -> bool:
+    """Whether ``value`` is a valid pool, job or task id: a string of 1-64 letters, digits, ``-`` or ``_``.
+
+    The one statement of the rule: :func:`validate_id` raises on it, the emulator answers Batch's errors on it.
+    """
+    return isinstance(value, str) and _ID_PATTERN.fullmatch(value) is not None
 
 
 def validate_id(kind: str, value: object) -> str:
@@ -25,7 +33,7 @@ def validate_id(kind: str, value: object) -> str:
     """
     if not isinstance(value, str):
         raise ValueError(f"{kind} id must be a string, got {type(value).__name__}")
-    if not _ID_PATTERN.fullmatch(value):
+    if not is_valid_id(value):
         shown = value if len(value) <= 80 else value[:77] + "..."
         raise ValueError(
             f"invalid {kind} id {shown!r}: use 1-{MAX_ID_LENGTH} characters of letters, digits, '-' and '_'"

@@ -14,10 +14,10 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from batchbox.emulator.clock import now_iso
 from batchbox.emulator.run_history import RunHistory
 from batchbox.emulator.sealing import Sealer, SealError
 
@@ -25,8 +25,6 @@ __all__ = [
     "SCHEMA_VERSION",
     "Store",
     "StoreError",
-    "format_time",
-    "utc_now_iso",
 ]
 
 SCHEMA_VERSION = 2
@@ -62,17 +60,6 @@ _COUNT_NAMES = ("active", "running", "completed", "succeeded", "failed")
 
 class StoreError(RuntimeError):
     """The state database cannot be used (e.g. written by a newer batchbox)."""
-
-
-def format_time(moment: datetime) -> str:
-    """Render a time the way Batch does: UTC, ISO 8601, seven fractional digits, ``Z``."""
-    moment = moment.astimezone(timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}0Z"
-
-
-def utc_now_iso() -> str:
-    """The current time as :func:`format_time` renders it."""
-    return format_time(datetime.now(timezone.utc))
 
 
 def _task_result(doc: dict[str, Any]) -> str | None:
@@ -225,7 +212,7 @@ class Store:
         self._last_ticks = ticks
         doc["eTag"] = f"0x{ticks:X}"
         if not (keep_last_modified and isinstance(doc.get("lastModified"), str)):
-            doc["lastModified"] = utc_now_iso()
+            doc["lastModified"] = now_iso()
 
     # -- pools ------------------------------------------------------------------------------------------------
 

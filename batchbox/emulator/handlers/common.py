@@ -10,6 +10,7 @@ from typing import Any, Protocol, cast
 from starlette.requests import Request
 from starlette.responses import Response
 
+from batchbox.emulator.clock import parse_time
 from batchbox.emulator.config import EmulatorConfig
 from batchbox.emulator.errors import BatchError, invalid_query, not_found
 from batchbox.emulator.protocol.odata import (
@@ -27,7 +28,6 @@ from batchbox.emulator.protocol.responses import (
     http_date,
     list_response,
     metadata_url,
-    parse_iso_datetime,
 )
 from batchbox.emulator.store import Store
 
@@ -154,7 +154,7 @@ def check_preconditions(request: Request, doc: Mapping[str, Any], *, read: bool 
         BatchError: 412 ``ConditionNotMet``.
     """
     etag = str(doc.get("eTag", ""))
-    modified = parse_iso_datetime(str(doc.get("lastModified", "")))
+    modified = parse_time(doc.get("lastModified"))
     modified_s = modified.replace(microsecond=0) if modified is not None else None
     failed = False
     not_modified = False

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from batchbox.emulator.clock import format_time
 from batchbox.emulator.errors import BatchError, not_found
 from batchbox.emulator.handlers.common import (
     conflict,
@@ -33,7 +34,6 @@ from batchbox.emulator.handlers.common import (
     query_flag,
 )
 from batchbox.emulator.protocol.responses import http_date
-from batchbox.emulator.store import format_time
 
 __all__ = ["routes"]
 

@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from batchbox.emulator.clock import now_iso
 from batchbox.emulator.errors import resource_exists
 from batchbox.emulator.handlers.common import (
     check_preconditions,
@@ -20,7 +21,7 @@ from batchbox.emulator.handlers.common import (
 from batchbox.emulator.protocol.middleware import read_json
 from batchbox.emulator.protocol.responses import accepted, base_url, batch_json, created, metadata_url, ok_empty
 from batchbox.emulator.resources import apply_job_patch, apply_job_replace, build_job, check_job_updatable
-from batchbox.emulator.resources.common import opt_str, req_object, utc_now_iso
+from batchbox.emulator.resources.common import opt_str, req_object
 from batchbox.emulator.runtime.documents import set_state
 
 __all__ = ["DEFAULT_TERMINATE_REASON", "routes"]
@@ -53,7 +54,7 @@ async def delete_job(request: Request) -> Response:
     check_preconditions(request, doc)
     if doc.get("state") == "deleting":
         raise conflict("JobBeingDeleted", "The specified job is being deleted.", {"JobId": doc["id"]})
-    set_state(doc, "deleting", utc_now_iso())
+    set_state(doc, "deleting", now_iso())
     doc = get_store(request).update_job(doc)
     get_runtime(request).job_deleting(doc["id"])
     return accepted(data_service_id=doc["url"])
@@ -74,7 +75,7 @@ async def terminate_job(request: Request) -> Response:
     check_preconditions(request, doc)
     check_job_updatable(doc)
     reason = reason or DEFAULT_TERMINATE_REASON
-    set_state(doc, "terminating", utc_now_iso())
+    set_state(doc, "terminating", now_iso())
     info = doc.setdefault("executionInfo", {})
     info["terminateReason"] = reason
     doc = get_store(request).update_job(doc)

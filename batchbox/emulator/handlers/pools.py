@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from batchbox.emulator.clock import now_iso
 from batchbox.emulator.errors import resource_exists
 from batchbox.emulator.handlers.common import (
     NotModified,
@@ -32,7 +33,6 @@ from batchbox.emulator.resources import (
     apply_stop_resize,
     build_pool,
 )
-from batchbox.emulator.resources.common import utc_now_iso
 
 __all__ = ["routes"]
 
@@ -89,7 +89,7 @@ async def delete_pool(request: Request) -> Response:
     check_preconditions(request, doc)
     if doc.get("state") == "deleting":
         raise conflict("PoolBeingDeleted", "The specified pool is being deleted.", {"PoolId": doc["id"]})
-    now = utc_now_iso()
+    now = now_iso()
     doc["state"] = "deleting"
     doc["stateTransitionTime"] = now
     doc["allocationState"] = "resizing"

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from batchbox.emulator.clock import now_iso
 from batchbox.emulator.errors import BatchError, invalid_query, request_body_too_large, resource_exists
 from batchbox.emulator.handlers.common import (
     check_preconditions,
@@ -24,7 +25,6 @@ from batchbox.emulator.handlers.common import (
 from batchbox.emulator.protocol.middleware import read_json
 from batchbox.emulator.protocol.responses import base_url, batch_json, created, error_document, metadata_url, ok_empty
 from batchbox.emulator.resources import apply_task_update, build_task, check_job_accepts_tasks, collection_bodies
-from batchbox.emulator.resources.common import utc_now_iso
 from batchbox.emulator.runtime.documents import task_reactivated
 from batchbox.emulator.store import Store
 
@@ -199,7 +199,7 @@ async def reactivate_task(request: Request) -> Response:
                 "Reason": "Only a task that completed with a failure can be reactivated.",
             },
         )
-    task_reactivated(doc, utc_now_iso())
+    task_reactivated(doc, now_iso())
     doc = get_store(request).update_task(job["id"], doc)
     get_runtime(request).task_reactivated(job["id"], doc["id"])
     return Response(b"", status_code=204, headers={"ETag": doc["eTag"], "DataServiceId": doc["url"]})

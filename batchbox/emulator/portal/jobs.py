@@ -13,11 +13,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from batchbox.emulator.clock import now_iso
 from batchbox.emulator.handlers.common import RuntimeLike, conflict
 from batchbox.emulator.handlers.jobs import DEFAULT_TERMINATE_REASON
 from batchbox.emulator.portal.common import Doc, get_job, get_store, json_answer, masked_doc, pick
 from batchbox.emulator.resources import check_job_updatable
-from batchbox.emulator.resources.common import utc_now_iso
 from batchbox.emulator.runtime.documents import set_state
 
 __all__ = ["job_summary", "routes"]
@@ -74,7 +74,7 @@ async def terminate_job(request: Request) -> Response:
     """Like ``POST /jobs/{id}/terminate`` without a reason: the job ends with ``UserTerminate``."""
     doc = get_job(request, request.path_params["job_id"])
     check_job_updatable(doc)
-    set_state(doc, "terminating", utc_now_iso())
+    set_state(doc, "terminating", now_iso())
     doc.setdefault("executionInfo", {})["terminateReason"] = DEFAULT_TERMINATE_REASON
     doc = get_store(request).update_job(doc)
     _runtime(request).job_terminating(doc["id"], DEFAULT_TERMINATE_REASON)
@@ -86,7 +86,7 @@ async def delete_job(request: Request) -> Response:
     doc = get_job(request, request.path_params["job_id"])
     if doc.get("state") == "deleting":
         raise conflict("JobBeingDeleted", "The specified job is being deleted.", {"JobId": doc["id"]})
-    set_state(doc, "deleting", utc_now_iso())
+    set_state(doc, "deleting", now_iso())
     doc = get_store(request).update_job(doc)
     _runtime(request).job_deleting(doc["id"])
     return json_answer({"id": doc["id"], "state": "deleting"}, status=202)

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ..clock import parse_time
 from ..errors import invalid_query
-from .responses import parse_iso_datetime
 
 __all__ = ["FILTER_PROPERTIES", "Predicate", "parse_filter"]
 
@@ -106,7 +106,7 @@ def _tokenize(text: str) -> list[_Token]:
         kind = match.lastgroup
         raw = match.group(0)
         if kind == "datetime":
-            parsed = parse_iso_datetime(match.group("dtbody"))
+            parsed = parse_time(match.group("dtbody"))
             if parsed is None:
                 raise _FilterSyntaxError(f"invalid datetime literal {raw!r}")
             tokens.append(_Token("datetime", raw, pos, parsed))
@@ -175,8 +175,8 @@ def _compare(op: str, left: Any, right: Any, datetime_side: bool, null_side: boo
     if left is None or right is None:  # a missing property matches no other comparison
         return False
     if datetime_side:
-        left = left if isinstance(left, datetime) else parse_iso_datetime(left) if isinstance(left, str) else None
-        right = right if isinstance(right, datetime) else parse_iso_datetime(right) if isinstance(right, str) else None
+        left = left if isinstance(left, datetime) else parse_time(left) if isinstance(left, str) else None
+        right = right if isinstance(right, datetime) else parse_time(right) if isinstance(right, str) else None
         return left is not None and right is not None and _cmp(op, left, right)
     if isinstance(left, bool) or isinstance(right, bool):
         if isinstance(left, bool) and isinstance(right, bool) and op in ("eq", "ne"):

@@ -7,7 +7,6 @@ only set what depends on the operation.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from email.utils import format_datetime, parsedate_to_datetime
@@ -16,6 +15,7 @@ from typing import Any
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
+from ..clock import format_time, parse_time
 from ..errors import BatchError
 
 __all__ = [
@@ -26,13 +26,11 @@ __all__ = [
     "batch_json",
     "created",
     "error_document",
-    "format_error_time",
     "http_date",
     "json_bytes",
     "list_response",
     "metadata_url",
     "ok_empty",
-    "parse_iso_datetime",
 ]
 
 JSON_CONTENT_TYPE = "application/json;odata=minimalmetadata"
@@ -61,21 +59,6 @@ def metadata_url(base: str, fragment: str) -> str:
     return f"{base}/$metadata#{fragment}"
 
 
-def parse_iso_datetime(text: str) -> datetime | None:
-    """Parse an ISO 8601 time as Batch writes it (``Z`` suffix, up to 7 fractional digits); None when invalid."""
-    value = text.strip()
-    if value.endswith(("Z", "z")):
-        value = value[:-1] + "+00:00"
-    match = re.match(r"^(.*T\d\d:\d\d:\d\d)\.(\d+)(.*)$", value)
-    if match:
-        value = f"{match.group(1)}.{match.group(2)[:6].ljust(6, '0')}{match.group(3)}"
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
-
-
 def http_date(value: datetime | str) -> str:
     """An RFC 1123 date (``Fri, 17 Feb 2017 00:00:00 GMT``) from a datetime, an ISO string or an RFC 1123 string.
 
@@ -83,7 +66,7 @@ def http_date(value: datetime | str) -> str:
         ValueError: the string is neither.
     """
     if isinstance(value, str):
-        parsed = parse_iso_datetime(value)
+        parsed = parse_time(value)
         if parsed is None:
             try:
                 parsed = parsedate_to_datetime(value)
@@ -93,12 +76,6 @@ def http_date(value: datetime | str) -> str:
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
     return format_datetime(value.astimezone(timezone.utc), usegmt=True)
-
-
-def format_error_time(now: datetime | None = None) -> str:
-    """The ``Time:`` of an error message: ISO 8601 UTC with 7 fractional digits, like the service."""
-    current = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
-    return current.strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
 
 
 def error_document(
@@ -115,7 +92,7 @@ def error_document(
     """
     message = error.message
     if request_id is not None:
-        message = f"{message}\nRequestId:{request_id}\nTime:{format_error_time(now)}"
+        message = f"{message}\nRequestId:{request_id}\nTime:{format_time(now or datetime.now(timezone.utc))}"
     document: dict[str, Any] = {}
     if base is not None:
         document["odata.metadata"] = metadata_url(base, ERROR_METADATA_FRAGMENT)

@@ -5,12 +5,7 @@ Nothing here touches the store or the runtime: handlers call these, then persist
 
 from __future__ import annotations
 
-from batchbox.emulator.resources.common import (
-    INFINITE_DURATION,
-    format_duration,
-    parse_duration,
-    validate_id,
-)
+from batchbox.emulator.resources.common import check_id
 from batchbox.emulator.resources.jobs import apply_job_patch, apply_job_replace, build_job, check_job_updatable
 from batchbox.emulator.resources.pools import (
     DEFAULT_MAX_NODES,
@@ -30,7 +25,6 @@ from batchbox.emulator.resources.tasks import (
 
 __all__ = [
     "DEFAULT_MAX_NODES",
-    "INFINITE_DURATION",
     "MAX_TASKS_PER_COLLECTION",
     "apply_job_patch",
     "apply_job_replace",
@@ -42,10 +36,8 @@ __all__ = [
     "build_job",
     "build_pool",
     "build_task",
+    "check_id",
     "check_job_accepts_tasks",
     "check_job_updatable",
     "collection_bodies",
-    "format_duration",
-    "parse_duration",
-    "validate_id",
 ]

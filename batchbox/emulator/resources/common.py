@@ -18,14 +18,13 @@ import re
 from datetime import timedelta
 from typing import Any
 
+from batchbox.core.ids import is_valid_id
+from batchbox.emulator.clock import format_duration, parse_duration
 from batchbox.emulator.errors import BatchError, invalid_property, missing_property
-from batchbox.emulator.store import format_time, utc_now_iso
 
 __all__ = [
-    "INFINITE_DURATION",
     "Body",
-    "format_duration",
-    "format_time",
+    "check_id",
     "invalid_body",
     "opt_bool",
     "opt_duration",
@@ -34,14 +33,11 @@ __all__ = [
     "opt_list",
     "opt_object",
     "opt_str",
-    "parse_duration",
     "reject_unknown_properties",
     "req_object",
     "req_str",
     "unsupported_property",
-    "utc_now_iso",
     "validate_environment",
-    "validate_id",
     "validate_metadata",
     "validate_relative_path",
     "validate_resource_files",
@@ -50,15 +46,6 @@ __all__ = [
 
 Body = dict[str, Any]
 
-INFINITE_DURATION = "P10675199DT2H48M5.4775807S"
-""".NET ``TimeSpan.MaxValue``: what Batch reports for "no limit" (e.g. a task's default maxWallClockTime)."""
-
-_INFINITE_TIMEDELTA = timedelta(days=10675199, hours=2, minutes=48, seconds=5, microseconds=477580)
-_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_DURATION_PATTERN = re.compile(
-    r"P(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
-    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?"
-)
 _JSON_TYPE_NAMES = {str: "Edm.String", int: "Edm.Int32", bool: "Edm.Boolean", list: "Collection", dict: "Object"}
 
 
@@ -177,13 +164,18 @@ def opt_enum(body: Body, name: str, allowed: tuple[str, ...], prefix: str = "") 
     return lowered
 
 
-def validate_id(value: object, name: str = "id") -> str:
-    """A pool, job or task id: 1-64 letters, digits, ``-`` and ``_``."""
+def check_id(name: str, value: object) -> str:
+    """A pool, job or task id (the rule of :func:`batchbox.core.ids.validate_id`) with Batch's errors.
+
+    Raises:
+        BatchError: MissingRequiredProperty (absent or empty), InvalidRequestBody (not a string),
+            InvalidPropertyValue (not 1-64 letters, digits, ``-`` and ``_``), each naming ``name``.
+    """
     if value is None or value == "":
         raise missing_property(name)
     if not isinstance(value, str):
         raise invalid_body(name, "Cannot convert the value to the expected type 'Edm.String'.")
-    if not _ID_PATTERN.fullmatch(value):
+    if not is_valid_id(value):
         raise invalid_property(
             name, value, "The id may contain 1-64 letters, digits, hyphens and underscores, and nothing else."
         )
@@ -193,53 +185,6 @@ def validate_id(value: object, name: str = "id") -> str:
 # -- durations ------------------------------------------------------------------------------------------------
 
 
-def parse_duration(text: str, name: str = "duration") -> timedelta:
-    """Parse an ISO 8601 duration as Batch accepts it (``PT30S``, ``P1D``, ``PT1H30M``, ``P1DT02H03M04.5S``).
-
-    Years and months are refused (their length is ambiguous), as are negative durations.
-
-    Raises:
-        BatchError: ``InvalidPropertyValue`` naming ``name``.
-    """
-    match = _DURATION_PATTERN.fullmatch(text.strip().upper()) if isinstance(text, str) else None
-    if match is None or not any(match.groupdict().values()) or text.strip().upper().endswith("T"):
-        raise invalid_property(name, text, "The value must be an ISO 8601 duration such as PT30S, PT1H30M or P1D.")
-    parts = match.groupdict()
-    seconds_text = parts["seconds"] or "0"
-    whole, _, fraction = seconds_text.partition(".")
-    microseconds = int((fraction + "000000")[:6]) if fraction else 0
-    return timedelta(
-        weeks=int(parts["weeks"] or 0),
-        days=int(parts["days"] or 0),
-        hours=int(parts["hours"] or 0),
-        minutes=int(parts["minutes"] or 0),
-        seconds=int(whole),
-        microseconds=microseconds,
-    )
-
-
-def format_duration(value: timedelta) -> str:
-    """Render a duration in the compact form Batch returns (``PT15M``, ``P7D``, ``P1DT2H3M4.5S``)."""
-    if value >= _INFINITE_TIMEDELTA:
-        return INFINITE_DURATION
-    total_us = value.days * 86_400_000_000 + value.seconds * 1_000_000 + value.microseconds
-    days, rest = divmod(total_us, 86_400_000_000)
-    hours, rest = divmod(rest, 3_600_000_000)
-    minutes, rest = divmod(rest, 60_000_000)
-    seconds, micro = divmod(rest, 1_000_000)
-    text = "P" + (f"{days}D" if days else "")
-    clock = ""
-    if hours:
-        clock += f"{hours}H"
-    if minutes:
-        clock += f"{minutes}M"
-    if seconds or micro:
-        clock += f"{seconds}.{micro:06d}".rstrip("0").rstrip(".") + "S"
-    if clock:
-        text += "T" + clock
-    return text if text != "P" else "PT0S"
-
-
 def opt_duration(
     body: Body, name: str, prefix: str = "", *, minimum: timedelta | None = None
 ) -> tuple[timedelta, str] | None:
@@ -247,7 +192,12 @@ def opt_duration(
     text = _typed(body, name, str, prefix)
     if text is None:
         return None
-    value = parse_duration(text, _path(prefix, name))
+    try:
+        value = parse_duration(text)
+    except ValueError:
+        raise invalid_property(
+            _path(prefix, name), text, "The value must be an ISO 8601 duration such as PT30S, PT1H30M or P1D."
+        ) from None
     if minimum is not None and value < minimum:
         raise invalid_property(_path(prefix, name), text, f"The value must be at least {format_duration(minimum)}.")
     return value, format_duration(value)

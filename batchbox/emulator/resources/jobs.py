@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from batchbox.emulator.clock import INFINITE_DURATION, now_iso
 from batchbox.emulator.errors import BatchError, invalid_property, missing_property
 from batchbox.emulator.resources.common import (
-    INFINITE_DURATION,
     Body,
+    check_id,
     opt_bool,
     opt_duration,
     opt_enum,
@@ -17,9 +18,7 @@ from batchbox.emulator.resources.common import (
     req_object,
     req_str,
     unsupported_property,
-    utc_now_iso,
     validate_environment,
-    validate_id,
     validate_metadata,
 )
 
@@ -93,7 +92,7 @@ def _pool_info(value: Body | None) -> Body:
             "poolInfo.autoPoolSpecification", "The local batchbox emulator does not create auto pools."
         )
     pool_id = req_str(value, "poolId", "poolInfo")
-    validate_id(pool_id, "poolInfo.poolId")
+    check_id("poolInfo.poolId", pool_id)
     return {"poolId": pool_id}
 
 
@@ -114,7 +113,7 @@ def build_job(body: object, *, base_url: str) -> Body:
     """
     body = req_object(body)
     reject_unknown_properties(body, _ADD_PROPERTIES, "JobAddParameter")
-    job_id = validate_id(body.get("id"))
+    job_id = check_id("id", body.get("id"))
     for name, reason in _UNSUPPORTED.items():
         if body.get(name) is not None:
             raise unsupported_property(name, reason)
@@ -131,7 +130,7 @@ def build_job(body: object, *, base_url: str) -> Body:
     network = opt_object(body, "networkConfiguration")
     metadata = validate_metadata(opt_list(body, "metadata"))
 
-    now = utc_now_iso()
+    now = now_iso()
     doc: Body = {"id": job_id}
     if display_name is not None:
         doc["displayName"] = display_name

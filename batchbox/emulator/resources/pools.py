@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from batchbox.emulator.clock import now_iso
 from batchbox.emulator.errors import BatchError, invalid_property, missing_property
 from batchbox.emulator.resources.common import (
     Body,
+    check_id,
     opt_bool,
     opt_duration,
     opt_enum,
@@ -19,9 +21,7 @@ from batchbox.emulator.resources.common import (
     req_object,
     req_str,
     unsupported_property,
-    utc_now_iso,
     validate_environment,
-    validate_id,
     validate_metadata,
     validate_resource_files,
     validate_user_identity,
@@ -169,7 +169,7 @@ def build_pool(body: object, *, base_url: str, max_nodes: int = DEFAULT_MAX_NODE
     """
     body = req_object(body)
     reject_unknown_properties(body, _ADD_PROPERTIES, "PoolAddParameter")
-    pool_id = validate_id(body.get("id"))
+    pool_id = check_id("id", body.get("id"))
     vm_size = req_str(body, "vmSize")
     vm_config = _validate_vm_configuration(opt_object(body, "virtualMachineConfiguration"))
     if opt_bool(body, "enableAutoScale"):
@@ -189,7 +189,7 @@ def build_pool(body: object, *, base_url: str, max_nodes: int = DEFAULT_MAX_NODE
     display_name = opt_str(body, "displayName", max_length=1024)
     inter_node = opt_bool(body, "enableInterNodeCommunication")
 
-    now = utc_now_iso()
+    now = now_iso()
     doc: Body = {"id": pool_id}
     if display_name is not None:
         doc["displayName"] = display_name
@@ -353,7 +353,7 @@ def apply_resize(doc: Body, body: object, *, max_nodes: int = DEFAULT_MAX_NODES)
     if option is not None:
         updated["nodeDeallocationOption"] = option
     updated.pop("resizeErrors", None)
-    now = utc_now_iso()
+    now = now_iso()
     updated["allocationState"] = "resizing"
     updated["allocationStateTransitionTime"] = now
     return updated
@@ -374,7 +374,7 @@ def apply_stop_resize(doc: Body) -> Body:
     updated["targetDedicatedNodes"] = int(doc.get("currentDedicatedNodes", 0))
     updated["targetLowPriorityNodes"] = int(doc.get("currentLowPriorityNodes", 0))
     updated["allocationState"] = "steady"
-    updated["allocationStateTransitionTime"] = utc_now_iso()
+    updated["allocationStateTransitionTime"] = now_iso()
     updated["resizeErrors"] = [
         {
             "code": "ResizeStopped",

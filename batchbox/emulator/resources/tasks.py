@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from batchbox.emulator.clock import INFINITE_DURATION, now_iso
 from batchbox.emulator.errors import BatchError, invalid_property, missing_property
 from batchbox.emulator.resources.common import (
-    INFINITE_DURATION,
     Body,
+    check_id,
     opt_duration,
     opt_enum,
     opt_int,
@@ -18,9 +19,7 @@ from batchbox.emulator.resources.common import (
     req_object,
     req_str,
     unsupported_property,
-    utc_now_iso,
     validate_environment,
-    validate_id,
     validate_resource_files,
     validate_user_identity,
 )
@@ -120,7 +119,7 @@ def _depends_on(value: Body | None, job: Body) -> Body | None:
     result: Body = {}
     ids = opt_list(value, "taskIds", "dependsOn")
     if ids is not None:
-        result["taskIds"] = [validate_id(i, "dependsOn.taskIds") for i in ids]
+        result["taskIds"] = [check_id("dependsOn.taskIds", i) for i in ids]
     ranges = opt_list(value, "taskIdRanges", "dependsOn")
     if ranges is not None:
         checked = []
@@ -154,7 +153,7 @@ def build_task(body: object, *, job: Body, base_url: str) -> Body:
     """
     body = req_object(body)
     reject_unknown_properties(body, _ADD_PROPERTIES, "TaskAddParameter")
-    task_id = validate_id(body.get("id"))
+    task_id = check_id("id", body.get("id"))
     command_line = req_str(body, "commandLine")
     if body.get("multiInstanceSettings") is not None:
         raise unsupported_property("multiInstanceSettings", "The local batchbox emulator does not run MPI tasks.")
@@ -168,7 +167,7 @@ def build_task(body: object, *, job: Body, base_url: str) -> Body:
     depends_on = _depends_on(opt_object(body, "dependsOn"), job)
     packages = opt_list(body, "applicationPackageReferences")
 
-    now = utc_now_iso()
+    now = now_iso()
     doc: Body = {"id": task_id}
     if display_name is not None:
         doc["displayName"] = display_name

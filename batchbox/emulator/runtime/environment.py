@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from batchbox.emulator.clock import duration_seconds
 from batchbox.emulator.config import EmulatorConfig
-from batchbox.emulator.runtime.clock import parse_duration
 
 __all__ = [
     "NODE_ROOT",
@@ -170,7 +170,7 @@ def task_assignment(
         "resourceFiles": list(task_doc.get("resourceFiles") or []),
         "outputFiles": list(task_doc.get("outputFiles") or []),
         "elevationLevel": elevation,
-        "maxWallClockSeconds": parse_duration(constraints.get("maxWallClockTime")),
+        "maxWallClockSeconds": duration_seconds(constraints.get("maxWallClockTime")),
         "maxTaskRetryCount": max_task_retry_count,
         "requiredSlots": max(1, _retry_count(task_doc.get("requiredSlots"), 1)),
     }
@@ -205,7 +205,7 @@ def start_task_assignment(
         "resourceFiles": list(start.get("resourceFiles") or []),
         "outputFiles": [],
         "elevationLevel": elevation,
-        "maxWallClockSeconds": parse_duration((start.get("constraints") or {}).get("maxWallClockTime")),
+        "maxWallClockSeconds": duration_seconds((start.get("constraints") or {}).get("maxWallClockTime")),
         "maxTaskRetryCount": _retry_count(start.get("maxTaskRetryCount"), 0),
         "requiredSlots": 1,
     }

@@ -16,12 +16,12 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
+from batchbox.emulator.clock import now_iso
 from batchbox.emulator.config import EmulatorConfig
-from batchbox.emulator.runtime.clock import now_iso
 from batchbox.emulator.runtime.documents import new_node_doc, new_node_id
 from batchbox.emulator.runtime.model import NodeRuntime, PoolRuntime
+from batchbox.emulator.runtime.ports import NodeDriverLike, container_status
 from batchbox.emulator.runtime.scheduler import Scheduler
-from batchbox.emulator.runtime.store_api import NodeDriverLike, container_status
 from batchbox.emulator.runtime.transitions import Transitions
 
 __all__ = ["CREATE_CONCURRENCY", "MONITOR_INTERVAL", "ORPHAN_GRACE", "NodeLifecycle", "pool_settings"]

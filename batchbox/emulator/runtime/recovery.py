@@ -18,7 +18,7 @@ from typing import Any
 from batchbox.emulator.runtime.dependencies import dependency_action
 from batchbox.emulator.runtime.model import Assignment, JobRuntime, NodeRuntime, PoolRuntime, task_assignment_id
 from batchbox.emulator.runtime.nodes import NodeLifecycle, pool_settings
-from batchbox.emulator.runtime.store_api import container_status
+from batchbox.emulator.runtime.ports import container_status
 
 __all__ = ["restore"]
 

@@ -15,10 +15,10 @@ from typing import Any
 from batchbox.emulator.config import EmulatorConfig
 from batchbox.emulator.runtime.model import JobRuntime, NodeRuntime
 from batchbox.emulator.runtime.nodes import NodeLifecycle
+from batchbox.emulator.runtime.ports import NodeDriverLike, StoreLike
 from batchbox.emulator.runtime.recovery import restore
 from batchbox.emulator.runtime.scheduler import Scheduler
 from batchbox.emulator.runtime.sessions import AgentSessions
-from batchbox.emulator.runtime.store_api import NodeDriverLike, StoreLike
 from batchbox.emulator.runtime.transitions import Transitions
 
 __all__ = ["Runtime"]

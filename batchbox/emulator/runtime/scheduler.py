@@ -15,13 +15,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
+from batchbox.emulator.clock import duration_seconds, now_iso, parse_time
 from batchbox.emulator.config import EmulatorConfig
-from batchbox.emulator.runtime.clock import now_iso, parse_duration, parse_time
 from batchbox.emulator.runtime.dependencies import admit, resolve
 from batchbox.emulator.runtime.documents import task_running
 from batchbox.emulator.runtime.environment import task_assignment, task_dir
 from batchbox.emulator.runtime.model import Assignment, JobRuntime, NodeRuntime, PoolRuntime, task_assignment_id
-from batchbox.emulator.runtime.store_api import StoreLike
+from batchbox.emulator.runtime.ports import StoreLike
 
 __all__ = ["REDELIVER_AFTER", "Scheduler", "empty_answer"]
 
@@ -113,7 +113,7 @@ class Scheduler:
         job.common_environment = list(doc.get("commonEnvironmentSettings") or [])
         constraints = doc.get("constraints") or {}
         job.max_task_retry_count = _int(constraints.get("maxTaskRetryCount"), 0)
-        limit = parse_duration(constraints.get("maxWallClockTime"))
+        limit = duration_seconds(constraints.get("maxWallClockTime"))
         created = parse_time(doc.get("creationTime"))
         job.deadline = created.timestamp() + limit if limit is not None and created is not None else None
         if old_pool != job.pool_key:

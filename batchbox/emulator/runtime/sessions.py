@@ -14,8 +14,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from batchbox.emulator.clock import now_iso, valid_time
 from batchbox.emulator.config import EmulatorConfig
-from batchbox.emulator.runtime.clock import now_iso, valid_time
 from batchbox.emulator.runtime.documents import exit_code_failure, is_retryable, parse_exit_code, parse_failure_info
 from batchbox.emulator.runtime.environment import start_task_assignment, start_task_assignment_id
 from batchbox.emulator.runtime.model import Assignment, NodeRuntime

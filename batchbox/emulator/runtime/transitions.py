@@ -12,8 +12,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from batchbox.emulator.clock import now_iso, valid_time
 from batchbox.emulator.run_history import run_from_doc
-from batchbox.emulator.runtime.clock import now_iso, valid_time
 from batchbox.emulator.runtime.documents import (
     exit_code_failure,
     is_retryable,
