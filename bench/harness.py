@@ -33,9 +33,9 @@ from azure.batch import models as bm
 from azure.core.credentials import AzureNamedKeyCredential
 
 from batchbox.backends.local.azurite import find_free_port
-from batchbox.backends.local.docker_engine import connect_docker
 from batchbox.backends.local.node_image import ensure_node_image
 from batchbox.emulator.config import DEFAULT_ACCOUNT_KEY, DEFAULT_ACCOUNT_NAME
+from batchbox.emulator.nodes.docker_engine import connect_docker
 
 __all__ = [
     "BENCH_LABEL",

@@ -20,8 +20,8 @@ from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.core.rest import HttpRequest, HttpResponse
 
-from batchbox.emulator.errors import BatchError
 from batchbox.emulator.clock import duration_seconds, format_duration, parse_duration
+from batchbox.emulator.errors import BatchError
 from batchbox.emulator.resources.common import opt_duration
 from tests.fixtures.emulator import EmulatorProcess
 

@@ -12,7 +12,6 @@ import docker
 import docker.errors
 import pytest
 
-from batchbox.backends.local.docker_engine import connect_docker
 from batchbox.backends.local.node_image import (
     NODE_IMAGE_LABEL,
     NODE_IMAGE_REPO,
@@ -22,6 +21,7 @@ from batchbox.backends.local.node_image import (
     node_image_tag,
     recipe_digest,
 )
+from batchbox.emulator.nodes.docker_engine import connect_docker
 
 TEST_LABELS = {"batchbox.test": "1"}
 

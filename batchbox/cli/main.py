@@ -141,7 +141,7 @@ cli.add_command(local)
 
 
 def _add_emulator_command() -> None:
-    from batchbox.cli.emulator_cmd import emulator
+    from batchbox.emulator.command import emulator
 
     cli.add_command(emulator)
 

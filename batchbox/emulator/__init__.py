@@ -10,7 +10,6 @@ Run it with ``batchbox emulator`` / ``python -m batchbox.emulator``, or from Pyt
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 from .config import EmulatorConfig
@@ -23,9 +22,9 @@ __all__ = ["EmulatorConfig", "create_app", "run"]
 
 def create_app(config: EmulatorConfig, **kwargs: Any) -> Starlette:
     """Build the emulator's Starlette app (``batchbox.emulator.app.create_app``, imported on first use)."""
-    module = importlib.import_module("batchbox.emulator.app")
-    app: Starlette = module.create_app(config, **kwargs)
-    return app
+    from .app import create_app as build
+
+    return build(config, **kwargs)
 
 
 def run(config: EmulatorConfig, **kwargs: Any) -> None:

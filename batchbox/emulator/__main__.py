@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from batchbox.cli.emulator_cmd import emulator
+from batchbox.emulator.command import emulator
 
 if __name__ == "__main__":
     emulator(prog_name="python -m batchbox.emulator")

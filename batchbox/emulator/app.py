@@ -11,27 +11,27 @@ at shutdown, ``runtime.stop()``; node containers keep running and are re-adopted
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Protocol
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
 from batchbox.emulator.config import EmulatorConfig
-from batchbox.emulator.handlers import files, jobs, nodes, pools, tasks
-from batchbox.emulator.handlers.common import RuntimeLike
+from batchbox.emulator.handlers import agent, files, jobs, nodes, pools, tasks
+from batchbox.emulator.nodes.docker_driver import NodeDriver
+from batchbox.emulator.nodes.docker_engine import connect_docker
 from batchbox.emulator.portal import site as portal
 from batchbox.emulator.protocol.middleware import AGENT_PATH_PREFIX, BatchProtocolMiddleware
 from batchbox.emulator.resources import DEFAULT_MAX_NODES
+from batchbox.emulator.runtime import Runtime
 from batchbox.emulator.sealing import Sealer
 from batchbox.emulator.store import Store
 
-__all__ = ["NODE_LABELS_ENV", "ROUTES", "ManagedRuntime", "RuntimeFactory", "create_app", "open_store", "parse_labels"]
+__all__ = ["NODE_LABELS_ENV", "ROUTES", "RuntimeFactory", "create_app", "open_store", "parse_labels"]
 
 _log = logging.getLogger(__name__)
 
@@ -39,26 +39,9 @@ NODE_LABELS_ENV = "BATCHBOX_NODE_LABELS"
 """Extra labels for every node container, ``key=value[,key=value...]`` (tests set ``batchbox.test=1``)."""
 
 
-class ManagedRuntime(RuntimeLike, Protocol):
-    """A runtime the lifespan can start and stop (``batchbox.emulator.runtime.Runtime``)."""
-
-    async def start(self) -> None: ...
-    async def stop(self) -> None: ...
-
-
-RuntimeFactory = Callable[[EmulatorConfig, Store], ManagedRuntime]
-"""Builds the runtime from the config and the opened store (called inside the lifespan)."""
-
-
-def _agent_routes() -> list[BaseRoute]:
-    try:
-        module = importlib.import_module("batchbox.emulator.handlers.agent")
-    except ModuleNotFoundError as exc:
-        if exc.name != "batchbox.emulator.handlers.agent":
-            raise
-        _log.warning("batchbox.emulator.handlers.agent is missing: node agents cannot connect")
-        return []
-    return list(module.routes)
+RuntimeFactory = Callable[[EmulatorConfig, Store], Runtime]
+"""Builds the runtime from the config and the opened store (called inside the lifespan), e.g. to give it another
+node driver: ``lambda config, store: Runtime(config, store, driver)``."""
 
 
 ROUTES: list[BaseRoute] = [
@@ -67,7 +50,7 @@ ROUTES: list[BaseRoute] = [
     *jobs.routes,  # /jobs, /jobs/{id}, terminate, taskcounts
     *tasks.routes,  # /jobs/{id}/tasks, addtaskcollection, /jobs/{id}/tasks/{taskId}, terminate, reactivate
     *files.routes,  # task files and node files
-    *_agent_routes(),  # /_agent/v1/...: the private node-agent API
+    *agent.routes,  # /_agent/v1/...: the private node-agent API
     *portal.routes,  # /portal/...: the local portal in the browser (its own token, no SharedKey)
 ]
 """Every route of the emulator, Batch REST API first, then the node-agent API."""
@@ -90,24 +73,12 @@ def parse_labels(text: str | None) -> dict[str, str]:
     return labels
 
 
-def _runtime_class() -> Any:
-    module = importlib.import_module("batchbox.emulator.runtime")
-    runtime_class = getattr(module, "Runtime", None)
-    if runtime_class is None:
-        runtime_class = importlib.import_module("batchbox.emulator.runtime.runtime").Runtime
-    return runtime_class
-
-
-async def _default_runtime(app: Starlette, config: EmulatorConfig, store: Store) -> ManagedRuntime:
+async def _default_runtime(app: Starlette, config: EmulatorConfig, store: Store) -> Runtime:
     """``Runtime(config, store, NodeDriver(connect_docker(), config))``; the Docker ping runs in a worker thread."""
-    from batchbox.backends.local.docker_engine import connect_docker
-    from batchbox.emulator.nodes.docker_driver import NodeDriver
-
     client = await asyncio.to_thread(connect_docker)
     app.state.docker_client = client
     driver = NodeDriver(client, config, extra_labels=parse_labels(os.environ.get(NODE_LABELS_ENV)))
-    runtime: ManagedRuntime = _runtime_class()(config, store, driver)
-    return runtime
+    return Runtime(config, store, driver)
 
 
 def open_store(config: EmulatorConfig) -> Store:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 __all__ = [
     "BatchError",
+    "conflict",
     "internal_error",
     "invalid_property",
     "invalid_query",
@@ -64,6 +65,11 @@ def resource_exists(kind: str, name: str) -> BatchError:
     """``PoolExists`` / ``JobExists`` / ``TaskExists`` (409)."""
     title = _KIND_NAMES.get(kind, kind.capitalize())
     return BatchError(409, f"{title}Exists", f"The specified {kind} already exists.", {f"{title}Id": name})
+
+
+def conflict(code: str, message: str, values: dict[str, str]) -> BatchError:
+    """A 409 with a Batch error code (a state that does not allow the request)."""
+    return BatchError(409, code, message, values)
 
 
 def invalid_property(name: str, value: object, reason: str) -> BatchError:

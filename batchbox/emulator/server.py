@@ -7,7 +7,6 @@ the account key.
 
 from __future__ import annotations
 
-import importlib
 import ipaddress
 import logging
 import os
@@ -24,6 +23,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from .config import LOG_LEVELS, EmulatorConfig
+from .runtime import Runtime
 
 __all__ = ["LOG_LEVELS", "PID_FILE_NAME", "AppFactory", "is_loopback", "pid_file", "run"]
 
@@ -54,9 +54,9 @@ def pid_file(config: EmulatorConfig) -> Path:
 
 
 def _default_factory(config: EmulatorConfig) -> ASGIApp:
-    module = importlib.import_module("batchbox.emulator.app")
-    app: ASGIApp = module.create_app(config)
-    return app
+    from .app import create_app
+
+    return create_app(config)
 
 
 def _configure_logging(log_level: str) -> None:
@@ -106,11 +106,9 @@ class _Server(uvicorn.Server):
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         # Held agent long polls would otherwise keep the graceful shutdown waiting until its timeout.
-        state = getattr(self.config.app, "state", None)
-        runtime = getattr(state, "runtime", None)
-        release = getattr(runtime, "release_polls", None)
-        if callable(release):
-            release()
+        runtime = getattr(getattr(self.config.app, "state", None), "runtime", None)  # any ASGI app may be served
+        if isinstance(runtime, Runtime):
+            runtime.release_polls()
         await super().shutdown(sockets=sockets)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:

@@ -160,7 +160,7 @@ def ensure_node_image(
     When ``<repository>:<digest>`` exists this only (re)points ``<repository>:latest`` at it.
 
     Args:
-        client: A connected Docker client (see :func:`~batchbox.backends.local.docker_engine.connect_docker`).
+        client: A connected Docker client (see :func:`~batchbox.emulator.nodes.docker_engine.connect_docker`).
         force: Build even when the tag exists.
         repository: Image repository; tests build into their own so they can remove it.
         labels: Extra image labels (e.g. ``{"batchbox.test": "1"}``).
@@ -336,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         print(node_image_tag())
         return 0
 
-    from batchbox.backends.local.docker_engine import connect_docker
+    from batchbox.emulator.nodes.docker_engine import connect_docker
 
     started = time.monotonic()
     try:

@@ -138,8 +138,8 @@ class LocalStack:
         Raises:
             BackendUnavailableError: Docker, Azurite or the emulator cannot be reached or started.
         """
-        from batchbox.backends.local.docker_engine import connect_docker
         from batchbox.backends.local.node_image import ensure_node_image
+        from batchbox.emulator.nodes.docker_engine import connect_docker
 
         client = connect_docker()
         image = node_image or ensure_node_image(client)
@@ -206,7 +206,7 @@ class LocalStack:
             done.append(f"stopped Azurite (pid {info.pid})")
         pid_file.unlink(missing_ok=True)
         if remove_nodes:
-            from batchbox.backends.local.docker_engine import connect_docker
+            from batchbox.emulator.nodes.docker_engine import connect_docker
 
             client = connect_docker()
             for container in client.containers.list(

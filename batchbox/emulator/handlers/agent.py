@@ -9,30 +9,23 @@ body sizes. Bodies are JSON objects; answers are JSON objects (see docs/emulator
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol, cast
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from batchbox.emulator.errors import BatchError, invalid_request_body
+from batchbox.emulator.handlers.common import get_runtime
 from batchbox.emulator.protocol.middleware import read_json
+from batchbox.emulator.runtime.operations import AgentOperations
 
-__all__ = ["AUTH_SCHEME", "AgentRuntime", "parse_node_authorization", "routes"]
+__all__ = ["AUTH_SCHEME", "parse_node_authorization", "routes"]
 
 AUTH_SCHEME = "BatchboxNode"
 _BASE = "/_agent/v1/nodes/{node_id}"
 _DEFAULT_WAIT = 20.0
 _MAX_WAIT = 60.0
-
-
-class AgentRuntime(Protocol):
-    """The runtime methods this module calls (``batchbox.emulator.runtime.Runtime``)."""
-
-    def authenticate_node(self, node_id: str, secret: str) -> bool: ...
-    async def agent_register(self, node_id: str, body: dict[str, Any]) -> dict[str, Any]: ...
-    async def agent_poll(self, node_id: str, body: dict[str, Any], wait: float) -> dict[str, Any]: ...
-    async def agent_events(self, node_id: str, body: dict[str, Any]) -> dict[str, Any]: ...
 
 
 def parse_node_authorization(header: str | None) -> tuple[str, str] | None:
@@ -52,18 +45,18 @@ def _forbidden() -> BatchError:
     return BatchError(403, "AuthenticationFailed", "Server failed to authenticate the request: bad node credentials.")
 
 
-def _authenticate(request: Request) -> tuple[AgentRuntime, str]:
-    runtime = cast(AgentRuntime, request.app.state.runtime)
+def _authenticate(request: Request) -> tuple[AgentOperations, str]:
+    agents = get_runtime(request).agents
     node_id = str(request.path_params["node_id"])
     parsed = parse_node_authorization(request.headers.get("authorization"))
     if parsed is None:
         raise _forbidden()
     claimed, secret = parsed
     # Always run the constant-time comparison, also when the claimed id does not match the path.
-    ok = runtime.authenticate_node(node_id, secret)
+    ok = agents.authenticate(node_id, secret)
     if not ok or claimed != node_id:
         raise _forbidden()
-    return runtime, node_id
+    return agents, node_id
 
 
 async def _body(request: Request) -> dict[str, Any]:
@@ -88,21 +81,21 @@ def _wait(request: Request) -> float:
 
 async def register(request: Request) -> Response:
     """Agent start or reconnection: answers ``{"startTask": <Assignment>|null, "pollWait": seconds}``."""
-    runtime, node_id = _authenticate(request)
-    return JSONResponse(await runtime.agent_register(node_id, await _body(request)))
+    agents, node_id = _authenticate(request)
+    return JSONResponse(await agents.register(node_id, await _body(request)))
 
 
 async def poll(request: Request) -> Response:
     """The long poll: answers ``{"assignments": [...], "cancel": [...], "shutdown": bool}``."""
-    runtime, node_id = _authenticate(request)
+    agents, node_id = _authenticate(request)
     body = await _body(request)
-    return JSONResponse(await runtime.agent_poll(node_id, body, _wait(request)))
+    return JSONResponse(await agents.poll(node_id, body, _wait(request)))
 
 
 async def events(request: Request) -> Response:
     """Results: answers ``{"ack": [...], "assignments": [...], "cancel": [...]}``."""
-    runtime, node_id = _authenticate(request)
-    return JSONResponse(await runtime.agent_events(node_id, await _body(request)))
+    agents, node_id = _authenticate(request)
+    return JSONResponse(await agents.events(node_id, await _body(request)))
 
 
 routes = [

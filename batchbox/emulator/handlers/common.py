@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -29,13 +29,12 @@ from batchbox.emulator.protocol.responses import (
     list_response,
     metadata_url,
 )
+from batchbox.emulator.runtime import Runtime
 from batchbox.emulator.store import Store
 
 __all__ = [
     "NotModified",
-    "RuntimeLike",
     "check_preconditions",
-    "conflict",
     "entity_response",
     "get_config",
     "get_job_or_404",
@@ -53,22 +52,6 @@ __all__ = [
 Doc = dict[str, Any]
 
 
-class RuntimeLike(Protocol):
-    """The lifecycle notifications handlers send (see ``batchbox.emulator.runtime.Runtime``)."""
-
-    def pool_added(self, pool_id: str) -> None: ...
-    def pool_resized(self, pool_id: str) -> None: ...
-    def pool_deleting(self, pool_id: str) -> None: ...
-    def job_added(self, job_id: str) -> None: ...
-    def job_terminating(self, job_id: str, reason: str) -> None: ...
-    def job_deleting(self, job_id: str) -> None: ...
-    def job_updated(self, job_id: str) -> None: ...
-    def tasks_added(self, job_id: str, task_ids: list[str], docs: list[dict[str, Any]] | None = None) -> None: ...
-    def task_terminating(self, job_id: str, task_id: str) -> None: ...
-    def task_deleted(self, job_id: str, task_id: str) -> None: ...
-    def task_reactivated(self, job_id: str, task_id: str) -> None: ...
-
-
 def get_config(request: Request) -> EmulatorConfig:
     return cast(EmulatorConfig, request.app.state.config)
 
@@ -77,8 +60,9 @@ def get_store(request: Request) -> Store:
     return cast(Store, request.app.state.store)
 
 
-def get_runtime(request: Request) -> RuntimeLike:
-    return cast(RuntimeLike, request.app.state.runtime)
+def get_runtime(request: Request) -> Runtime:
+    """The app's :class:`~batchbox.emulator.runtime.Runtime` (built in the lifespan)."""
+    return cast(Runtime, request.app.state.runtime)
 
 
 def max_nodes_per_pool(request: Request) -> int:
@@ -235,8 +219,3 @@ def list_page(
         page, token = paginate(source, maxresults, query.get("$skiptoken"), key=key, predicate=predicate)
     values = [select_fields(doc, paths) for doc in page]
     return list_response(base_url(request), odata_type, values, next_link(request, token))
-
-
-def conflict(code: str, message: str, values: dict[str, str]) -> BatchError:
-    """A 409 with a Batch error code."""
-    return BatchError(409, code, message, values)

@@ -22,9 +22,8 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from batchbox.emulator.clock import format_time
-from batchbox.emulator.errors import BatchError, not_found
+from batchbox.emulator.errors import BatchError, conflict, not_found
 from batchbox.emulator.handlers.common import (
-    conflict,
     get_config,
     get_pool_or_404,
     get_store,

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from batchbox.emulator.clock import now_iso
-from batchbox.emulator.errors import resource_exists
 from batchbox.emulator.handlers.common import (
     check_preconditions,
-    conflict,
     entity_response,
     get_config,
     get_job_or_404,
@@ -20,24 +20,19 @@ from batchbox.emulator.handlers.common import (
 )
 from batchbox.emulator.protocol.middleware import read_json
 from batchbox.emulator.protocol.responses import accepted, base_url, batch_json, created, metadata_url, ok_empty
-from batchbox.emulator.resources import apply_job_patch, apply_job_replace, build_job, check_job_updatable
+from batchbox.emulator.resources import apply_job_patch, apply_job_replace, build_job
 from batchbox.emulator.resources.common import opt_str, req_object
-from batchbox.emulator.runtime.documents import set_state
 
-__all__ = ["DEFAULT_TERMINATE_REASON", "routes"]
+__all__ = ["routes"]
 
-DEFAULT_TERMINATE_REASON = "UserTerminate"
-"""``executionInfo.terminateReason`` of a job terminated without a reason."""
+Doc = dict[str, Any]
 
 _COUNT_NAMES = ("active", "running", "completed", "succeeded", "failed")
 
 
 async def add_job(request: Request) -> Response:
     body = await read_json(request)
-    doc = build_job(body, base_url=get_config(request).base_url)
-    if not get_store(request).insert_job(doc):
-        raise resource_exists("job", doc["id"])
-    get_runtime(request).job_added(doc["id"])
+    doc = get_runtime(request).jobs.add(build_job(body, base_url=get_config(request).base_url))
     return created(doc["url"], doc["eTag"], doc["lastModified"])
 
 
@@ -52,11 +47,7 @@ async def get_job(request: Request) -> Response:
 async def delete_job(request: Request) -> Response:
     doc = get_job_or_404(request, request.path_params["job_id"])
     check_preconditions(request, doc)
-    if doc.get("state") == "deleting":
-        raise conflict("JobBeingDeleted", "The specified job is being deleted.", {"JobId": doc["id"]})
-    set_state(doc, "deleting", now_iso())
-    doc = get_store(request).update_job(doc)
-    get_runtime(request).job_deleting(doc["id"])
+    doc = get_runtime(request).jobs.delete(doc["id"])
     return accepted(data_service_id=doc["url"])
 
 
@@ -69,36 +60,26 @@ async def _optional_json(request: Request) -> object:
 async def terminate_job(request: Request) -> Response:
     body = await _optional_json(request)
     doc = get_job_or_404(request, request.path_params["job_id"])
-    reason = None
-    if body is not None:
-        reason = opt_str(req_object(body), "terminateReason", max_length=4096)
+    reason = None if body is None else opt_str(req_object(body), "terminateReason", max_length=4096)
     check_preconditions(request, doc)
-    check_job_updatable(doc)
-    reason = reason or DEFAULT_TERMINATE_REASON
-    set_state(doc, "terminating", now_iso())
-    info = doc.setdefault("executionInfo", {})
-    info["terminateReason"] = reason
-    doc = get_store(request).update_job(doc)
-    get_runtime(request).job_terminating(doc["id"], reason)
+    doc = get_runtime(request).jobs.terminate(doc["id"], reason)
     return accepted(etag=doc["eTag"], last_modified=doc["lastModified"], data_service_id=doc["url"])
 
 
-async def patch_job(request: Request) -> Response:
+async def _update_job(request: Request, apply: Callable[[Doc, object], Doc]) -> Response:
     body = await read_json(request)
     doc = get_job_or_404(request, request.path_params["job_id"])
     check_preconditions(request, doc)
-    doc = get_store(request).update_job(apply_job_patch(doc, body))
-    get_runtime(request).job_updated(doc["id"])
+    doc = get_runtime(request).jobs.update(apply(doc, body))
     return ok_empty(etag=doc["eTag"], last_modified=doc["lastModified"], data_service_id=doc["url"])
+
+
+async def patch_job(request: Request) -> Response:
+    return await _update_job(request, apply_job_patch)
 
 
 async def replace_job(request: Request) -> Response:
-    body = await read_json(request)
-    doc = get_job_or_404(request, request.path_params["job_id"])
-    check_preconditions(request, doc)
-    doc = get_store(request).update_job(apply_job_replace(doc, body))
-    get_runtime(request).job_updated(doc["id"])
-    return ok_empty(etag=doc["eTag"], last_modified=doc["lastModified"], data_service_id=doc["url"])
+    return await _update_job(request, apply_job_replace)
 
 
 async def get_task_counts(request: Request) -> Response:

@@ -9,12 +9,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from batchbox.emulator.clock import now_iso
-from batchbox.emulator.errors import resource_exists
 from batchbox.emulator.handlers.common import (
     NotModified,
     check_preconditions,
-    conflict,
     entity_response,
     get_config,
     get_pool_or_404,
@@ -30,7 +27,6 @@ from batchbox.emulator.resources import (
     apply_pool_patch,
     apply_pool_replace,
     apply_resize,
-    apply_stop_resize,
     build_pool,
 )
 
@@ -54,16 +50,13 @@ _NODE_COUNT_KEYS = (
     "deallocating",
     "upgradingOS",
 )
-_RUNTIME_SETTINGS = ("taskSlotsPerNode", "taskSchedulingPolicy")
 _STATE_TO_COUNT_KEY = {key.lower(): key for key in _NODE_COUNT_KEYS}
 
 
 async def add_pool(request: Request) -> Response:
     body = await read_json(request)
     doc = build_pool(body, base_url=get_config(request).base_url, max_nodes=max_nodes_per_pool(request))
-    if not get_store(request).insert_pool(doc):
-        raise resource_exists("pool", doc["id"])
-    get_runtime(request).pool_added(doc["id"])
+    doc = get_runtime(request).pools.add(doc)
     return created(doc["url"], doc["eTag"], doc["lastModified"])
 
 
@@ -87,17 +80,7 @@ async def get_pool(request: Request) -> Response:
 async def delete_pool(request: Request) -> Response:
     doc = get_pool_or_404(request, request.path_params["pool_id"])
     check_preconditions(request, doc)
-    if doc.get("state") == "deleting":
-        raise conflict("PoolBeingDeleted", "The specified pool is being deleted.", {"PoolId": doc["id"]})
-    now = now_iso()
-    doc["state"] = "deleting"
-    doc["stateTransitionTime"] = now
-    doc["allocationState"] = "resizing"
-    doc["allocationStateTransitionTime"] = now
-    doc["targetDedicatedNodes"] = 0
-    doc["targetLowPriorityNodes"] = 0
-    doc = get_store(request).update_pool(doc)
-    get_runtime(request).pool_deleting(doc["id"])
+    doc = get_runtime(request).pools.delete(doc["id"])
     return accepted(data_service_id=doc["url"])
 
 
@@ -105,9 +88,7 @@ async def patch_pool(request: Request) -> Response:
     body = await read_json(request)
     doc = get_pool_or_404(request, request.path_params["pool_id"])
     check_preconditions(request, doc)
-    doc = get_store(request).update_pool(apply_pool_patch(doc, body))
-    if isinstance(body, dict) and any(body.get(name) is not None for name in _RUNTIME_SETTINGS):
-        get_runtime(request).pool_resized(doc["id"])  # the runtime re-reads slots and the fill type
+    doc = get_runtime(request).pools.update(apply_pool_patch(doc, body))
     return ok_empty(etag=doc["eTag"], last_modified=doc["lastModified"], data_service_id=doc["url"])
 
 
@@ -126,19 +107,14 @@ async def resize_pool(request: Request) -> Response:
     body = await read_json(request)
     doc = get_pool_or_404(request, request.path_params["pool_id"])
     check_preconditions(request, doc)
-    updated = apply_resize(doc, body, max_nodes=max_nodes_per_pool(request))
-    doc = get_store(request).update_pool(updated)
-    get_runtime(request).pool_resized(doc["id"])
+    doc = get_runtime(request).pools.resize(apply_resize(doc, body, max_nodes=max_nodes_per_pool(request)))
     return accepted(etag=doc["eTag"], last_modified=doc["lastModified"], data_service_id=doc["url"])
 
 
 async def stop_pool_resize(request: Request) -> Response:
     doc = get_pool_or_404(request, request.path_params["pool_id"])
     check_preconditions(request, doc)
-    updated = apply_stop_resize(doc)  # refuses a pool that is being deleted; a steady pool stays as it is
-    if doc.get("allocationState") != "steady":
-        doc = get_store(request).update_pool(updated)
-        get_runtime(request).pool_resized(doc["id"])
+    doc = get_runtime(request).pools.stop_resize(doc["id"])
     return accepted(etag=doc["eTag"], last_modified=doc["lastModified"], data_service_id=doc["url"])
 
 

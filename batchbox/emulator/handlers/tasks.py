@@ -9,11 +9,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from batchbox.emulator.clock import now_iso
 from batchbox.emulator.errors import BatchError, invalid_query, request_body_too_large, resource_exists
 from batchbox.emulator.handlers.common import (
     check_preconditions,
-    conflict,
     entity_response,
     get_config,
     get_job_or_404,
@@ -25,7 +23,6 @@ from batchbox.emulator.handlers.common import (
 from batchbox.emulator.protocol.middleware import read_json
 from batchbox.emulator.protocol.responses import base_url, batch_json, created, error_document, metadata_url, ok_empty
 from batchbox.emulator.resources import apply_task_update, build_task, check_job_accepts_tasks, collection_bodies
-from batchbox.emulator.runtime.documents import task_reactivated
 from batchbox.emulator.store import Store
 
 __all__ = ["MAX_COLLECTION_BODY_BYTES", "routes"]
@@ -41,9 +38,8 @@ async def add_task(request: Request) -> Response:
     job = get_job_or_404(request, request.path_params["job_id"])
     check_job_accepts_tasks(job)
     doc = build_task(body, job=job, base_url=get_config(request).base_url)
-    if not get_store(request).insert_tasks(job["id"], [doc])[0]:
+    if not get_runtime(request).tasks.add(job["id"], [doc])[0]:
         raise resource_exists("task", doc["id"])
-    get_runtime(request).tasks_added(job["id"], [doc["id"]], [doc])
     return created(doc["url"], doc["eTag"], doc["lastModified"])
 
 
@@ -79,14 +75,10 @@ async def add_task_collection(request: Request) -> Response:
         positions.append(len(results))
         results.append(None)
         docs.append(doc)
-    added: list[str] = []
-    added_docs: list[Doc] = []
     if docs:
-        flags = get_store(request).insert_tasks(job["id"], docs)
+        flags = get_runtime(request).tasks.add(job["id"], docs)
         for position, doc, ok in zip(positions, docs, flags, strict=True):
             if ok:
-                added.append(doc["id"])
-                added_docs.append(doc)
                 results[position] = {
                     "status": "success",
                     "taskId": doc["id"],
@@ -96,8 +88,6 @@ async def add_task_collection(request: Request) -> Response:
                 }
             else:
                 results[position] = _client_error(doc["id"], resource_exists("task", doc["id"]))
-    if added:
-        get_runtime(request).tasks_added(job["id"], added, added_docs)
     return batch_json({"odata.metadata": metadata_url(base_url(request), "taskaddresult"), "value": results})
 
 
@@ -139,14 +129,9 @@ async def get_task(request: Request) -> Response:
 
 
 async def delete_task(request: Request) -> Response:
-    job_id = request.path_params["job_id"]
-    doc = get_task_or_404(request, job_id, request.path_params["task_id"])
-    job = get_job_or_404(request, job_id)
+    doc = get_task_or_404(request, request.path_params["job_id"], request.path_params["task_id"])
     check_preconditions(request, doc)
-    if job.get("state") == "deleting":
-        raise conflict("JobBeingDeleted", "The specified job is being deleted.", {"JobId": job["id"]})
-    get_store(request).delete_task(job["id"], doc["id"])
-    get_runtime(request).task_deleted(job["id"], doc["id"])
+    get_runtime(request).tasks.delete(request.path_params["job_id"], doc["id"])
     return ok_empty()
 
 
@@ -159,49 +144,18 @@ async def replace_task(request: Request) -> Response:
     return ok_empty(etag=doc["eTag"], last_modified=doc["lastModified"], data_service_id=doc["url"])
 
 
-def _task_completed(doc: Doc) -> BatchError:
-    return conflict("TaskCompleted", "The specified task is already in a completed state.", {"TaskId": doc["id"]})
-
-
 async def terminate_task(request: Request) -> Response:
-    job = get_job_or_404(request, request.path_params["job_id"])
-    doc = get_task_or_404(request, job["id"], request.path_params["task_id"])
+    doc = get_task_or_404(request, request.path_params["job_id"], request.path_params["task_id"])
     check_preconditions(request, doc)
-    if doc.get("state") == "completed":
-        raise _task_completed(doc)
-    if job.get("state") == "deleting":
-        raise conflict("JobBeingDeleted", "The specified job is being deleted.", {"JobId": job["id"]})
-    get_runtime(request).task_terminating(job["id"], doc["id"])
-    current = get_store(request).get_task(job["id"], doc["id"]) or doc
-    return Response(b"", status_code=204, headers={"ETag": current["eTag"], "DataServiceId": current["url"]})
+    doc = get_runtime(request).tasks.terminate(request.path_params["job_id"], doc["id"])
+    return Response(b"", status_code=204, headers={"ETag": doc["eTag"], "DataServiceId": doc["url"]})
 
 
 async def reactivate_task(request: Request) -> Response:
     """Make a failed, completed task active again (retry count reset to 0)."""
-    job = get_job_or_404(request, request.path_params["job_id"])
-    doc = get_task_or_404(request, job["id"], request.path_params["task_id"])
+    doc = get_task_or_404(request, request.path_params["job_id"], request.path_params["task_id"])
     check_preconditions(request, doc)
-    state = job.get("state")
-    if state == "completed":
-        raise conflict("JobCompleted", "The specified job is already in a completed state.", {"JobId": job["id"]})
-    if state == "terminating":
-        raise conflict("JobBeingTerminated", "The specified job is being terminated.", {"JobId": job["id"]})
-    if state == "deleting":
-        raise conflict("JobBeingDeleted", "The specified job is being deleted.", {"JobId": job["id"]})
-    info = doc.get("executionInfo")
-    result = info.get("result") if isinstance(info, dict) else None
-    if doc.get("state") != "completed" or result == "success":
-        raise conflict(
-            "OperationInvalidForCurrentState",
-            "The specified operation is not valid for the current state of the resource.",
-            {
-                "TaskId": doc["id"],
-                "Reason": "Only a task that completed with a failure can be reactivated.",
-            },
-        )
-    task_reactivated(doc, now_iso())
-    doc = get_store(request).update_task(job["id"], doc)
-    get_runtime(request).task_reactivated(job["id"], doc["id"])
+    doc = get_runtime(request).tasks.reactivate(request.path_params["job_id"], doc["id"])
     return Response(b"", status_code=204, headers={"ETag": doc["eTag"], "DataServiceId": doc["url"]})
 
 

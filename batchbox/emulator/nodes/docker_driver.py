@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import docker.errors
 import batchbox.node
 from batchbox.core.errors import BatchboxError
 from batchbox.emulator.config import EmulatorConfig
+from batchbox.emulator.runtime.ports import NodeContainer
 
 __all__ = [
     "AGENT_COMMAND",
@@ -57,26 +57,13 @@ class NodeImageMissingError(NodeDriverError):
     """The node image does not exist in the engine (the driver never pulls it)."""
 
 
-@dataclass(frozen=True)
-class NodeContainer:
-    """One node container as Docker lists it.
-
-    Attributes:
-        container_id: the full container id.
-        pool_id: the ``batchbox.pool`` label.
-        status: Docker's state: ``created``, ``running``, ``exited``, ``restarting``, ``paused``, ``dead`` ...
-        name: the container name.
-    """
-
-    container_id: str
-    pool_id: str
-    status: str
-    name: str
-
-
 def agent_dir() -> Path:
     """The directory of the installed ``batchbox.node`` package (mounted read-only into every node)."""
     return Path(batchbox.node.__file__).resolve().parent
+
+
+def _image_missing(image: str) -> NodeImageMissingError:
+    return NodeImageMissingError(f"node image {image} not found in the Docker engine: build it with `make node-image`")
 
 
 def _one_line(exc: BaseException) -> str:
@@ -89,7 +76,7 @@ class NodeDriver:
     """Creates and removes the node containers of one emulator instance.
 
     Args:
-        client: a connected docker-py client (see ``batchbox.backends.local.docker_engine.connect_docker``).
+        client: a connected docker-py client (see ``batchbox.emulator.nodes.docker_engine.connect_docker``).
         config: the emulator's settings (image, state dir, agent URL, instance label).
         extra_labels: more labels for every container (tests add ``batchbox.test=1``).
     """
@@ -124,9 +111,7 @@ class NodeDriver:
         try:
             self._client.api.inspect_image(image)
         except docker.errors.ImageNotFound:
-            raise NodeImageMissingError(
-                f"node image {image} not found in the Docker engine: build it with `make node-image`"
-            ) from None
+            raise _image_missing(image) from None
         except (docker.errors.DockerException, OSError) as exc:
             raise NodeDriverError(f"cannot inspect node image {image}: {_one_line(exc)}") from exc
 
@@ -178,9 +163,7 @@ class NodeDriver:
         try:
             container = self._create(options, name)
         except docker.errors.ImageNotFound:
-            raise NodeImageMissingError(
-                f"node image {self._config.node_image} not found in the Docker engine: build it with `make node-image`"
-            ) from None
+            raise _image_missing(self._config.node_image) from None
         except (docker.errors.DockerException, OSError) as exc:
             raise NodeDriverError(f"cannot create the container of node {node_id}: {_one_line(exc)}") from exc
         try:

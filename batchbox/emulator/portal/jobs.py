@@ -1,24 +1,20 @@
 """The portal's jobs section: every job with its task counts; one job; terminate and delete.
 
 Terminate and delete take the same path as the Batch API's ``POST /jobs/{id}/terminate`` and
-``DELETE /jobs/{id}``: the same checks and state changes on the job document, then the same runtime call.
+``DELETE /jobs/{id}``: the same runtime transition (``runtime.jobs``), which checks and changes the job.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from batchbox.emulator.clock import now_iso
-from batchbox.emulator.handlers.common import RuntimeLike, conflict
-from batchbox.emulator.handlers.jobs import DEFAULT_TERMINATE_REASON
+from batchbox.emulator.handlers.common import get_runtime
 from batchbox.emulator.portal.common import Doc, get_job, get_store, json_answer, masked_doc, pick
-from batchbox.emulator.resources import check_job_updatable
-from batchbox.emulator.runtime.documents import set_state
 
 __all__ = ["job_summary", "routes"]
 
@@ -53,10 +49,6 @@ def job_summary(doc: Mapping[str, Any], counts: Mapping[str, Any]) -> Doc:
     return summary
 
 
-def _runtime(request: Request) -> RuntimeLike:
-    return cast(RuntimeLike, request.app.state.runtime)
-
-
 async def list_jobs(request: Request) -> Response:
     store = get_store(request)
     return json_answer({"jobs": [job_summary(job, store.task_counts(job["id"])) for job in store.list_jobs()]})
@@ -73,22 +65,14 @@ async def get_job_detail(request: Request) -> Response:
 async def terminate_job(request: Request) -> Response:
     """Like ``POST /jobs/{id}/terminate`` without a reason: the job ends with ``UserTerminate``."""
     doc = get_job(request, request.path_params["job_id"])
-    check_job_updatable(doc)
-    set_state(doc, "terminating", now_iso())
-    doc.setdefault("executionInfo", {})["terminateReason"] = DEFAULT_TERMINATE_REASON
-    doc = get_store(request).update_job(doc)
-    _runtime(request).job_terminating(doc["id"], DEFAULT_TERMINATE_REASON)
+    doc = get_runtime(request).jobs.terminate(doc["id"])
     return json_answer({"id": doc["id"], "state": doc["state"]}, status=202)
 
 
 async def delete_job(request: Request) -> Response:
     """Like ``DELETE /jobs/{id}``: the job goes ``deleting``, its tasks are stopped, then it is gone."""
     doc = get_job(request, request.path_params["job_id"])
-    if doc.get("state") == "deleting":
-        raise conflict("JobBeingDeleted", "The specified job is being deleted.", {"JobId": doc["id"]})
-    set_state(doc, "deleting", now_iso())
-    doc = get_store(request).update_job(doc)
-    _runtime(request).job_deleting(doc["id"])
+    doc = get_runtime(request).jobs.delete(doc["id"])
     return json_answer({"id": doc["id"], "state": "deleting"}, status=202)
 
 

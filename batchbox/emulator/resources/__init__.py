@@ -6,7 +6,8 @@ Nothing here touches the store or the runtime: handlers call these, then persist
 from __future__ import annotations
 
 from batchbox.emulator.resources.common import check_id
-from batchbox.emulator.resources.jobs import apply_job_patch, apply_job_replace, build_job, check_job_updatable
+from batchbox.emulator.resources.guards import check_job_updatable
+from batchbox.emulator.resources.jobs import apply_job_patch, apply_job_replace, build_job
 from batchbox.emulator.resources.pools import (
     DEFAULT_MAX_NODES,
     apply_pool_patch,

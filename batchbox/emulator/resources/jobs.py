@@ -21,12 +21,12 @@ from batchbox.emulator.resources.common import (
     validate_environment,
     validate_metadata,
 )
+from batchbox.emulator.resources.guards import check_job_updatable
 
 __all__ = [
     "apply_job_patch",
     "apply_job_replace",
     "build_job",
-    "check_job_updatable",
     "job_max_task_retry_count",
 ]
 
@@ -160,18 +160,6 @@ def build_job(body: object, *, base_url: str) -> Body:
     if metadata:
         doc["metadata"] = metadata
     return doc
-
-
-def check_job_updatable(doc: Body) -> None:
-    """Refuse changes to a job that is being deleted, being terminated or completed (409)."""
-    state = doc.get("state")
-    job_id = str(doc["id"])
-    if state == "deleting":
-        raise BatchError(409, "JobBeingDeleted", "The specified job is being deleted.", {"JobId": job_id})
-    if state == "terminating":
-        raise BatchError(409, "JobBeingTerminated", "The specified job is being terminated.", {"JobId": job_id})
-    if state == "completed":
-        raise BatchError(409, "JobCompleted", "The specified job is already in a completed state.", {"JobId": job_id})
 
 
 def _change_pool(doc: Body, updated: Body, pool_info: Body) -> None:

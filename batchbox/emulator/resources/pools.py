@@ -26,6 +26,7 @@ from batchbox.emulator.resources.common import (
     validate_resource_files,
     validate_user_identity,
 )
+from batchbox.emulator.resources.guards import check_pool_not_deleting
 
 __all__ = [
     "DEFAULT_MAX_NODES",
@@ -231,11 +232,6 @@ def build_pool(body: object, *, base_url: str, max_nodes: int = DEFAULT_MAX_NODE
     return doc
 
 
-def _conflict_if_deleting(doc: Body) -> None:
-    if doc.get("state") == "deleting":
-        raise BatchError(409, "PoolBeingDeleted", "The specified pool is being deleted.", {"PoolId": doc["id"]})
-
-
 def apply_pool_patch(doc: Body, body: object) -> Body:
     """Apply a PATCH (``BatchPoolUpdateOptions``): only the properties present change.
 
@@ -246,7 +242,7 @@ def apply_pool_patch(doc: Body, body: object) -> Body:
     """
     body = req_object(body)
     reject_unknown_properties(body, _PATCH_PROPERTIES, "PoolPatchParameter")
-    _conflict_if_deleting(doc)
+    check_pool_not_deleting(doc)
     structural = [name for name in _STRUCTURAL if body.get(name) is not None]
     if structural and pool_node_total(doc):
         raise BatchError(
@@ -303,7 +299,7 @@ def apply_pool_replace(doc: Body, body: object) -> Body:
         BatchError: PoolBeingDeleted (409), MissingRequiredProperty and validation errors (400).
     """
     body = req_object(body)
-    _conflict_if_deleting(doc)
+    check_pool_not_deleting(doc)
     packages = opt_list(body, "applicationPackageReferences")
     if packages is None:
         raise missing_property("applicationPackageReferences")
@@ -329,7 +325,7 @@ def apply_resize(doc: Body, body: object, *, max_nodes: int = DEFAULT_MAX_NODES)
     """
     body = req_object(body)
     reject_unknown_properties(body, _RESIZE_PROPERTIES, "PoolResizeParameter")
-    _conflict_if_deleting(doc)
+    check_pool_not_deleting(doc)
     if doc.get("allocationState") != "steady":
         raise BatchError(
             409,
@@ -367,7 +363,7 @@ def apply_stop_resize(doc: Body) -> Body:
     Raises:
         BatchError: PoolBeingDeleted (409).
     """
-    _conflict_if_deleting(doc)
+    check_pool_not_deleting(doc)
     if doc.get("allocationState") == "steady":
         return dict(doc)
     updated = dict(doc)

@@ -23,7 +23,8 @@ from batchbox.emulator.resources.common import (
     validate_resource_files,
     validate_user_identity,
 )
-from batchbox.emulator.resources.jobs import check_job_updatable, job_max_task_retry_count
+from batchbox.emulator.resources.guards import check_job_updatable, check_task_not_completed
+from batchbox.emulator.resources.jobs import job_max_task_retry_count
 
 __all__ = [
     "DEFAULT_RETENTION_TIME",
@@ -236,10 +237,7 @@ def apply_task_update(doc: Body, body: object, *, job: Body) -> Body:
         BatchError: TaskCompleted (409), validation errors (400).
     """
     body = req_object(body)
-    if doc.get("state") == "completed":
-        raise BatchError(
-            409, "TaskCompleted", "The specified task is already in a completed state.", {"TaskId": str(doc["id"])}
-        )
+    check_task_not_completed(doc)
     updated = dict(doc)
     updated["constraints"] = task_constraints(opt_object(body, "constraints"), job)
     return updated

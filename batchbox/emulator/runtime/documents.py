@@ -11,15 +11,18 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
+    "DEFAULT_TERMINATE_REASON",
     "FAILURE_EXIT_CODE",
     "TASK_ENDED",
     "exit_code_failure",
     "is_retryable",
     "job_completed",
+    "job_terminating",
     "new_node_doc",
     "new_node_id",
     "parse_exit_code",
     "parse_failure_info",
+    "pool_deleting",
     "set_state",
     "task_completed",
     "task_ended_failure",
@@ -29,6 +32,8 @@ __all__ = [
     "task_running",
 ]
 
+DEFAULT_TERMINATE_REASON = "UserTerminate"
+"""``executionInfo.terminateReason`` of a job terminated without a reason."""
 FAILURE_EXIT_CODE = "FailureExitCode"
 """``failureInfo.code`` of a task whose process exited non-zero (the value Batch reports)."""
 TASK_ENDED = "TaskEnded"
@@ -195,6 +200,22 @@ def is_retryable(exit_code: int | None, failure_info: Mapping[str, Any] | None) 
     if not failure_info:
         return True
     return str(failure_info.get("code") or "") == FAILURE_EXIT_CODE
+
+
+def pool_deleting(doc: dict[str, Any], now: str) -> None:
+    """A pool that is being deleted: state ``deleting``, resizing to no nodes."""
+    doc["state"] = "deleting"
+    doc["stateTransitionTime"] = now
+    doc["allocationState"] = "resizing"
+    doc["allocationStateTransitionTime"] = now
+    doc["targetDedicatedNodes"] = 0
+    doc["targetLowPriorityNodes"] = 0
+
+
+def job_terminating(doc: dict[str, Any], now: str, reason: str) -> None:
+    """A job asked to terminate: state ``terminating`` with ``executionInfo.terminateReason``."""
+    set_state(doc, "terminating", now)
+    doc.setdefault("executionInfo", {})["terminateReason"] = reason
 
 
 def job_completed(doc: dict[str, Any], now: str, reason: str) -> None:

@@ -20,7 +20,7 @@ from batchbox.emulator.clock import now_iso
 from batchbox.emulator.config import EmulatorConfig
 from batchbox.emulator.runtime.documents import new_node_doc, new_node_id
 from batchbox.emulator.runtime.model import NodeRuntime, PoolRuntime
-from batchbox.emulator.runtime.ports import NodeDriverLike, container_status
+from batchbox.emulator.runtime.ports import NodeContainer, NodeDriverLike
 from batchbox.emulator.runtime.scheduler import Scheduler
 from batchbox.emulator.runtime.transitions import Transitions
 
@@ -297,7 +297,7 @@ class NodeLifecycle:
     async def check(self) -> None:
         """One monitor pass: container states, heartbeats, orphaned and stuck runs, job deadlines."""
         try:
-            containers: dict[str, Any] | None = dict(await asyncio.to_thread(self.driver.list_nodes))
+            containers: dict[str, NodeContainer] | None = dict(await asyncio.to_thread(self.driver.list_nodes))
         except Exception as exc:
             log.warning("listing node containers failed: %s", exc)
             containers = None
@@ -307,7 +307,7 @@ class NodeLifecycle:
                 continue
             if containers is not None:
                 info = containers.get(node.node_id)
-                status = "missing" if info is None else container_status(info)
+                status = "missing" if info is None else info.status
                 if status != "running":
                     self.lose(node, f"its container is {status}")
                     continue

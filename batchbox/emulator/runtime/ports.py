@@ -1,26 +1,46 @@
-"""The parts of the Store and of the NodeDriver the runtime uses, as structural types.
+"""What the runtime needs from the store and from the node driver, as structural types (its two ports).
 
-``batchbox.emulator.store.Store`` and ``batchbox.emulator.nodes.docker_driver.NodeDriver`` (see the design doc)
-satisfy these protocols; the runtime depends on nothing else of them.
+``batchbox.emulator.store.Store`` satisfies :class:`StoreLike`; ``batchbox.emulator.nodes.docker_driver.NodeDriver``
+satisfies :class:`NodeDriverLike` and lists its containers as :class:`NodeContainer`. The runtime depends on nothing
+else of either, so another driver (or a store double in a test) only has to provide these methods.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from batchbox.emulator.run_history import RunHistory
 
-__all__ = ["NodeDriverLike", "StoreLike", "container_status"]
+__all__ = ["NodeContainer", "NodeDriverLike", "StoreLike"]
+
+
+@dataclass(frozen=True)
+class NodeContainer:
+    """One node container as a driver lists it.
+
+    Attributes:
+        container_id: the full container id.
+        pool_id: the pool the node belongs to.
+        status: the engine's state: ``created``, ``running``, ``exited``, ``restarting``, ``paused``, ``dead`` ...
+        name: the container name.
+    """
+
+    container_id: str
+    pool_id: str
+    status: str
+    name: str
 
 
 class StoreLike(Protocol):
-    """What the runtime calls on the store (signatures as in the design doc)."""
+    """What the runtime calls on the store (``batchbox.emulator.store.Store`` documents each method)."""
 
     runs: RunHistory
 
     def transaction(self) -> AbstractContextManager[Any]: ...
+    def insert_pool(self, doc: dict[str, Any]) -> bool: ...
     def get_pool(self, pool_id: str) -> dict[str, Any] | None: ...
     def list_pools(self) -> list[dict[str, Any]]: ...
     def update_pool(self, doc: dict[str, Any]) -> dict[str, Any]: ...
@@ -32,13 +52,16 @@ class StoreLike(Protocol):
     def get_node_container(self, node_id: str) -> str | None: ...
     def list_nodes(self, pool_id: str | None = None) -> list[dict[str, Any]]: ...
     def delete_node(self, node_id: str) -> None: ...
+    def insert_job(self, doc: dict[str, Any]) -> bool: ...
     def get_job(self, job_id: str) -> dict[str, Any] | None: ...
     def list_jobs(self) -> list[dict[str, Any]]: ...
     def update_job(self, doc: dict[str, Any]) -> dict[str, Any]: ...
     def delete_job(self, job_id: str) -> None: ...
+    def insert_tasks(self, job_id: str, docs: list[dict[str, Any]]) -> list[bool]: ...
     def get_task(self, job_id: str, task_id: str) -> dict[str, Any] | None: ...
     def update_task(self, job_id: str, doc: dict[str, Any]) -> dict[str, Any]: ...
     def update_tasks(self, job_id: str, docs: list[dict[str, Any]]) -> None: ...
+    def delete_task(self, job_id: str, task_id: str) -> None: ...
     def list_tasks(
         self,
         job_id: str,
@@ -50,18 +73,8 @@ class StoreLike(Protocol):
 
 
 class NodeDriverLike(Protocol):
-    """The Docker side (blocking calls; the runtime runs them in worker threads)."""
+    """The container side of the nodes (blocking calls; the runtime runs them in worker threads)."""
 
     def create_node(self, pool_id: str, node_id: str, secret: str) -> str: ...
     def remove_node(self, node_id: str) -> None: ...
-    def list_nodes(self) -> Mapping[str, Any]: ...
-
-
-def container_status(info: object) -> str:
-    """The status (``running``, ``exited``, ...) of a listed container, whatever shape the driver gives."""
-    status = getattr(info, "status", None)
-    if status is None and isinstance(info, Mapping):
-        status = info.get("status")
-    if status is None and isinstance(info, tuple) and len(info) >= 3:
-        status = info[2]
-    return str(status or "unknown")
+    def list_nodes(self) -> Mapping[str, NodeContainer]: ...

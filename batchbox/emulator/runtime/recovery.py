@@ -16,9 +16,10 @@ import time
 from typing import Any
 
 from batchbox.emulator.runtime.dependencies import dependency_action
+from batchbox.emulator.runtime.documents import DEFAULT_TERMINATE_REASON
 from batchbox.emulator.runtime.model import Assignment, JobRuntime, NodeRuntime, PoolRuntime, task_assignment_id
 from batchbox.emulator.runtime.nodes import NodeLifecycle, pool_settings
-from batchbox.emulator.runtime.ports import container_status
+from batchbox.emulator.runtime.ports import NodeContainer
 
 __all__ = ["restore"]
 
@@ -29,56 +30,17 @@ _DEAD_STATES = frozenset({"creating", "leavingpool", "unusable"})
 
 async def restore(lifecycle: NodeLifecycle) -> None:
     """Load pools, nodes, jobs and unfinished tasks; re-adopt containers; start reconciling pools."""
-    sched, store, trans = lifecycle.sched, lifecycle.store, lifecycle.trans
-    try:
-        containers: dict[str, Any] | None = dict(await asyncio.to_thread(lifecycle.driver.list_nodes))
-    except Exception as exc:
-        log.warning("listing node containers at start failed (nodes are kept until the monitor decides): %s", exc)
-        containers = None
-    dead: list[str] = []
-    grace = time.monotonic() + lifecycle.config.heartbeat_timeout
+    sched, store = lifecycle.sched, lifecycle.store
+    containers = await _list_containers(lifecycle)
     with sched.batch():
-        for pool_doc in store.list_pools():
-            pool = PoolRuntime(pool_id=str(pool_doc["id"]))
-            pool_settings(pool, pool_doc)
-            sched.pools[pool.key] = pool
-            for node_doc in store.list_nodes(pool.pool_id):
-                node = _adopt_node(lifecycle, pool, node_doc, containers, grace)
-                if node is None:
-                    dead.append(str(node_doc["id"]))
-        adopted = set(sched.nodes)
-        for node_doc in store.list_nodes(None):
-            node_id = str(node_doc["id"])
-            if node_id not in adopted and node_id not in dead:
-                dead.append(node_id)
-        jobs = sorted(store.list_jobs(), key=lambda d: (str(d.get("creationTime") or ""), str(d["id"]).lower()))
-        finishing: list[tuple[JobRuntime, str]] = []
-        for job_doc in jobs:
-            state = str(job_doc.get("state") or "active")
-            if state == "completed":
-                continue
-            job = sched.job_from_doc(job_doc)
-            _load_tasks(lifecycle, job)
-            if state in ("terminating", "deleting"):
-                finishing.append((job, state))
+        adopted, dead = _restore_nodes(lifecycle, containers)
+        finishing = _restore_jobs(lifecycle)
         for node_id in adopted:
             sched.touch_node(sched.nodes[node_id])
         for node_id in dead:
             store.delete_node(node_id)
-        for job, state in finishing:
-            if state == "deleting":
-                trans.delete_job(job)
-            else:
-                reason = (store.get_job(job.job_id) or {}).get("executionInfo", {}).get("terminateReason")
-                trans.end_job(job, str(reason or "UserTerminate"))
-        for job in list(sched.jobs.values()):
-            trans.check_job_end(job)
-    strays = [node_id for node_id in (containers or {}) if node_id not in sched.nodes]
-    for node_id in strays:
-        try:
-            await asyncio.to_thread(lifecycle.driver.remove_node, node_id)
-        except Exception as exc:
-            log.warning("removing the stray container of node %s failed: %s", node_id, exc)
+        _finish_jobs(lifecycle, finishing)
+    strays = await _remove_strays(lifecycle, containers)
     if dead or strays:
         log.info(
             "restart: %d node(s) re-adopted, %d lost, %d stray container(s) removed",
@@ -92,16 +54,86 @@ async def restore(lifecycle: NodeLifecycle) -> None:
         sched.dispatch_all()
 
 
+async def _list_containers(lifecycle: NodeLifecycle) -> dict[str, NodeContainer] | None:
+    """The driver's containers by node id; ``None`` when the engine cannot be asked (nodes are then kept)."""
+    try:
+        return dict(await asyncio.to_thread(lifecycle.driver.list_nodes))
+    except Exception as exc:
+        log.warning("listing node containers at start failed (nodes are kept until the monitor decides): %s", exc)
+        return None
+
+
+def _restore_nodes(lifecycle: NodeLifecycle, containers: dict[str, NodeContainer] | None) -> tuple[set[str], list[str]]:
+    """Register the pools and re-adopt their nodes; returns the adopted node ids and the lost ones."""
+    sched, store = lifecycle.sched, lifecycle.store
+    dead: list[str] = []
+    grace = time.monotonic() + lifecycle.config.heartbeat_timeout
+    for pool_doc in store.list_pools():
+        pool = PoolRuntime(pool_id=str(pool_doc["id"]))
+        pool_settings(pool, pool_doc)
+        sched.pools[pool.key] = pool
+        for node_doc in store.list_nodes(pool.pool_id):
+            if _adopt_node(lifecycle, pool, node_doc, containers, grace) is None:
+                dead.append(str(node_doc["id"]))
+    adopted = set(sched.nodes)
+    for node_doc in store.list_nodes(None):
+        node_id = str(node_doc["id"])
+        if node_id not in adopted and node_id not in dead:
+            dead.append(node_id)
+    return adopted, dead
+
+
+def _restore_jobs(lifecycle: NodeLifecycle) -> list[tuple[JobRuntime, str]]:
+    """Register the unfinished jobs (in creation order) with their tasks; returns those that were ``terminating``
+    or ``deleting`` when the emulator stopped, with that state."""
+    jobs = sorted(lifecycle.store.list_jobs(), key=lambda d: (str(d.get("creationTime") or ""), str(d["id"]).lower()))
+    finishing: list[tuple[JobRuntime, str]] = []
+    for job_doc in jobs:
+        state = str(job_doc.get("state") or "active")
+        if state == "completed":
+            continue
+        job = lifecycle.sched.job_from_doc(job_doc)
+        _load_tasks(lifecycle, job)
+        if state in ("terminating", "deleting"):
+            finishing.append((job, state))
+    return finishing
+
+
+def _finish_jobs(lifecycle: NodeLifecycle, finishing: list[tuple[JobRuntime, str]]) -> None:
+    """Complete the deletes and terminations the last run started, then end jobs with nothing left to run."""
+    trans = lifecycle.trans
+    for job, state in finishing:
+        if state == "deleting":
+            trans.delete_job(job)
+        else:
+            reason = (lifecycle.store.get_job(job.job_id) or {}).get("executionInfo", {}).get("terminateReason")
+            trans.end_job(job, str(reason or DEFAULT_TERMINATE_REASON))
+    for job in list(lifecycle.sched.jobs.values()):
+        trans.check_job_end(job)
+
+
+async def _remove_strays(lifecycle: NodeLifecycle, containers: dict[str, NodeContainer] | None) -> list[str]:
+    """Remove the containers of this instance that belong to no known node; returns their node ids."""
+    strays = [node_id for node_id in (containers or {}) if node_id not in lifecycle.sched.nodes]
+    for node_id in strays:
+        try:
+            await asyncio.to_thread(lifecycle.driver.remove_node, node_id)
+        except Exception as exc:
+            log.warning("removing the stray container of node %s failed: %s", node_id, exc)
+    return strays
+
+
 def _adopt_node(
-    lifecycle: NodeLifecycle, pool: PoolRuntime, doc: dict[str, Any], containers: dict[str, Any] | None, grace: float
+    lifecycle: NodeLifecycle,
+    pool: PoolRuntime,
+    doc: dict[str, Any],
+    containers: dict[str, NodeContainer] | None,
+    grace: float,
 ) -> NodeRuntime | None:
     store = lifecycle.store
     node_id = str(doc["id"])
     secret = store.get_node_secret(node_id)
-    if containers is None:
-        status = "running"
-    else:
-        status = container_status(containers[node_id]) if node_id in containers else "missing"
+    status = "running" if containers is None else _status(containers, node_id)
     if secret is None or status != "running" or doc.get("state") in _DEAD_STATES or pool.deleting:
         return None
     node = NodeRuntime(
@@ -117,6 +149,11 @@ def _adopt_node(
     pool.nodes[node_id] = node
     lifecycle.sched.nodes[node_id] = node
     return node
+
+
+def _status(containers: dict[str, NodeContainer], node_id: str) -> str:
+    container = containers.get(node_id)
+    return "missing" if container is None else container.status
 
 
 def _load_tasks(lifecycle: NodeLifecycle, job: JobRuntime) -> None:

@@ -123,6 +123,17 @@ class Scheduler:
                 self.jobs_by_pool.setdefault(job.pool_key, {})[key] = job
         return job
 
+    def job_of(self, job_id: str) -> JobRuntime | None:
+        """The job's runtime view: the registered one, else registered now from its stored document (``None``
+        when the job does not exist)."""
+        job = self.jobs.get(job_id.lower())
+        if job is None:
+            doc = self.store.get_job(job_id)
+            if doc is None:
+                return None
+            job = self.job_from_doc(doc)
+        return job
+
     def drop_job(self, job: JobRuntime) -> None:
         """Forget a job entirely (deleted)."""
         self.jobs.pop(job.key, None)

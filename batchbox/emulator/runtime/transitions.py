@@ -142,7 +142,7 @@ class Transitions:
         self.store.update_task(job.job_id, doc)
         job.enqueue(str(doc["id"]).lower(), int(doc.get("requiredSlots") or 1))
 
-    # ----------------------------------------------------------------- requests from handlers
+    # ----------------------------------------------------------------- requests (from runtime/operations)
     def _stop_run(self, job: JobRuntime, task_key: str) -> None:
         placed = self.sched.placements.get((job.key, task_key))
         if placed is not None:
@@ -176,17 +176,12 @@ class Transitions:
         job.forget(key)
         self.check_job_end(job)
 
-    def reactivate(self, job: JobRuntime, task_id: str) -> None:
-        """A completed (failed) task becomes active again with ``retryCount`` reset to 0."""
-        doc = self.store.get_task(job.job_id, task_id)
-        if doc is None:
-            return
-        if doc.get("state") == "completed":
-            task_reactivated(doc, now_iso())
-            self.store.update_task(job.job_id, doc)
-        if doc.get("state") == "active":
-            job.satisfied.discard(str(doc["id"]).lower())
-            self.sched.activate(job, doc)
+    def reactivate(self, job: JobRuntime, doc: dict[str, Any]) -> None:
+        """A completed (failed) task becomes active again with ``retryCount`` reset to 0, and is queued."""
+        task_reactivated(doc, now_iso())
+        self.store.update_task(job.job_id, doc)
+        job.satisfied.discard(str(doc["id"]).lower())
+        self.sched.activate(job, doc)
 
     def end_job(self, job: JobRuntime, reason: str) -> None:
         """Terminate a job: stop its running tasks, complete every unfinished task, job -> completed."""

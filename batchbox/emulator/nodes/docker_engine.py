@@ -1,4 +1,4 @@
-"""Connect to the Docker engine that runs the local backend's nodes.
+"""Connect to the Docker engine that runs the emulator's node containers (the local stack uses it too).
 
 One entry point, :func:`connect_docker`, which returns a docker-py client only after the engine answered a
 ping; anything else becomes a one-line :class:`~batchbox.core.errors.BackendUnavailableError` that says what

@@ -1,4 +1,8 @@
-"""``batchbox emulator``: run the local Batch emulator in the foreground."""
+"""``batchbox emulator`` / ``python -m batchbox.emulator``: run the local Batch emulator in the foreground.
+
+The command lives with the emulator so that ``python -m batchbox.emulator`` does not import the CLI package; the
+``batchbox`` CLI adds it to its group.
+"""
 
 from __future__ import annotations
 

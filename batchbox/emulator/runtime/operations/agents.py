@@ -1,0 +1,70 @@
+"""The node-agent API by node id: authenticate, register, poll, events (``handlers/agent.py`` calls these).
+
+A node the runtime does not know (removed, or never created) gets answers that make its agent stop: no start task,
+``shutdown`` on a poll, and its events acknowledged so it does not resend them forever.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from batchbox.emulator.runtime.model import NodeRuntime
+from batchbox.emulator.runtime.sessions import AgentSessions
+
+__all__ = ["AgentOperations"]
+
+_UNKNOWN_SECRET = "\x00unknown-node"
+
+
+class AgentOperations:
+    """What the node-agent handlers ask of the runtime (``runtime.agents``)."""
+
+    def __init__(self, sessions: AgentSessions) -> None:
+        self._sessions = sessions
+        self._sched = sessions.sched
+        self._config = sessions.config
+
+    def _node(self, node_id: str) -> NodeRuntime | None:
+        return self._sched.nodes.get(node_id)
+
+    def authenticate(self, node_id: str, secret: str) -> bool:
+        """Constant-time check of a node's secret; unknown nodes never authenticate."""
+        node = self._node(node_id)
+        expected = node.secret if node is not None else _UNKNOWN_SECRET
+        ok = hmac.compare_digest(expected.encode("utf-8"), secret.encode("utf-8"))
+        return ok and node is not None
+
+    async def register(self, node_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST /_agent/v1/nodes/{id}/register``: returns ``{"startTask": ..., "pollWait": ...}``."""
+        node = self._node(node_id)
+        if node is None:
+            return {"startTask": None, "pollWait": self._config.node_poll_wait}
+        return self._sessions.register(node, body)
+
+    async def poll(self, node_id: str, body: dict[str, Any], wait: float) -> dict[str, Any]:
+        """``POST /_agent/v1/nodes/{id}/poll``: held until there is work for the node or ``wait`` passed."""
+        node = self._node(node_id)
+        if node is None:
+            return {"assignments": [], "cancel": [], "shutdown": True}
+        return await self._sessions.poll(node, body, wait)
+
+    async def events(self, node_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST /_agent/v1/nodes/{id}/events``: applies the events; the answer acks them and carries new work."""
+        node = self._node(node_id)
+        if node is None:
+            events = body.get("events")
+            acked = (
+                [e["eventId"] for e in events if isinstance(e, dict) and isinstance(e.get("eventId"), str)]
+                if isinstance(events, list)
+                else []
+            )
+            return {"ack": acked, "assignments": [], "cancel": []}
+        return self._sessions.events(node, body)
+
+    def release_polls(self) -> None:
+        """Answer every held long poll now (empty) and every later one at once: the server is shutting down."""
+        self._sessions.closing = True
+        for node in self._sched.nodes.values():
+            node.poll_generation += 1
+            node.wake.set()
