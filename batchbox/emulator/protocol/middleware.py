@@ -148,66 +148,36 @@ class BatchProtocolMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started_at = time.monotonic()
-        rid = str(uuid.uuid4())
-        state = scope.setdefault("state", {})
-        state["request_id"] = rid
-        headers = headers_from_scope(scope.get("headers", []))
-        extra_headers: list[tuple[bytes, bytes]] = [(b"request-id", rid.encode("ascii"))]
-        client_request_id = headers.get("client-request-id")
-        if client_request_id and headers.get("return-client-request-id", "").strip().lower() == "true":
-            extra_headers.append((b"client-request-id", client_request_id.encode("latin-1")))
-        method = str(scope.get("method", "GET"))
-        path = str(scope.get("path", ""))
-        status_holder = [0]
-        response_started = False
-        rewrite: BatchError | None = None
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal response_started, rewrite
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-                if status in (404, 405) and _is_plain_text(message):
-                    rewrite = invalid_uri(path) if status == 404 else unsupported_http_verb(method)
-                    return
-                response_started = True
-                status_holder[0] = status
-                message = {**message, "headers": [*message.get("headers", []), *extra_headers]}
-            elif message["type"] == "http.response.body" and rewrite is not None:
-                if not message.get("more_body", False):
-                    error, rewrite = rewrite, None
-                    await self._send_error(scope, send, error, rid, extra_headers, status_holder)
-                    response_started = True
-                return
-            await send(message)
-
+        exchange = _Exchange(scope, send)
         try:
-            config = self._config_for(scope)
-            if not path.startswith(self.exempt_prefixes):
-                query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-                check_api_version((query.get(API_VERSION_PARAM) or [None])[0])
-                raw_path = scope.get("raw_path")
-                raw = raw_path.decode("latin-1") if isinstance(raw_path, bytes) else path
-                state["principal"] = self._verifier(config).verify(
-                    method, raw, scope.get("query_string", b"").decode("latin-1"), headers
-                )
-            declared = headers.get("content-length", "").strip()
-            if declared.isdigit() and int(declared) > self.max_body_bytes:
-                raise request_body_too_large(self.max_body_bytes)
-            await self.app(scope, self._limited_receive(receive), send_wrapper)
+            self._admit(scope, exchange)
+            await self.app(scope, self._limited_receive(receive), exchange.send)
         except BatchError as error:
-            if response_started:
-                _log.warning("%s %s: %s raised after the response started", method, path, error.code)
-            else:
-                await self._send_error(scope, send, error, rid, extra_headers, status_holder)
+            await exchange.fail(error)
         except Exception:
-            _log.exception("%s %s failed (request-id %s)", method, path, rid)
-            if not response_started:
-                await self._send_error(scope, send, internal_error(), rid, extra_headers, status_holder)
+            _log.exception("%s %s failed (request-id %s)", exchange.method, exchange.path, exchange.rid)
+            await exchange.fail(internal_error())
         finally:
-            if _log.isEnabledFor(logging.DEBUG):
-                elapsed = (time.monotonic() - started_at) * 1000
-                _log.debug("%s %s -> %d in %.1f ms (request-id %s)", method, path, status_holder[0], elapsed, rid)
+            exchange.log_done()
+
+    def _admit(self, scope: Scope, exchange: _Exchange) -> None:
+        """The checks before the handler runs: api-version and SharedKey (Batch paths), the declared body size.
+
+        Raises:
+            BatchError: the first check that fails.
+        """
+        config = self._config_for(scope)
+        if not exchange.path.startswith(self.exempt_prefixes):
+            query_string = scope.get("query_string", b"").decode("latin-1")
+            check_api_version((parse_qs(query_string).get(API_VERSION_PARAM) or [None])[0])
+            raw_path = scope.get("raw_path")
+            raw = raw_path.decode("latin-1") if isinstance(raw_path, bytes) else exchange.path
+            exchange.state["principal"] = self._verifier(config).verify(
+                exchange.method, raw, query_string, exchange.headers
+            )
+        declared = exchange.headers.get("content-length", "").strip()
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise request_body_too_large(self.max_body_bytes)
 
     def _limited_receive(self, receive: Receive) -> Receive:
         limit = self.max_body_bytes
@@ -224,26 +194,71 @@ class BatchProtocolMiddleware:
 
         return limited
 
-    async def _send_error(
-        self,
-        scope: Scope,
-        send: Send,
-        error: BatchError,
-        rid: str,
-        extra_headers: list[tuple[bytes, bytes]],
-        status_holder: list[int],
-    ) -> None:
-        document = error_document(error, request_id=rid, base=base_url(HTTPConnection(scope)))
-        body = b"" if scope.get("method") == "HEAD" else json_bytes(document)
+
+class _Exchange:
+    """One request on its way through the middleware: its ids, the headers added to every answer, and what has
+    been sent so far (an error can still be answered only before the response started)."""
+
+    def __init__(self, scope: Scope, send: Send) -> None:
+        self.scope = scope
+        self._send = send
+        self.started_at = time.monotonic()
+        self.rid = str(uuid.uuid4())
+        self.state: dict[str, Any] = scope.setdefault("state", {})
+        self.state["request_id"] = self.rid
+        self.headers = headers_from_scope(scope.get("headers", []))
+        self.method = str(scope.get("method", "GET"))
+        self.path = str(scope.get("path", ""))
+        self.extra_headers: list[tuple[bytes, bytes]] = [(b"request-id", self.rid.encode("ascii"))]
+        client_request_id = self.headers.get("client-request-id")
+        if client_request_id and self.headers.get("return-client-request-id", "").strip().lower() == "true":
+            self.extra_headers.append((b"client-request-id", client_request_id.encode("latin-1")))
+        self.status = 0
+        self.response_started = False
+        self._rewrite: BatchError | None = None
+
+    async def send(self, message: Message) -> None:
+        """The handler's ``send``: adds the extra headers; Starlette's plain-text 404 / 405 become Batch errors."""
+        if message["type"] == "http.response.start":
+            status = int(message["status"])
+            if status in (404, 405) and _is_plain_text(message):
+                self._rewrite = invalid_uri(self.path) if status == 404 else unsupported_http_verb(self.method)
+                return
+            self.response_started = True
+            self.status = status
+            message = {**message, "headers": [*message.get("headers", []), *self.extra_headers]}
+        elif message["type"] == "http.response.body" and self._rewrite is not None:
+            if not message.get("more_body", False):
+                error, self._rewrite = self._rewrite, None
+                await self._send_error(error)
+                self.response_started = True
+            return
+        await self._send(message)
+
+    async def fail(self, error: BatchError) -> None:
+        """Answer ``error`` as a Batch error body, unless the response already started (then it is logged)."""
+        if self.response_started:
+            _log.warning("%s %s: %s raised after the response started", self.method, self.path, error.code)
+            return
+        await self._send_error(error)
+
+    async def _send_error(self, error: BatchError) -> None:
+        document = error_document(error, request_id=self.rid, base=base_url(HTTPConnection(self.scope)))
+        body = b"" if self.method == "HEAD" else json_bytes(document)
         headers = [
             (b"content-type", JSON_CONTENT_TYPE.encode("ascii")),
             (b"content-length", str(len(body)).encode("ascii")),
             (b"dataserviceversion", b"3.0"),
-            *extra_headers,
+            *self.extra_headers,
         ]
-        status_holder[0] = error.status
-        await send({"type": "http.response.start", "status": error.status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        self.status = error.status
+        await self._send({"type": "http.response.start", "status": error.status, "headers": headers})
+        await self._send({"type": "http.response.body", "body": body})
+
+    def log_done(self) -> None:
+        if _log.isEnabledFor(logging.DEBUG):
+            elapsed = (time.monotonic() - self.started_at) * 1000
+            _log.debug("%s %s -> %d in %.1f ms (request-id %s)", self.method, self.path, self.status, elapsed, self.rid)
 
 
 def _is_plain_text(message: Message) -> bool:

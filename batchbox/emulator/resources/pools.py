@@ -175,17 +175,9 @@ def build_pool(body: object, *, base_url: str, max_nodes: int = DEFAULT_MAX_NODE
     vm_config = _validate_vm_configuration(opt_object(body, "virtualMachineConfiguration"))
     if opt_bool(body, "enableAutoScale"):
         raise unsupported_property("enableAutoScale", "The local batchbox emulator does not autoscale pools.")
-    dedicated = opt_int(body, "targetDedicatedNodes", minimum=0)
-    low_priority = opt_int(body, "targetLowPriorityNodes", minimum=0)
-    if dedicated is None and low_priority is None:
-        raise missing_property("targetDedicatedNodes")
-    dedicated = dedicated or 0
-    low_priority = low_priority or 0
-    _check_targets(dedicated, low_priority, max_nodes)
+    dedicated, low_priority = _initial_targets(body, max_nodes)
     timeout = opt_duration(body, "resizeTimeout", minimum=_MIN_RESIZE_TIMEOUT)
-    slots = opt_int(body, "taskSlotsPerNode", minimum=1, maximum=_MAX_SLOTS)
-    policy = _validate_scheduling_policy(opt_object(body, "taskSchedulingPolicy"))
-    start_task = validate_start_task(opt_object(body, "startTask"))
+    node_settings = _node_settings(body)
     metadata = validate_metadata(opt_list(body, "metadata"))
     display_name = opt_str(body, "displayName", max_length=1024)
     inter_node = opt_bool(body, "enableInterNodeCommunication")
@@ -214,22 +206,45 @@ def build_pool(body: object, *, base_url: str, max_nodes: int = DEFAULT_MAX_NODE
             "enableInterNodeCommunication": bool(inter_node),
         }
     )
-    if start_task is not None:
-        doc["startTask"] = start_task
-    doc["taskSlotsPerNode"] = slots or 1
-    doc["taskSchedulingPolicy"] = policy
+    doc.update(node_settings)
     doc["virtualMachineConfiguration"] = vm_config
+    _copy_passthrough(body, doc, lists=_PASSTHROUGH_LISTS)
+    if metadata is not None:
+        doc["metadata"] = metadata
+    return doc
+
+
+def _initial_targets(body: Body, max_nodes: int) -> tuple[int, int]:
+    """The add body's (dedicated, low-priority) targets: at least one given, within the node cap."""
+    dedicated = opt_int(body, "targetDedicatedNodes", minimum=0)
+    low_priority = opt_int(body, "targetLowPriorityNodes", minimum=0)
+    if dedicated is None and low_priority is None:
+        raise missing_property("targetDedicatedNodes")
+    _check_targets(dedicated or 0, low_priority or 0, max_nodes)
+    return dedicated or 0, low_priority or 0
+
+
+def _node_settings(body: Body) -> Body:
+    """What each node of an added pool gets: ``startTask`` (when given), slots per node, the fill policy."""
+    slots = opt_int(body, "taskSlotsPerNode", minimum=1, maximum=_MAX_SLOTS)
+    policy = _validate_scheduling_policy(opt_object(body, "taskSchedulingPolicy"))
+    start_task = validate_start_task(opt_object(body, "startTask"))
+    settings: Body = {} if start_task is None else {"startTask": start_task}
+    settings["taskSlotsPerNode"] = slots or 1
+    settings["taskSchedulingPolicy"] = policy
+    return settings
+
+
+def _copy_passthrough(body: Body, doc: Body, *, lists: tuple[str, ...] = ()) -> None:
+    """Copy the pass-through objects (and the named lists) present in ``body`` into ``doc`` as given."""
     for name in _PASSTHROUGH_OBJECTS:
         value = opt_object(body, name)
         if value is not None:
             doc[name] = value
-    for name in _PASSTHROUGH_LISTS:
+    for name in lists:
         items = opt_list(body, name)
         if items is not None:
             doc[name] = items
-    if metadata is not None:
-        doc["metadata"] = metadata
-    return doc
 
 
 def apply_pool_patch(doc: Body, body: object) -> Body:
@@ -280,10 +295,7 @@ def apply_pool_patch(doc: Body, body: object) -> Body:
     inter_node = opt_bool(body, "enableInterNodeCommunication")
     if inter_node is not None:
         updated["enableInterNodeCommunication"] = inter_node
-    for name in _PASSTHROUGH_OBJECTS:
-        value = opt_object(body, name)
-        if value is not None:
-            updated[name] = value
+    _copy_passthrough(body, updated)
     for name in ("userAccounts", "mountConfiguration"):
         items = opt_list(body, name)
         if items is not None:

@@ -187,21 +187,22 @@ def build_task(body: object, *, job: Body, base_url: str) -> Body:
         value = opt_object(body, name)
         if value is not None:
             doc[name] = value
-    if resource_files:
-        doc["resourceFiles"] = resource_files
-    if output_files:
-        doc["outputFiles"] = output_files
-    if environment:
-        doc["environmentSettings"] = environment
+    _put_nonempty(doc, resourceFiles=resource_files, outputFiles=output_files, environmentSettings=environment)
     doc["userIdentity"] = identity or {"autoUser": {"scope": "task", "elevationLevel": "nonadmin"}}
     doc["constraints"] = constraints
     doc["requiredSlots"] = slots or 1
     doc["executionInfo"] = {"retryCount": 0, "requeueCount": 0}
     if depends_on is not None:
         doc["dependsOn"] = depends_on
-    if packages:
-        doc["applicationPackageReferences"] = packages
+    _put_nonempty(doc, applicationPackageReferences=packages)
     return doc
+
+
+def _put_nonempty(doc: Body, **values: list[Any] | None) -> None:
+    """Set the given list properties that are present and not empty (Batch leaves out empty lists)."""
+    for name, value in values.items():
+        if value:
+            doc[name] = value
 
 
 def check_job_accepts_tasks(job: Body) -> None:
