@@ -1,7 +1,8 @@
 """The emulator's ASGI app: the ROUTES TABLE (where every request enters), the protocol middleware, the lifespan.
 
 Reading order for a request: ``BatchProtocolMiddleware`` (request id, api-version, SharedKey, errors) -> the route
-below -> ``handlers/<resource>.py`` -> ``resources`` (validation, documents) -> ``Store`` / ``Runtime``.
+below -> ``handlers/<resource>.py`` -> ``resources`` (validation, documents) -> ``Store`` (plain property changes) or
+one ``Runtime`` transition (``runtime.pools`` / ``.jobs`` / ``.tasks``).
 
 The lifespan opens the ``Store`` (``<state_dir>/state.db``, sealed under the account key), builds the ``Runtime``
 (with a ``NodeDriver`` on the Docker engine unless a ``runtime_factory`` is given), awaits ``runtime.start()`` and,

@@ -175,6 +175,11 @@ class Store:
             raise StoreError(f"a {table} document in the state database {self._path} is corrupt")
         return value
 
+    def _fetch_doc(self, table: str, sql: str, *params: Any) -> dict[str, Any] | None:
+        """The document of the one row ``sql`` selects (its first column), or None."""
+        row = self._conn.execute(sql, params).fetchone()
+        return self._load(table, row[0]) if row else None
+
     def _seal_secret(self, secret: str | None) -> bytes | None:
         return None if secret is None else self._sealer.seal(secret, "nodes.secret")
 
@@ -226,8 +231,7 @@ class Store:
         return cursor.rowcount == 1
 
     def get_pool(self, pool_id: str) -> dict[str, Any] | None:
-        row = self._conn.execute("SELECT doc FROM pools WHERE key = ?", (pool_id.lower(),)).fetchone()
-        return self._load("pools", row[0]) if row else None
+        return self._fetch_doc("pools", "SELECT doc FROM pools WHERE key = ?", pool_id.lower())
 
     def list_pools(self) -> list[dict[str, Any]]:
         """Every pool, in creation order."""
@@ -264,8 +268,7 @@ class Store:
         )
 
     def get_node(self, node_id: str) -> dict[str, Any] | None:
-        row = self._conn.execute("SELECT doc FROM nodes WHERE id = ?", (node_id.lower(),)).fetchone()
-        return self._load("nodes", row[0]) if row else None
+        return self._fetch_doc("nodes", "SELECT doc FROM nodes WHERE id = ?", node_id.lower())
 
     def get_node_secret(self, node_id: str) -> str | None:
         row = self._conn.execute("SELECT secret FROM nodes WHERE id = ?", (node_id.lower(),)).fetchone()
@@ -317,8 +320,7 @@ class Store:
         return False
 
     def get_job(self, job_id: str) -> dict[str, Any] | None:
-        row = self._conn.execute("SELECT doc FROM jobs WHERE key = ?", (job_id.lower(),)).fetchone()
-        return self._load("jobs", row[0]) if row else None
+        return self._fetch_doc("jobs", "SELECT doc FROM jobs WHERE key = ?", job_id.lower())
 
     def list_jobs(self) -> list[dict[str, Any]]:
         """Every job, in creation order."""
@@ -406,10 +408,9 @@ class Store:
         return flags
 
     def get_task(self, job_id: str, task_id: str) -> dict[str, Any] | None:
-        row = self._conn.execute(
-            "SELECT doc FROM tasks WHERE job_key = ? AND key = ?", (job_id.lower(), task_id.lower())
-        ).fetchone()
-        return self._load("tasks", row[0]) if row else None
+        return self._fetch_doc(
+            "tasks", "SELECT doc FROM tasks WHERE job_key = ? AND key = ?", job_id.lower(), task_id.lower()
+        )
 
     def update_task(self, job_id: str, doc: dict[str, Any]) -> dict[str, Any]:
         """Replace a task document; a new eTag and lastModified are written into ``doc``, which is returned."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -250,7 +250,7 @@ def _properties(request: Request, root: Path, url_prefix: str) -> Response:
     return Response(b"", status_code=200, headers=headers)
 
 
-def _delete(request: Request, root: Path) -> Response:
+def _delete(request: Request, root: Path, _url_prefix: str) -> Response:
     relative = request.path_params["file_path"]
     path = _inside(root, relative)
     if path is None or path == Path(os.path.realpath(root)) or not os.path.lexists(path):
@@ -272,57 +272,36 @@ def _delete(request: Request, root: Path) -> Response:
     return Response(b"", status_code=200)
 
 
-async def list_task_files(request: Request) -> Response:
-    root, prefix = _task_root(request)
-    return _list(request, root, prefix)
+Locate = Callable[[Request], tuple[Path, str]]
+"""Finds the host directory a request's files live in, and the URL prefix of its file URLs."""
 
 
-async def get_task_file(request: Request) -> Response:
-    root, prefix = _task_root(request)
-    return _download(request, root, prefix)
+def _endpoint(
+    locate: Locate, operation: Callable[[Request, Path, str], Response]
+) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        root, prefix = locate(request)
+        return operation(request, root, prefix)
+
+    return endpoint
 
 
-async def get_task_file_properties(request: Request) -> Response:
-    root, prefix = _task_root(request)
-    return _properties(request, root, prefix)
+def _file_routes(listing: str, file_path: str, locate: Locate) -> list[Route]:
+    """List, properties (HEAD), download (GET) and delete of the files under one kind of root."""
+    return [
+        Route(listing, _endpoint(locate, _list), methods=["GET"]),
+        Route(file_path, _endpoint(locate, _properties), methods=["HEAD"]),
+        Route(file_path, _endpoint(locate, _download), methods=["GET"]),
+        Route(file_path, _endpoint(locate, _delete), methods=["DELETE"]),
+    ]
 
-
-async def delete_task_file(request: Request) -> Response:
-    root, _ = _task_root(request)
-    return _delete(request, root)
-
-
-async def list_node_files(request: Request) -> Response:
-    root, prefix = _node_root(request)
-    return _list(request, root, prefix)
-
-
-async def get_node_file(request: Request) -> Response:
-    root, prefix = _node_root(request)
-    return _download(request, root, prefix)
-
-
-async def get_node_file_properties(request: Request) -> Response:
-    root, prefix = _node_root(request)
-    return _properties(request, root, prefix)
-
-
-async def delete_node_file(request: Request) -> Response:
-    root, _ = _node_root(request)
-    return _delete(request, root)
-
-
-_TASK_FILE = "/jobs/{job_id}/tasks/{task_id}/files/{file_path:path}"
-_NODE_FILE = "/pools/{pool_id}/nodes/{node_id}/files/{file_path:path}"
 
 routes: list[Route] = [
-    Route("/jobs/{job_id}/tasks/{task_id}/files", list_task_files, methods=["GET"]),
-    Route(_TASK_FILE, get_task_file_properties, methods=["HEAD"]),
-    Route(_TASK_FILE, get_task_file, methods=["GET"]),
-    Route(_TASK_FILE, delete_task_file, methods=["DELETE"]),
-    Route("/pools/{pool_id}/nodes/{node_id}/files", list_node_files, methods=["GET"]),
-    Route(_NODE_FILE, get_node_file_properties, methods=["HEAD"]),
-    Route(_NODE_FILE, get_node_file, methods=["GET"]),
-    Route(_NODE_FILE, delete_node_file, methods=["DELETE"]),
+    *_file_routes(
+        "/jobs/{job_id}/tasks/{task_id}/files", "/jobs/{job_id}/tasks/{task_id}/files/{file_path:path}", _task_root
+    ),
+    *_file_routes(
+        "/pools/{pool_id}/nodes/{node_id}/files", "/pools/{pool_id}/nodes/{node_id}/files/{file_path:path}", _node_root
+    ),
 ]
 """The file routes (HEAD routes come first: Starlette answers HEAD with a GET route otherwise)."""

@@ -1,6 +1,7 @@
 """Pure functions that validate Batch REST bodies and build the stored REST documents (pool, job, task).
 
-Nothing here touches the store or the runtime: handlers call these, then persist and notify.
+Nothing here touches the store or the runtime: handlers call these, then hand the result to the store (plain
+property changes) or to the runtime (transitions). ``guards`` holds the state rules both use.
 """
 
 from __future__ import annotations

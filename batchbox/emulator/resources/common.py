@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -26,6 +27,7 @@ __all__ = [
     "Body",
     "check_id",
     "invalid_body",
+    "objects_in",
     "opt_bool",
     "opt_duration",
     "opt_enum",
@@ -206,14 +208,19 @@ def opt_duration(
 # -- shared sub-documents -------------------------------------------------------------------------------------
 
 
+def objects_in(items: list[Any], name: str) -> Iterator[tuple[str, Body]]:
+    """Each item of a list property with its path (``name[0]``, ``name[1]`` ...), each required to be an object."""
+    for index, item in enumerate(items):
+        prefix = f"{name}[{index}]"
+        yield prefix, req_object(item, prefix)
+
+
 def validate_metadata(items: list[Any] | None, name: str = "metadata") -> list[Body] | None:
     """``[{"name", "value"}]`` with both strings required."""
     if items is None:
         return None
     result: list[Body] = []
-    for index, item in enumerate(items):
-        prefix = f"{name}[{index}]"
-        item = req_object(item, prefix)
+    for prefix, item in objects_in(items, name):
         result.append({"name": req_str(item, "name", prefix), "value": opt_str(item, "value", prefix) or ""})
     return result
 
@@ -223,9 +230,7 @@ def validate_environment(items: list[Any] | None, name: str = "environmentSettin
     if items is None:
         return None
     result: list[Body] = []
-    for index, item in enumerate(items):
-        prefix = f"{name}[{index}]"
-        item = req_object(item, prefix)
+    for prefix, item in objects_in(items, name):
         entry: Body = {"name": req_str(item, "name", prefix)}
         value = opt_str(item, "value", prefix)
         if value is not None:
@@ -253,9 +258,7 @@ def validate_resource_files(items: list[Any] | None, name: str = "resourceFiles"
     if items is None:
         return None
     result: list[Body] = []
-    for index, item in enumerate(items):
-        prefix = f"{name}[{index}]"
-        item = req_object(item, prefix)
+    for prefix, item in objects_in(items, name):
         entry: Body = {}
         sources = [s for s in _RESOURCE_SOURCES if opt_str(item, s, prefix)]
         if not sources:

@@ -9,6 +9,7 @@ from batchbox.emulator.errors import BatchError, invalid_property, missing_prope
 from batchbox.emulator.resources.common import (
     Body,
     check_id,
+    objects_in,
     opt_duration,
     opt_enum,
     opt_int,
@@ -60,9 +61,7 @@ def validate_output_files(items: list[Any] | None, name: str = "outputFiles") ->
     if items is None:
         return None
     result: list[Body] = []
-    for index, item in enumerate(items):
-        prefix = f"{name}[{index}]"
-        item = req_object(item, prefix)
+    for prefix, item in objects_in(items, name):
         pattern = req_str(item, "filePattern", prefix)
         destination = opt_object(item, "destination", prefix)
         if destination is None:
@@ -124,9 +123,7 @@ def _depends_on(value: Body | None, job: Body) -> Body | None:
     ranges = opt_list(value, "taskIdRanges", "dependsOn")
     if ranges is not None:
         checked = []
-        for index, item in enumerate(ranges):
-            prefix = f"dependsOn.taskIdRanges[{index}]"
-            item = req_object(item, prefix)
+        for prefix, item in objects_in(ranges, "dependsOn.taskIdRanges"):
             start = opt_int(item, "start", prefix, minimum=0)
             end = opt_int(item, "end", prefix, minimum=0)
             if start is None:

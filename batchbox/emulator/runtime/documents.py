@@ -137,35 +137,34 @@ def task_completed(
         info["failureInfo"] = failure_info
 
 
-def task_retried(doc: dict[str, Any], now: str) -> None:
-    """A failed run that will be retried: back to active with ``retryCount`` + 1."""
+def _back_to_active(doc: dict[str, Any], now: str, dropped: tuple[str, ...] = _RUN_FIELDS) -> dict[str, Any]:
+    """The task is active again, on no node, without the ``dropped`` fields of its last run; returns its
+    ``executionInfo``."""
     set_state(doc, "active", now)
     info = _execution_info(doc)
-    info["retryCount"] = int(info["retryCount"]) + 1
-    for name in _RUN_FIELDS:
+    for name in dropped:
         info.pop(name, None)
     doc.pop("nodeInfo", None)
+    return info
+
+
+def task_retried(doc: dict[str, Any], now: str) -> None:
+    """A failed run that will be retried: back to active with ``retryCount`` + 1."""
+    info = _back_to_active(doc, now)
+    info["retryCount"] = int(info["retryCount"]) + 1
 
 
 def task_requeued(doc: dict[str, Any], now: str) -> None:
     """A run lost with its node (or its node removed): back to active with ``requeueCount`` + 1."""
-    set_state(doc, "active", now)
-    info = _execution_info(doc)
+    info = _back_to_active(doc, now)
     info["requeueCount"] = int(info["requeueCount"]) + 1
     info["lastRequeueTime"] = now
-    for name in _RUN_FIELDS:
-        info.pop(name, None)
-    doc.pop("nodeInfo", None)
 
 
 def task_reactivated(doc: dict[str, Any], now: str) -> None:
     """Completed (failed) -> active; exit code and failure are dropped and ``retryCount`` is reset to 0."""
-    set_state(doc, "active", now)
-    info = _execution_info(doc)
+    info = _back_to_active(doc, now, (*_RUN_FIELDS, "startTime", "lastRetryTime"))
     info["retryCount"] = 0
-    for name in (*_RUN_FIELDS, "startTime", "lastRetryTime"):
-        info.pop(name, None)
-    doc.pop("nodeInfo", None)
 
 
 def exit_code_failure(exit_code: int | None) -> dict[str, Any]:

@@ -203,16 +203,7 @@ class NodeLifecycle:
         node_id = new_node_id(dedicated)
         secret = secrets.token_urlsafe(32)
         doc = new_node_doc(self.config.base_url, pool.doc or {"id": pool.pool_id}, node_id, now_iso(), dedicated)
-        node = NodeRuntime(
-            node_id=node_id,
-            pool_id=pool.pool_id,
-            secret=secret,
-            doc=doc,
-            capacity=pool.slots_per_node,
-            dedicated=dedicated,
-        )
-        pool.nodes[node_id] = node
-        self.sched.nodes[node_id] = node
+        node = self.sched.add_node(pool, doc, secret, dedicated=dedicated)
         with self.sched.batch():
             self.store.upsert_node(pool.pool_id, doc, secret=secret, container_id=None)
         async with self._create_slots:

@@ -136,18 +136,11 @@ def _adopt_node(
     status = "running" if containers is None else _status(containers, node_id)
     if secret is None or status != "running" or doc.get("state") in _DEAD_STATES or pool.deleting:
         return None
-    node = NodeRuntime(
-        node_id=node_id,
-        pool_id=pool.pool_id,
-        secret=secret,
-        doc=doc,
-        capacity=pool.slots_per_node,
-        dedicated=doc.get("isDedicated") is not False,
-        container_id=store.get_node_container(node_id) or node_id,
+    container_id = store.get_node_container(node_id) or node_id
+    node = lifecycle.sched.add_node(
+        pool, doc, secret, dedicated=doc.get("isDedicated") is not False, container_id=container_id
     )
     node.last_contact = grace
-    pool.nodes[node_id] = node
-    lifecycle.sched.nodes[node_id] = node
     return node
 
 

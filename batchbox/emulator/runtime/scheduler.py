@@ -93,6 +93,23 @@ class Scheduler:
             doc["stateTransitionTime"] = now_iso()
         self._dirty_nodes.add(node.node_id)
 
+    def add_node(
+        self, pool: PoolRuntime, doc: dict[str, Any], secret: str, *, dedicated: bool, container_id: str | None = None
+    ) -> NodeRuntime:
+        """Register a node of ``pool`` (its document, secret and container) with the pool's slots per node."""
+        node = NodeRuntime(
+            node_id=str(doc["id"]),
+            pool_id=pool.pool_id,
+            secret=secret,
+            doc=doc,
+            capacity=pool.slots_per_node,
+            dedicated=dedicated,
+            container_id=container_id,
+        )
+        pool.nodes[node.node_id] = node
+        self.nodes[node.node_id] = node
+        return node
+
     # ----------------------------------------------------------------- jobs and queues
     def job_from_doc(self, doc: dict[str, Any]) -> JobRuntime:
         """Register (or refresh) a job from its document and file it under its pool."""
