@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ __all__ = [
     "LOG_LEVELS",
     "EmulatorConfig",
     "default_state_dir",
+    "is_loopback",
 ]
 
 DEFAULT_ACCOUNT_NAME = "devbatchaccount1"
@@ -83,3 +85,13 @@ class EmulatorConfig:
     def agent_url(self) -> str:
         """The URL node agents use (containers run with host networking, so loopback reaches us)."""
         return f"{self.base_url}/_agent/v1"
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (``127.0.0.0/8``, ``::1``)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

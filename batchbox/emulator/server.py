@@ -7,7 +7,6 @@ the account key.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import signal
@@ -22,7 +21,7 @@ from types import FrameType
 import uvicorn
 from starlette.types import ASGIApp
 
-from .config import LOG_LEVELS, EmulatorConfig
+from .config import LOG_LEVELS, EmulatorConfig, is_loopback
 from .runtime import Runtime
 
 __all__ = ["LOG_LEVELS", "PID_FILE_NAME", "AppFactory", "is_loopback", "pid_file", "run"]
@@ -36,16 +35,6 @@ GRACEFUL_SHUTDOWN_SECONDS = 5
 AppFactory = Callable[[EmulatorConfig], ASGIApp]
 
 _HANDLER_MARK = "_batchbox_stderr_handler"
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses (``127.0.0.0/8``, ``::1``)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def pid_file(config: EmulatorConfig) -> Path:

@@ -24,9 +24,8 @@ from urllib.parse import parse_qs
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from batchbox.emulator.config import EmulatorConfig
+from batchbox.emulator.config import EmulatorConfig, is_loopback
 from batchbox.emulator.portal.token import PORTAL_PATH, ensure_token
-from batchbox.emulator.server import is_loopback
 
 __all__ = ["WRITE_HEADER", "PortalGuard", "cookie_name"]
 
