@@ -24,6 +24,7 @@ __all__ = [
     "request_body_too_large",
     "resource_exists",
     "unsupported_http_verb",
+    "unsupported_operation",
 ]
 
 
@@ -136,6 +137,16 @@ def invalid_uri(path: str) -> BatchError:
     """``InvalidUri`` (400): no resource at this path (the service's common code for unknown URIs)."""
     return BatchError(
         400, "InvalidUri", "The requested URI does not represent any resource on the server.", {"UriPath": path[:512]}
+    )
+
+
+def unsupported_operation(method: str, path: str, operation: str, reason: str) -> BatchError:
+    """``UnsupportedOperation`` (400): a real Batch operation that the local emulator does not serve."""
+    return BatchError(
+        400,
+        "UnsupportedOperation",
+        f"The local batchbox emulator does not support the operation {operation}.",
+        {"Operation": operation, "HttpVerb": method[:16], "UriPath": path[:512], "Reason": reason},
     )
 
 

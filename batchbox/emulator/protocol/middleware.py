@@ -31,6 +31,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import EmulatorConfig
+from ..coverage.operations import RETIRED_OPERATIONS, match_operation
 from ..errors import (
     BatchError,
     internal_error,
@@ -38,6 +39,7 @@ from ..errors import (
     invalid_uri,
     request_body_too_large,
     unsupported_http_verb,
+    unsupported_operation,
 )
 from .auth import Principal, SharedKeyVerifier, headers_from_scope
 from .responses import JSON_CONTENT_TYPE, base_url, error_document, json_bytes
@@ -222,7 +224,7 @@ class _Exchange:
         if message["type"] == "http.response.start":
             status = int(message["status"])
             if status in (404, 405) and _is_plain_text(message):
-                self._rewrite = invalid_uri(self.path) if status == 404 else unsupported_http_verb(self.method)
+                self._rewrite = _unrouted(self.method, self.path, status)
                 return
             self.response_started = True
             self.status = status
@@ -259,6 +261,20 @@ class _Exchange:
         if _log.isEnabledFor(logging.DEBUG):
             elapsed = (time.monotonic() - self.started_at) * 1000
             _log.debug("%s %s -> %d in %.1f ms (request-id %s)", self.method, self.path, self.status, elapsed, self.rid)
+
+
+def _unrouted(method: str, path: str, status: int) -> BatchError:
+    """The Batch error for a request no route took: a real Batch operation the emulator does not serve is named as
+    such (``UnsupportedOperation``); anything else is a client's wrong URI or verb, as the service answers it."""
+    operation = match_operation(method, path)
+    if operation is not None:
+        reason = (
+            "Azure Batch retired this feature; the local emulator does not emulate it."
+            if operation in RETIRED_OPERATIONS
+            else "This operation is not implemented by the local emulator yet (see docs/api-coverage.md)."
+        )
+        return unsupported_operation(method, path, operation.sdk_method, reason)
+    return invalid_uri(path) if status == 404 else unsupported_http_verb(method)
 
 
 def _is_plain_text(message: Message) -> bool:

@@ -7,8 +7,9 @@ and a well-typed but unacceptable value is ``InvalidPropertyValue``. Property na
 
 The top-level properties of add, patch and resize bodies are checked by name like the service's OData reader does: a
 name no supported API version defines is ``InvalidRequestBody`` ("The property 'x' does not exist on type ...").
-The known names are the union over the supported API versions (older SDKs send properties the current version
-dropped); such a property, and any unknown property nested deeper, is accepted but not stored.
+The known names are those of the property inventory (``batchbox.emulator.coverage.properties``), the union over the
+supported API versions (older SDKs send properties the current version dropped); the inventory says what the
+emulator does with each. Unknown properties nested deeper are not checked by name.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 from batchbox.core.ids import is_valid_id
 from batchbox.emulator.clock import format_duration, parse_duration
+from batchbox.emulator.coverage.properties import known_properties
 from batchbox.emulator.errors import BatchError, invalid_property, missing_property
 
 __all__ = [
@@ -61,12 +63,14 @@ def invalid_body(name: str, reason: str) -> BatchError:
     )
 
 
-def reject_unknown_properties(body: Body, known: frozenset[str], type_name: str) -> None:
-    """Refuse a top-level property that is not in ``known`` (OData annotations such as ``odata.type`` pass).
+def reject_unknown_properties(body: Body, type_name: str) -> None:
+    """Refuse a top-level property the inventory does not list for ``type_name`` (see ``coverage.properties``;
+    OData annotations such as ``odata.type`` pass).
 
     Raises:
         BatchError: 400 ``InvalidRequestBody`` naming the first unknown property.
     """
+    known = known_properties(type_name)
     for name in body:
         if name not in known and not name.startswith("odata."):
             shown = name[:64]

@@ -30,20 +30,6 @@ __all__ = [
     "job_max_task_retry_count",
 ]
 
-# Top-level properties any supported API version defines; others are refused (PUT bodies are full jobs: not checked).
-_ADD_PROPERTIES = frozenset(
-    {
-        "id", "displayName", "usesTaskDependencies", "priority", "allowTaskPreemption", "maxParallelTasks",
-        "constraints", "jobManagerTask", "jobPreparationTask", "jobReleaseTask", "commonEnvironmentSettings",
-        "poolInfo", "onAllTasksComplete", "onTaskFailure", "networkConfiguration", "metadata",
-    }
-)  # fmt: skip
-_PATCH_PROPERTIES = frozenset(
-    {
-        "priority", "allowTaskPreemption", "maxParallelTasks", "constraints", "poolInfo", "onAllTasksComplete",
-        "metadata", "networkConfiguration",
-    }
-)  # fmt: skip
 _ALL_TASKS_COMPLETE = ("noaction", "terminatejob")
 _TASK_FAILURE = ("noaction", "performexitoptionsjobaction")
 _UNSUPPORTED = {
@@ -112,7 +98,7 @@ def build_job(body: object, *, base_url: str) -> Body:
             UnsupportedProperty (job manager, preparation and release tasks, auto pools).
     """
     body = req_object(body)
-    reject_unknown_properties(body, _ADD_PROPERTIES, "JobAddParameter")
+    reject_unknown_properties(body, "JobAddParameter")
     job_id = check_id("id", body.get("id"))
     for name, reason in _UNSUPPORTED.items():
         if body.get(name) is not None:
@@ -196,7 +182,7 @@ def apply_job_patch(doc: Body, body: object) -> Body:
             validation errors (400).
     """
     body = req_object(body)
-    reject_unknown_properties(body, _PATCH_PROPERTIES, "JobPatchParameter")
+    reject_unknown_properties(body, "JobPatchParameter")
     check_job_updatable(doc)
     updated = dict(doc)
     priority = _priority(body)

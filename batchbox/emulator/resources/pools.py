@@ -52,28 +52,6 @@ _DEALLOCATION_OPTIONS = ("requeue", "terminate", "taskcompletion", "retaineddata
 _PASSTHROUGH_OBJECTS = ("networkConfiguration", "upgradePolicy")
 _PASSTHROUGH_LISTS = ("userAccounts", "mountConfiguration", "applicationPackageReferences")
 
-# Top-level properties any supported API version defines (2018-12-01.8.0 .. 2025-06-01); others are refused.
-_ADD_PROPERTIES = frozenset(
-    {
-        "id", "displayName", "vmSize", "virtualMachineConfiguration", "cloudServiceConfiguration", "resizeTimeout",
-        "targetDedicatedNodes", "targetLowPriorityNodes", "enableAutoScale", "autoScaleFormula",
-        "autoScaleEvaluationInterval", "enableInterNodeCommunication", "networkConfiguration", "startTask",
-        "certificateReferences", "applicationPackageReferences", "applicationLicenses", "taskSlotsPerNode",
-        "maxTasksPerNode", "taskSchedulingPolicy", "userAccounts", "metadata", "mountConfiguration",
-        "targetNodeCommunicationMode", "resourceTags", "upgradePolicy",
-    }
-)  # fmt: skip
-_PATCH_PROPERTIES = frozenset(
-    {
-        "displayName", "vmSize", "enableInterNodeCommunication", "startTask", "applicationPackageReferences",
-        "metadata", "virtualMachineConfiguration", "taskSlotsPerNode", "taskSchedulingPolicy", "networkConfiguration",
-        "userAccounts", "mountConfiguration", "upgradePolicy", "certificateReferences", "targetNodeCommunicationMode",
-        "resourceTags",
-    }
-)  # fmt: skip
-_RESIZE_PROPERTIES = frozenset(
-    {"targetDedicatedNodes", "targetLowPriorityNodes", "resizeTimeout", "nodeDeallocationOption"}
-)
 
 # What PATCH may change only while the pool has no nodes.
 _STRUCTURAL = (
@@ -169,7 +147,7 @@ def build_pool(body: object, *, base_url: str, max_nodes: int = DEFAULT_MAX_NODE
         BatchError: MissingRequiredProperty / InvalidPropertyValue / InvalidRequestBody / UnsupportedProperty.
     """
     body = req_object(body)
-    reject_unknown_properties(body, _ADD_PROPERTIES, "PoolAddParameter")
+    reject_unknown_properties(body, "PoolAddParameter")
     pool_id = check_id("id", body.get("id"))
     vm_size = req_str(body, "vmSize")
     vm_config = _validate_vm_configuration(opt_object(body, "virtualMachineConfiguration"))
@@ -256,7 +234,7 @@ def apply_pool_patch(doc: Body, body: object) -> Body:
         BatchError: PoolBeingDeleted (409), OperationInvalidForCurrentState (409), validation errors (400).
     """
     body = req_object(body)
-    reject_unknown_properties(body, _PATCH_PROPERTIES, "PoolPatchParameter")
+    reject_unknown_properties(body, "PoolPatchParameter")
     check_pool_not_deleting(doc)
     structural = [name for name in _STRUCTURAL if body.get(name) is not None]
     if structural and pool_node_total(doc):
@@ -336,7 +314,7 @@ def apply_resize(doc: Body, body: object, *, max_nodes: int = DEFAULT_MAX_NODES)
         BatchError: PoolBeingDeleted / PoolBeingResized (409), validation errors (400).
     """
     body = req_object(body)
-    reject_unknown_properties(body, _RESIZE_PROPERTIES, "PoolResizeParameter")
+    reject_unknown_properties(body, "PoolResizeParameter")
     check_pool_not_deleting(doc)
     if doc.get("allocationState") != "steady":
         raise BatchError(

@@ -44,15 +44,6 @@ MAX_TASKS_PER_COLLECTION = 100
 DEFAULT_RETENTION_TIME = "P7D"
 _UPLOAD_CONDITIONS = ("tasksuccess", "taskfailure", "taskcompletion")
 _PASSTHROUGH = ("exitConditions", "containerSettings", "affinityInfo")
-# Top-level properties any supported API version defines; others are refused.
-_ADD_PROPERTIES = frozenset(
-    {
-        "id", "displayName", "commandLine", "containerSettings", "exitConditions", "resourceFiles", "outputFiles",
-        "environmentSettings", "affinityInfo", "constraints", "requiredSlots", "userIdentity", "multiInstanceSettings",
-        "dependsOn", "applicationPackageReferences", "authenticationTokenSettings",
-    }
-)  # fmt: skip
-_COLLECTION_PROPERTIES = frozenset({"value"})
 
 
 def validate_output_files(items: list[Any] | None, name: str = "outputFiles") -> list[Body] | None:
@@ -150,7 +141,7 @@ def build_task(body: object, *, job: Body, base_url: str) -> Body:
             TaskDependenciesNotSpecifiedOnJob (400).
     """
     body = req_object(body)
-    reject_unknown_properties(body, _ADD_PROPERTIES, "TaskAddParameter")
+    reject_unknown_properties(body, "TaskAddParameter")
     task_id = check_id("id", body.get("id"))
     command_line = req_str(body, "commandLine")
     if body.get("multiInstanceSettings") is not None:
@@ -214,7 +205,7 @@ def collection_bodies(body: object) -> list[object]:
         BatchError: MissingRequiredProperty / InvalidRequestBody, or InvalidPropertyValue for more than 100 tasks.
     """
     body = req_object(body)
-    reject_unknown_properties(body, _COLLECTION_PROPERTIES, "TaskAddCollectionParameter")
+    reject_unknown_properties(body, "TaskAddCollectionParameter")
     value = opt_list(body, "value")
     if value is None:
         raise missing_property("value")

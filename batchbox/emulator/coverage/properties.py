@@ -1,0 +1,173 @@
+"""What the emulator does with every request-body property it accepts: the inventory behind docs/api-coverage.md.
+
+Each entry names a body type (as the service names it in its errors, e.g. ``PoolAddParameter``), a property path
+(dotted for nested properties), and one :class:`Handling`. The top-level names of a body type are exactly the names
+its validator accepts (``known_properties``): a property cannot be accepted without an entry here.
+
+There is no "accepted and ignored" handling. ``GAP`` marks what is still accepted without effect while the work to
+implement or refuse it is under way; ``tests/test_api_coverage.py`` holds the list of open gaps, which only shrinks.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+__all__ = ["PROPERTIES", "Handling", "PropertyUse", "body_types", "known_properties"]
+
+
+class Handling(enum.Enum):
+    """What the emulator does with an accepted property."""
+
+    IMPLEMENTED = "implemented"
+    """It takes effect locally as it does on Azure."""
+    DESCRIPTION = "description"
+    """Stored and returned, with no local effect by its nature (names, metadata, billing, placement in a region)."""
+    REFUSED = "refused"
+    """Answered with a Batch error body (``UnsupportedProperty`` or the service's own current error)."""
+    GAP = "gap"
+    """Accepted without its effect, for now: listed as a known gap until it is implemented or refused."""
+
+
+@dataclass(frozen=True)
+class PropertyUse:
+    """One property of one request body and what the emulator does with it.
+
+    Attributes:
+        body: the body type (``PoolAddParameter``, ``JobPatchParameter``, ...).
+        path: the property, dotted when nested (``startTask.containerSettings``).
+        handling: what happens to it.
+        note: one sentence a user can rely on.
+        sample: for refused top-level properties, a well-typed value the coverage test sends to see the refusal.
+    """
+
+    body: str
+    path: str
+    handling: Handling
+    note: str
+    sample: object = None
+
+
+_I, _D, _R, _G = Handling.IMPLEMENTED, Handling.DESCRIPTION, Handling.REFUSED, Handling.GAP
+
+
+def _uses(
+    bodies: tuple[str, ...], *rows: tuple[str, Handling, str] | tuple[str, Handling, str, object]
+) -> list[PropertyUse]:
+    return [PropertyUse(body, *row) for body in bodies for row in rows]
+
+
+_POOL_SHARED = (
+    ("displayName", _D, "Stored and returned."),
+    ("metadata", _D, "Stored and returned."),
+    ("vmSize", _G, "Recorded; the node container's CPU and memory do not follow it yet."),
+    ("virtualMachineConfiguration", _I, "Required. Every image runs the local node image (Debian 12, Python 3)."),
+    ("virtualMachineConfiguration.containerConfiguration", _G, "Stored; images are not made present on nodes yet."),
+    ("startTask", _I, "Runs on every node before it takes tasks; retries and waitForSuccess are honoured."),
+    ("startTask.containerSettings", _G, "Stored; the start task runs on the node itself, not in a container yet."),
+    ("taskSlotsPerNode", _I, "Slots per node; tasks take requiredSlots of them."),
+    ("taskSchedulingPolicy", _I, "nodeFillType spread or pack places tasks on nodes."),
+    ("taskSchedulingPolicy.jobDefaultOrder", _G, "Stored; jobs are always ordered by priority, then creation."),
+    ("enableInterNodeCommunication", _D, "Nodes share the machine's loopback network: they always reach each other."),
+    ("networkConfiguration", _G, "Stored; nodes always use the machine's loopback network."),
+    ("userAccounts", _G, "Stored; the accounts are not created on the nodes yet."),
+    ("mountConfiguration", _G, "Stored; nothing is mounted on the nodes yet."),
+    ("applicationPackageReferences", _G, "Stored; packages are not checked or installed yet."),
+    ("certificateReferences", _G, "Accepted; certificates were retired by Batch in 2024."),
+    ("targetNodeCommunicationMode", _G, "Accepted, not stored yet."),
+    ("resourceTags", _G, "Accepted, not stored yet."),
+    ("upgradePolicy", _G, "Stored; node OS upgrades do not happen locally."),
+)
+
+PROPERTIES: tuple[PropertyUse, ...] = (
+    *_uses(
+        ("PoolAddParameter",),
+        ("id", _I, "The pool's id: 1-64 letters, digits, '-' or '_'; unique ignoring case."),
+        ("targetDedicatedNodes", _I, "Dedicated node containers the pool keeps (at most 32 nodes per pool)."),
+        ("targetLowPriorityNodes", _I, "Spot/low-priority node containers (isDedicated false)."),
+        ("resizeTimeout", _G, "Stored; allocation never times out locally yet."),
+        ("enableAutoScale", _R, "Autoscale formulas are not evaluated yet.", True),
+        ("autoScaleFormula", _G, "Accepted without enableAutoScale; never evaluated yet."),
+        ("autoScaleEvaluationInterval", _G, "Accepted without enableAutoScale; never evaluated yet."),
+        ("cloudServiceConfiguration", _G, "Accepted beside virtualMachineConfiguration; retired by Batch in 2024."),
+        ("applicationLicenses", _G, "Accepted, not stored."),
+        ("maxTasksPerNode", _G, "The pre-2020 name of taskSlotsPerNode: accepted, not applied yet."),
+        *_POOL_SHARED,
+    ),
+    *_uses(("PoolPatchParameter",), *_POOL_SHARED),
+    *_uses(
+        ("PoolUpdatePropertiesParameter",),
+        ("startTask", _I, "Replaces the start task (nodes created afterwards run the new one)."),
+        ("applicationPackageReferences", _G, "Stored; packages are not checked or installed yet."),
+        ("metadata", _D, "Replaced."),
+    ),
+    *_uses(
+        ("PoolResizeParameter",),
+        ("targetDedicatedNodes", _I, "New dedicated target."),
+        ("targetLowPriorityNodes", _I, "New spot/low-priority target."),
+        ("resizeTimeout", _G, "Stored; allocation never times out locally yet."),
+        ("nodeDeallocationOption", _G, "Stored; removed nodes always requeue their running tasks."),
+    ),
+    *_uses(
+        ("JobAddParameter",),
+        ("id", _I, "The job's id; unique ignoring case."),
+        ("displayName", _D, "Stored and returned."),
+        ("usesTaskDependencies", _I, "Enables dependsOn on the job's tasks."),
+        ("commonEnvironmentSettings", _I, "Set in every task's environment, before the task's own settings."),
+        ("jobManagerTask", _R, "Job manager tasks are not run yet.", {"id": "m", "commandLine": "/bin/true"}),
+        ("jobPreparationTask", _R, "Job preparation tasks are not run yet.", {"commandLine": "/bin/true"}),
+        ("jobReleaseTask", _R, "Job release tasks are not run yet.", {"commandLine": "/bin/true"}),
+        ("onTaskFailure", _G, "Stored; exit options' jobAction is not applied yet."),
+    ),
+    *_uses(
+        ("JobAddParameter", "JobPatchParameter"),
+        ("priority", _I, "Higher-priority jobs' tasks are placed first."),
+        ("allowTaskPreemption", _G, "Stored; tasks are never preempted by higher-priority ones yet."),
+        ("maxParallelTasks", _I, "At most this many of the job's tasks run at once."),
+        ("constraints", _I, "maxWallClockTime ends the job; maxTaskRetryCount is the tasks' default."),
+        ("poolInfo", _I, "The pool the job runs on; autoPoolSpecification is refused."),
+        ("onAllTasksComplete", _I, "terminatejob ends the job when no task is active or running."),
+        ("metadata", _D, "Stored and returned."),
+        ("networkConfiguration", _G, "Stored; tasks always use the machine's loopback network."),
+    ),
+    *_uses(
+        ("TaskAddParameter",),
+        ("id", _I, "The task's id; unique in its job ignoring case."),
+        ("displayName", _D, "Stored and returned."),
+        ("commandLine", _I, "Run without a shell (as Batch does on Linux)."),
+        ("resourceFiles", _I, "Downloaded into the working directory before the command runs."),
+        ("outputFiles", _I, "Uploaded after the command by their uploadCondition."),
+        ("environmentSettings", _I, "Set in the task's environment after the job's common settings."),
+        ("constraints", _I, "maxWallClockTime kills the task; maxTaskRetryCount retries it."),
+        ("constraints.retentionTime", _G, "Stored; task directories are kept until the node goes."),
+        ("requiredSlots", _I, "Slots the task takes on its node."),
+        ("userIdentity", _I, "autoUser elevationLevel admin or nonadmin."),
+        ("userIdentity.username", _G, "Accepted; named pool users are not created on nodes yet."),
+        ("dependsOn", _I, "taskIds and taskIdRanges hold the task until they succeed."),
+        ("multiInstanceSettings", _R, "Multi-instance (MPI) tasks are not run.", {"numberOfInstances": 2}),
+        ("exitConditions", _G, "Stored; exit options are not applied yet."),
+        ("affinityInfo", _G, "Stored; tasks are not steered to the named node yet."),
+        ("containerSettings", _G, "Stored; the task runs on the node itself, not in the image yet."),
+        ("applicationPackageReferences", _G, "Stored; packages are not installed yet."),
+        ("authenticationTokenSettings", _G, "Accepted, not stored; no token is given to the task."),
+    ),
+    *_uses(("TaskAddCollectionParameter",), ("value", _I, "Up to 100 tasks, each answered on its own.")),
+)
+"""The inventory: every accepted property of every request body the emulator validates."""
+
+
+def body_types() -> tuple[str, ...]:
+    """The body types of the inventory, in first-seen order."""
+    return tuple(dict.fromkeys(use.body for use in PROPERTIES))
+
+
+def known_properties(body: str) -> frozenset[str]:
+    """The top-level property names a body type accepts (anything else is ``InvalidRequestBody``).
+
+    Raises:
+        KeyError: the inventory has no such body type.
+    """
+    names = frozenset(use.path for use in PROPERTIES if use.body == body and "." not in use.path)
+    if not names:
+        raise KeyError(body)
+    return names

@@ -1,0 +1,180 @@
+"""docs/api-coverage.md cannot drift: it is generated from the route table and the property inventory, the table of
+operations matches the routes, refused properties and operations are really refused, and gaps only shrink."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.routing import Route
+
+from batchbox.emulator.app import ROUTES
+from batchbox.emulator.coverage.operations import OPERATIONS, RETIRED_OPERATIONS, match_operation
+from batchbox.emulator.coverage.properties import PROPERTIES, Handling, PropertyUse
+from batchbox.emulator.coverage.report import operation_statuses, render, served_by
+from batchbox.emulator.errors import BatchError
+from batchbox.emulator.resources import build_job, build_pool, build_task
+from tests.fixtures.emulator import EmulatorProcess
+from tests.signing import SignedClient
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "api-coverage.md"
+
+# Accepted without effect today. An entry leaves this list when it is implemented or refused; nothing joins it.
+OPEN_GAPS = frozenset(
+    {
+        ("PoolAddParameter", "resizeTimeout"),
+        ("PoolAddParameter", "autoScaleFormula"),
+        ("PoolAddParameter", "autoScaleEvaluationInterval"),
+        ("PoolAddParameter", "cloudServiceConfiguration"),
+        ("PoolAddParameter", "applicationLicenses"),
+        ("PoolAddParameter", "maxTasksPerNode"),
+        *(
+            (body, path)
+            for body in ("PoolAddParameter", "PoolPatchParameter")
+            for path in (
+                "vmSize",
+                "virtualMachineConfiguration.containerConfiguration",
+                "startTask.containerSettings",
+                "taskSchedulingPolicy.jobDefaultOrder",
+                "networkConfiguration",
+                "userAccounts",
+                "mountConfiguration",
+                "applicationPackageReferences",
+                "certificateReferences",
+                "targetNodeCommunicationMode",
+                "resourceTags",
+                "upgradePolicy",
+            )
+        ),
+        ("PoolUpdatePropertiesParameter", "applicationPackageReferences"),
+        ("PoolResizeParameter", "resizeTimeout"),
+        ("PoolResizeParameter", "nodeDeallocationOption"),
+        ("JobAddParameter", "onTaskFailure"),
+        ("JobAddParameter", "allowTaskPreemption"),
+        ("JobPatchParameter", "allowTaskPreemption"),
+        ("JobAddParameter", "networkConfiguration"),
+        ("JobPatchParameter", "networkConfiguration"),
+        ("TaskAddParameter", "constraints.retentionTime"),
+        ("TaskAddParameter", "userIdentity.username"),
+        ("TaskAddParameter", "exitConditions"),
+        ("TaskAddParameter", "affinityInfo"),
+        ("TaskAddParameter", "containerSettings"),
+        ("TaskAddParameter", "applicationPackageReferences"),
+        ("TaskAddParameter", "authenticationTokenSettings"),
+    }
+)
+
+_POOL = {
+    "id": "coverage-pool",
+    "vmSize": "standard_d2s_v3",
+    "targetDedicatedNodes": 0,
+    "virtualMachineConfiguration": {
+        "imageReference": {"publisher": "canonical", "offer": "0001-com-ubuntu-server-jammy", "sku": "22_04-lts"},
+        "nodeAgentSKUId": "batch.node.ubuntu 22.04",
+    },
+}
+_JOB = {"id": "coverage-job", "poolInfo": {"poolId": "coverage-pool"}}
+_TASK = {"id": "coverage-task", "commandLine": "/bin/true"}
+_BASE = "http://127.0.0.1:1"
+
+
+def _job_doc() -> dict[str, Any]:
+    return build_job(dict(_JOB), base_url=_BASE)
+
+
+_BUILDERS: dict[str, tuple[dict[str, Any], Callable[[dict[str, Any]], object]]] = {
+    "PoolAddParameter": (_POOL, lambda body: build_pool(body, base_url=_BASE)),
+    "JobAddParameter": (_JOB, lambda body: build_job(body, base_url=_BASE)),
+    "TaskAddParameter": (_TASK, lambda body: build_task(body, job=_job_doc(), base_url=_BASE)),
+}
+
+
+def test_committed_document_is_what_the_code_says() -> None:
+    assert DOC.read_text(encoding="utf-8") == render(ROUTES), "run: python -m batchbox.emulator.coverage"
+
+
+def _batch_routes() -> list[Route]:
+    return [r for r in ROUTES if isinstance(r, Route) and not r.path.startswith(("/_agent", "/portal"))]
+
+
+def test_every_batch_route_serves_an_operation_of_the_table() -> None:
+    for route in _batch_routes():
+        for method in sorted((route.methods or set()) - {"HEAD"} or {"HEAD"}):
+            operation = match_operation(method, route.path.replace("{", "").replace("}", ""))
+            assert operation is not None, f"{method} {route.path} is not a Batch data-plane operation"
+            assert operation in OPERATIONS, f"{method} {route.path} serves a retired operation"
+
+
+def test_operations_table_is_whole_and_unique() -> None:
+    keys = [(op.method, op.path.lower()) for op in OPERATIONS]
+    assert len(OPERATIONS) == 72
+    assert len(set(keys)) == len(keys)
+    assert len({op.sdk_method for op in OPERATIONS}) == len(OPERATIONS)
+
+
+def test_served_operations_are_found_by_the_router() -> None:
+    assert served_by(ROUTES, "GET", "/pools/{poolId}") == "/pools/{pool_id}"
+    assert served_by(ROUTES, "HEAD", "/pools/{poolId}") == "/pools/{pool_id}"
+    served = {s.operation.sdk_method for s in operation_statuses(ROUTES) if s.served}
+    assert {"create_pool", "create_task_collection", "get_job_task_counts", "download_task_file"} <= served
+
+
+def _entry_id(use: PropertyUse) -> str:
+    return f"{use.body}:{use.path}"
+
+
+_REFUSED = [u for u in PROPERTIES if u.handling is Handling.REFUSED and "." not in u.path]
+
+
+@pytest.mark.parametrize("use", _REFUSED, ids=_entry_id)
+def test_refused_properties_are_refused_with_a_batch_error(use: PropertyUse) -> None:
+    assert use.sample is not None, f"{_entry_id(use)}: a refused property needs a sample value to test the refusal"
+    base, build = _BUILDERS[use.body]
+    with pytest.raises(BatchError) as raised:
+        build({**base, use.path: use.sample})
+    assert raised.value.status == 400
+    assert raised.value.code not in ("InvalidRequestBody", "MissingRequiredProperty")
+    assert use.path in str(raised.value.values)
+
+
+def test_builders_accept_the_minimal_bodies() -> None:
+    for base, build in _BUILDERS.values():
+        build(dict(base))
+
+
+def test_gaps_only_shrink() -> None:
+    gaps = {(u.body, u.path) for u in PROPERTIES if u.handling is Handling.GAP}
+    joined = gaps - OPEN_GAPS
+    closed = OPEN_GAPS - gaps
+    assert not joined, f"new 'accepted without effect' properties: implement or refuse them instead: {sorted(joined)}"
+    assert not closed, f"these gaps are closed: remove them from OPEN_GAPS: {sorted(closed)}"
+
+
+def test_no_property_is_listed_twice() -> None:
+    keys = [(u.body, u.path) for u in PROPERTIES]
+    assert len(set(keys)) == len(keys)
+
+
+@pytest.mark.docker
+def test_unserved_operations_answer_unsupported_operation(emulator: EmulatorProcess) -> None:
+    unserved = [s.operation for s in operation_statuses(ROUTES) if not s.served]
+    assert unserved, "every operation is served: this test has nothing left to check"
+    with SignedClient(emulator.url, emulator.account_name, emulator.account_key) as http:
+        for op in unserved:
+            path = op.path.replace("{", "x").replace("}", "")
+            body = {} if op.method in ("POST", "PUT", "PATCH") else None
+            response = http.send(op.method, path, body=body)
+            assert response.status_code == 400, (op, response.status_code)
+            if op.method == "HEAD":
+                assert response.content == b""
+                continue
+            error = response.json()
+            assert error["code"] == "UnsupportedOperation", (op, error)
+            values = {v["key"]: v["value"] for v in error["values"]}
+            assert values["Operation"] == op.sdk_method
+            if op in RETIRED_OPERATIONS:
+                assert "retired" in values["Reason"]
+        typo = http.send("GET", "/poolz")
+        assert typo.json()["code"] == "InvalidUri"
