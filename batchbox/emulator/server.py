@@ -8,7 +8,6 @@ the account key.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import socket
 import sys
@@ -20,6 +19,8 @@ from types import FrameType
 
 import uvicorn
 from starlette.types import ASGIApp
+
+from batchbox.core.pidfiles import claim_pid_file, release_pid_file
 
 from .config import LOG_LEVELS, EmulatorConfig, is_loopback
 from .runtime import Runtime
@@ -58,34 +59,6 @@ def _configure_logging(log_level: str) -> None:
         setattr(handler, _HANDLER_MARK, True)
         logger.addHandler(handler)
         logger.propagate = False
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _claim_pid_file(path: Path) -> None:
-    try:
-        other = int(path.read_text().strip())
-    except (FileNotFoundError, ValueError):
-        other = 0
-    if other and other != os.getpid() and _process_alive(other):
-        raise RuntimeError(f"another emulator (pid {other}) is using the state directory {path.parent}")
-    path.write_text(f"{os.getpid()}\n")
-
-
-def _release_pid_file(path: Path) -> None:
-    try:
-        if path.read_text().strip() == str(os.getpid()):
-            path.unlink()
-    except FileNotFoundError:
-        pass
 
 
 class _Server(uvicorn.Server):
@@ -174,7 +147,9 @@ def run(
         _log.warning("listening on %s: the emulator is reachable from other machines", config.host)
     config.state_dir.mkdir(parents=True, exist_ok=True)
     pid_path = pid_file(config)
-    _claim_pid_file(pid_path)
+    holder = claim_pid_file(pid_path)
+    if holder is not None:
+        raise RuntimeError(f"another emulator (pid {holder}) is using the state directory {pid_path.parent}")
     try:
         app = (app_factory or _default_factory)(config)
         uvicorn_config = uvicorn.Config(
@@ -192,4 +167,4 @@ def run(
             server.run()
         _log.info("batchbox emulator stopped")
     finally:
-        _release_pid_file(pid_path)
+        release_pid_file(pid_path)
