@@ -68,7 +68,7 @@ $(NPM_STAMP): package.json package-lock.json
 	touch $@
 
 docker:
-	scripts/ensure-docker.sh
+	BATCHBOX_PYTHON=$(VENV)/bin/python batchbox/backends/local/ensure-docker.sh
 
 node-image: venv docker
 	$(VENV)/bin/python -m batchbox.backends.local.node_image build

@@ -14,7 +14,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO / "docker-compose.azurite.yml"
-ENSURE_DOCKER = REPO / "scripts" / "ensure-docker.sh"
+ENSURE_DOCKER = REPO / "batchbox" / "backends" / "local" / "ensure-docker.sh"
 DOCKERD_COMMAND = "dockerd --bridge=none --iptables=false --ip-masq=false"
 
 
@@ -94,7 +94,7 @@ def test_makefile_dry_run_covers_every_setup_step() -> None:
     for step in (
         "pip install --quiet -e '.[dev]'",
         "npm ci",
-        "scripts/ensure-docker.sh",
+        "batchbox/backends/local/ensure-docker.sh",
         "-m batchbox.backends.local.node_image build",
         "azure-batch==14.2.0",
         "apt-get install -y chromium",

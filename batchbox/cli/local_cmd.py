@@ -23,18 +23,41 @@ def local() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the endpoints and keys.")
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path), help=_HOME_HELP)
 @click.option("--node-image", help="Docker image of the nodes (default: the batchbox node image, built if missing).")
+@click.option(
+    "--storage-connection-string",
+    envvar="BATCHBOX_STORAGE_CONNECTION_STRING",
+    show_envvar=True,
+    help="Use this blob storage (e.g. an Azurite you run) instead of starting Azurite.",
+)
+@click.option(
+    "--azurite",
+    type=click.Choice(["auto", "npm", "image"]),
+    envvar="BATCHBOX_AZURITE",
+    show_envvar=True,
+    default="auto",
+    show_default=True,
+    help="Where Azurite comes from: auto (npm, else an image already present), npm, or image (pulled if missing).",
+)
 @handle_errors
-def up(as_json: bool, home: Path | None, node_image: str | None) -> None:
-    """Start Azurite and the emulator unless they run already, and wait until both answer."""
+def up(
+    as_json: bool, home: Path | None, node_image: str | None, storage_connection_string: str | None, azurite: str
+) -> None:
+    """Start Azurite and the emulator unless they run already, and wait until both answer.
+
+    The first run installs what is missing (Azurite with npm into the state directory, the node image, and as
+    root on Debian/Ubuntu a Docker engine), one progress line per step on stderr.
+    """
     from batchbox.backends.local.stack import LocalStack
 
-    endpoints = LocalStack(home).up(node_image=node_image)
+    stack = LocalStack(home, storage_connection_string=storage_connection_string, azurite=azurite)
+    endpoints = stack.up(node_image=node_image, progress=lambda line: click.echo(f"batchbox: {line}", err=True))
     if as_json:
         click.echo(json.dumps(endpoints.as_dict()))
         return
     click.echo(f"Batch emulator:  {endpoints.batch_url}  (account {endpoints.batch_account})")
     click.echo(f"Portal:          {endpoints.portal_url or 'no token yet: batchbox local down, then up'}")
-    click.echo("Blob storage:    Azurite, account devstoreaccount1")
+    storage = "the given connection string" if storage_connection_string else "Azurite, account devstoreaccount1"
+    click.echo(f"Blob storage:    {storage}")
     click.echo(f"State:           {endpoints.state_dir}")
     click.echo("Keys (local-only, public): batchbox local up --json")
 

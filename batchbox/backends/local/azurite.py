@@ -6,21 +6,21 @@ state directory, never to our stdout: its debug log may contain SAS signatures.
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from batchbox.core.errors import BackendUnavailableError
+from batchbox.core.pidfiles import command_line_mentions, is_alive, stop_process, write_pid_file
+from batchbox.core.pidfiles import read_pid_file as read_record
 
 __all__ = [
     "AZURITE_ACCOUNT_KEY",
@@ -29,6 +29,7 @@ __all__ = [
     "AzuriteProcess",
     "PidFileInfo",
     "blob_endpoint",
+    "checkout_main_js",
     "connection_string",
     "find_azurite_command",
     "find_free_port",
@@ -51,7 +52,7 @@ AZURITE_JS_ENV = "BATCHBOX_AZURITE_JS"
 
 _REPO_ROOT = Path(__file__).resolve().parents[3]
 _REPO_MAIN_JS = _REPO_ROOT / "node_modules" / "azurite" / "dist" / "src" / "blob" / "main.js"
-_SETUP_HINT = "run `make setup` (installs Azurite with npm into node_modules)"
+_SETUP_HINT = "`batchbox local up` installs the pinned Azurite with npm (in a checkout: `make setup`)"
 # Loopback only: a proxy from the environment must never see emulator traffic.
 _NO_PROXY_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -112,6 +113,11 @@ def find_azurite_command(js_path: str | Path | None = None) -> list[str]:
     raise BackendUnavailableError("Azurite", f"Azurite is not installed (no {_REPO_MAIN_JS}); {_SETUP_HINT}")
 
 
+def checkout_main_js() -> Path | None:
+    """Azurite's ``main.js`` in the ``node_modules`` of the source checkout batchbox runs from, if any."""
+    return _REPO_MAIN_JS if _REPO_MAIN_JS.is_file() else None
+
+
 def _node_binary() -> str:
     node = shutil.which("node")
     if node is None:
@@ -160,18 +166,20 @@ class PidFileInfo:
 
 def read_pid_file(pid_file: Path) -> PidFileInfo | None:
     """Read a pid file written by :meth:`AzuriteProcess.start`; None when it is missing or unreadable."""
-    try:
-        data = json.loads(pid_file.read_text())
-        program = str(data.get("program", ""))
-        return PidFileInfo(pid=int(data["pid"]), host=str(data["host"]), port=int(data["port"]), program=program)
-    except (OSError, ValueError, KeyError, TypeError):
+    record = read_record(pid_file)
+    if record is None:
         return None
+    try:
+        port = int(record.fields["port"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return PidFileInfo(pid=record.pid, host=record.text("host"), port=port, program=record.text("program"))
 
 
 def running_from_pid_file(pid_file: Path) -> PidFileInfo | None:
     """The detached Azurite a pid file describes, when that process still runs; None otherwise."""
     info = read_pid_file(pid_file)
-    if info is None or not _is_alive(info.pid) or not _looks_like_azurite(info.pid, info.program):
+    if info is None or not is_alive(info.pid) or not command_line_mentions(info.pid, _markers(info.program)):
         return None
     return info
 
@@ -188,32 +196,9 @@ def stop_from_pid_file(pid_file: Path, timeout: float = 10.0) -> bool:
     return stopped
 
 
-def _is_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie has exited already; only its parent's wait is missing
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def _looks_like_azurite(pid: int, program: str = "") -> bool:
-    """Guard against a recycled PID: the command line must name ``program`` or mention Azurite.
-
-    True where /proc does not exist (no way to check).
-    """
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except FileNotFoundError:
-        return not Path("/proc/self").exists()
-    except OSError:
-        return True
-    return b"azurite" in cmdline.lower() or (bool(program) and os.fsencode(program) in cmdline)
+def _markers(program: str) -> tuple[str, ...]:
+    """What the command line of an Azurite process contains: the word Azurite or the program it was started from."""
+    return ("azurite", program)
 
 
 def stop_pid(pid: int, timeout: float = 10.0, *, check_azurite: bool = True, program: str = "") -> bool:
@@ -221,23 +206,7 @@ def stop_pid(pid: int, timeout: float = 10.0, *, check_azurite: bool = True, pro
 
     With ``check_azurite`` a process whose command line mentions neither Azurite nor ``program`` is left alone.
     """
-    if not _is_alive(pid) or (check_azurite and not _looks_like_azurite(pid, program)):
-        return False
-    _signal(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while _is_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if _is_alive(pid):
-        _signal(pid, signal.SIGKILL)
-        kill_deadline = time.monotonic() + 5
-        while _is_alive(pid) and time.monotonic() < kill_deadline:
-            time.sleep(0.05)
-    return True
-
-
-def _signal(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, sig)
+    return stop_process(pid, timeout, markers=_markers(program) if check_azurite else ())
 
 
 class AzuriteProcess:
@@ -250,6 +219,7 @@ class AzuriteProcess:
         in_memory: keep blobs in memory instead of ``state_dir/data``.
         detached: start in a new session so the process outlives the caller, and write the pid file.
         js_path: Azurite's blob ``main.js`` (see :func:`find_azurite_command`).
+        command: the whole command prefix that runs Azurite (instead of ``js_path``).
         startup_timeout: seconds to wait for the first HTTP answer.
     """
 
@@ -265,6 +235,7 @@ class AzuriteProcess:
         in_memory: bool = False,
         detached: bool = False,
         js_path: str | Path | None = None,
+        command: Sequence[str] | None = None,
         startup_timeout: float = 30.0,
     ) -> None:
         self.state_dir = Path(state_dir)
@@ -274,6 +245,7 @@ class AzuriteProcess:
         self.startup_timeout = startup_timeout
         self._requested_port = port
         self._js_path = js_path
+        self._command = list(command) if command else None
         self._port = port
         self._process: subprocess.Popen[bytes] | None = None
         self._program = ""
@@ -318,7 +290,7 @@ class AzuriteProcess:
         """
         if self.is_running():
             return self
-        command = find_azurite_command(self._js_path)
+        command = self._command or find_azurite_command(self._js_path)
         self._program = command[-1]
         self.state_dir.mkdir(parents=True, exist_ok=True)
         attempts = 3 if self._requested_port == 0 else 1
@@ -369,10 +341,7 @@ class AzuriteProcess:
         return b"EADDRINUSE" in tail or os.strerror(errno.EADDRINUSE).encode() in tail
 
     def _write_pid_file(self) -> None:
-        record = {"pid": self.pid, "host": self.host, "port": self._port, "program": self._program}
-        tmp = self.pid_file.with_name(self.pid_file.name + ".tmp")
-        tmp.write_text(json.dumps(record) + "\n")
-        os.replace(tmp, self.pid_file)
+        write_pid_file(self.pid_file, self.pid, host=self.host, port=self._port, program=self._program)
 
     def stop(self, timeout: float = 10.0) -> None:
         """End exactly this process (SIGTERM, then SIGKILL after ``timeout``) and remove its pid file."""

@@ -1,9 +1,12 @@
 """The local backend: the same storage and compute classes as Azure, pointed at Azurite and the emulator.
 
-Nothing to configure: the services are started on demand (``batchbox local up`` semantics) when not running.
+Nothing to configure: the services are started on demand (``batchbox local up`` semantics) when not running;
+``BATCHBOX_STORAGE_CONNECTION_STRING`` points it at blob storage the user runs instead of its own Azurite.
 """
 
 from __future__ import annotations
+
+import logging
 
 from batchbox.backends.azure.compute import AzureBatchCompute
 from batchbox.backends.azure.storage import BlobStorage
@@ -12,6 +15,8 @@ from batchbox.core.backend import Backend
 from batchbox.core.settings import Settings
 
 __all__ = ["LocalBackend"]
+
+_log = logging.getLogger(__name__)
 
 
 class LocalBackend(Backend):
@@ -28,7 +33,8 @@ class LocalBackend(Backend):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalBackend:
-        return cls(LocalStack(settings.home).up())
+        stack = LocalStack(settings.home, storage_connection_string=settings.storage_connection_string)
+        return cls(stack.up(progress=_log.info))
 
     def describe(self) -> str:
         return f"local (emulator {self.endpoints.batch_url}, Azurite, state in {self.endpoints.state_dir})"

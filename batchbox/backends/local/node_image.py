@@ -232,7 +232,8 @@ def _rootfs_tarball(digest: str) -> Path:
         return tarball
     if os.geteuid() != 0:
         raise NodeImageBuildError(
-            f"the offline node image recipe (debootstrap) needs root: run `sudo make node-image`, or set "
+            "the offline node image recipe (debootstrap) needs root: run `sudo batchbox local up` (in a checkout: "
+            f"`sudo make node-image`), or set "
             f"{RECIPE_ENV}=dockerfile where a container registry is reachable"
         )
     debootstrap = _ensure_debootstrap()

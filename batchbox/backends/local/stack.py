@@ -1,18 +1,26 @@
 """The local stack: Azurite and the Batch emulator as background processes under one state directory.
 
-``batchbox local up`` / ``status`` / ``down`` and the local backend use it. Each service is started only when
-it is not already running (pid file + an HTTP answer), and stopped by the PID this module recorded.
+``batchbox local up`` / ``status`` / ``down``, the local backend and the pytest plugin use it. Each service is
+started only when it is not already running (pid file + an HTTP answer), and stopped by the PID this module
+recorded. What ``up`` provisions first (Docker engine, Azurite, node image) and in which order is described in
+:mod:`batchbox.backends.local.provision`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
-import json
 import os
 import subprocess
 import sys
+from collections.abc import Collection, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import docker
+import docker.errors
 
 from batchbox.backends.local.azurite import (
     AzuriteProcess,
@@ -20,14 +28,21 @@ from batchbox.backends.local.azurite import (
     read_pid_file,
     running_from_pid_file,
     stop_from_pid_file,
-    stop_pid,
     wait_until_answering,
 )
-from batchbox.core.errors import BackendUnavailableError
+from batchbox.backends.local.azurite_npm import Progress
+from batchbox.backends.local.provision import AzuriteSource, azurite_command, azurite_source, ensure_docker
+from batchbox.core.errors import BackendUnavailableError, ConfigurationError
+from batchbox.core.pidfiles import command_line_mentions, is_alive, stop_process, write_pid_file
+from batchbox.core.pidfiles import read_pid_file as read_record
+from batchbox.core.settings import env_name
 from batchbox.emulator.config import DEFAULT_ACCOUNT_KEY, DEFAULT_ACCOUNT_NAME, DEFAULT_PORT, default_state_dir
 from batchbox.emulator.portal.token import new_token, portal_url, read_token
 
-__all__ = ["LOCAL_INSTANCE_LABEL", "LocalEndpoints", "LocalStack", "ServiceStatus"]
+if TYPE_CHECKING:
+    from batchbox.backends.local.azurite_container import AzuriteContainer
+
+__all__ = ["LOCAL_INSTANCE_LABEL", "SERVICES", "LocalEndpoints", "LocalStack", "ServiceStatus"]
 
 LOCAL_INSTANCE_LABEL = "local"
 """Prefix of the ``batchbox.emulator`` label of a local stack's node containers (``local-<hash of its home>``).
@@ -36,6 +51,10 @@ Each home gets its own label: an emulator removes the containers of its label it
 two stacks sharing one label would remove each other's nodes."""
 
 DEFAULT_AZURITE_PORT = 10000
+SERVICES = ("azurite", "emulator")
+"""The background services of a local stack, as named by :class:`ServiceStatus`."""
+STORAGE_SETTING = env_name("storage_connection_string")
+_EMULATOR_MARKER = "batchbox.emulator"
 
 
 @dataclass(frozen=True)
@@ -65,21 +84,40 @@ class ServiceStatus:
     log: str
 
 
+def _quiet(line: str) -> None:
+    """The default progress receiver: says nothing."""
+
+
 class LocalStack:
     """Azurite + the emulator under ``home`` (default ``$BATCHBOX_HOME`` or ``~/.local/share/batchbox``).
 
     Ports come from ``BATCHBOX_AZURITE_PORT`` / ``BATCHBOX_EMULATOR_PORT`` (defaults 10000 and 8446); the log
     level of an emulator this stack starts from ``BATCHBOX_EMULATOR_LOG_LEVEL`` (default ``info``).
+
+    Args:
+        home: the state directory.
+        azurite_port / emulator_port: override the ports.
+        storage_connection_string: blob storage the user runs (e.g. their own Azurite); no Azurite is started.
+        azurite: where Azurite comes from: ``auto``, ``npm`` or ``image`` (default ``BATCHBOX_AZURITE`` or
+            ``auto``; see :mod:`batchbox.backends.local.provision`).
     """
 
     def __init__(
-        self, home: Path | None = None, *, azurite_port: int | None = None, emulator_port: int | None = None
+        self,
+        home: Path | None = None,
+        *,
+        azurite_port: int | None = None,
+        emulator_port: int | None = None,
+        storage_connection_string: str | None = None,
+        azurite: str | None = None,
     ) -> None:
         self.home = Path(home) if home is not None else default_state_dir()
         self.azurite_port = azurite_port or int(os.environ.get("BATCHBOX_AZURITE_PORT", DEFAULT_AZURITE_PORT))
         self.emulator_port = emulator_port or int(os.environ.get("BATCHBOX_EMULATOR_PORT", DEFAULT_PORT))
         self.azurite_dir = self.home / "azurite"
         self.emulator_dir = self.home / "emulator"
+        self.storage_connection_string = storage_connection_string or None
+        self.azurite_source: AzuriteSource = azurite_source(azurite)
 
     # -- what is running ----------------------------------------------------------------------------------------
     @property
@@ -105,14 +143,15 @@ class LocalStack:
             batch_url=self.batch_url,
             batch_account=DEFAULT_ACCOUNT_NAME,
             batch_key=DEFAULT_ACCOUNT_KEY,
-            storage_connection_string=connection_string("127.0.0.1", self.azurite_port),
+            storage_connection_string=self.storage_connection_string
+            or connection_string("127.0.0.1", self.azurite_port),
             state_dir=str(self.home),
             portal_url=portal_url(self.batch_url, token) if (token := read_token(self.emulator_dir)) else "",
         )
 
     def azurite_status(self) -> ServiceStatus:
         info = running_from_pid_file(self.azurite_dir / AzuriteProcess.PID_FILE_NAME)
-        running = info is not None and _answers(self.azurite_port)
+        running = (info is not None or self._azurite_container_runs()) and _answers(self.azurite_port)
         return ServiceStatus(
             "azurite",
             running,
@@ -121,38 +160,119 @@ class LocalStack:
             str(self.azurite_dir / AzuriteProcess.LOG_NAME),
         )
 
+    def _azurite_container_runs(self) -> bool:
+        """True when this stack runs Azurite from its image (only asks Docker when a container was recorded)."""
+        from batchbox.backends.local.azurite_container import AzuriteContainer
+        from batchbox.emulator.nodes.docker_engine import connect_docker
+
+        if not (self.azurite_dir / AzuriteContainer.RECORD_NAME).exists():
+            return False
+        try:
+            client = connect_docker()
+        except BackendUnavailableError:
+            return False
+        try:
+            return self._azurite_container(client).running()
+        finally:
+            client.close()
+
     def emulator_status(self) -> ServiceStatus:
-        pid = _read_pid(self.emulator_record)
-        running = pid is not None and _alive(pid) and _answers(self.emulator_port)
+        pid = self._emulator_pid()
+        running = pid is not None and _answers(self.emulator_port)
         return ServiceStatus("emulator", running, pid, self.batch_url, str(self.emulator_log))
+
+    def _emulator_pid(self) -> int | None:
+        """The PID of the emulator this stack started, while that process runs."""
+        record = read_record(self.emulator_record)
+        if record is None or not is_alive(record.pid) or not command_line_mentions(record.pid, [_EMULATOR_MARKER]):
+            return None
+        return record.pid
 
     def status(self) -> list[ServiceStatus]:
         return [self.azurite_status(), self.emulator_status()]
 
     # -- up / down ----------------------------------------------------------------------------------------------
-    def up(self, *, node_image: str | None = None, timeout: float = 60.0) -> LocalEndpoints:
-        """Start whatever is not running yet and wait until both services answer.
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        """One ``up``/``down`` at a time per home (parallel test workers, two shells)."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        with open(self.home / ".stack.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
-        Checks the Docker engine (and builds the node image when missing) before starting anything.
+    def up(
+        self, *, node_image: str | None = None, timeout: float = 60.0, progress: Progress = _quiet
+    ) -> LocalEndpoints:
+        """Provision what is missing, start whatever is not running yet and wait until both services answer.
+
+        Args:
+            node_image: the nodes' image (default: the batchbox node image, built when missing).
+            timeout: seconds each service may take to answer.
+            progress: receives one line per step that does work (installing, building, starting).
 
         Raises:
             BackendUnavailableError: Docker, Azurite or the emulator cannot be reached or started.
         """
-        from batchbox.backends.local.node_image import ensure_node_image
-        from batchbox.emulator.nodes.docker_engine import connect_docker
-
-        client = connect_docker()
-        image = node_image or ensure_node_image(client)
-        self.home.mkdir(parents=True, exist_ok=True)
-        if not self.azurite_status().running:
-            if _answers(self.azurite_port):
-                raise BackendUnavailableError(
-                    "Azurite", f"port {self.azurite_port} is taken by another program; set BATCHBOX_AZURITE_PORT"
-                )
-            AzuriteProcess(self.azurite_dir, port=self.azurite_port, detached=True, startup_timeout=timeout).start()
-        if not self.emulator_status().running:
-            self._start_emulator(image, timeout)
+        with self._lock():
+            client = ensure_docker(progress)
+            try:
+                image = node_image or self._node_image(client, progress)
+                self._ensure_storage(client, timeout, progress)
+            finally:
+                client.close()
+            if not self.emulator_status().running:
+                progress(f"starting the Batch emulator on {self.batch_url}")
+                self._start_emulator(image, timeout)
         return self.endpoints()
+
+    def _node_image(self, client: docker.DockerClient, progress: Progress) -> str:
+        from batchbox.backends.local.node_image import ensure_node_image, node_image_tag
+
+        tag = node_image_tag()
+        try:
+            client.images.get(tag)
+        except docker.errors.ImageNotFound:
+            progress(f"building the node image {tag} (once; about a minute)")
+        return ensure_node_image(client)
+
+    def _ensure_storage(self, client: docker.DockerClient, timeout: float, progress: Progress) -> None:
+        """Steps 1 to 6 of :mod:`batchbox.backends.local.provision`'s storage order."""
+        from batchbox.backends.local.azurite_container import azurite_image_present
+
+        if self.storage_connection_string:
+            _check_storage(self.storage_connection_string)
+            return
+        container = self._azurite_container(client)
+        if self.azurite_status().running:
+            return
+        if _answers(self.azurite_port):
+            raise BackendUnavailableError(
+                "Azurite", f"port {self.azurite_port} is taken by another program; set BATCHBOX_AZURITE_PORT"
+            )
+        if self.azurite_source != "image":
+            command = azurite_command(self.azurite_dir, progress)
+            if command is not None:
+                progress(f"starting Azurite on 127.0.0.1:{self.azurite_port}")
+                AzuriteProcess(
+                    self.azurite_dir, port=self.azurite_port, detached=True, command=command, startup_timeout=timeout
+                ).start()
+                return
+            if self.azurite_source == "npm" or not azurite_image_present(client):
+                raise BackendUnavailableError(
+                    "Azurite",
+                    "npm is not installed: install Node.js (>= 18) with npm, or run an Azurite yourself and pass "
+                    "--storage-connection-string (BATCHBOX_STORAGE_CONNECTION_STRING), or use the Azurite image "
+                    "where a container registry is reachable (--azurite image)",
+                )
+        container.start(pull=self.azurite_source == "image", timeout=timeout, progress=progress)
+
+    def _azurite_container(self, client: docker.DockerClient) -> AzuriteContainer:
+        from batchbox.backends.local.azurite_container import AzuriteContainer
+
+        return AzuriteContainer(client, self.azurite_dir, port=self.azurite_port, instance_label=self.instance_label)
 
     def _start_emulator(self, image: str, timeout: float) -> None:
         if _answers(self.emulator_port):
@@ -183,62 +303,86 @@ class LocalStack:
             process = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
-        self.emulator_record.write_text(json.dumps({"pid": process.pid, "port": self.emulator_port}) + "\n")
+        write_pid_file(self.emulator_record, process.pid, port=self.emulator_port)
         if not wait_until_answering("127.0.0.1", self.emulator_port, timeout, process):
             code = process.poll()
             why = f"exited with code {code}" if code is not None else f"did not answer within {timeout:g} s"
             raise BackendUnavailableError("batchbox emulator", f"{why}; see {self.emulator_log}")
 
-    def down(self, *, remove_nodes: bool = False) -> list[str]:
-        """Stop the services this stack started (by PID); optionally remove the node containers.
+    def down(self, *, remove_nodes: bool = False, services: Collection[str] = SERVICES) -> list[str]:
+        """Stop the services this stack started (by PID or container id); optionally remove the node containers.
+
+        Args:
+            remove_nodes: also remove the node containers of this stack's emulator.
+            services: which of ``emulator`` and ``azurite`` to stop (default both).
 
         Returns:
             What was stopped or removed, one line each.
         """
         done: list[str] = []
-        pid = _read_pid(self.emulator_record)
-        if pid is not None and _is_emulator(pid) and stop_pid(pid, check_azurite=False):
-            done.append(f"stopped the emulator (pid {pid})")
-        self.emulator_record.unlink(missing_ok=True)
-        pid_file = self.azurite_dir / AzuriteProcess.PID_FILE_NAME
-        info = read_pid_file(pid_file)
-        if info is not None and stop_from_pid_file(pid_file):
-            done.append(f"stopped Azurite (pid {info.pid})")
-        pid_file.unlink(missing_ok=True)
-        if remove_nodes:
-            from batchbox.emulator.nodes.docker_engine import connect_docker
+        with self._lock():
+            if "emulator" in services:
+                record = read_record(self.emulator_record)
+                if record is not None and stop_process(record.pid, markers=[_EMULATOR_MARKER]):
+                    done.append(f"stopped the emulator (pid {record.pid})")
+                self.emulator_record.unlink(missing_ok=True)
+            if "azurite" in services:
+                pid_file = self.azurite_dir / AzuriteProcess.PID_FILE_NAME
+                info = read_pid_file(pid_file)
+                if info is not None and stop_from_pid_file(pid_file):
+                    done.append(f"stopped Azurite (pid {info.pid})")
+                pid_file.unlink(missing_ok=True)
+            done += self._remove_containers(remove_nodes, azurite="azurite" in services)
+        return done
 
-            client = connect_docker()
-            for container in client.containers.list(
-                all=True, filters={"label": f"batchbox.emulator={self.instance_label}"}
-            ):
-                container.remove(force=True)
-                done.append(f"removed node container {container.name}")
+    def _remove_containers(self, remove_nodes: bool, *, azurite: bool) -> list[str]:
+        """Remove this stack's Azurite container (if it ran one) and, when asked, its node containers."""
+        from batchbox.backends.local.azurite_container import AzuriteContainer
+        from batchbox.emulator.nodes.docker_engine import connect_docker
+
+        azurite = azurite and (self.azurite_dir / AzuriteContainer.RECORD_NAME).exists()
+        if not remove_nodes and not azurite:
+            return []
+        done: list[str] = []
+        client = connect_docker()
+        try:
+            if azurite and self._azurite_container(client).stop():
+                done.append("removed the Azurite container")
+            if remove_nodes:
+                label = f"batchbox.emulator={self.instance_label}"
+                for container in client.containers.list(all=True, filters={"label": label}):
+                    container.remove(force=True)
+                    done.append(f"removed node container {container.name}")
+        finally:
+            client.close()
         return done
 
 
-def _read_pid(path: Path) -> int | None:
+def _check_storage(connection: str) -> None:
+    """Fail in one line unless the blob service of ``connection`` answers and accepts its credentials.
+
+    Raises:
+        ConfigurationError: the connection string cannot be parsed.
+        BackendUnavailableError: the service does not answer, or refuses the credentials.
+    """
+    from azure.core.exceptions import HttpResponseError, ServiceRequestError
+    from azure.storage.blob import BlobServiceClient
+
     try:
-        return int(json.loads(path.read_text())["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _alive(pid: int) -> bool:
+        client = BlobServiceClient.from_connection_string(
+            connection, retry_total=0, connection_timeout=5, read_timeout=15
+        )
+    except ValueError as exc:
+        raise ConfigurationError(STORAGE_SETTING, f"is not a storage connection string ({exc})") from None
+    where = client.primary_hostname
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _is_emulator(pid: int) -> bool:
-    try:
-        return b"batchbox.emulator" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
+        with client:
+            next(iter(client.list_containers(results_per_page=1).by_page()), None)
+    except ServiceRequestError as exc:
+        raise BackendUnavailableError("storage", f"the blob service at {where} does not answer") from exc
+    except HttpResponseError as exc:
+        code = getattr(exc, "error_code", None) or exc.status_code
+        raise BackendUnavailableError("storage", f"the blob service at {where} refused the request ({code})") from exc
 
 
 def _answers(port: int) -> bool:

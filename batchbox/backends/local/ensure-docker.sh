@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Make sure a Docker engine answers, for batchbox's local backend.
 #
-# - An engine already answers (`docker info`, or a docker-py ping from .venv): do nothing, exit 0.
+# - An engine already answers (`docker info`, or a docker-py ping with $BATCHBOX_PYTHON): do nothing, exit 0.
 # - Else, as root on Debian/Ubuntu: install docker.io with apt-get when dockerd is missing, start
 #     dockerd --bridge=none --iptables=false --ip-masq=false
 #   detached (setsid + nohup, so it outlives make), log to $BATCHBOX_DOCKERD_LOG, write its pid to
 #   $BATCHBOX_DOCKERD_PIDFILE, and wait up to 60 s for it to answer.
 # - Else print what to start and exit 1.
 #
-# BATCHBOX_ASSUME_NONROOT=1 behaves as if not root (tests use it to exercise the message path).
+# Shipped inside the batchbox package: `make setup` runs it, and so does `batchbox local up` as root on
+# Debian/Ubuntu when no engine answers. BATCHBOX_PYTHON names a Python with docker-py, for engines the
+# `docker` CLI cannot reach. BATCHBOX_ASSUME_NONROOT=1 behaves as if not root (tests use it).
 # The node image's offline recipe installs debootstrap itself when needed (batchbox/backends/local/node_image.py).
 set -euo pipefail
 
@@ -16,7 +18,6 @@ DOCKERD_ARGS=(--bridge=none --iptables=false --ip-masq=false)
 LOG_FILE="${BATCHBOX_DOCKERD_LOG:-/var/log/batchbox-dockerd.log}"
 PID_FILE="${BATCHBOX_DOCKERD_PIDFILE:-/var/run/batchbox-dockerd.pid}"
 WAIT_SECONDS=60
-REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 say() { echo "ensure-docker: $*" >&2; }
 
@@ -25,8 +26,8 @@ engine_answers() {
         timeout 20 docker info >/dev/null 2>&1 && return 0
         return 1
     fi
-    if [[ -x "$REPO_ROOT/.venv/bin/python" ]]; then
-        timeout 20 "$REPO_ROOT/.venv/bin/python" -c 'import docker; docker.from_env(timeout=10).ping()' \
+    if [[ -n "${BATCHBOX_PYTHON:-}" && -x "$BATCHBOX_PYTHON" ]]; then
+        timeout 20 "$BATCHBOX_PYTHON" -c 'import docker; docker.from_env(timeout=10).ping()' \
             >/dev/null 2>&1 && return 0
     fi
     return 1
@@ -37,7 +38,7 @@ tell_user() {
     say "no Docker engine answers at $where. $1"
     say "start one as root (install it first if needed: apt-get install -y docker.io):"
     say "  dockerd ${DOCKERD_ARGS[*]} >/var/log/batchbox-dockerd.log 2>&1 &"
-    say "or run \`make setup\` as root on Debian/Ubuntu, which does that for you."
+    say "or run \`batchbox local up\` (or \`make setup\` in a checkout) as root on Debian/Ubuntu, which does that for you."
     exit 1
 }
 
