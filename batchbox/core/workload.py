@@ -13,7 +13,15 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from batchbox.core.models import JobSpec, PoolSpec, ResourceFile, StartTask, TaskSpec
+from batchbox.core.models import (
+    JobSpec,
+    OutputFile,
+    PoolSpec,
+    ResourceFile,
+    StartTask,
+    TaskSpec,
+)
+from batchbox.core.states import OutputFileUploadCondition
 from batchbox.core.storage import validate_container_name
 
 __all__ = ["ContainerNames", "StagedFiles", "Workload", "container_names_for"]
@@ -67,6 +75,22 @@ class StagedFiles:
     def application_file(self, blob_name: str, file_path: str | None = None) -> ResourceFile:
         """A resource file downloading one staged application file."""
         return ResourceFile(http_url=self.application[blob_name], file_path=file_path or blob_name)
+
+    def output_files(self, *patterns: str) -> tuple[OutputFile, ...]:
+        """Upload the files matching ``patterns`` (relative to the task's working dir) to the output container.
+
+        Each file keeps its name (its path below the working dir for ``**`` patterns); uploads happen when the
+        task succeeds, and the workflow downloads the output container at the end. Use it as
+        ``TaskSpec(..., output_files=staged.output_files("*.sha256"))``.
+        """
+        return tuple(
+            OutputFile(
+                file_pattern=pattern,
+                container_url=self.output_container_url,
+                upload_condition=OutputFileUploadCondition.TASK_SUCCESS,
+            )
+            for pattern in patterns
+        )
 
 
 class Workload(ABC):
