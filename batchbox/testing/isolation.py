@@ -8,6 +8,7 @@ then pools, then containers. The ``batchbox_names`` fixture calls it after every
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from typing import Any
 
@@ -63,10 +64,12 @@ class UniqueNames:
         self.containers.append(name)
         return name
 
-    def cleanup(self) -> list[str]:
-        """Delete every job, pool and container handed out that exists; names that were never created are skipped.
+    def cleanup(self, wait_seconds: float = 0.0) -> list[str]:
+        """Delete every job, pool and container handed out that exists; names never created are skipped.
 
-        Deletion is started, not awaited (Batch deletes pools and jobs in the background).
+        Args:
+            wait_seconds: how long to wait, in all, for Batch to finish deleting the jobs and pools (0: start the
+                deletions and return; Batch finishes them in the background).
 
         Returns:
             One line per deletion that failed for another reason than "not found" (empty when all went well).
@@ -74,20 +77,30 @@ class UniqueNames:
         from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
         problems: list[str] = []
+        pollers: list[tuple[str, Any]] = []
+        interval = {"polling_interval": 1} if wait_seconds else {}
         deletions = [
-            *((f"job {name}", self._batch.begin_delete_job, name) for name in self.jobs),
-            *((f"pool {name}", self._batch.begin_delete_pool, name) for name in self.pools),
-            *((f"container {name}", self._blobs.delete_container, name) for name in self.containers),
+            *((f"job {name}", self._batch.begin_delete_job, name, interval) for name in self.jobs),
+            *((f"pool {name}", self._batch.begin_delete_pool, name, interval) for name in self.pools),
+            *((f"container {name}", self._blobs.delete_container, name, {}) for name in self.containers),
         ]
-        for what, delete, name in deletions:
+        for what, delete, name, options in deletions:
             try:
-                delete(name)
+                poller = delete(name, **options)
             except ResourceNotFoundError:
-                pass
+                continue
             except HttpResponseError as exc:
                 being_deleted = exc.status_code == 409 and "BeingDeleted" in str(getattr(exc, "error_code", ""))
                 if exc.status_code != 404 and not being_deleted:
                     problems.append(f"cannot delete {what}: {exc.reason or exc.status_code}")
+                continue
+            if poller is not None and wait_seconds:
+                pollers.append((what, poller))
+        deadline = time.monotonic() + wait_seconds
+        for what, poller in pollers:
+            poller.wait(max(0.0, deadline - time.monotonic()))
+            if not poller.done():
+                problems.append(f"{what} was still being deleted after {wait_seconds:g} s")
         self.pools.clear()
         self.jobs.clear()
         self.containers.clear()

@@ -29,6 +29,8 @@ from batchbox.testing.target import BatchTarget
 __all__ = ["batchbox_local", "batchbox_names", "pytest_addoption"]
 
 _BACKENDS = ("local", "azure")
+_LOCAL_CLEANUP_WAIT = 60.0
+"""Seconds a test's teardown waits for the local emulator to delete its pools and jobs (on Azure: no wait)."""
 _log = logging.getLogger("batchbox.testing")
 
 
@@ -95,5 +97,6 @@ def batchbox_names(
     try:
         yield names
     finally:
-        for problem in names.cleanup():
+        wait = _LOCAL_CLEANUP_WAIT if request.getfixturevalue("batchbox_local").is_local else 0.0
+        for problem in names.cleanup(wait_seconds=wait):
             warnings.warn(f"batchbox cleanup: {problem}", stacklevel=1)

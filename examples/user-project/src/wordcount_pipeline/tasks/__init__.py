@@ -1,0 +1,1 @@
+"""Scripts that run on the Batch nodes (standard library only)."""
