@@ -5,4 +5,6 @@ pytest_plugins = [
     "tests.fixtures.docker",
     "tests.fixtures.emulator",
     "tests.fixtures.backends",
+    "tests.fixtures.wheel",
+    "pytester",
 ]

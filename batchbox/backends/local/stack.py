@@ -381,7 +381,8 @@ def _check_storage(connection: str) -> None:
     except ServiceRequestError as exc:
         raise BackendUnavailableError("storage", f"the blob service at {where} does not answer") from exc
     except HttpResponseError as exc:
-        code = getattr(exc, "error_code", None) or exc.status_code
+        error_code = getattr(exc, "error_code", None)
+        code = getattr(error_code, "value", error_code) or exc.status_code
         raise BackendUnavailableError("storage", f"the blob service at {where} refused the request ({code})") from exc
 
 

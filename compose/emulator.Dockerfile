@@ -8,7 +8,7 @@ COPY pyproject.toml README.md package.json package-lock.json /src/
 COPY batchbox /src/batchbox
 RUN pip install --no-cache-dir /src && rm -rf /src
 
-COPY docker/emulator/entrypoint.sh /usr/local/bin/batchbox-emulator-entrypoint
+COPY compose/emulator-entrypoint.sh /usr/local/bin/batchbox-emulator-entrypoint
 RUN chmod 0755 /usr/local/bin/batchbox-emulator-entrypoint
 
 ENV BATCHBOX_STATE=/var/lib/batchbox
