@@ -60,9 +60,7 @@ def _container_sas_url(blobs: BlobServiceClient, container: str, permission: Con
     else:
         start = datetime.now(timezone.utc) - timedelta(minutes=5)
         signing = {"user_delegation_key": blobs.get_user_delegation_key(start, expiry)}
-    sas = generate_container_sas(
-        blobs.account_name or "", container, permission=permission, expiry=expiry, **signing
-    )
+    sas = generate_container_sas(blobs.account_name or "", container, permission=permission, expiry=expiry, **signing)
     return f"{blobs.get_container_client(container).url}?{sas}"
 
 
@@ -129,9 +127,7 @@ def _submit(batch: BatchClient, blobs: BlobServiceClient, names: PipelineNames, 
                 output_files=[_upload_on_success(write_url, "counts.json", f"counts/{task_id}.json")],
             ),
         )
-    read_list_url = _container_sas_url(
-        blobs, names.output_container, ContainerSasPermissions(read=True, list=True)
-    )
+    read_list_url = _container_sas_url(blobs, names.output_container, ContainerSasPermissions(read=True, list=True))
     batch.create_task(
         names.job_id,
         models.BatchTaskCreateOptions(
@@ -155,8 +151,7 @@ def _wait(batch: BatchClient, job_id: str, timeout: float) -> None:
         failed = [
             f"{task.id} (exit code {task.execution_info.exit_code})"
             for task in tasks
-            if task.execution_info is not None
-            and task.execution_info.result == models.BatchTaskExecutionResult.FAILURE
+            if task.execution_info is not None and task.execution_info.result == models.BatchTaskExecutionResult.FAILURE
         ]
         if failed:
             raise PipelineError(f"job {job_id}: task(s) failed: {', '.join(sorted(failed))}")
