@@ -194,14 +194,17 @@ class LocalStack:
     # -- up / down ----------------------------------------------------------------------------------------------
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
-        """One ``up``/``down`` at a time per home (parallel test workers, two shells)."""
+        """One ``up``/``down`` at a time per home (parallel test workers, two shells).
+
+        The lock is taken on the home directory itself, so a failed ``up`` leaves no file behind.
+        """
         self.home.mkdir(parents=True, exist_ok=True)
-        with open(self.home / ".stack.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        descriptor = os.open(self.home, os.O_RDONLY)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(descriptor)  # closing releases the lock
 
     def up(
         self, *, node_image: str | None = None, timeout: float = 60.0, progress: Progress = _quiet
