@@ -19,7 +19,14 @@ from batchbox.core.pidfiles import (
     write_pid_file,
 )
 
-_SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)", "pidfiles-test-sleeper"]
+_SLEEPER = [sys.executable, "-c", "import time; print(1, flush=True); time.sleep(60)", "pidfiles-test-sleeper"]
+
+
+def _start_sleeper() -> subprocess.Popen[bytes]:
+    """A process whose command line names it, returned once it runs its own program (not the forked parent's)."""
+    sleeper = subprocess.Popen(_SLEEPER, stdout=subprocess.PIPE)
+    assert sleeper.stdout is not None and sleeper.stdout.readline() == b"1\n"
+    return sleeper
 
 
 def _wait_until(predicate: object, seconds: float = 10.0) -> bool:
@@ -43,7 +50,7 @@ def test_a_zombie_counts_as_gone() -> None:
 
 
 def test_a_running_process_is_alive_and_named_by_its_command_line() -> None:
-    sleeper = subprocess.Popen(_SLEEPER)
+    sleeper = _start_sleeper()
     try:
         assert is_alive(sleeper.pid)
         assert command_line_mentions(sleeper.pid, ["PIDFILES-test-sleeper"])
@@ -55,7 +62,7 @@ def test_a_running_process_is_alive_and_named_by_its_command_line() -> None:
 
 
 def test_stop_process_ends_only_a_process_with_the_marker() -> None:
-    sleeper = subprocess.Popen(_SLEEPER)
+    sleeper = _start_sleeper()
     try:
         assert stop_process(sleeper.pid, timeout=5, markers=["azurite"]) is False
         assert sleeper.poll() is None
@@ -102,7 +109,7 @@ def test_records_round_trip_as_json_and_plain_text(tmp_path: Path) -> None:
 
 def test_claim_refuses_a_live_holder_and_takes_over_a_dead_one(tmp_path: Path) -> None:
     path = tmp_path / "emulator.pid"
-    sleeper = subprocess.Popen(_SLEEPER)
+    sleeper = _start_sleeper()
     try:
         path.write_text(f"{sleeper.pid}\n")
         assert claim_pid_file(path) == sleeper.pid

@@ -35,8 +35,9 @@ REFERENCE_BLOCKS = {
     ("batchbox — Azure Batch in a box", "bash", "make demo"),
     ("Running on Azure", "bash", "export BATCHBOX_BATCH_URL"),
     ("Writing your own workload", "text", "batchbox run my_workload.py [--backend"),
+    ("The local portal", "text", "$ batchbox local up"),
 }
-"""Blocks that are reference text, not something to run here (make itself, live Azure, a command synopsis)."""
+"""Blocks that are reference text, not something to run here (make itself, live Azure, a synopsis, sample output)."""
 
 RUN_BLOCKS = {
     ("Writing your own workload", "python", "from pathlib import Path"),
