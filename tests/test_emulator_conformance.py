@@ -177,3 +177,47 @@ def test_pool_property_values_are_checked(http: SignedClient, extra: dict[str, A
     assert response.status_code == 400
     assert response.json()["code"] == code
     assert error_values(response)["PropertyName"] == name
+
+
+# ---------------------------------------------------------------------------------------------------- nodes
+
+
+def test_a_node_reports_its_image_endpoints_certificates_and_recent_tasks(
+    client: BatchClient, http: SignedClient
+) -> None:
+    pool_id = add_pool(http, virtualMachineConfiguration=_VM, targetDedicatedNodes=1)
+    job_id = unique("job")
+    client.create_job(m.BatchJobCreateOptions(id=job_id, pool_info=m.BatchPoolInfo(pool_id=pool_id)))
+    client.create_task(job_id, m.BatchTaskCreateOptions(id="t1", command_line="/bin/sh -c 'echo one'"))
+    wait_for("t1 to complete", lambda: client.get_task(job_id, "t1").state == "completed")
+
+    nodes = list(client.list_nodes(pool_id))  # the 15.x model requires virtualMachineInfo
+    assert len(nodes) == 1
+    node = wait_for("the node to list t1 as completed", lambda: _node_with_recent(client, pool_id, nodes[0].id))
+    assert node.virtual_machine_info.image_reference.publisher == "canonical"
+    assert node.virtual_machine_info.image_reference.exact_version == "latest"
+    assert node.endpoint_configuration is not None and node.endpoint_configuration.inbound_endpoints == []
+    assert http.get(f"/pools/{pool_id}/nodes/{node.id}")["certificateReferences"] == []  # not in the 15.x model
+    recent = node.recent_tasks
+    assert [(t.job_id, t.task_id, t.task_state) for t in recent] == [(job_id, "t1", "completed")]
+    assert recent[0].task_url.endswith(f"/jobs/{job_id}/tasks/t1")
+    assert recent[0].execution_info.exit_code == 0
+
+    client.create_task(job_id, m.BatchTaskCreateOptions(id="t2", command_line="/bin/sh -c 'exit 3'"))
+    wait_for("t2 to complete", lambda: client.get_task(job_id, "t2").state == "completed")
+    node = wait_for("t2 first in recentTasks", lambda: _first_recent(client, pool_id, nodes[0].id, "t2"))
+    assert [t.task_id for t in node.recent_tasks] == ["t2", "t1"]
+    assert node.recent_tasks[0].execution_info.exit_code == 3
+    client.begin_delete_job(job_id, polling_interval=1).result()
+    client.begin_delete_pool(pool_id, polling_interval=1).result()
+
+
+def _node_with_recent(client: BatchClient, pool_id: str, node_id: str) -> m.BatchNode | None:
+    node = client.get_node(pool_id, node_id)
+    return node if node.recent_tasks and node.recent_tasks[0].task_state == "completed" else None
+
+
+def _first_recent(client: BatchClient, pool_id: str, node_id: str, task_id: str) -> m.BatchNode | None:
+    node = client.get_node(pool_id, node_id)
+    first = node.recent_tasks[0] if node.recent_tasks else None
+    return node if first is not None and first.task_id == task_id and first.task_state == "completed" else None

@@ -13,6 +13,7 @@ from typing import Any
 __all__ = [
     "DEFAULT_TERMINATE_REASON",
     "FAILURE_EXIT_CODE",
+    "RECENT_TASKS_KEPT",
     "TASK_ENDED",
     "exit_code_failure",
     "is_retryable",
@@ -23,6 +24,7 @@ __all__ = [
     "parse_exit_code",
     "parse_failure_info",
     "pool_deleting",
+    "record_recent_task",
     "set_state",
     "task_completed",
     "task_ended_failure",
@@ -40,6 +42,8 @@ TASK_ENDED = "TaskEnded"
 """``failureInfo.code`` of a task that was terminated (task or job terminate) before it finished."""
 _FAILURE_EXIT_MESSAGE = "The task exited with an exit code representing a failure"
 _RUN_FIELDS = ("endTime", "exitCode", "result", "failureInfo", "containerInfo")
+RECENT_TASKS_KEPT = 10
+"""How many tasks a node's ``recentTasks`` lists (the most recent state changes; Batch documents no number)."""
 
 
 def new_node_id(dedicated: bool = True) -> str:
@@ -68,11 +72,43 @@ def new_node_doc(
         "runningTasksCount": 0,
         "runningTaskSlotsCount": 0,
         "isDedicated": dedicated,
+        # Node containers share the host's network and accept no remote login: no inbound endpoint.
+        "endpointConfiguration": {"inboundEndpoints": []},
         "nodeAgentInfo": {"version": "batchbox-1", "lastUpdateTime": now},
+        "virtualMachineInfo": {"imageReference": _node_image(pool_doc)},
     }
     if isinstance(pool_doc.get("startTask"), Mapping):
         doc["startTask"] = dict(pool_doc["startTask"])
+    doc["certificateReferences"] = []
     return doc
+
+
+def _node_image(pool_doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The pool's image reference with the ``exactVersion`` the node runs (the version asked for, ``latest`` if
+    none: every node runs the same local image)."""
+    config = pool_doc.get("virtualMachineConfiguration")
+    image = dict(config.get("imageReference") or {}) if isinstance(config, Mapping) else {}
+    if not any(image.get(key) for key in ("virtualMachineImageId", "sharedGalleryImageId", "communityGalleryImageId")):
+        image.setdefault("version", "latest")
+        image["exactVersion"] = str(image["version"])
+    return image
+
+
+def record_recent_task(node_doc: dict[str, Any], task_doc: Mapping[str, Any], job_id: str) -> None:
+    """Put a task's current state first in its node's ``recentTasks`` (one entry per task, newest first)."""
+    task_id = str(task_doc["id"])
+    entry: dict[str, Any] = {"taskUrl": str(task_doc.get("url", "")), "jobId": job_id, "taskId": task_id}
+    entry["taskState"] = str(task_doc.get("state", ""))
+    info = task_doc.get("executionInfo")
+    if isinstance(info, Mapping):
+        entry["executionInfo"] = dict(info)
+    previous = node_doc.get("recentTasks")
+    others = [
+        item
+        for item in (previous if isinstance(previous, list) else [])
+        if not (isinstance(item, Mapping) and item.get("jobId") == job_id and item.get("taskId") == task_id)
+    ]
+    node_doc["recentTasks"] = [entry, *others][:RECENT_TASKS_KEPT]
 
 
 def set_state(doc: dict[str, Any], state: str, now: str) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 from batchbox.emulator.clock import duration_seconds, now_iso, parse_time
 from batchbox.emulator.config import EmulatorConfig
 from batchbox.emulator.runtime.dependencies import admit, resolve
-from batchbox.emulator.runtime.documents import task_running
+from batchbox.emulator.runtime.documents import record_recent_task, task_running
 from batchbox.emulator.runtime.environment import task_assignment, task_dir
 from batchbox.emulator.runtime.model import Assignment, JobRuntime, NodeRuntime, PoolRuntime, task_assignment_id
 from batchbox.emulator.runtime.ports import StoreLike
@@ -273,6 +273,7 @@ class Scheduler:
             now,
         )
         self.store.update_task(job.job_id, doc)
+        record_recent_task(node.doc, doc, job.job_id)
         retries = _int((doc.get("constraints") or {}).get("maxTaskRetryCount"), job.max_task_retry_count)
         payload = task_assignment(
             self.config,

@@ -20,6 +20,7 @@ from batchbox.emulator.runtime.documents import (
     job_completed,
     parse_exit_code,
     parse_failure_info,
+    record_recent_task,
     task_completed,
     task_ended_failure,
     task_reactivated,
@@ -83,6 +84,7 @@ class Transitions:
             self._record_run(held.job_id, doc, "retried", end, start=start, exit_code=exit_code)
             task_retried(doc, now)
             self.store.update_task(held.job_id, doc)
+            record_recent_task(node.doc, doc, held.job_id)
             if job is not None:
                 job.enqueue(task_key, held.slots)
             return
@@ -90,6 +92,7 @@ class Transitions:
         self._record_run(held.job_id, doc, outcome, end, start=start, exit_code=exit_code)
         task_completed(doc, now, exit_code=exit_code, failure_info=failure, start_time=start, end_time=end)
         self.store.update_task(held.job_id, doc)
+        record_recent_task(node.doc, doc, held.job_id)
         if job is not None:
             job.forget(task_key)
             self.sched.release_dependents(job, doc)
