@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import httpx
@@ -17,6 +18,7 @@ import pytest
 from azure.batch import BatchClient
 from azure.batch import models as m
 
+from batchbox.emulator.clock import parse_time
 from tests.fixtures.emulator import EmulatorProcess
 from tests.signing import SignedClient
 
@@ -221,3 +223,56 @@ def _first_recent(client: BatchClient, pool_id: str, node_id: str, task_id: str)
     node = client.get_node(pool_id, node_id)
     first = node.recent_tasks[0] if node.recent_tasks else None
     return node if first is not None and first.task_id == task_id and first.task_state == "completed" else None
+
+
+def test_task_counts_metadata_names_the_result_type(http: SignedClient) -> None:
+    pool_id = add_pool(http, virtualMachineConfiguration=_VM)
+    job_id = unique("job")
+    assert http.send("POST", "/jobs", body={"id": job_id, "poolInfo": {"poolId": pool_id}}).status_code == 201
+    counts = http.get(f"/jobs/{job_id}/taskcounts")
+    assert counts["odata.metadata"].endswith("/$metadata#taskcountsresult/@Element")
+    assert set(counts) == {"odata.metadata", "taskCounts", "taskSlotCounts"}
+
+
+# ---------------------------------------------------------------------------------------------------- headers
+
+
+def test_every_batch_response_carries_data_service_version(http: SignedClient) -> None:
+    pool_id = unique("hdr")
+    job_id = unique("job")
+    answers = {
+        "create pool (201)": http.send(
+            "POST", "/pools", body={"id": pool_id, "vmSize": "x", "virtualMachineConfiguration": _VM}
+        ),
+        "get pool (200)": http.send("GET", f"/pools/{pool_id}"),
+        "pool exists (HEAD)": http.send("HEAD", f"/pools/{pool_id}"),
+        "patch pool (200, empty)": http.send("PATCH", f"/pools/{pool_id}", body={"metadata": []}),
+        "create job (201)": http.send("POST", "/jobs", body={"id": job_id, "poolInfo": {"poolId": pool_id}}),
+        "delete job (202)": http.send("DELETE", f"/jobs/{job_id}"),
+        "missing pool (404)": http.send("GET", "/pools/no-such-pool"),
+        "bad body (400)": http.send("POST", "/pools", raw=b"{not json"),
+        "unknown path (400)": http.send("GET", "/nothing-here"),
+        "delete pool (202)": http.send("DELETE", f"/pools/{pool_id}"),
+    }
+    for what, response in answers.items():
+        assert response.headers.get("DataServiceVersion") == "3.0", what
+    # Batch names the resource in DataServiceId on changes, not on deletes.
+    assert "DataServiceId" in answers["patch pool (200, empty)"].headers
+    assert "DataServiceId" not in answers["delete job (202)"].headers
+    assert "DataServiceId" not in answers["delete pool (202)"].headers
+
+
+def test_update_properties_answers_last_modified(http: SignedClient) -> None:
+    pool_id = add_pool(http, virtualMachineConfiguration=_VM)
+    response = http.send(
+        "POST",
+        f"/pools/{pool_id}/updateproperties",
+        body={"startTask": {"commandLine": "hostname"}, "applicationPackageReferences": [], "metadata": []},
+    )
+    assert response.status_code == 204, response.text
+    pool = http.get(f"/pools/{pool_id}")
+    assert response.headers["ETag"] == pool["eTag"]
+    modified = parse_time(pool["lastModified"])
+    assert modified is not None
+    assert parsedate_to_datetime(response.headers["Last-Modified"]) == modified.replace(microsecond=0)
+    assert response.headers["DataServiceVersion"] == "3.0"

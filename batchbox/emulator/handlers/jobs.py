@@ -47,8 +47,8 @@ async def get_job(request: Request) -> Response:
 async def delete_job(request: Request) -> Response:
     doc = get_job_or_404(request, request.path_params["job_id"])
     check_preconditions(request, doc)
-    doc = get_runtime(request).jobs.delete(doc["id"])
-    return accepted(data_service_id=doc["url"])
+    get_runtime(request).jobs.delete(doc["id"])
+    return accepted()
 
 
 async def _optional_json(request: Request) -> object:
@@ -89,7 +89,7 @@ async def get_task_counts(request: Request) -> Response:
     slots = counts["slots"]
     return batch_json(
         {
-            "odata.metadata": metadata_url(base_url(request), "taskcounts/@Element"),
+            "odata.metadata": metadata_url(base_url(request), "taskcountsresult/@Element"),
             "taskCounts": {name: int(counts[name]) for name in _COUNT_NAMES},
             "taskSlotCounts": {name: int(slots[name]) for name in _COUNT_NAMES},
         }

@@ -22,7 +22,7 @@ from batchbox.emulator.handlers.common import (
     not_modified_response,
 )
 from batchbox.emulator.protocol.middleware import read_json
-from batchbox.emulator.protocol.responses import accepted, created, ok_empty
+from batchbox.emulator.protocol.responses import accepted, created, no_content, ok_empty
 from batchbox.emulator.resources import (
     apply_pool_patch,
     apply_pool_replace,
@@ -80,8 +80,8 @@ async def get_pool(request: Request) -> Response:
 async def delete_pool(request: Request) -> Response:
     doc = get_pool_or_404(request, request.path_params["pool_id"])
     check_preconditions(request, doc)
-    doc = get_runtime(request).pools.delete(doc["id"])
-    return accepted(data_service_id=doc["url"])
+    get_runtime(request).pools.delete(doc["id"])
+    return accepted()
 
 
 async def patch_pool(request: Request) -> Response:
@@ -96,11 +96,7 @@ async def replace_pool_properties(request: Request) -> Response:
     body = await read_json(request)
     doc = get_pool_or_404(request, request.path_params["pool_id"])
     doc = get_store(request).update_pool(apply_pool_replace(doc, body))
-    return Response(
-        b"",
-        status_code=204,
-        headers={"ETag": doc["eTag"], "DataServiceId": doc["url"]},
-    )
+    return no_content(etag=doc["eTag"], last_modified=doc["lastModified"], data_service_id=doc["url"])
 
 
 async def resize_pool(request: Request) -> Response:

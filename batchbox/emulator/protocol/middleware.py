@@ -8,7 +8,8 @@ For every HTTP request it:
    answers ``MissingRequiredQueryParameter`` even to unauthenticated requests) and then the SharedKey signature,
    keeping the principal in ``request.state.principal``;
 3. limits the request body (``Content-Length`` up front, streamed bytes while the handler reads) -> 413;
-4. renders :class:`BatchError` as a Batch JSON error body, turns Starlette's plain-text 404 / 405 into Batch's
+4. adds ``DataServiceVersion: 3.0`` to every Batch response, as the service does;
+5. renders :class:`BatchError` as a Batch JSON error body, turns Starlette's plain-text 404 / 405 into Batch's
    ``InvalidUri`` / ``UnsupportedHttpVerb`` errors, and turns any other exception into a logged 500
    ``InternalError``: a bad request never takes the server down.
 
@@ -58,6 +59,7 @@ _log = logging.getLogger(__name__)
 
 AGENT_PATH_PREFIX = "/_agent/"
 MAX_BODY_BYTES = 4 * 1024 * 1024
+_DATA_SERVICE_VERSION = (b"dataserviceversion", b"3.0")
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
@@ -150,7 +152,7 @@ class BatchProtocolMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        exchange = _Exchange(scope, send)
+        exchange = _Exchange(scope, send, self.exempt_prefixes)
         try:
             self._admit(scope, exchange)
             await self.app(scope, self._limited_receive(receive), exchange.send)
@@ -169,7 +171,7 @@ class BatchProtocolMiddleware:
             BatchError: the first check that fails.
         """
         config = self._config_for(scope)
-        if not exchange.path.startswith(self.exempt_prefixes):
+        if exchange.batch:
             query_string = scope.get("query_string", b"").decode("latin-1")
             check_api_version((parse_qs(query_string).get(API_VERSION_PARAM) or [None])[0])
             raw_path = scope.get("raw_path")
@@ -201,7 +203,7 @@ class _Exchange:
     """One request on its way through the middleware: its ids, the headers added to every answer, and what has
     been sent so far (an error can still be answered only before the response started)."""
 
-    def __init__(self, scope: Scope, send: Send) -> None:
+    def __init__(self, scope: Scope, send: Send, exempt_prefixes: tuple[str, ...]) -> None:
         self.scope = scope
         self._send = send
         self.started_at = time.monotonic()
@@ -211,6 +213,8 @@ class _Exchange:
         self.headers = headers_from_scope(scope.get("headers", []))
         self.method = str(scope.get("method", "GET"))
         self.path = str(scope.get("path", ""))
+        self.batch = not self.path.startswith(exempt_prefixes)
+        """A Batch API request (not the node-agent API or the portal)."""
         self.extra_headers: list[tuple[bytes, bytes]] = [(b"request-id", self.rid.encode("ascii"))]
         client_request_id = self.headers.get("client-request-id")
         if client_request_id and self.headers.get("return-client-request-id", "").strip().lower() == "true":
@@ -228,7 +232,10 @@ class _Exchange:
                 return
             self.response_started = True
             self.status = status
-            message = {**message, "headers": [*message.get("headers", []), *self.extra_headers]}
+            headers = [*message.get("headers", []), *self.extra_headers]
+            if self.batch and not any(name.lower() == _DATA_SERVICE_VERSION[0] for name, _ in headers):
+                headers.append(_DATA_SERVICE_VERSION)
+            message = {**message, "headers": headers}
         elif message["type"] == "http.response.body" and self._rewrite is not None:
             if not message.get("more_body", False):
                 error, self._rewrite = self._rewrite, None
@@ -250,7 +257,7 @@ class _Exchange:
         headers = [
             (b"content-type", JSON_CONTENT_TYPE.encode("ascii")),
             (b"content-length", str(len(body)).encode("ascii")),
-            (b"dataserviceversion", b"3.0"),
+            _DATA_SERVICE_VERSION,
             *self.extra_headers,
         ]
         self.status = error.status

@@ -30,6 +30,7 @@ __all__ = [
     "json_bytes",
     "list_response",
     "metadata_url",
+    "no_content",
     "ok_empty",
 ]
 
@@ -183,6 +184,16 @@ def ok_empty(
 ) -> Response:
     """200 with an empty body (patch / update / delete task ...)."""
     return Response(b"", status_code=200, headers=_entity_headers(etag, last_modified, data_service_id, headers))
+
+
+def no_content(
+    *,
+    etag: str | None = None,
+    last_modified: datetime | str | None = None,
+    data_service_id: str | None = None,
+) -> Response:
+    """204 with no body (update pool properties)."""
+    return Response(b"", status_code=204, headers=_entity_headers(etag, last_modified, data_service_id, None))
 
 
 def list_response(
