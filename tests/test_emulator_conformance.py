@@ -225,6 +225,23 @@ def _first_recent(client: BatchClient, pool_id: str, node_id: str, task_id: str)
     return node if first is not None and first.task_id == task_id and first.task_state == "completed" else None
 
 
+# ---------------------------------------------------------------------------------------------------- tasks
+
+
+def test_task_authentication_token_settings_are_returned(http: SignedClient) -> None:
+    pool_id = add_pool(http, virtualMachineConfiguration=_VM)
+    job_id = unique("job")
+    assert http.send("POST", "/jobs", body={"id": job_id, "poolInfo": {"poolId": pool_id}}).status_code == 201
+    task = {"id": "tok", "commandLine": "true", "authenticationTokenSettings": {"access": ["job"]}}
+    assert http.send("POST", f"/jobs/{job_id}/tasks", body=task).status_code == 201
+    assert http.get(f"/jobs/{job_id}/tasks/tok")["authenticationTokenSettings"] == {"access": ["job"]}
+
+    bad = {"id": "bad", "commandLine": "true", "authenticationTokenSettings": {"access": ["pool"]}}
+    response = http.send("POST", f"/jobs/{job_id}/tasks", body=bad)
+    assert response.status_code == 400
+    assert error_values(response)["PropertyName"] == "authenticationTokenSettings.access[0]"
+
+
 def test_task_counts_metadata_names_the_result_type(http: SignedClient) -> None:
     pool_id = add_pool(http, virtualMachineConfiguration=_VM)
     job_id = unique("job")

@@ -166,7 +166,7 @@ PROPERTIES: tuple[PropertyUse, ...] = (
         ("affinityInfo", _G, "Stored; tasks are not steered to the named node yet."),
         ("containerSettings", _G, "Stored; the task runs on the node itself, not in the image yet."),
         ("applicationPackageReferences", _G, "Stored; packages are not installed yet."),
-        ("authenticationTokenSettings", _G, "Accepted, not stored; no token is given to the task."),
+        ("authenticationTokenSettings", _G, "Stored and returned (access: job); no token is given to the task yet."),
     ),
     *_uses(("TaskAddCollectionParameter",), ("value", _I, "Up to 100 tasks, each answered on its own.")),
 )

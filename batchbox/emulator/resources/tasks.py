@@ -43,6 +43,7 @@ MAX_TASKS_PER_COLLECTION = 100
 
 DEFAULT_RETENTION_TIME = "P7D"
 _UPLOAD_CONDITIONS = ("tasksuccess", "taskfailure", "taskcompletion")
+_TOKEN_ACCESS = ("job",)
 _PASSTHROUGH = ("exitConditions", "containerSettings", "affinityInfo")
 
 
@@ -82,6 +83,28 @@ def validate_output_files(items: list[Any] | None, name: str = "outputFiles") ->
             }
         )
     return result
+
+
+def _authentication_token_settings(value: Body | None) -> Body | None:
+    """``authenticationTokenSettings``: ``{"access": ["job"]}``, recorded and returned as given.
+
+    The emulator issues no token (tasks get no ``AZ_BATCH_AUTHENTICATION_TOKEN``); ``docs/api-coverage.md`` says so.
+    """
+    if value is None:
+        return None
+    access = opt_list(value, "access", "authenticationTokenSettings")
+    if access is None:
+        return {}
+    checked = []
+    for index, item in enumerate(access):
+        if not isinstance(item, str) or item.lower() not in _TOKEN_ACCESS:
+            raise invalid_property(
+                f"authenticationTokenSettings.access[{index}]",
+                item,
+                f"The value must be one of: {', '.join(_TOKEN_ACCESS)}.",
+            )
+        checked.append(item.lower())
+    return {"access": checked}
 
 
 def task_constraints(value: Body | None, job: Body) -> Body:
@@ -155,6 +178,7 @@ def build_task(body: object, *, job: Body, base_url: str) -> Body:
     identity = validate_user_identity(opt_object(body, "userIdentity"))
     depends_on = _depends_on(opt_object(body, "dependsOn"), job)
     packages = opt_list(body, "applicationPackageReferences")
+    token_settings = _authentication_token_settings(opt_object(body, "authenticationTokenSettings"))
 
     now = now_iso()
     doc: Body = {"id": task_id}
@@ -183,6 +207,8 @@ def build_task(body: object, *, job: Body, base_url: str) -> Body:
     if depends_on is not None:
         doc["dependsOn"] = depends_on
     _put_nonempty(doc, applicationPackageReferences=packages)
+    if token_settings is not None:
+        doc["authenticationTokenSettings"] = token_settings
     return doc
 
 
