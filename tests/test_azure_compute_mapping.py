@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -34,6 +35,7 @@ from batchbox.core.errors import (
     InvalidRequestError,
     ResourceExistsError,
     ResourceNotFoundError,
+    ServiceBusyError,
 )
 from batchbox.core.models import (
     ComputeNodeInfo,
@@ -359,8 +361,10 @@ class Recorded:
         return json.loads(self.body)
 
 
-Answer = tuple[int, Any]
+Answer = tuple[int, Any] | tuple[int, Any, dict[str, str]]
+"""(status, payload) or (status, payload, extra headers); the payload :data:`DROP` closes the connection unanswered."""
 Route = Callable[[Recorded], Answer]
+DROP = object()
 
 
 def batch_error(code: str, message: str, **values: str) -> dict[str, Any]:
@@ -399,7 +403,11 @@ class FakeBatch:
                 with fake.lock:
                     fake.requests.append(request)
                     route = fake.routes.get((self.command, parts.path))
-                status, payload = route(request) if route else (404, batch_error("ResourceNotFound", "no route"))
+                answer = route(request) if route else (404, batch_error("ResourceNotFound", "no route"))
+                status, payload, extra = (*answer, {}) if len(answer) == 2 else answer
+                if payload is DROP:  # the request arrived; its answer is lost
+                    self.close_connection = True
+                    return
                 if isinstance(payload, bytes):
                     data, kind = payload, "application/octet-stream"
                 else:
@@ -408,6 +416,8 @@ class FakeBatch:
                 self.send_response(status)
                 self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(data)))
+                for name, value in extra.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)
@@ -462,7 +472,7 @@ def compute(fake: FakeBatch) -> Iterator[AzureBatchCompute]:
         fake.url,
         ACCOUNT,
         KEY,
-        retry_total=1,
+        retry_budget=1.0,
         retry_backoff_factor=0.01,
         retry_backoff_max=0.05,
         connection_timeout=5,
@@ -635,10 +645,14 @@ def test_unreachable_endpoint_is_backend_unavailable() -> None:
 
 def test_server_errors_are_backend_unavailable(compute: AzureBatchCompute, fake: FakeBatch) -> None:
     fake.on("GET", "/jobs/j/taskcounts", 503, batch_error("ServerBusy", "The server is busy."))
-    with pytest.raises(BackendUnavailableError) as info:
+    with pytest.raises(ServiceBusyError) as info:
         compute.task_counts("j")
-    assert "503" in str(info.value) and "ServerBusy" in str(info.value)
-    assert len(fake.seen("GET", "/jobs/j/taskcounts")) == 2  # retry_total=1: the SDK retried once
+    assert "503" in str(info.value) and "ServerBusy" in str(info.value) and "job 'j'" in str(info.value)
+    assert len(fake.seen("GET", "/jobs/j/taskcounts")) > 2  # sent again until the 1 s budget was spent
+    fake.on("GET", "/jobs/j/taskcounts", 500, batch_error("InternalError", "The server failed."))
+    with pytest.raises(BackendUnavailableError) as failed:
+        compute.task_counts("j")
+    assert not isinstance(failed.value, ServiceBusyError) and "answered 500" in str(failed.value)
 
 
 def test_bad_configuration_is_refused_without_quoting_the_key() -> None:
@@ -1002,7 +1016,7 @@ def test_add_tasks_gives_up_on_a_failing_service(compute: AzureBatchCompute, fak
     tasks = [TaskSpec(id=f"t{i}", command_line="true") for i in range(300)]
     with pytest.raises(BackendUnavailableError) as info:
         compute.add_tasks("j", tasks, max_concurrency=concurrency)
-    assert "kept failing while adding tasks to job 'j'" in str(info.value) and "last: HTTP 500" in str(info.value)
+    assert "kept answering 500 while adding tasks to job 'j' (retried for 1 s)" in str(info.value)
 
 
 def test_add_tasks_gives_up_on_per_task_server_errors(compute: AzureBatchCompute, fake: FakeBatch) -> None:
@@ -1019,8 +1033,10 @@ def test_add_tasks_gives_up_on_per_task_server_errors(compute: AzureBatchCompute
             },
         ),
     )
-    with pytest.raises(BackendUnavailableError):
+    with pytest.raises(BackendUnavailableError) as info:
         compute.add_tasks("j", [TaskSpec(id="t1", command_line="true")])
+    assert "kept failing while adding tasks to job 'j'" in str(info.value)
+    assert re.search(r"1 task\(s\) kept failing for \d+ s; last: 1 task\(s\) answered serverError", str(info.value))
 
 
 # -- token credentials ---------------------------------------------------------------------------------------

@@ -6,10 +6,19 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from batchbox.core.errors import StartTaskFailedError
-from batchbox.core.models import ComputeNodeInfo, JobSpec, PoolInfo, PoolSpec, TaskCounts, TaskInfo, TaskSpec
+from batchbox.core.errors import PoolAllocationError, StartTaskFailedError
+from batchbox.core.models import (
+    ComputeNodeInfo,
+    JobSpec,
+    PoolInfo,
+    PoolSpec,
+    StartTask,
+    TaskCounts,
+    TaskInfo,
+    TaskSpec,
+)
 from batchbox.core.polling import FIRST_POLL_DELAY, poll_until, wait_until_gone
-from batchbox.core.states import ComputeNodeState, JobState, TaskState
+from batchbox.core.states import AllocationState, ComputeNodeState, JobState, TaskState
 
 __all__ = ["FIRST_POLL_DELAY", "AddTasksResult", "ComputeBackend"]
 
@@ -57,6 +66,14 @@ class ComputeBackend(ABC):
     @abstractmethod
     def resize_pool(self, pool_id: str, dedicated_nodes: int) -> None:
         """Ask for a new number of dedicated nodes.
+
+        Raises:
+            ResourceNotFoundError: no such pool.
+        """
+
+    @abstractmethod
+    def update_start_task(self, pool_id: str, start_task: StartTask) -> None:
+        """Replace the pool's start task (for nodes that join, restart or are reimaged from now on).
 
         Raises:
             ResourceNotFoundError: no such pool.
@@ -161,41 +178,74 @@ class ComputeBackend(ABC):
     ) -> list[ComputeNodeInfo]:
         """Wait until the pool has at least one usable node and every node has settled.
 
+        Each poll reads the pool (its target, allocation state and resize errors) and lists its nodes. A pool
+        that is ``steady`` with resize errors gets no more nodes: the wait ends with what it has.
+
         Args:
             pool_id: the pool.
             timeout: seconds to wait before giving up.
-            poll_interval: the longest wait between two node listings (they start :data:`FIRST_POLL_DELAY` apart).
+            poll_interval: the longest wait between two polls (they start :data:`FIRST_POLL_DELAY` apart).
             on_poll: called with the node list after every poll (progress display).
 
         Returns:
-            The usable nodes (idle or running).
+            The usable nodes (idle or running); fewer than the target when the pool's resize fell short.
 
         Raises:
             StartTaskFailedError: no node is usable and some nodes failed their start task (names them).
+            PoolAllocationError: no node is usable and the pool's resize failed (its resize error codes and
+                messages: core quota, allocation failure, ...).
             WaitTimeoutError: the nodes did not settle in time.
         """
-        target = self.get_pool(pool_id).target_dedicated_nodes
 
-        def probe() -> list[ComputeNodeInfo]:
+        def probe() -> tuple[PoolInfo, list[ComputeNodeInfo]]:
+            pool = self.get_pool(pool_id)
             nodes = self.list_nodes(pool_id)
             if on_poll is not None:
                 on_poll(nodes)
-            return nodes
+            return pool, nodes
 
-        def ready(nodes: list[ComputeNodeInfo]) -> bool:
+        def ready(seen: tuple[PoolInfo, list[ComputeNodeInfo]]) -> bool:
+            pool, nodes = seen
             usable = any(n.state.is_usable for n in nodes)
-            settled = len(nodes) >= target and all(n.state.is_settled for n in nodes)
-            failed = {n.id: _start_task_failure(n) for n in nodes if n.state is ComputeNodeState.START_TASK_FAILED}
-            if settled and not usable and failed:
-                raise StartTaskFailedError(pool_id, failed)
+            fell_short = pool.allocation_state is AllocationState.STEADY and bool(pool.resize_errors)
+            settled = all(n.state.is_settled for n in nodes) and (
+                len(nodes) >= pool.target_dedicated_nodes or fell_short
+            )
+            if settled and not usable:
+                failed = {n.id: _start_task_failure(n) for n in nodes if n.state is ComputeNodeState.START_TASK_FAILED}
+                if failed:
+                    raise StartTaskFailedError(pool_id, failed)
+                if fell_short:
+                    raise PoolAllocationError(pool_id, [(e.code, e.message) for e in pool.resize_errors])
             return usable and settled
 
-        def too_late(nodes: list[ComputeNodeInfo]) -> str:
+        def too_late(seen: tuple[PoolInfo, list[ComputeNodeInfo]]) -> str:
+            pool, nodes = seen
             states = ", ".join(f"{n.id}={n.state.value}" for n in nodes) or "no nodes"
-            return f"pool '{pool_id}' has no usable node after {timeout:.0f} s ({states})"
+            return (
+                f"pool '{pool_id}' has no usable node after {timeout:.0f} s "
+                f"({states}; allocation {pool.allocation_state.value})"
+            )
 
-        nodes = poll_until(probe, ready, timeout=timeout, poll_interval=poll_interval, timeout_message=too_late)
+        _, nodes = poll_until(probe, ready, timeout=timeout, poll_interval=poll_interval, timeout_message=too_late)
         return [n for n in nodes if n.state.is_usable]
+
+    def wait_for_steady(self, pool_id: str, *, timeout: float = 900.0, poll_interval: float = 1.0) -> PoolInfo:
+        """Wait until the pool's allocation state is ``steady`` (Batch refuses to resize a pool while it resizes).
+
+        Raises:
+            ResourceNotFoundError: no such pool.
+            WaitTimeoutError: the pool is still resizing after ``timeout`` seconds.
+        """
+        return poll_until(
+            lambda: self.get_pool(pool_id),
+            lambda pool: pool.allocation_state is AllocationState.STEADY,
+            timeout=timeout,
+            poll_interval=poll_interval,
+            timeout_message=lambda pool: (
+                f"pool '{pool_id}' is still {pool.allocation_state.value} after {timeout:.0f} s"
+            ),
+        )
 
     def wait_for_pool_deleted(self, pool_id: str, *, timeout: float = 900.0, poll_interval: float = 2.0) -> None:
         """Wait until the pool is gone (Batch deletes pools asynchronously: ``deleting`` first, then not found).

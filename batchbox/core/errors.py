@@ -9,6 +9,7 @@ The tree::
     BatchboxError
     ├── ConfigurationError          a setting is missing or malformed (before any work starts)
     ├── BackendUnavailableError     a service does not answer
+    │   └── ServiceBusyError        it answers, but only "busy" / "too many requests" (after retrying)
     ├── WaitTimeoutError            a wait gave up (also a builtin TimeoutError)
     └── ResourceError               about one named pool, job, task, node, file, container or blob
         ├── ResourceNotFoundError
@@ -16,6 +17,8 @@ The tree::
         ├── AuthenticationError     the credential or SAS was refused
         ├── InvalidRequestError     the service rejected the request
         ├── StartTaskFailedError    a pool's nodes failed their start task
+        ├── PoolAllocationError     a pool got no usable node: its resize errors (quota, allocation)
+        ├── NoNodeCanRunError       tasks wait, but no node of the pool can run them
         └── TaskFailedError         tasks of a job failed
 """
 
@@ -27,9 +30,12 @@ __all__ = [
     "BatchboxError",
     "ConfigurationError",
     "InvalidRequestError",
+    "NoNodeCanRunError",
+    "PoolAllocationError",
     "ResourceError",
     "ResourceExistsError",
     "ResourceNotFoundError",
+    "ServiceBusyError",
     "StartTaskFailedError",
     "TaskFailedError",
     "WaitTimeoutError",
@@ -51,9 +57,17 @@ class ConfigurationError(BatchboxError):
 class BackendUnavailableError(BatchboxError):
     """A service the backend needs (Docker engine, Azurite, emulator, Azure endpoint) does not answer."""
 
+    what = "is not reachable"
+
     def __init__(self, service: str, message: str) -> None:
         self.service = service
-        super().__init__(f"{service} is not reachable: {message}")
+        super().__init__(f"{service} {self.what}: {message}")
+
+
+class ServiceBusyError(BackendUnavailableError):
+    """A service kept answering "too many requests" (429) or "busy" (503) until the retry budget ran out."""
+
+    what = "is busy"
 
 
 class WaitTimeoutError(BatchboxError, TimeoutError):
@@ -110,6 +124,33 @@ class StartTaskFailedError(ResourceError):
         self.node_failures = dict(node_failures)
         details = "; ".join(f"{node}: {why}" for node, why in sorted(node_failures.items()))
         super().__init__("pool", pool_id, f"pool '{pool_id}': start task failed on {details}")
+
+
+class PoolAllocationError(ResourceError):
+    """A pool settled without a usable node, and Batch says why in its resize errors (quota, allocation).
+
+    Attributes:
+        resize_errors: ``(code, message)`` of each resize error, as Batch reports them.
+    """
+
+    def __init__(self, pool_id: str, resize_errors: list[tuple[str, str]]) -> None:
+        self.resize_errors = list(resize_errors)
+        details = "; ".join(f"{code}: {message}" for code, message in resize_errors)
+        super().__init__("pool", pool_id, f"pool '{pool_id}' could not get any usable node: {details}")
+
+
+class NoNodeCanRunError(ResourceError):
+    """Tasks of a job wait, nothing runs, and no node of its pool can run them (or the pool is gone).
+
+    Attributes:
+        job_id: the job whose tasks wait.
+        node_states: node id -> its state and errors, as reported.
+    """
+
+    def __init__(self, pool_id: str, job_id: str, why: str, node_states: dict[str, str] | None = None) -> None:
+        self.job_id = job_id
+        self.node_states = dict(node_states or {})
+        super().__init__("pool", pool_id, f"no node of pool '{pool_id}' can run the tasks of job '{job_id}': {why}")
 
 
 class TaskFailedError(ResourceError):

@@ -32,6 +32,7 @@ __all__ = [
     "OutputFile",
     "PoolInfo",
     "PoolSpec",
+    "ResizeError",
     "ResourceFile",
     "StartTask",
     "TaskConstraints",
@@ -263,12 +264,30 @@ class TaskCounts:
 
 @dataclass(frozen=True)
 class ComputeNodeInfo:
-    """One node of a pool."""
+    """One node of a pool. ``errors`` are the node's own errors as Batch reports them (``code: message``)."""
 
     id: str
     state: ComputeNodeState
     start_task_failure: FailureInfo | None = None
     running_tasks: int = 0
+    errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ResizeError:
+    """Why the last resize of a pool did not reach its target (Batch sets these once the pool is ``steady``).
+
+    ``code`` is Batch's (``AccountCoreQuotaReached``, ``AccountVMSeriesCoreQuotaReached``, ``AllocationFailed``,
+    ...); ``values`` are its details as name/value pairs.
+    """
+
+    code: str
+    message: str
+    values: tuple[tuple[str, str], ...] = ()
+
+    def __str__(self) -> str:
+        details = "; ".join(f"{name}: {value}" for name, value in self.values)
+        return f"{self.code}: {self.message}" + (f" ({details})" if details else "")
 
 
 @dataclass(frozen=True)
@@ -282,3 +301,4 @@ class PoolInfo:
     target_dedicated_nodes: int
     current_dedicated_nodes: int
     task_slots_per_node: int
+    resize_errors: tuple[ResizeError, ...] = ()

@@ -36,6 +36,7 @@ from batchbox.core.errors import (
     InvalidRequestError,
     ResourceExistsError,
     ResourceNotFoundError,
+    ServiceBusyError,
 )
 from batchbox.core.redact import redact
 
@@ -56,6 +57,7 @@ __all__ = [
 BATCH_SERVICE = "Batch service"
 
 _MAX_QUOTED = 300
+_BUSY_STATUSES = (429, 503)
 # Details the service adds to authentication failures quote the request's signature: never repeat them.
 _AUTH_STATUSES = (401, 403)
 # The resource each "not found" / "exists" code is about; other codes name the resource the call was about.
@@ -184,8 +186,9 @@ def translate_batch_error(exc: BaseException, *, endpoint: str, about: Sequence[
 
     Returns:
         ResourceNotFoundError (404; ``kind`` from the code: pool, job, task, node, file), ResourceExistsError
-        (409 ``*Exists``), AuthenticationError (401, 403, token failures), BackendUnavailableError (no answer,
-        5xx), InvalidRequestError (other 4xx, with the Batch code, message and values), else BatchboxError.
+        (409 ``*Exists``), AuthenticationError (401, 403, token failures), ServiceBusyError (429 and 503, after
+        the retry policy gave up), BackendUnavailableError (no answer, other 5xx), InvalidRequestError (other
+        4xx, with the Batch code, message and values), else BatchboxError.
     """
     if not about:
         raise ValueError("about must name at least one resource")
@@ -219,6 +222,11 @@ def translate_batch_error(exc: BaseException, *, endpoint: str, about: Sequence[
         exists_kind = _EXISTS_KINDS.get(code)
         if exists_kind:
             return ResourceExistsError(exists_kind, _resource_name(exists_kind, about, info.values))
+    if status in _BUSY_STATUSES:
+        return ServiceBusyError(
+            BATCH_SERVICE,
+            f"{where} kept answering {status} for {label} until batchbox stopped retrying: {info.detail()}",
+        )
     if status >= 500:
         return BackendUnavailableError(BATCH_SERVICE, f"{where} answered {status} for {label}: {info.detail()}")
     if 400 <= status < 500:
@@ -227,7 +235,8 @@ def translate_batch_error(exc: BaseException, *, endpoint: str, about: Sequence[
 
 
 class ServiceKeepsFailing(Exception):
-    """Adding tasks gave up: too many requests in a row failed in a way worth another try (server errors)."""
+    """Adding tasks gave up: some tasks kept coming back ``serverError`` (or unanswered, or their answer was lost)
+    for longer than the retry budget."""
 
 
 def read_error_body(pipeline_response: Any) -> None:
@@ -238,26 +247,38 @@ def read_error_body(pipeline_response: Any) -> None:
         response.read()
 
 
-def translate_add_tasks_error(exc: BaseException, *, endpoint: str, job_id: str) -> BatchboxError:
+def translate_add_tasks_error(
+    exc: BaseException, *, endpoint: str, job_id: str, budget: float | None = None
+) -> BatchboxError:
     """One core error for an ``addtaskcollection`` request that failed as a whole.
 
     Args:
         exc: what the request raised (an SDK error, or :class:`ServiceKeepsFailing`).
         endpoint: the Batch account URL.
         job_id: the job the tasks were for.
+        budget: the retry budget, in seconds (named in the message of a request that kept failing).
     """
+    tried = f" (retried for {budget:.0f} s)" if budget is not None else ""
     if isinstance(exc, ServiceKeepsFailing):
         return BackendUnavailableError(
             BATCH_SERVICE,
-            f"{safe_endpoint(endpoint)} kept failing while adding tasks to job '{job_id}' ({_quote(str(exc))})",
+            f"{safe_endpoint(endpoint)} kept failing while adding tasks to job '{job_id}'{tried}: {_quote(str(exc))}",
         )
     if isinstance(exc, AzureError):
-        if batch_error_info(exc).code == "RequestBodyTooLarge":
+        info = batch_error_info(exc)
+        if info.status == 413:
             return InvalidRequestError(
                 "job",
                 job_id,
                 f"a task for job '{job_id}' is larger than a Batch request may be "
-                "(RequestBodyTooLarge): move big inputs to resource files",
+                f"({info.code or 'HTTP 413'}): move big inputs to resource files",
+            )
+        if info.status is not None and (info.status in _BUSY_STATUSES or info.status >= 500):
+            kind = ServiceBusyError if info.status in _BUSY_STATUSES else BackendUnavailableError
+            return kind(
+                BATCH_SERVICE,
+                f"{safe_endpoint(endpoint)} kept answering {info.status} while adding tasks to job '{job_id}'"
+                f"{tried}: {info.detail()}",
             )
         return translate_batch_error(exc, endpoint=endpoint, about=[("job", job_id)])
     return BatchboxError(f"adding tasks to job '{job_id}' failed ({type(exc).__name__}: {_quote(str(exc))})")

@@ -23,6 +23,7 @@ from batchbox.core.models import (
     OutputFile,
     PoolInfo,
     PoolSpec,
+    ResizeError,
     ResourceFile,
     StartTask,
     TaskConstraints,
@@ -75,8 +76,9 @@ POOL_SELECT = [
     "targetDedicatedNodes",
     "currentDedicatedNodes",
     "taskSlotsPerNode",
+    "resizeErrors",
 ]
-NODE_SELECT = ["id", "state", "startTaskInfo", "runningTasksCount"]
+NODE_SELECT = ["id", "state", "startTaskInfo", "runningTasksCount", "errors"]
 
 _E = TypeVar("_E", bound=Enum)
 
@@ -286,7 +288,17 @@ def from_pool(pool: batch_models.BatchPool) -> PoolInfo:
         target_dedicated_nodes=pool.target_dedicated_nodes or 0,
         current_dedicated_nodes=pool.current_dedicated_nodes or 0,
         task_slots_per_node=pool.task_slots_per_node or 1,
+        resize_errors=tuple(_resize_error(error) for error in pool.resize_errors or ()),
     )
+
+
+def _resize_error(error: batch_models.ResizeError) -> ResizeError:
+    values = tuple((item.name or "", item.value or "") for item in error.error_values or () if item.name)
+    return ResizeError(code=error.code or "Unknown", message=error.message or "", values=values)
+
+
+def _node_error(error: batch_models.BatchNodeError) -> str:
+    return ": ".join(part for part in (error.code, error.message) if part) or "unknown error"
 
 
 def _start_task_failure(node: batch_models.BatchNode, state: ComputeNodeState) -> FailureInfo | None:
@@ -313,6 +325,7 @@ def from_node(node: batch_models.BatchNode) -> ComputeNodeInfo:
         state=state,
         start_task_failure=_start_task_failure(node, state),
         running_tasks=node.running_tasks_count or 0,
+        errors=tuple(_node_error(error) for error in node.errors or ()),
     )
 
 

@@ -1,19 +1,29 @@
 """Adding many tasks to a job: ``addtaskcollection`` requests of up to 100 tasks, several in flight.
 
 This does what the SDK's ``BatchClient.create_tasks`` does (chunks of 100, halved while the service answers
-RequestBodyTooLarge; tasks answered ``serverError`` sent again; ``TaskExists`` told apart from other refusals)
-through the SDK's own ``create_task_collection`` call, so the SDK's pipeline still signs, retries and times out
-every request. The difference is in what crosses it: the bodies go out as the REST JSON they already are and the
-answers are read as JSON. ``create_tasks`` takes SDK models, encodes them one by one in Python and
-deserializes every per-task answer into a model: half of the client's CPU when submitting thousands of tasks
-(bench/RESULTS.md, benchmark 2). And where ``create_tasks`` re-sends after server errors without end, a run of
-failed requests ends the call here.
+413; tasks answered ``serverError`` sent again; ``TaskExists`` told apart from other refusals) through the SDK's
+own ``create_task_collection`` call, so the SDK's pipeline still signs, retries and times out every request. The
+difference is in what crosses it: the bodies go out as the REST JSON they already are and the answers are read
+as JSON. ``create_tasks`` takes SDK models, encodes them one by one in Python and deserializes every per-task
+answer into a model: half of the client's CPU when submitting thousands of tasks (bench/RESULTS.md, benchmark 2).
+
+Two layers send things again, with one time budget:
+
+- the pipeline's :class:`~batchbox.backends.azure._retry.BatchRetryPolicy` sends a request again after 429,
+  5xx or a lost connection (``Retry-After`` honoured), until the budget of that request is spent;
+- here, tasks answered ``serverError``, tasks missing from an answer, and whole chunks whose answer was lost
+  while it was read, are sent again after a backoff, until ``budget`` seconds have passed since each task's
+  first such failure. Each task keeps its own clock: no count is shared between the worker threads.
+
+Sending tasks again is safe: a task the service already holds comes back ``TaskExists``.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,9 +31,10 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from azure.batch import BatchClient
-from azure.core.exceptions import HttpResponseError, ServiceResponseError
+from azure.core.exceptions import AzureError, HttpResponseError
 
-from batchbox.backends.azure._batch_errors import ServiceKeepsFailing, batch_error_info, read_error_body
+from batchbox.backends.azure._batch_errors import ServiceKeepsFailing, read_error_body
+from batchbox.backends.azure._retry import AttemptLog
 
 __all__ = ["MAX_TASKS_PER_REQUEST", "CollectionOutcome", "add_task_collections"]
 
@@ -38,6 +49,8 @@ class CollectionOutcome:
     """What the service answered for each task, keyed by the lower-cased task id (Batch ids are case-blind)."""
 
     added: set[str] = field(default_factory=set)
+    """Tasks the service added; a ``TaskExists`` answer to a request the pipeline had sent more than once counts
+    here too (its first attempt most likely added the task, and its answer was lost)."""
     existed: set[str] = field(default_factory=set)
     refused: dict[str, Json] = field(default_factory=dict)
     """Tasks the service refused (other than ``TaskExists``): the REST JSON ``error`` of each answer."""
@@ -49,27 +62,27 @@ def add_task_collections(
     bodies: Sequence[Json],
     *,
     threads: int,
-    server_error_limit: int,
+    budget: float,
     backoff: float = 0.5,
     backoff_max: float = 8.0,
 ) -> CollectionOutcome:
     """Add the task ``bodies`` (REST JSON, unique ids) to ``job_id``, ``threads`` requests in flight.
 
     Args:
-        client: the SDK client (its pipeline's retries already cover each request).
-        server_error_limit: how many requests in a row may fail in a way worth another try (HTTP 5xx or 429
-            after the pipeline's own retries, a dropped answer, or ``serverError`` results) before the call
-            gives up. Sending tasks again is safe: those already added come back as ``TaskExists``.
-        backoff / backoff_max: seconds to wait before sending again after the n-th such request in a row:
-            ``backoff * 2 ** (n - 1)``, at most ``backoff_max``.
+        client: the SDK client (its pipeline's retry policy already covers each request).
+        budget: seconds a task may keep failing in a way worth another try (``serverError``, no answer, an
+            answer lost while read) before the call gives up.
+        backoff / backoff_max: seconds to wait before sending again after the n-th such failure of the same
+            tasks: about ``backoff * 2 ** (n - 1)``, at most ``backoff_max``.
 
     Raises:
-        ServiceKeepsFailing: more than ``server_error_limit`` failed requests in a row.
-        azure.core.exceptions.AzureError: a request failed as a whole (job missing, authentication, service
-            unreachable, one task larger than a request may be). No new request starts after the first failure;
-            the tasks not named in the outcome may or may not have been added.
+        ServiceKeepsFailing: tasks kept failing for longer than ``budget``.
+        azure.core.exceptions.AzureError: a request failed as a whole once the pipeline stopped retrying it (job
+            missing, authentication, throttled or failing past the budget, one task larger than a request may
+            be). No new request starts after the first failure; the tasks not named in the outcome may or may
+            not have been added.
     """
-    submission = _Submission(client, job_id, bodies, server_error_limit, backoff, backoff_max)
+    submission = _Submission(client, job_id, bodies, budget, backoff, backoff_max)
     try:
         if threads <= 1:
             submission.work()
@@ -83,11 +96,18 @@ def add_task_collections(
     return submission.result()
 
 
+class _AnswerLost(Exception):
+    """The service's answer broke off, or was not the JSON expected, while it was read (after the pipeline)."""
+
+
 def _json_answer(pipeline_response: Any, streamed: Iterator[bytes], headers: Any) -> list[Json]:
-    answer = json.loads(b"".join(streamed))
+    try:
+        answer = json.loads(b"".join(streamed))
+    except (AzureError, ValueError) as exc:  # a connection reset or a truncated body while streaming
+        raise _AnswerLost(type(exc).__name__) from exc
     results = answer.get("value") if isinstance(answer, dict) else None
     if not isinstance(results, list):
-        raise ValueError("the addtaskcollection answer holds no list of task results")
+        raise _AnswerLost("the addtaskcollection answer holds no list of task results")
     return [result for result in results if isinstance(result, dict)]
 
 
@@ -103,7 +123,7 @@ class _Submission:
         client: BatchClient,
         job_id: str,
         bodies: Sequence[Json],
-        server_error_limit: int,
+        budget: float,
         backoff: float,
         backoff_max: float,
     ) -> None:
@@ -112,10 +132,11 @@ class _Submission:
         self._pending: deque[Json] = deque(bodies)
         self._in_flight = 0
         self._per_request = MAX_TASKS_PER_REQUEST
-        self._failed_in_a_row = 0  # shared by the workers: concurrent failures each add one
-        self._limit = server_error_limit
+        self._budget = budget
         self._backoff = backoff
         self._backoff_max = backoff_max
+        self._first_failure: dict[str, float] = {}  # task id -> when it first failed in a way worth a retry
+        self._failures: dict[str, int] = {}  # task id -> how many times it did
         self._changed = threading.Condition()
         self._stop = threading.Event()
         self._error: Exception | None = None
@@ -154,6 +175,7 @@ class _Submission:
                     self._changed.notify_all()
 
     def _send(self, chunk: list[Json]) -> None:
+        attempts = AttemptLog(then=read_error_body)
         try:
             # The REST JSON goes through the SDK's JSON encoder unchanged; stream=True hands the answer's bytes
             # to _json_answer instead of deserializing it into models first.
@@ -162,23 +184,22 @@ class _Submission:
                 cast(Any, {"value": chunk}),
                 stream=True,
                 cls=_json_answer,
-                raw_response_hook=read_error_body,
+                raw_response_hook=attempts,
             )
             results = cast("list[Json]", answer)
         except HttpResponseError as exc:
-            status = exc.status_code or 0
-            if batch_error_info(exc).code == "RequestBodyTooLarge" and len(chunk) > 1:
+            if exc.status_code == 413 and len(chunk) > 1:  # any 413, whatever its code (or none)
                 with self._changed:
                     self._per_request = min(self._per_request, len(chunk) // 2)
                     self._pending.extendleft(reversed(chunk))
                 return
-            if status >= 500 or status == 429:
-                self._failed(chunk, f"HTTP {status}")
-                return
             raise
-        except ServiceResponseError as exc:  # sent, but the answer was lost (connection reset, read timeout)
-            self._failed(chunk, type(exc).__name__)
+        except _AnswerLost as exc:
+            self._failed(chunk, f"the answer was lost while read ({exc})")
             return
+        self._record(chunk, results, retried=attempts.retried)
+
+    def _record(self, chunk: list[Json], results: list[Json], *, retried: bool) -> None:
         unanswered = {body["id"].lower(): body for body in chunk}
         again: list[Json] = []
         with self._changed:
@@ -193,22 +214,25 @@ class _Submission:
                 elif outcome == "success":
                     self._outcome.added.add(key)
                 elif error.get("code") == "TaskExists":
-                    self._outcome.existed.add(key)
+                    (self._outcome.added if retried else self._outcome.existed).add(key)
                 else:
                     self._outcome.refused[key] = error
             again.extend(unanswered.values())  # no answer for a task: send it again
-            if not again:
-                self._failed_in_a_row = 0
         if again:
-            self._failed(again, f"{len(again)} tasks answered serverError or not at all")
+            self._failed(again, f"{len(again)} task(s) answered serverError or not at all")
 
     def _failed(self, chunk: list[Json], what: str) -> None:
+        now = time.monotonic()
         with self._changed:
-            self._failed_in_a_row += 1
-            failures = self._failed_in_a_row
-        if failures > self._limit:
-            raise ServiceKeepsFailing(f"{failures} requests in a row failed; last: {what}")
-        if self._stop.wait(min(self._backoff_max, self._backoff * 2 ** (failures - 1))):
+            keys = [body["id"].lower() for body in chunk]
+            since = min(self._first_failure.setdefault(key, now) for key in keys)
+            failures = max(self._failures.get(key, 0) for key in keys) + 1
+            for key in keys:
+                self._failures[key] = failures
+        if now - since > self._budget:
+            raise ServiceKeepsFailing(f"{len(chunk)} task(s) kept failing for {now - since:.0f} s; last: {what}")
+        delay = min(self._backoff_max, self._backoff * 2 ** (failures - 1)) * random.uniform(0.8, 1.2)
+        if self._stop.wait(delay):
             return  # the call is ending: another request failed for good
         with self._changed:
             self._pending.extendleft(reversed(chunk))

@@ -4,10 +4,15 @@ The same class drives Azure Batch and batchbox's local emulator (which speaks th
 endpoint and the credential change. Pool deletion, pool resizing and job termination/deletion are asynchronous
 in Batch: the methods here ask for them and return; the contract's ``wait_for_pool_deleted`` and
 ``wait_for_job_deleted`` wait when a caller needs the resource gone.
+
+Every request goes through :class:`~batchbox.backends.azure._retry.BatchRetryPolicy` (429, 5xx and lost
+connections are retried within a time budget, ``Retry-After`` honoured, POST included); the calls that create
+something tell their own first attempt from a resource that was there before (see ``_retry``).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
@@ -17,12 +22,14 @@ from azure.batch import BatchClient
 from azure.batch import models as batch_models
 from azure.batch.models._models import BatchJobTerminateOptions  # not exported by azure.batch.models in 15.1
 from azure.core.credentials import AzureNamedKeyCredential, TokenCredential
+from azure.core.exceptions import HttpResponseError
 from azure.core.pipeline import PipelineRequest
 from azure.core.pipeline.policies import BearerTokenCredentialPolicy
 
 from batchbox import __version__
 from batchbox.backends.azure import _batch_models as mapping
 from batchbox.backends.azure._batch_errors import (
+    batch_error_info,
     read_error_body,
     refused_tasks_error,
     safe_endpoint,
@@ -30,10 +37,25 @@ from batchbox.backends.azure._batch_errors import (
     translated_batch_errors,
 )
 from batchbox.backends.azure._error_chains import raise_translated
+from batchbox.backends.azure._retry import AttemptLog, BatchRetryPolicy, RetryStats
 from batchbox.backends.azure._task_collections import MAX_TASKS_PER_REQUEST, add_task_collections
 from batchbox.core.compute import AddTasksResult, ComputeBackend
-from batchbox.core.errors import ConfigurationError, InvalidRequestError, ResourceNotFoundError
-from batchbox.core.models import ComputeNodeInfo, JobSpec, PoolInfo, PoolSpec, TaskCounts, TaskInfo, TaskSpec
+from batchbox.core.errors import (
+    ConfigurationError,
+    InvalidRequestError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+)
+from batchbox.core.models import (
+    ComputeNodeInfo,
+    JobSpec,
+    PoolInfo,
+    PoolSpec,
+    StartTask,
+    TaskCounts,
+    TaskInfo,
+    TaskSpec,
+)
 from batchbox.core.states import JobState, PoolState, TaskState
 
 __all__ = ["BATCH_TOKEN_SCOPE", "AzureBatchCompute"]
@@ -43,6 +65,8 @@ __all__ = ["BATCH_TOKEN_SCOPE", "AzureBatchCompute"]
 BATCH_TOKEN_SCOPE = "https://batch.core.windows.net//.default"
 
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+log = logging.getLogger(__name__)
 
 
 def _is_loopback_http(url: str) -> bool:
@@ -67,9 +91,11 @@ class AzureBatchCompute(ComputeBackend):
             ``http://127.0.0.1:8446`` for the emulator.
         credential: ``AzureNamedKeyCredential(account_name, account_key)`` (SharedKey) or any azure-core
             ``TokenCredential`` (asked for :data:`BATCH_TOKEN_SCOPE`).
-        retry_total: attempts the SDK retries a failed request (connection errors, 408, 429, 5xx).
-        retry_backoff_factor: seconds; the n-th retry waits about ``factor * 2**(n-1)``.
-        retry_backoff_max: upper bound of one retry wait, in seconds.
+        retry_budget: seconds after a request's first attempt past which it is not sent again (408, 429, 5xx,
+            lost connections; a ``Retry-After`` header sets the wait). Adding tasks gives each task this long.
+        retry_total: also an upper bound on the retries of one request (None: the budget alone; 0: none).
+        retry_backoff_factor: seconds; the n-th retry waits about ``factor * 2**(n-1)`` (the first is immediate).
+        retry_backoff_max: upper bound of one backoff, in seconds.
         connection_timeout: seconds to wait for a TCP connection.
         read_timeout: seconds to wait for an answer on an open connection.
         lro_polling_interval: seconds between the status polls the SDK makes in the background after a pool
@@ -85,7 +111,8 @@ class AzureBatchCompute(ComputeBackend):
         endpoint: str,
         credential: AzureNamedKeyCredential | TokenCredential,
         *,
-        retry_total: int = 4,
+        retry_budget: float = 60.0,
+        retry_total: int | None = None,
         retry_backoff_factor: float = 0.5,
         retry_backoff_max: float = 30.0,
         connection_timeout: float = 10.0,
@@ -98,15 +125,20 @@ class AzureBatchCompute(ComputeBackend):
             shown = safe_endpoint(endpoint)
             raise ConfigurationError("endpoint", f"{shown!r} is not an http(s) URL of a Batch account")
         self._endpoint = endpoint.rstrip("/")
+        self._retry_budget = retry_budget
         self._retry_backoff_factor = retry_backoff_factor
         self._retry_backoff_max = retry_backoff_max
         self._lro_polling_interval = lro_polling_interval
         self._secrets: tuple[str, ...] = ()
         self._owned_credential: Any = None
+        self._retry_policy = BatchRetryPolicy(
+            budget=retry_budget,
+            retry_total=retry_total,
+            backoff_factor=retry_backoff_factor,
+            backoff_max=retry_backoff_max,
+        )
         options: dict[str, Any] = {
-            "retry_total": retry_total,
-            "retry_backoff_factor": retry_backoff_factor,
-            "retry_backoff_max": retry_backoff_max,
+            "retry_policy": self._retry_policy,
             "connection_timeout": connection_timeout,
             "read_timeout": read_timeout,
             "user_agent": f"batchbox/{__version__}",
@@ -155,6 +187,11 @@ class AzureBatchCompute(ComputeBackend):
     def endpoint(self) -> str:
         return self._endpoint
 
+    @property
+    def retry_stats(self) -> RetryStats:
+        """How many requests this object sent again so far, and how long it waited before doing so."""
+        return self._retry_policy.stats
+
     def _errors(
         self, *about: tuple[str, str], ignore_status: Collection[int] = (), ignore_codes: Collection[str] = ()
     ) -> AbstractContextManager[None]:
@@ -170,8 +207,14 @@ class AzureBatchCompute(ComputeBackend):
 
     def create_pool(self, spec: PoolSpec) -> None:
         body = mapping.to_pool_create(spec)
-        with self._errors(("pool", spec.id)):
-            self._client.create_pool(body)
+        attempts = AttemptLog()
+        try:
+            with self._errors(("pool", spec.id)):
+                self._client.create_pool(body, raw_response_hook=attempts)
+        except ResourceExistsError:
+            if not attempts.retried:
+                raise
+            log.info("pool %s: created by an attempt whose answer was lost", spec.id)
 
     def get_pool(self, pool_id: str) -> PoolInfo:
         with self._errors(("pool", pool_id)):
@@ -200,7 +243,20 @@ class AzureBatchCompute(ComputeBackend):
                 target_dedicated_nodes=dedicated_nodes,
                 target_low_priority_nodes=current.target_low_priority_nodes or 0,
             )
-            self._client.begin_resize_pool(pool_id, options, polling_interval=self._lro_polling_interval)
+            try:
+                self._client.begin_resize_pool(pool_id, options, polling_interval=self._lro_polling_interval)
+            except HttpResponseError as exc:
+                # Sent again after a lost answer, a resize finds the pool resizing to the target it asked for.
+                if batch_error_info(exc).code != "PoolBeingResized":
+                    raise
+                now = self._client.get_pool(pool_id, select=["id", "targetDedicatedNodes"])
+                if now.target_dedicated_nodes != dedicated_nodes:
+                    raise
+
+    def update_start_task(self, pool_id: str, start_task: StartTask) -> None:
+        body = batch_models.BatchPoolUpdateOptions(start_task=mapping.to_start_task(start_task))
+        with self._errors(("pool", pool_id)):
+            self._client.update_pool(pool_id, body)
 
     def delete_pool(self, pool_id: str) -> None:
         with self._errors(("pool", pool_id), ignore_status=(404,), ignore_codes=("PoolBeingDeleted",)):
@@ -214,8 +270,14 @@ class AzureBatchCompute(ComputeBackend):
 
     def create_job(self, spec: JobSpec) -> None:
         body = mapping.to_job_create(spec)
-        with self._errors(("job", spec.id)):
-            self._client.create_job(body)
+        attempts = AttemptLog()
+        try:
+            with self._errors(("job", spec.id)):
+                self._client.create_job(body, raw_response_hook=attempts)
+        except ResourceExistsError:
+            if not attempts.retried:
+                raise
+            log.info("job %s: created by an attempt whose answer was lost", spec.id)
 
     def list_jobs(self) -> list[tuple[str, JobState]]:
         with self._errors(("account", safe_endpoint(self._endpoint))):
@@ -245,16 +307,18 @@ class AzureBatchCompute(ComputeBackend):
     # -- tasks ---------------------------------------------------------------------------------------------
 
     def add_tasks(self, job_id: str, tasks: Sequence[TaskSpec], *, max_concurrency: int = 4) -> AddTasksResult:
-        """Add tasks in ``addtaskcollection`` requests of up to 100 (halved on RequestBodyTooLarge), at most
-        ``max_concurrency`` in flight (see ``_task_collections``).
+        """Add tasks in ``addtaskcollection`` requests of up to 100 (halved on 413), at most ``max_concurrency``
+        in flight (see ``_task_collections``).
 
         A task the service reports as ``TaskExists`` counts in ``already_existed``, so a rerun after a crash
-        goes on where it stopped. Both tuples keep the order of ``tasks``.
+        goes on where it stopped (unless the answer came to a request sent again: then the lost first attempt
+        added it, and it counts as added). Both tuples keep the order of ``tasks``.
 
         Raises:
             ResourceNotFoundError: no such job.
             InvalidRequestError: a task id is given twice, or the service refused a task (named, with the Batch
                 code); tasks not named may have been added: adding the same list again is safe.
+            ServiceBusyError: the service kept answering 429 or 503 for longer than the retry budget.
             BackendUnavailableError: the service does not answer, or keeps answering server errors.
         """
         if not tasks:
@@ -272,12 +336,13 @@ class AzureBatchCompute(ComputeBackend):
                 job_id,
                 bodies,
                 threads=threads,
-                server_error_limit=threads + 2,
+                budget=self._retry_budget,
                 backoff=self._retry_backoff_factor,
                 backoff_max=self._retry_backoff_max,
             )
         except Exception as exc:
-            raise_translated(translate_add_tasks_error(exc, endpoint=self._endpoint, job_id=job_id), exc, self._secrets)
+            error = translate_add_tasks_error(exc, endpoint=self._endpoint, job_id=job_id, budget=self._retry_budget)
+            raise_translated(error, exc, self._secrets)
         if outcome.refused:
             raise refused_tasks_error(outcome.refused, job_id=job_id, order=[task.id for task in tasks])
         added = tuple(task.id for task in tasks if task.id.lower() in outcome.added)

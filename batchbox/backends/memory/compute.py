@@ -7,6 +7,7 @@ takes the time their processes take. Errors are the ones the Azure backend raise
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import threading
 from collections.abc import Sequence
@@ -18,7 +19,16 @@ from batchbox.backends.memory._sas import is_memory_url
 from batchbox.backends.memory.storage import DEFAULT_ACCOUNT, MemoryStorage
 from batchbox.core.compute import AddTasksResult, ComputeBackend
 from batchbox.core.errors import InvalidRequestError, ResourceExistsError, ResourceNotFoundError
-from batchbox.core.models import ComputeNodeInfo, JobSpec, PoolInfo, PoolSpec, TaskCounts, TaskInfo, TaskSpec
+from batchbox.core.models import (
+    ComputeNodeInfo,
+    JobSpec,
+    PoolInfo,
+    PoolSpec,
+    StartTask,
+    TaskCounts,
+    TaskInfo,
+    TaskSpec,
+)
 from batchbox.core.states import JobState, TaskExecutionResult, TaskState
 
 __all__ = ["MAX_TASK_SLOTS_PER_NODE", "MemoryCompute"]
@@ -109,6 +119,11 @@ class MemoryCompute(ComputeBackend):
             pool = self._pool(pool_id)
             pool.dedicated_target = dedicated_nodes
             self._cluster.resize(pool)
+
+    def update_start_task(self, pool_id: str, start_task: StartTask) -> None:
+        with self._lock:
+            pool = self._pool(pool_id)
+            pool.spec = dataclasses.replace(pool.spec, start_task=start_task)
 
     def delete_pool(self, pool_id: str) -> None:
         with self._lock:
