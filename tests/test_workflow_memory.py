@@ -189,16 +189,22 @@ def test_an_existing_pool_is_reused_and_grown_but_an_incompatible_one_is_refused
     assert "standard_e4s_v3" in str(refused.value) and "batchbox cleanup" in str(refused.value)
 
 
-def test_a_job_timeout_is_a_wait_timeout_and_the_rerun_resumes(backend: MemoryBackend, tmp_path: Path) -> None:
+def test_a_job_timeout_cleans_up_as_configured_and_a_kept_job_resumes(backend: MemoryBackend, tmp_path: Path) -> None:
     workload = Squares(count=1, command="sleep 600")
+    reporter = Recorder()
     with pytest.raises(WaitTimeoutError) as late:
-        Workflow(backend, workload, options(tmp_path, job_timeout=0.2)).run()
+        Workflow(backend, workload, options(tmp_path, job_timeout=0.2), reporter).run()
     assert isinstance(late.value, TimeoutError)
     assert f"job '{workload.job_id}' did not finish" in str(late.value) and "1 running" in str(late.value)
+    assert reporter.steps[-2:] == ["monitor", "cleanup"]  # the error did not skip the clean-up
+    assert not backend.compute.job_exists(workload.job_id) and not backend.compute.pool_exists(workload.pool_id)
 
-    backend.compute.terminate_task(workload.job_id, "sq0")
-    reporter = Recorder()
-    result = Workflow(backend, workload, options(tmp_path), reporter).run()
+    kept = Squares(count=1, command="sleep 600")
+    with pytest.raises(WaitTimeoutError):
+        Workflow(backend, kept, options(tmp_path, job_timeout=0.2, keep_job=True, keep_pool=True)).run()
+    assert backend.compute.job_exists(kept.job_id) and backend.compute.pool_exists(kept.pool_id)
+    backend.compute.terminate_task(kept.job_id, "sq0")
+    result = Workflow(backend, kept, options(tmp_path), Recorder()).run()
     assert result.resumed and result.counts.failed == 1
     assert result.failed[0].failure is not None and result.failed[0].failure.code == "TaskEnded"
 
@@ -212,7 +218,7 @@ def test_a_failed_start_task_stops_the_run_at_the_pool_step(backend: MemoryBacke
     workload, reporter = BrokenStart(), Recorder()
     with pytest.raises(StartTaskFailedError) as failed:
         Workflow(backend, workload, options(tmp_path), reporter).run()
-    [node] = backend.compute.list_nodes(workload.pool_id)
-    assert list(failed.value.node_failures) == [node.id]
-    assert reporter.steps == ["stage", "pool"]
-    assert not backend.compute.job_exists(workload.job_id)
+    [node] = failed.value.node_failures
+    assert node.startswith("tvmps_") and "exit" in failed.value.node_failures[node]
+    assert reporter.steps == ["stage", "pool", "cleanup"]
+    assert not backend.compute.job_exists(workload.job_id) and not backend.compute.pool_exists(workload.pool_id)

@@ -3,26 +3,30 @@
 stage -> pool -> job -> tasks -> monitor -> collect -> report failures -> clean up.
 
 A rerun after a crash or Ctrl-C resumes: the pool and job are reused, tasks already added are not added again,
-and outputs already downloaded are kept.
+and outputs already downloaded are kept. Any other error still cleans up as configured (a pool left behind
+keeps billing); reading a failed task's files never aborts the run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
 
 from batchbox.core.backend import Backend
-from batchbox.core.errors import InvalidRequestError, ResourceNotFoundError
-from batchbox.core.models import ComputeNodeInfo, PoolInfo, TaskCounts, TaskInfo
+from batchbox.core.errors import BatchboxError, InvalidRequestError
+from batchbox.core.models import ComputeNodeInfo, JobSpec, PoolInfo, TaskCounts, TaskInfo
 from batchbox.core.polling import poll_until, unless_being_deleted
+from batchbox.core.pool_health import NodeWatch
 from batchbox.core.reporting import Reporter
 from batchbox.core.results import FailedTask, RunResult
-from batchbox.core.states import JobState, PoolState
+from batchbox.core.states import AllocationState, JobState, PoolState
 from batchbox.core.storage import ContainerPermission, UploadItem
-from batchbox.core.workload import StagedFiles, Workload
+from batchbox.core.workload import KEPT_POOL_SAS_LIFETIME, StagedFiles, Workload
 
 __all__ = ["FailedTask", "RunOptions", "RunResult", "Workflow"]
 
@@ -44,6 +48,8 @@ class RunOptions:
     pool_timeout: float = 900.0
     job_timeout: float | None = None
     max_concurrency: int = 8
+    node_check_interval: float = 30.0
+    """Seconds between two looks at the pool's nodes while tasks wait and none runs (see ``NodeWatch``)."""
 
 
 Confirm = Callable[[str], bool]
@@ -76,20 +82,40 @@ class Workflow:
         self.result = RunResult(job_id=workload.job_id, pool_id=workload.pool_id)
 
     def run(self) -> RunResult:
-        """Run every step; returns the result (``result.ok`` is False when any task failed)."""
+        """Run every step; returns the result (``result.ok`` is False when any task failed).
+
+        Clean-up runs as configured also when a step fails (then its own errors are reported, and the step's
+        error is raised), but not after Ctrl-C: the pool and job are kept so that a rerun resumes.
+        """
         started = time.monotonic()
-        staged = self._step("stage", self.stage)
-        self._step("pool", lambda: self.ensure_pool(staged))
-        job_done = self._step("job", self.ensure_job)
-        if not job_done:
-            self._step("tasks", lambda: self.submit_tasks(staged))
-        self._step("monitor", self.monitor)
-        self._step("collect", self.collect)
-        self._step("failures", self.collect_failures)
-        self._step("cleanup", self.cleanup)
+        failure: BaseException | None = None
+        try:
+            staged = self._step("stage", self.stage)
+            self._step("pool", lambda: self.ensure_pool(staged))
+            job_done = self._step("job", self.ensure_job)
+            if not job_done:
+                self._step("tasks", lambda: self.submit_tasks(staged))
+            self._step("monitor", self.monitor)
+            self._step("collect", self.collect)
+            self._step("failures", self.collect_failures)
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            if not isinstance(failure, KeyboardInterrupt):
+                self._clean_up_after(failure)
         self.result.elapsed = time.monotonic() - started
         self.reporter.finished(self.result)
         return self.result
+
+    def _clean_up_after(self, failure: BaseException | None) -> None:
+        if failure is None:
+            self._step("cleanup", self.cleanup)
+            return
+        try:
+            self._step("cleanup", self.cleanup)
+        except Exception as exc:  # the step's error is the one to raise; say what clean-up could not do
+            self.reporter.message(f"clean-up after the error failed too: {exc}")
 
     def _step(self, name: str, action: Callable[[], _T]) -> _T:
         self.reporter.step_started(name)
@@ -104,7 +130,7 @@ class Workflow:
         """Create the containers, upload application files and inputs concurrently, and make the SAS URLs."""
         storage = self.backend.storage
         names = self.workload.containers()
-        lifetime = self.workload.sas_lifetime()
+        lifetime = self.sas_lifetime()
         for container in names.all():
             storage.create_container(container)
         application = self._upload(names.application, self.workload.application_files())
@@ -119,6 +145,11 @@ class Workflow:
             containers=names,
             expiry=lifetime,
         )
+
+    def sas_lifetime(self) -> timedelta:
+        """How long the SAS URLs made at staging stay valid: the workload's (its job's time limit plus a margin)
+        plus ``pool_timeout``, since the job, whose clock counts, starts only once the pool has nodes."""
+        return self.workload.sas_lifetime() + timedelta(seconds=self.options.pool_timeout)
 
     def _upload(self, container: str, paths: Sequence[Path]) -> list[str]:
         items = [UploadItem(path=Path(p), blob_name=Path(p).name) for p in paths]
@@ -137,9 +168,15 @@ class Workflow:
 
     # -- 4: pool ------------------------------------------------------------------------------------------------
     def ensure_pool(self, staged: StagedFiles) -> list[ComputeNodeInfo]:
-        """Create the pool, or reuse a compatible existing one; wait until it has usable nodes."""
+        """Create the pool, or reuse a compatible existing one; wait until it has usable nodes.
+
+        A reused pool gets this run's start task (fresh SAS URLs) before it grows; it is resized only once it
+        is ``steady``. With ``keep_pool`` the start task's SAS URLs last :data:`KEPT_POOL_SAS_LIFETIME`.
+        """
         compute = self.backend.compute
-        spec = self.workload.pool(staged, node_count=self.options.node_count, vm_size=self.options.vm_size)
+        spec = self.workload.pool(
+            self._pool_files(staged), node_count=self.options.node_count, vm_size=self.options.vm_size
+        )
         info = self._existing_pool(spec.id)
         if info is not None:
             if info.vm_size.lower() != spec.vm_size.lower() or info.task_slots_per_node != spec.task_slots_per_node:
@@ -151,16 +188,46 @@ class Workflow:
                     "(batchbox cleanup) or choose another pool id",
                 )
             self.reporter.message(f"reusing pool {spec.id} ({info.current_dedicated_nodes} node(s))")
-            if info.target_dedicated_nodes < spec.dedicated_nodes:
-                compute.resize_pool(spec.id, spec.dedicated_nodes)
+            if spec.start_task is not None:
+                compute.update_start_task(spec.id, spec.start_task)
+            self._grow(info, spec.dedicated_nodes)
         else:
             compute.create_pool(spec)
-        return compute.wait_for_nodes(
+        nodes = compute.wait_for_nodes(
             spec.id,
             timeout=self.options.pool_timeout,
             poll_interval=self.options.poll_interval,
             on_poll=lambda nodes: self.reporter.nodes_changed(spec.id, nodes),
         )
+        settled = compute.get_pool(spec.id)
+        if settled.resize_errors:
+            errors = "; ".join(str(error) for error in settled.resize_errors)
+            self.reporter.message(
+                f"pool {spec.id} has {len(nodes)} usable node(s) of {settled.target_dedicated_nodes}: {errors}"
+            )
+        return nodes
+
+    def _pool_files(self, staged: StagedFiles) -> StagedFiles:
+        """``staged``, with the application files signed for :data:`KEPT_POOL_SAS_LIFETIME` when the pool is kept."""
+        if not self.options.keep_pool or self.sas_lifetime() >= KEPT_POOL_SAS_LIFETIME:
+            return staged
+        container = staged.containers.application
+        storage = self.backend.storage
+        longer = {
+            blob: storage.blob_sas_url(container, blob, expiry=KEPT_POOL_SAS_LIFETIME) for blob in staged.application
+        }
+        return dataclasses.replace(staged, application=longer)
+
+    def _grow(self, info: PoolInfo, dedicated_nodes: int) -> None:
+        """Resize a reused pool up to ``dedicated_nodes``, after waiting for a resize in progress to end."""
+        if info.target_dedicated_nodes >= dedicated_nodes:
+            return
+        compute = self.backend.compute
+        if info.allocation_state is not AllocationState.STEADY:
+            self.reporter.message(f"waiting for pool {info.id} to finish resizing ({info.allocation_state.value})")
+            info = compute.wait_for_steady(info.id, **self._wait_limits())
+        if info.target_dedicated_nodes < dedicated_nodes:
+            compute.resize_pool(info.id, dedicated_nodes)
 
     def _existing_pool(self, pool_id: str) -> PoolInfo | None:
         """The pool if it exists and is not being deleted; waits for a pool being deleted to be gone."""
@@ -182,7 +249,7 @@ class Workflow:
         """Create the job, or reuse it (waiting for one being deleted to be gone). Returns True when the job exists
         and has already completed."""
         compute = self.backend.compute
-        spec = self.workload.job()
+        spec = self.job_spec()
         state = unless_being_deleted(
             lambda: compute.job_state(spec.id),
             lambda found: found is JobState.DELETING,
@@ -194,6 +261,15 @@ class Workflow:
             return state is JobState.COMPLETED
         compute.create_job(spec)
         return False
+
+    def job_spec(self) -> JobSpec:
+        """The workload's job, with the workload's ``job_time_limit`` when the job sets no time limit itself (the
+        SAS URLs nodes receive last as long as the job may run)."""
+        spec = self.workload.job()
+        if spec.constraints.max_wall_clock_time is not None:
+            return spec
+        limited = dataclasses.replace(spec.constraints, max_wall_clock_time=self.workload.job_time_limit)
+        return dataclasses.replace(spec, constraints=limited)
 
     # -- 6: tasks -----------------------------------------------------------------------------------------------
     def submit_tasks(self, staged: StagedFiles) -> None:
@@ -211,18 +287,25 @@ class Workflow:
         """Poll task counts (one request per poll) until every task has completed.
 
         Polls start :data:`~batchbox.core.polling.FIRST_POLL_DELAY` apart; the delay doubles up to
-        ``poll_interval``.
+        ``poll_interval``. While tasks wait and none runs, the pool's nodes are looked at every
+        ``node_check_interval`` seconds.
 
         Raises:
             WaitTimeoutError: ``job_timeout`` passed first.
+            NoNodeCanRunError: tasks wait, nothing runs, and no node of the pool can run them (their states and
+                errors are named), or the pool is gone.
         """
         compute = self.backend.compute
         began = time.monotonic()
+        watch = NodeWatch(
+            compute, self.job_spec().pool_id, self.workload.job_id, interval=self.options.node_check_interval
+        )
 
         def probe() -> TaskCounts:
             counts = compute.task_counts(self.workload.job_id)
             self.result.count_requests += 1
             self.reporter.progress(counts, self._expected_total(counts), time.monotonic() - began)
+            watch.check(counts)
             return counts
 
         def finished(counts: TaskCounts) -> bool:
@@ -264,10 +347,16 @@ class Workflow:
         return self.options.output_dir or Path("outputs") / self.workload.job_id
 
     def collect_failures(self) -> list[FailedTask]:
-        """For each failed task: exit code, failure info and the tail of its stderr."""
-        if self.result.counts.failed == 0:
+        """For each failed task: exit code, failure info and the tail of its stderr.
+
+        Always asks the service for the failed tasks (a filtered listing): task counts may lag behind the tasks'
+        states. Nothing here aborts the run: what cannot be read is reported as such.
+        """
+        try:
+            failed = self.backend.compute.list_tasks(self.workload.job_id, failed_only=True)
+        except BatchboxError as exc:
+            self.reporter.message(f"could not list the failed tasks of job {self.workload.job_id}: {exc}")
             return []
-        failed = self.backend.compute.list_tasks(self.workload.job_id, failed_only=True)
         self.result.failed = [self._describe_failure(task) for task in failed]
         for report in self.result.failed:
             self.reporter.task_failed(report)
@@ -277,16 +366,23 @@ class Workflow:
         try:
             raw = self.backend.compute.read_task_file(self.workload.job_id, task.id, "stderr.txt")
             tail = "\n".join(raw.decode("utf-8", "replace").splitlines()[-STDERR_TAIL_LINES:])
-        except ResourceNotFoundError:
-            tail = "(stderr.txt is no longer available)"
+        except BatchboxError as exc:  # gone, or on a node being torn down (409 NodeNotReady), or unreachable
+            tail = f"(stderr.txt could not be read: {exc})"
         return FailedTask(task_id=task.id, exit_code=task.exit_code, failure=task.failure, stderr_tail=tail)
 
     # -- 9: clean up --------------------------------------------------------------------------------------------
     def cleanup(self) -> None:
-        """Delete the containers, then (if confirmed) the job and the pool, each unless asked to keep it."""
+        """Delete the containers, then (if confirmed) the job and the pool, each unless asked to keep it.
+
+        With ``keep_pool`` the application container stays: the kept pool's start task reads from it.
+        """
         compute = self.backend.compute
         if not self.options.keep_containers:
-            for container in self.workload.containers().all():
+            names = self.workload.containers()
+            for container in names.all():
+                if self.options.keep_pool and container == names.application and self.workload.application_files():
+                    self.reporter.message(f"keeping container {container}: the kept pool's start task reads it")
+                    continue
                 self.backend.storage.delete_container(container)
         if not self.options.keep_job and self.confirm(f"Delete job {self.workload.job_id}?"):
             compute.delete_job(self.workload.job_id)

@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from batchbox.core.models import (
+    JobConstraints,
     JobSpec,
     OutputFile,
     PoolSpec,
@@ -24,7 +25,25 @@ from batchbox.core.models import (
 from batchbox.core.states import OutputFileUploadCondition
 from batchbox.core.storage import validate_container_name
 
-__all__ = ["ContainerNames", "StagedFiles", "Workload", "container_names_for"]
+__all__ = [
+    "DEFAULT_JOB_TIME_LIMIT",
+    "KEPT_POOL_SAS_LIFETIME",
+    "SAS_MARGIN",
+    "ContainerNames",
+    "StagedFiles",
+    "Workload",
+    "container_names_for",
+]
+
+DEFAULT_JOB_TIME_LIMIT = timedelta(hours=2)
+"""How long a job may run unless the workload says otherwise; Batch terminates it then (``maxWallClockTime``)."""
+
+SAS_MARGIN = timedelta(hours=1)
+"""SAS URLs given to nodes outlive the job's time limit by this much (uploads of tasks ended at the limit)."""
+
+KEPT_POOL_SAS_LIFETIME = timedelta(days=6)
+"""Lifetime of the application files' SAS when the pool is kept: a kept pool's nodes rerun their start task
+when they restart or the pool grows, until the next run refreshes it (Azure AD-signed SAS may last 7 days)."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +85,7 @@ class StagedFiles:
     inputs: dict[str, str]
     output_container_url: str
     containers: ContainerNames
-    expiry: timedelta = field(default=timedelta(hours=2))
+    expiry: timedelta = field(default=DEFAULT_JOB_TIME_LIMIT + SAS_MARGIN)
 
     def input_file(self, blob_name: str, file_path: str | None = None) -> ResourceFile:
         """A resource file downloading one staged input into the task's working dir."""
@@ -105,8 +124,9 @@ class Workload(ABC):
     vm_size: str = "standard_d2s_v3"
     node_count: int = 1
     task_slots_per_node: int = 1
-    max_wall_clock_time: timedelta | None = None
-    """Time limit of each task; the SAS expiry is tied to it (default 2 hours)."""
+    job_time_limit: timedelta = DEFAULT_JOB_TIME_LIMIT
+    """How long the job may run (its ``maxWallClockTime``): Batch terminates it then. The SAS URLs nodes receive
+    are valid for this plus :data:`SAS_MARGIN`, so a run, or a resumed run, may last this long."""
 
     def containers(self) -> ContainerNames:
         """The blob containers this workload uses (default: derived from the job id)."""
@@ -135,15 +155,20 @@ class Workload(ABC):
         )
 
     def job(self) -> JobSpec:
-        """The job specification."""
-        return JobSpec(id=self.job_id, pool_id=self.pool_id)
+        """The job specification (its time limit is :attr:`job_time_limit`)."""
+        return JobSpec(
+            id=self.job_id, pool_id=self.pool_id, constraints=JobConstraints(max_wall_clock_time=self.job_time_limit)
+        )
 
     @abstractmethod
     def tasks(self, staged: StagedFiles) -> Sequence[TaskSpec]:
         """The tasks of the job."""
 
     def sas_lifetime(self) -> timedelta:
-        """How long the SAS URLs given to nodes stay valid: the task time limit plus an hour, else 2 hours."""
-        if self.max_wall_clock_time is not None:
-            return self.max_wall_clock_time + timedelta(hours=1)
-        return timedelta(hours=2)
+        """How long the SAS URLs given to nodes stay valid: the job's time limit plus :data:`SAS_MARGIN`.
+
+        The workflow uses the time limit of the job it creates (:meth:`job`), which may differ from
+        :attr:`job_time_limit` when ``job()`` is overridden.
+        """
+        limit = self.job().constraints.max_wall_clock_time or self.job_time_limit
+        return limit + SAS_MARGIN

@@ -1,11 +1,13 @@
 """`make demo`: run the top-N words workload on the local backend and print what it found.
 
 Equivalent to ``batchbox run examples/topn_words/workload.py --yes`` followed by printing the outputs; written
-against the Python API to show it. ``BATCHBOX_BACKEND=azure`` runs the same thing on Azure.
+against the Python API to show it. ``BATCHBOX_BACKEND=azure`` runs the same thing on Azure. ``--timeout SECONDS``
+gives up when the job runs longer. Errors (a timeout among them) print one line, never a traceback.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 import time
@@ -24,7 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from workload import TopNWords
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the top-N words sample and print what it found.")
+    parser.add_argument("--timeout", type=float, help="give up when the job runs longer (seconds)")
+    args = parser.parse_args(argv)
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
     logging.getLogger("batchbox").addHandler(handler)
@@ -36,10 +41,14 @@ def main() -> int:
     try:
         with open_backend(load_settings()) as backend:
             console.print(f"running {workload.job_id} on {backend.describe()}", markup=False)
-            result = Workflow(backend, workload, RunOptions(poll_interval=0.2), reporter).run()
-    except BatchboxError as exc:
+            options = RunOptions(poll_interval=0.2, job_timeout=args.timeout)
+            result = Workflow(backend, workload, options, reporter).run()
+    except (BatchboxError, TimeoutError) as exc:
         print(f"demo: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("demo: interrupted; run it again to resume", file=sys.stderr)
+        return 130
     for path in result.outputs:
         print(f"\n== {path.name}")
         print(path.read_text(encoding="utf-8"), end="")
