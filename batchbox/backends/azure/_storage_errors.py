@@ -37,6 +37,7 @@ from batchbox.core.redact import SAS_SIGNATURE
 __all__ = [
     "SasRedactingFilter",
     "install_sas_redaction",
+    "storage_error_code",
     "strip_query",
     "translate_storage_error",
     "translated_errors",
@@ -55,6 +56,13 @@ def strip_query(url: str) -> str:
 def _shown(name: str) -> str:
     """``name`` quoted for a one-line message (repr when it holds control characters)."""
     return f"'{name}'" if name.isprintable() else repr(name)
+
+
+def storage_error_code(exc: HttpResponseError) -> str:
+    """The Storage error code of an SDK error (``ContainerBeingDeleted``, ...), as letters and digits only."""
+    raw_code = getattr(exc, "error_code", None) or ""
+    code = str(getattr(raw_code, "value", raw_code))  # the SDK gives a StorageErrorCode enum or a str
+    return re.sub(r"[^A-Za-z0-9]", "", code)[:80]  # the server's text: keep a message one clean line
 
 
 def _resource(container: str | None, blob: str | None, account: str) -> tuple[str, str, str]:
@@ -95,9 +103,7 @@ def translate_storage_error(
     if not isinstance(exc, HttpResponseError):
         return BatchboxError(f"blob storage request about {label} failed ({type(exc).__name__})")
     status = exc.status_code or 0
-    raw_code = getattr(exc, "error_code", None) or ""
-    code = str(getattr(raw_code, "value", raw_code))  # the SDK gives a StorageErrorCode enum or a str
-    code = re.sub(r"[^A-Za-z0-9]", "", code)[:80]  # the server's text: keep the message one clean line
+    code = storage_error_code(exc)
     detail = f"{status} {code}".strip() if status else (code or type(exc).__name__)
     if status in (401, 403) or (status == 0 and isinstance(exc, ClientAuthenticationError)):
         return AuthenticationError(kind, name, f"access to {label} was refused ({detail})")

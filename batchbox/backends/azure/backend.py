@@ -44,9 +44,7 @@ class AzureBackend(Backend):
         elif settings.storage_key:
             storage = BlobStorage(settings.require("storage_account_url"), settings.storage_key)
         else:
-            from azure.identity import DefaultAzureCredential
-
-            storage = BlobStorage(settings.require("storage_account_url"), DefaultAzureCredential())
+            storage = BlobStorage.from_default_azure_credential(settings.require("storage_account_url"))
         return cls(storage, compute, batch_url)
 
     def describe(self) -> str:

@@ -5,10 +5,15 @@ emulator knows and lets SAS allow http. Retries and timeouts are bounded so a de
 :class:`~batchbox.core.errors.BackendUnavailableError` instead of hanging: with the defaults (3 retries 2 s
 apart, 4 s to connect) a refused connection fails in under 10 s and an unroutable host in under 30 s. A server
 that accepts connections but never answers is bounded by ``read_timeout`` per attempt instead.
+
+Azure Storage refuses to create a container for a while (30 s or more) after a container of the same name was
+deleted (``409 ContainerBeingDeleted``); :meth:`BlobStorage.create_container` waits and tries again, for at most
+``container_delete_wait`` seconds.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -20,6 +25,7 @@ from urllib.parse import urlsplit
 
 import requests
 from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential, TokenCredential
+from azure.core.exceptions import HttpResponseError
 from azure.storage.blob import (
     BlobSasPermissions,
     BlobServiceClient,
@@ -33,8 +39,14 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from batchbox.backends.azure._blob_transfers import BlobTransfers
-from batchbox.backends.azure._storage_errors import install_sas_redaction, strip_query, translated_errors
+from batchbox.backends.azure._storage_errors import (
+    install_sas_redaction,
+    storage_error_code,
+    strip_query,
+    translated_errors,
+)
 from batchbox.core.errors import ConfigurationError, ResourceError, ResourceExistsError, ResourceNotFoundError
+from batchbox.core.polling import poll_until
 from batchbox.core.storage import (
     BlobInfo,
     ContainerPermission,
@@ -69,6 +81,10 @@ SAS_START_SKEW = timedelta(minutes=15)
 
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 _USER_DELEGATION_MAX = timedelta(days=7)
+_BEING_DELETED = "ContainerBeingDeleted"
+_BEING_DELETED_POLL = 5.0
+
+log = logging.getLogger(__name__)
 
 
 class BlobStorage(StorageBackend):
@@ -86,6 +102,8 @@ class BlobStorage(StorageBackend):
         connection_timeout: seconds to wait for a TCP connection.
         read_timeout: seconds to wait for each read from the socket.
         pool_size: HTTP connections kept per host (bounds useful ``max_concurrency``).
+        container_delete_wait: seconds :meth:`create_container` keeps trying while the service answers
+            ``ContainerBeingDeleted``.
     """
 
     def __init__(
@@ -99,8 +117,11 @@ class BlobStorage(StorageBackend):
         connection_timeout: float = 4.0,
         read_timeout: float = 60.0,
         pool_size: int = 32,
+        container_delete_wait: float = 120.0,
     ) -> None:
         parts = urlsplit(account_url)
+        self._container_delete_wait = container_delete_wait
+        self._owned_credential: TokenCredential | None = None
         self._local = parts.scheme == "http" or (parts.hostname or "") in _LOOPBACK_HOSTS
         self._endpoint = strip_query(account_url).rstrip("/")
         self._account_key: str | None = None
@@ -171,6 +192,21 @@ class BlobStorage(StorageBackend):
             raise ConfigurationError("connection string", "has neither AccountKey nor SharedAccessSignature")
         return cls(strip_query(url), credential, **options)
 
+    @classmethod
+    def from_default_azure_credential(cls, account_url: str, **options: Any) -> BlobStorage:
+        """Azure AD authentication through azure-identity's ``DefaultAzureCredential`` (closed with this object).
+
+        Args:
+            account_url: the blob endpoint.
+            options: keyword arguments of :class:`BlobStorage`.
+        """
+        from azure.identity import DefaultAzureCredential
+
+        credential = DefaultAzureCredential()
+        storage = cls(account_url, credential, **options)
+        storage._owned_credential = credential
+        return storage
+
     @property
     def account_name(self) -> str:
         return self._account_name
@@ -193,8 +229,38 @@ class BlobStorage(StorageBackend):
     # -- containers -------------------------------------------------------------------------------------------
 
     def create_container(self, container: str) -> None:
-        with self._container_errors(container, except_about_it=ResourceExistsError):
-            self._client.create_container(container)
+        """Create ``container`` (nothing when it exists); while a container of that name is being deleted, wait
+        and try again, for at most ``container_delete_wait`` seconds.
+
+        Raises:
+            WaitTimeoutError: the container was still being deleted after ``container_delete_wait`` seconds.
+        """
+        waited = False
+
+        def created() -> bool:
+            nonlocal waited
+            with self._container_errors(container, except_about_it=ResourceExistsError):
+                try:
+                    self._client.create_container(container)
+                except HttpResponseError as exc:
+                    if storage_error_code(exc) != _BEING_DELETED:
+                        raise
+                    if not waited:
+                        log.info("container %s is being deleted; waiting to create it again", container)
+                    waited = True
+                    return False
+            return True
+
+        poll_until(
+            created,
+            bool,
+            timeout=self._container_delete_wait,
+            poll_interval=_BEING_DELETED_POLL,
+            timeout_message=lambda _created: (
+                f"container '{container}' was still being deleted after {self._container_delete_wait:.0f} s "
+                f"(409 {_BEING_DELETED}): try again later"
+            ),
+        )
 
     def delete_container(self, container: str) -> None:
         with self._container_errors(container, except_about_it=ResourceNotFoundError):
@@ -367,7 +433,13 @@ class BlobStorage(StorageBackend):
             return self._delegation[0]
 
     def close(self) -> None:
+        """Close the HTTP session (and the credential this object created)."""
         self._client.close()
+        if self._owned_credential is not None:
+            owned, self._owned_credential = self._owned_credential, None
+            close = getattr(owned, "close", None)
+            if close is not None:
+                close()
 
     def __enter__(self) -> BlobStorage:
         return self
