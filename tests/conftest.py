@@ -6,5 +6,6 @@ pytest_plugins = [
     "tests.fixtures.emulator",
     "tests.fixtures.backends",
     "tests.fixtures.wheel",
+    "tests.fixtures.faults",
     "pytester",
 ]

@@ -1,12 +1,14 @@
 """The emulator's ASGI app: the ROUTES TABLE (where every request enters), the protocol middleware, the lifespan.
 
-Reading order for a request: ``BatchProtocolMiddleware`` (request id, api-version, SharedKey, errors) -> the route
-below -> ``handlers/<resource>.py`` -> ``resources`` (validation, documents) -> ``Store`` (plain property changes) or
-one ``Runtime`` transition (``runtime.pools`` / ``.jobs`` / ``.tasks``).
+Reading order for a request: ``BatchProtocolMiddleware`` (request id, api-version, SharedKey, errors) ->
+``FaultMiddleware`` (injected faults, when any are on) -> the route below -> ``handlers/<resource>.py`` ->
+``resources`` (validation, documents) -> ``Store`` (plain property changes) or one ``Runtime`` transition
+(``runtime.pools`` / ``.jobs`` / ``.tasks``).
 
 The lifespan opens the ``Store`` (``<state_dir>/state.db``, sealed under the account key), builds the ``Runtime``
 (with a ``NodeDriver`` on the Docker engine unless a ``runtime_factory`` is given), awaits ``runtime.start()`` and,
-at shutdown, ``runtime.stop()``; node containers keep running and are re-adopted by the next start.
+at shutdown, ``runtime.stop()``; node containers keep running and are re-adopted by the next start. With storage
+faults and a storage upstream configured it also runs the storage fault proxy.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
 from batchbox.emulator.config import EmulatorConfig
+from batchbox.emulator.faults import Faults
+from batchbox.emulator.faults import admin as fault_admin
+from batchbox.emulator.faults.middleware import CutAnswerLogFilter, FaultMiddleware
 from batchbox.emulator.handlers import agent, files, jobs, nodes, pools, tasks
 from batchbox.emulator.nodes.docker_driver import NodeDriver
 from batchbox.emulator.nodes.docker_engine import connect_docker
@@ -52,6 +57,7 @@ ROUTES: list[BaseRoute] = [
     *tasks.routes,  # /jobs/{id}/tasks, addtaskcollection, /jobs/{id}/tasks/{taskId}, terminate, reactivate
     *files.routes,  # task files and node files
     *agent.routes,  # /_agent/v1/...: the private node-agent API
+    *fault_admin.routes,  # /_admin/v1/faults: the fault settings (SharedKey), not part of the Batch API
     *portal.routes,  # /portal/...: the local portal in the browser (its own token, no SharedKey)
 ]
 """Every route of the emulator, Batch REST API first, then the node-agent API."""
@@ -75,11 +81,28 @@ def parse_labels(text: str | None) -> dict[str, str]:
 
 
 async def _default_runtime(app: Starlette, config: EmulatorConfig, store: Store) -> Runtime:
-    """``Runtime(config, store, NodeDriver(connect_docker(), config))``; the Docker ping runs in a worker thread."""
+    """``Runtime(config, store, NodeDriver(connect_docker(), config))`` with the app's fault layer deciding node
+    allocations; the Docker ping runs in a worker thread."""
     client = await asyncio.to_thread(connect_docker)
     app.state.docker_client = client
     driver = NodeDriver(client, config, extra_labels=parse_labels(os.environ.get(NODE_LABELS_ENV)))
-    return Runtime(config, store, driver)
+    return Runtime(config, store, driver, allocation_gate=app.state.faults.allocation)
+
+
+@asynccontextmanager
+async def _storage_proxy(config: EmulatorConfig, faults: Faults) -> AsyncIterator[None]:
+    """The storage fault proxy, while the app runs, when the config gives it an upstream and a port."""
+    if config.storage_upstream is None or config.storage_proxy_port is None:
+        yield
+        return
+    from batchbox.emulator.faults.storage_proxy import StorageFaultProxy
+
+    proxy = StorageFaultProxy(faults, config.storage_upstream, port=config.storage_proxy_port)
+    await proxy.start()
+    try:
+        yield
+    finally:
+        await proxy.stop()
 
 
 def open_store(config: EmulatorConfig) -> Store:
@@ -100,7 +123,8 @@ def create_app(config: EmulatorConfig, *, runtime_factory: RuntimeFactory | None
             (``connect_docker``) and builds ``Runtime(config, store, NodeDriver(client, config))``.
 
     Returns:
-        The Starlette app; ``app.state`` holds ``config``, ``store`` and ``runtime`` while it runs.
+        The Starlette app; ``app.state`` holds ``config``, ``faults`` (the live fault settings), ``store`` and
+        ``runtime`` while it runs.
     """
 
     @asynccontextmanager
@@ -117,7 +141,8 @@ def create_app(config: EmulatorConfig, *, runtime_factory: RuntimeFactory | None
             app.state.runtime = runtime
             await runtime.start()
             try:
-                yield
+                async with _storage_proxy(config, app.state.faults):
+                    yield
             finally:
                 await runtime.stop()
         finally:
@@ -126,13 +151,21 @@ def create_app(config: EmulatorConfig, *, runtime_factory: RuntimeFactory | None
             if client is not None:
                 client.close()
 
+    faults = Faults(config.faults, config.state_dir)
     app = Starlette(
         routes=list(ROUTES),
         middleware=[
-            Middleware(BatchProtocolMiddleware, config=config, exempt_prefixes=(AGENT_PATH_PREFIX, portal.PORTAL_PATH))
+            Middleware(BatchProtocolMiddleware, config=config, exempt_prefixes=(AGENT_PATH_PREFIX, portal.PORTAL_PATH)),
+            Middleware(FaultMiddleware, faults=faults),
         ],
         lifespan=lifespan,
     )
     app.state.config = config
+    app.state.faults = faults
+    server_log = logging.getLogger("uvicorn.error")
+    server_log.filters = [f for f in server_log.filters if not isinstance(f, CutAnswerLogFilter)]
+    server_log.addFilter(CutAnswerLogFilter(faults))
+    if faults.enabled:
+        _log.warning("faults on: %s", faults.config.describe())
     app.state.max_nodes_per_pool = DEFAULT_MAX_NODES
     return app

@@ -50,6 +50,21 @@ _NODE_IMAGE_DEFAULT = next(f.default for f in dataclasses.fields(EmulatorConfig)
     "--instance-label", default="default", show_default=True, help="Label value that marks this instance's nodes."
 )
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), default="info", show_default=True, help="Log verbosity.")
+@click.option(
+    "--faults",
+    "faults_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="A TOML file whose [faults] table says which Azure failures to inject (see README); none by default.",
+)
+@click.option(
+    "--storage-upstream",
+    help="Azurite's blob endpoint (http://127.0.0.1:10000) for the storage fault proxy ([faults.storage]).",
+)
+@click.option(
+    "--storage-proxy-port",
+    type=click.IntRange(1, 65535),
+    help="Port of the storage fault proxy (127.0.0.1); clients use it instead of Azurite's.",
+)
 @click.pass_context
 def emulator(
     ctx: click.Context,
@@ -62,6 +77,9 @@ def emulator(
     allow_bearer: bool,
     instance_label: str,
     log_level: str,
+    faults_file: Path | None,
+    storage_upstream: str | None,
+    storage_proxy_port: int | None,
 ) -> None:
     """Run the local Azure Batch emulator in the foreground (Ctrl-C stops it).
 
@@ -70,6 +88,7 @@ def emulator(
     """
     # The server stack (Starlette, uvicorn) is imported only by this command, not by every `batchbox` call.
     from batchbox.emulator.app import open_store
+    from batchbox.emulator.faults import FaultConfig, FaultConfigError, load_fault_file
     from batchbox.emulator.protocol.auth import decode_account_key
     from batchbox.emulator.server import run
 
@@ -80,7 +99,20 @@ def emulator(
         decode_account_key(key)
     except ValueError:
         raise click.BadParameter("is not valid base64", param_hint="--account-key") from None
+    try:
+        faults = load_fault_file(faults_file) if faults_file is not None else FaultConfig()
+    except FaultConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--faults") from None
+    if (storage_upstream is None) != (storage_proxy_port is None):
+        raise click.UsageError("--storage-upstream and --storage-proxy-port go together")
+    if faults.storage.enabled and storage_upstream is None:
+        raise click.UsageError(
+            "[faults.storage] needs the storage proxy: give --storage-upstream and --storage-proxy-port"
+        )
     config = EmulatorConfig(
+        faults=faults,
+        storage_upstream=storage_upstream,
+        storage_proxy_port=storage_proxy_port,
         host=host,
         port=port,
         node_image=node_image,

@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from batchbox.emulator.faults.config import FaultConfig
+
 __all__ = [
     "DEFAULT_ACCOUNT_KEY",
     "DEFAULT_ACCOUNT_NAME",
@@ -51,6 +53,9 @@ class EmulatorConfig:
         instance_label: the value of the ``batchbox.emulator`` label on this instance's containers.
         heartbeat_timeout: seconds without contact after which a node whose container is gone is lost.
         node_poll_wait: seconds an agent's long poll is held open when there is no work.
+        faults: the faults to inject (``batchbox emulator --faults FILE``); none by default.
+        storage_upstream / storage_proxy_port: where the storage fault proxy forwards to (Azurite's blob endpoint)
+            and listens; it runs only when both are set.
     """
 
     host: str = "127.0.0.1"
@@ -63,6 +68,9 @@ class EmulatorConfig:
     instance_label: str = "default"
     heartbeat_timeout: float = 30.0
     node_poll_wait: float = 20.0
+    faults: FaultConfig = field(default_factory=FaultConfig)
+    storage_upstream: str | None = None
+    storage_proxy_port: int | None = None
 
     @property
     def database_path(self) -> Path:

@@ -4,7 +4,8 @@ A pool's nodes are reconciled by one asyncio task per pool at a time: it creates
 :data:`CREATE_CONCURRENCY` Docker creations at once, in worker threads) and removes surplus ones (idle nodes
 first, then the least busy; their running tasks are requeued, Batch's default ``nodeDeallocationOption``).
 A lost node goes ``unusable``, its running tasks are requeued, and it is removed and replaced so the pool
-keeps its target size.
+keeps its target size. An :data:`~batchbox.emulator.runtime.ports.AllocationGate` (the fault layer) may grant fewer
+nodes than a resize asks for: the pool then settles short of its target with resize errors, as on Azure.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from batchbox.emulator.clock import now_iso
 from batchbox.emulator.config import EmulatorConfig
 from batchbox.emulator.runtime.documents import new_node_doc, new_node_id
 from batchbox.emulator.runtime.model import NodeRuntime, PoolRuntime
-from batchbox.emulator.runtime.ports import NodeContainer, NodeDriverLike
+from batchbox.emulator.runtime.ports import AllocationGate, NodeContainer, NodeDriverLike
 from batchbox.emulator.runtime.scheduler import Scheduler
 from batchbox.emulator.runtime.transitions import Transitions
 
@@ -52,10 +53,16 @@ class NodeLifecycle:
     """Creates, watches and removes node containers for the pools in the scheduler's registry."""
 
     def __init__(
-        self, config: EmulatorConfig, driver: NodeDriverLike, scheduler: Scheduler, transitions: Transitions
+        self,
+        config: EmulatorConfig,
+        driver: NodeDriverLike,
+        scheduler: Scheduler,
+        transitions: Transitions,
+        allocation_gate: AllocationGate | None = None,
     ) -> None:
         self.config = config
         self.driver = driver
+        self.allocation_gate = allocation_gate
         self.sched = scheduler
         self.trans = transitions
         self.store = scheduler.store
@@ -140,11 +147,32 @@ class NodeLifecycle:
                 remove += self._victims(mine, len(mine) - target)
         if create or remove:
             self._write_allocation(pool, "resizing")
+        refused: list[dict[str, Any]] = []
+        if create and self.allocation_gate is not None:
+            create, refused = self._gate(doc, create)
+            pool.allocation_failed = pool.allocation_failed or bool(refused)
         for node in remove:
             self._begin_removal(node)
         await asyncio.gather(*(self._finish_removal(n) for n in remove), *(self._create(pool, d) for d in create))
-        if not pool.dirty:
+        if refused:
+            self._write_allocation(pool, "steady", errors=refused)
+        elif not pool.dirty:
             self._write_allocation(pool, "steady")
+
+    def _gate(self, doc: dict[str, Any], wanted: list[bool]) -> tuple[list[bool], list[dict[str, Any]]]:
+        """The nodes of ``wanted`` the allocation gate grants, and the resize errors of those it refuses."""
+        assert self.allocation_gate is not None
+        pools = [
+            (
+                str((p.doc or {}).get("vmSize") or ""),
+                sum(1 for n in p.live_nodes() if n.dedicated),
+                sum(1 for n in p.live_nodes() if not n.dedicated),
+            )
+            for p in self.sched.pools.values()
+            if not p.deleting
+        ]
+        granted, errors = self.allocation_gate(doc, wanted, pools)
+        return [dedicated for dedicated, ok in zip(wanted, granted, strict=True) if ok], errors
 
     @staticmethod
     def _victims(nodes: list[NodeRuntime], count: int) -> list[NodeRuntime]:
@@ -154,7 +182,9 @@ class NodeLifecycle:
 
         return sorted(nodes, key=busy)[:count]
 
-    def _write_allocation(self, pool: PoolRuntime, state: str, error: str | None = None) -> None:
+    def _write_allocation(
+        self, pool: PoolRuntime, state: str, error: str | None = None, errors: list[dict[str, Any]] | None = None
+    ) -> None:
         with self.sched.batch():
             doc = self.store.get_pool(pool.pool_id)
             if doc is None:
@@ -165,7 +195,9 @@ class NodeLifecycle:
                 "currentDedicatedNodes": sum(1 for n in live if n.dedicated),
                 "currentLowPriorityNodes": sum(1 for n in live if not n.dedicated),
             }
-            if error is not None:
+            if errors:
+                values["resizeErrors"] = errors
+            elif error is not None:
                 values["resizeErrors"] = [{"code": "AllocationFailed", "message": error, "values": []}]
             elif state == "resizing" and not pool.allocation_failed:
                 values["resizeErrors"] = None

@@ -7,14 +7,22 @@ else of either, so another driver (or a store double in a test) only has to prov
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from batchbox.emulator.run_history import RunHistory
 
-__all__ = ["NodeContainer", "NodeDriverLike", "StoreLike"]
+__all__ = ["AllocationGate", "NodeContainer", "NodeDriverLike", "StoreLike"]
+
+
+AllocationGate = Callable[
+    [dict[str, Any], list[bool], Iterable[tuple[str, int, int]]], tuple[list[bool], list[dict[str, Any]]]
+]
+"""Decides which nodes a resize may create (the fault layer's quotas and allocation failures): given the pool's
+document, one entry per node wanted (True: dedicated) and ``(vm size, dedicated, low-priority)`` node counts of
+every pool, it returns which nodes are granted and the pool's resize errors."""
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import logging
 from batchbox.emulator.config import EmulatorConfig
 from batchbox.emulator.runtime.nodes import NodeLifecycle
 from batchbox.emulator.runtime.operations import AgentOperations, JobOperations, PoolOperations, TaskOperations
-from batchbox.emulator.runtime.ports import NodeDriverLike, StoreLike
+from batchbox.emulator.runtime.ports import AllocationGate, NodeDriverLike, StoreLike
 from batchbox.emulator.runtime.recovery import restore
 from batchbox.emulator.runtime.scheduler import Scheduler
 from batchbox.emulator.runtime.sessions import AgentSessions
@@ -37,6 +37,7 @@ class Runtime:
         config: the emulator settings.
         store: the state store (``batchbox.emulator.store.Store``).
         driver: the node container driver (``batchbox.emulator.nodes.docker_driver.NodeDriver``).
+        allocation_gate: decides which nodes a resize gets (the fault layer's quotas); None grants them all.
 
     Attributes:
         pools: pool transitions.
@@ -45,12 +46,19 @@ class Runtime:
         agents: the node-agent API.
     """
 
-    def __init__(self, config: EmulatorConfig, store: StoreLike, driver: NodeDriverLike) -> None:
+    def __init__(
+        self,
+        config: EmulatorConfig,
+        store: StoreLike,
+        driver: NodeDriverLike,
+        *,
+        allocation_gate: AllocationGate | None = None,
+    ) -> None:
         self.config = config
         self.store = store
         self.scheduler = Scheduler(config, store)
         self.transitions = Transitions(self.scheduler)
-        self.lifecycle = NodeLifecycle(config, driver, self.scheduler, self.transitions)
+        self.lifecycle = NodeLifecycle(config, driver, self.scheduler, self.transitions, allocation_gate)
         self.sessions = AgentSessions(config, self.scheduler, self.transitions)
         self.pools = PoolOperations(self.lifecycle)
         self.jobs = JobOperations(self.transitions)
