@@ -49,8 +49,8 @@ class CollectionOutcome:
     """What the service answered for each task, keyed by the lower-cased task id (Batch ids are case-blind)."""
 
     added: set[str] = field(default_factory=set)
-    """Tasks the service added; a ``TaskExists`` answer to a request the pipeline had sent more than once counts
-    here too (its first attempt most likely added the task, and its answer was lost)."""
+    """Tasks the service added; ``TaskExists`` counts here too for a task sent before in a request whose answer was
+    lost (sent again by the pipeline, or here): that attempt most likely added it."""
     existed: set[str] = field(default_factory=set)
     refused: dict[str, Json] = field(default_factory=dict)
     """Tasks the service refused (other than ``TaskExists``): the REST JSON ``error`` of each answer."""
@@ -137,6 +137,7 @@ class _Submission:
         self._backoff_max = backoff_max
         self._first_failure: dict[str, float] = {}  # task id -> when it first failed in a way worth a retry
         self._failures: dict[str, int] = {}  # task id -> how many times it did
+        self._maybe_added: set[str] = set()  # task ids sent in a request whose answer about them never came
         self._changed = threading.Condition()
         self._stop = threading.Event()
         self._error: Exception | None = None
@@ -195,6 +196,8 @@ class _Submission:
                 return
             raise
         except _AnswerLost as exc:
+            with self._changed:
+                self._maybe_added.update(body["id"].lower() for body in chunk)
             self._failed(chunk, f"the answer was lost while read ({exc})")
             return
         self._record(chunk, results, retried=attempts.retried)
@@ -214,10 +217,12 @@ class _Submission:
                 elif outcome == "success":
                     self._outcome.added.add(key)
                 elif error.get("code") == "TaskExists":
-                    (self._outcome.added if retried else self._outcome.existed).add(key)
+                    ours = retried or key in self._maybe_added  # an attempt whose answer was lost added it
+                    (self._outcome.added if ours else self._outcome.existed).add(key)
                 else:
                     self._outcome.refused[key] = error
             again.extend(unanswered.values())  # no answer for a task: send it again
+            self._maybe_added.update(unanswered)
         if again:
             self._failed(again, f"{len(again)} task(s) answered serverError or not at all")
 
