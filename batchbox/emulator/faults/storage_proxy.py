@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade", "host"}
 )
+_NOT_ADDED = ("Content-Type", "User-Agent", "Accept", "Accept-Encoding")
 _KEYED_QUERY = ("restype", "comp", "blockid", "prefix", "marker")
 _CHUNK = 256 * 1024
 
@@ -113,7 +114,12 @@ class StorageFaultProxy:
         headers = {name: value for name, value in request.headers.items() if name.lower() not in _HOP_BY_HOP}
         url = f"{self.upstream}{request.raw_path}"
         async with self._session.request(
-            request.method, url, headers=headers, data=body or None, allow_redirects=False
+            request.method,
+            url,
+            headers=headers,
+            data=body or None,
+            allow_redirects=False,
+            skip_auto_headers=_NOT_ADDED,  # a Content-Type aiohttp adds would break the SharedKey signature
         ) as upstream:
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
             for name, value in upstream.headers.items():
