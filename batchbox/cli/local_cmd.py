@@ -38,9 +38,19 @@ def local() -> None:
     show_default=True,
     help="Where Azurite comes from: auto (npm, else an image already present), npm, or image (pulled if missing).",
 )
+@click.option(
+    "--faults",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="A TOML file whose [faults] table the emulator injects (Azure's failures, rehearsed; see README).",
+)
 @handle_errors
 def up(
-    as_json: bool, home: Path | None, node_image: str | None, storage_connection_string: str | None, azurite: str
+    as_json: bool,
+    home: Path | None,
+    node_image: str | None,
+    storage_connection_string: str | None,
+    azurite: str,
+    faults: Path | None,
 ) -> None:
     """Start Azurite and the emulator unless they run already, and wait until both answer.
 
@@ -49,7 +59,7 @@ def up(
     """
     from batchbox.backends.local.stack import LocalStack
 
-    stack = LocalStack(home, storage_connection_string=storage_connection_string, azurite=azurite)
+    stack = LocalStack(home, storage_connection_string=storage_connection_string, azurite=azurite, faults=faults)
     endpoints = stack.up(node_image=node_image, progress=lambda line: click.echo(f"batchbox: {line}", err=True))
     if as_json:
         click.echo(json.dumps(endpoints.as_dict()))
@@ -59,6 +69,7 @@ def up(
     storage = "the given connection string" if storage_connection_string else "Azurite, account devstoreaccount1"
     click.echo(f"Blob storage:    {storage}")
     click.echo(f"State:           {endpoints.state_dir}")
+    click.echo(f"Faults:          {stack.active_faults() or 'off'}")
     click.echo("Keys (local-only, public): batchbox local up --json")
 
 
@@ -67,19 +78,22 @@ def up(
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path), help=_HOME_HELP)
 @handle_errors
 def local_status(as_json: bool, home: Path | None) -> None:
-    """Say whether Azurite and the emulator are running."""
+    """Say whether Azurite and the emulator are running, and which faults the emulator injects."""
     from batchbox.backends.local.stack import LocalStack
 
     stack = LocalStack(home)
     services = stack.status()
+    faults = stack.active_faults()
     if as_json:
-        click.echo(
-            json.dumps({s.name: {"running": s.running, "pid": s.pid, "url": s.url, "log": s.log} for s in services})
-        )
+        shown = {s.name: {"running": s.running, "pid": s.pid, "url": s.url, "log": s.log} for s in services}
+        shown["emulator"]["faults"] = faults
+        click.echo(json.dumps(shown))
         return
     for service in services:
         state = f"running (pid {service.pid})" if service.running else "stopped"
         click.echo(f"{service.name:9} {state:22} {service.url}  log: {service.log}")
+    if faults is not None:
+        click.echo(f"faults    ON: {faults}")
 
 
 @local.command()

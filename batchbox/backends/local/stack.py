@@ -31,12 +31,14 @@ from batchbox.backends.local.azurite import (
     wait_until_answering,
 )
 from batchbox.backends.local.azurite_npm import Progress
+from batchbox.backends.local.faults import STORAGE_PROXY_FIELD, active_faults, checked_faults, fault_options
 from batchbox.backends.local.provision import AzuriteSource, azurite_command, azurite_source, ensure_docker
 from batchbox.core.errors import BackendUnavailableError, ConfigurationError
 from batchbox.core.pidfiles import command_line_mentions, is_alive, stop_process, write_pid_file
 from batchbox.core.pidfiles import read_pid_file as read_record
 from batchbox.core.settings import env_name
 from batchbox.emulator.config import DEFAULT_ACCOUNT_KEY, DEFAULT_ACCOUNT_NAME, DEFAULT_PORT, default_state_dir
+from batchbox.emulator.faults import FaultConfig
 from batchbox.emulator.portal.token import new_token, portal_url, read_token
 
 if TYPE_CHECKING:
@@ -100,6 +102,8 @@ class LocalStack:
         storage_connection_string: blob storage the user runs (e.g. their own Azurite); no Azurite is started.
         azurite: where Azurite comes from: ``auto``, ``npm`` or ``image`` (default ``BATCHBOX_AZURITE`` or
             ``auto``; see :mod:`batchbox.backends.local.provision`).
+        faults: a TOML file whose ``[faults]`` table the emulator injects (``batchbox local up --faults``); with
+            ``[faults.storage]`` clients reach Azurite through the emulator's storage fault proxy.
     """
 
     def __init__(
@@ -110,6 +114,7 @@ class LocalStack:
         emulator_port: int | None = None,
         storage_connection_string: str | None = None,
         azurite: str | None = None,
+        faults: Path | None = None,
     ) -> None:
         self.home = Path(home) if home is not None else default_state_dir()
         self.azurite_port = azurite_port or int(os.environ.get("BATCHBOX_AZURITE_PORT", DEFAULT_AZURITE_PORT))
@@ -118,6 +123,7 @@ class LocalStack:
         self.emulator_dir = self.home / "emulator"
         self.storage_connection_string = storage_connection_string or None
         self.azurite_source: AzuriteSource = azurite_source(azurite)
+        self.faults = Path(faults).resolve() if faults is not None else None
 
     # -- what is running ----------------------------------------------------------------------------------------
     @property
@@ -144,7 +150,7 @@ class LocalStack:
             batch_account=DEFAULT_ACCOUNT_NAME,
             batch_key=DEFAULT_ACCOUNT_KEY,
             storage_connection_string=self.storage_connection_string
-            or connection_string("127.0.0.1", self.azurite_port),
+            or connection_string("127.0.0.1", self._storage_port()),
             state_dir=str(self.home),
             portal_url=portal_url(self.batch_url, token) if (token := read_token(self.emulator_dir)) else "",
         )
@@ -191,6 +197,18 @@ class LocalStack:
     def status(self) -> list[ServiceStatus]:
         return [self.azurite_status(), self.emulator_status()]
 
+    def active_faults(self) -> str | None:
+        """What the running emulator injects (one line), or None when it runs without faults (or not at all)."""
+        return active_faults(self.emulator_dir) if self._emulator_pid() is not None else None
+
+    def _storage_port(self) -> int:
+        """The port clients reach blob storage on: the storage fault proxy's while it runs, else Azurite's."""
+        record = read_record(self.emulator_record)
+        proxy = record.fields.get(STORAGE_PROXY_FIELD) if record is not None else None
+        if isinstance(proxy, int) and self._emulator_pid() is not None:
+            return proxy
+        return self.azurite_port
+
     # -- up / down ----------------------------------------------------------------------------------------------
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
@@ -220,6 +238,7 @@ class LocalStack:
             BackendUnavailableError: Docker, Azurite or the emulator cannot be reached or started.
         """
         with self._lock():
+            faults = self._fault_config()
             client = ensure_docker(progress)
             try:
                 image = node_image or self._node_image(client, progress)
@@ -228,8 +247,15 @@ class LocalStack:
                 client.close()
             if not self.emulator_status().running:
                 progress(f"starting the Batch emulator on {self.batch_url}")
-                self._start_emulator(image, timeout)
+                self._start_emulator(image, timeout, faults)
         return self.endpoints()
+
+    def _fault_config(self) -> FaultConfig | None:
+        """The faults to start the emulator with, checked before anything starts (see ``checked_faults``)."""
+        if self.faults is None:
+            return None
+        running = self.emulator_status().running
+        return checked_faults(self.faults, emulator_running=running, own_storage=not self.storage_connection_string)
 
     def _node_image(self, client: docker.DockerClient, progress: Progress) -> str:
         from batchbox.backends.local.node_image import ensure_node_image, node_image_tag
@@ -277,7 +303,7 @@ class LocalStack:
 
         return AzuriteContainer(client, self.azurite_dir, port=self.azurite_port, instance_label=self.instance_label)
 
-    def _start_emulator(self, image: str, timeout: float) -> None:
+    def _start_emulator(self, image: str, timeout: float, faults: FaultConfig | None = None) -> None:
         if _answers(self.emulator_port):
             raise BackendUnavailableError(
                 "batchbox emulator",
@@ -302,11 +328,16 @@ class LocalStack:
             "--log-level",
             os.environ.get("BATCHBOX_EMULATOR_LOG_LEVEL") or "info",
         ]
+        recorded: dict[str, int] = {"port": self.emulator_port}
+        if faults is not None and self.faults is not None:
+            options, fields = fault_options(self.faults, faults, self.azurite_port)
+            command += options
+            recorded.update(fields)
         with open(self.emulator_log, "ab") as log:
             process = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
-        write_pid_file(self.emulator_record, process.pid, port=self.emulator_port)
+        write_pid_file(self.emulator_record, process.pid, **recorded)
         if not wait_until_answering("127.0.0.1", self.emulator_port, timeout, process):
             code = process.poll()
             why = f"exited with code {code}" if code is not None else f"did not answer within {timeout:g} s"

@@ -177,7 +177,6 @@ async def _answer_error(
     headers = [
         (b"content-type", JSON_CONTENT_TYPE.encode()),
         (b"content-length", str(len(body)).encode()),
-        (b"dataserviceversion", b"3.0"),
         *(extra or []),
     ]
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
