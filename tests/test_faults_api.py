@@ -22,6 +22,7 @@ from batchbox.core.models import JobSpec, PoolSpec, TaskSpec
 from batchbox.emulator.faults import FaultConfig, FaultConfigError, Faults, load_fault_file
 from batchbox.emulator.faults.quotas import CoreUsage, allocate, family_quota_name
 from tests.fixtures.faults import FaultStack, active_faults_file
+from tests.test_readme import _block
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -166,6 +167,16 @@ def test_the_admin_api_reads_replaces_and_clears_the_faults(stack: FaultStack) -
     assert stack.admin("GET")["faults"]["task_counts_lag"] == 3.0  # a refused change changes nothing
     stack.clear()
     assert not stack.admin("GET")["enabled"] and not active_faults_file(stack).exists()
+
+
+def test_the_readme_admin_snippet_runs_unchanged_but_for_the_port(stack: FaultStack, tmp_path: Path) -> None:
+    snippet = _block("Rehearse Azure's failures locally", "python", "from azure.batch import BatchClient")
+    assert '"http://127.0.0.1:8446"' in snippet
+    (tmp_path / "snippet.py").write_text(snippet.replace("http://127.0.0.1:8446", stack.emulator.url))
+    done = subprocess.run([sys.executable, "snippet.py"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "seed 7; quotas standardDSv3Family=0"
+    assert not stack.admin("GET")["enabled"]  # its DELETE turned them off again
 
 
 def test_the_admin_api_needs_the_account_key(stack: FaultStack) -> None:

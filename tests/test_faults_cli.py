@@ -17,6 +17,8 @@ from azure.core.credentials import AzureNamedKeyCredential
 
 from batchbox.backends.azure import BlobStorage
 from batchbox.backends.local.azurite import find_free_port
+from batchbox.emulator.faults import load_fault_file
+from tests.test_readme import _block
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(400)]
 
@@ -65,10 +67,12 @@ def test_local_up_with_faults_says_so_and_routes_storage_through_the_proxy(
     assert not (home / "emulator" / "process.json").exists()  # nothing started
 
     faults = tmp_path / "faults.toml"
-    faults.write_text("[faults]\nseed = 3\ntask_counts_lag = 2\n[faults.storage]\ncontainer_delete_seconds = 5\n")
+    faults.write_text(_block("Rehearse Azure's failures locally", "toml", "[faults]"))  # the README's example
+    described = load_fault_file(faults).describe()
+    assert described.startswith("seed 7; throttle 30% 429, 50% with Retry-After 1 s; connection resets 2%;")
+    assert "storage: ContainerBeingDeleted for 30 s" in described
     up = _cli(home, ports, "local", "up", "--faults", str(faults))
     assert up.returncode == 0, up.stderr
-    described = "seed 3; task counts lag 2 s; storage: ContainerBeingDeleted for 5 s"
     assert f"Faults:          {described}" in up.stdout.splitlines()
     status = _cli(home, ports, "local", "status")
     assert f"faults    ON: {described}" in status.stdout.splitlines()

@@ -36,6 +36,7 @@ REFERENCE_BLOCKS = {
     ("Running on Azure", "bash", "export BATCHBOX_BATCH_URL"),
     ("Writing your own workload", "text", "batchbox run my_workload.py [--backend"),
     ("The local portal", "text", "$ batchbox local up"),
+    ("Rehearse Azure's failures locally", "text", "$ batchbox local up --faults"),
 }
 """Blocks that are reference text, not something to run here (make itself, live Azure, a synopsis, sample output)."""
 
@@ -46,6 +47,8 @@ RUN_BLOCKS = {
     ("The emulator on its own", "python", "from azure.batch import BatchClient, models"),
     ("The memory backend", "python", "from batchbox.backends.memory import MemoryBackend"),
     ("Use batchbox in your project", "python", "def test_pipeline_counts_words_on_batch"),
+    ("Rehearse Azure's failures locally", "toml", "[faults]"),  # tests/test_faults_cli.py
+    ("Rehearse Azure's failures locally", "python", "from azure.batch import BatchClient"),  # test_faults_api.py
 }
 
 

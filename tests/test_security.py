@@ -51,6 +51,8 @@ from batchbox.backends.local.azurite import AZURITE_ACCOUNT_KEY, AZURITE_ACCOUNT
 from batchbox.backends.local.stack import LocalStack
 from batchbox.core.errors import BatchboxError
 from batchbox.core.storage import ContainerPermission
+from batchbox.core.workflow import RunOptions
+from batchbox.core.workload import DEFAULT_JOB_TIME_LIMIT, SAS_MARGIN
 from batchbox.emulator.app import ROUTES
 from batchbox.emulator.config import DEFAULT_ACCOUNT_KEY, DEFAULT_ACCOUNT_NAME
 from batchbox.emulator.sealing import Sealer
@@ -339,7 +341,9 @@ def test_sas_urls_are_least_privilege_and_bounded_by_the_job(stack: SecuredStack
     task_docs = [json.loads(d) for d in _opened_state(state_db, "tasks", job_key="topn-words-job")]
     (pool_doc,) = [json.loads(d) for d in _opened_state(state_db, "pools", key="topn-words-pool")]
     assert len(task_docs) == len(DATA)
-    latest_expiry = stack.run_started + timedelta(hours=2, minutes=5)  # the workload's SAS lifetime: 2 hours
+    # The SAS outlive the job's time limit (2 hours for the tutorial) by SAS_MARGIN, plus the pool step before the job.
+    lifetime = DEFAULT_JOB_TIME_LIMIT + SAS_MARGIN + timedelta(seconds=RunOptions().pool_timeout)
+    latest_expiry = stack.run_started + lifetime + timedelta(minutes=5)
     for doc in task_docs:
         output_url = re.search(r'--container-url "([^"]+)"', doc["commandLine"]).group(1)  # type: ignore[union-attr]
         output = _query(output_url)
@@ -353,6 +357,8 @@ def test_sas_urls_are_least_privilege_and_bounded_by_the_job(stack: SecuredStack
             assert stack.run_started < expiry <= latest_expiry
     (application,) = pool_doc["startTask"]["resourceFiles"]
     assert _query(application["httpUrl"])["sp"] == "r"
+    (job_doc,) = [json.loads(d) for d in _opened_state(state_db, "jobs", key="topn-words-job")]
+    assert job_doc["constraints"]["maxWallClockTime"] == "PT2H"
 
 
 def test_node_containers_get_no_key_no_privilege_and_only_their_own_files(
