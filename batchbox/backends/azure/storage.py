@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -27,18 +26,14 @@ import requests
 from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential, TokenCredential
 from azure.core.exceptions import HttpResponseError
 from azure.storage.blob import (
-    BlobSasPermissions,
     BlobServiceClient,
-    ContainerSasPermissions,
     LinearRetry,
-    UserDelegationKey,
-    generate_blob_sas,
-    generate_container_sas,
 )
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from batchbox.backends.azure._blob_transfers import BlobTransfers
+from batchbox.backends.azure._sas_signing import SAS_START_SKEW, SasSigner
 from batchbox.backends.azure._storage_errors import (
     install_sas_redaction,
     storage_error_code,
@@ -53,8 +48,6 @@ from batchbox.core.storage import (
     ProgressCallback,
     StorageBackend,
     UploadItem,
-    expiry_time,
-    permission_string,
     validate_container_name,
 )
 from batchbox.core.transfers import (
@@ -76,11 +69,8 @@ StorageCredential = str | AzureNamedKeyCredential | AzureSasCredential | TokenCr
 AZURITE_API_VERSION = "2025-11-05"
 """The x-ms-version pinned for Azurite (the newest its 3.35-3.37 releases accept without --skipApiVersionCheck)."""
 
-SAS_START_SKEW = timedelta(minutes=15)
-"""SAS start times lie this far in the past so clients with a slow clock can use them at once."""
 
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
-_USER_DELEGATION_MAX = timedelta(days=7)
 _BEING_DELETED = "ContainerBeingDeleted"
 _BEING_DELETED_POLL = 5.0
 
@@ -161,8 +151,14 @@ class BlobStorage(StorageBackend):
         )
         self._account_name = self._client.account_name or ""
         self._secrets = tuple(s for s in (self._account_key,) if s)
-        self._delegation_lock = threading.Lock()
-        self._delegation: tuple[UserDelegationKey, datetime] | None = None
+        self._signer = SasSigner(
+            self._client,
+            self._account_name,
+            self._account_key,
+            self._token_credential,
+            self.sas_protocol,
+            lambda container: self._errors(container),
+        )
 
     @classmethod
     def from_connection_string(cls, conn_str: str, **options: Any) -> BlobStorage:
@@ -374,20 +370,7 @@ class BlobStorage(StorageBackend):
         return "https,http" if urlsplit(self._endpoint).scheme == "http" else "https"
 
     def blob_sas_url(self, container: str, blob_name: str, *, expiry: datetime | timedelta) -> str:
-        start, expiry_at = _sas_window(expiry)
-        account_key, delegation_key = self._signing_key(expiry_at, container)
-        sas = generate_blob_sas(
-            self._account_name,
-            container,
-            blob_name,
-            permission=BlobSasPermissions(read=True),
-            expiry=expiry_at,
-            start=start,
-            protocol=self.sas_protocol,
-            account_key=account_key,
-            user_delegation_key=delegation_key,
-        )
-        return f"{self.blob_url(container, blob_name)}?{sas}"
+        return f"{self.blob_url(container, blob_name)}?{self._signer.blob_sas(container, blob_name, expiry)}"
 
     def container_sas_url(
         self,
@@ -396,41 +379,7 @@ class BlobStorage(StorageBackend):
         *,
         expiry: datetime | timedelta,
     ) -> str:
-        granted = ContainerSasPermissions.from_string(permission_string(permissions))
-        start, expiry_at = _sas_window(expiry)
-        account_key, delegation_key = self._signing_key(expiry_at, container)
-        sas = generate_container_sas(
-            self._account_name,
-            container,
-            permission=granted,
-            expiry=expiry_at,
-            start=start,
-            protocol=self.sas_protocol,
-            account_key=account_key,
-            user_delegation_key=delegation_key,
-        )
-        return f"{self.container_url(container)}?{sas}"
-
-    def _signing_key(self, expiry: datetime, container: str) -> tuple[str | None, UserDelegationKey | None]:
-        """(account key, user delegation key): exactly one is set."""
-        if self._account_key is not None:
-            return self._account_key, None
-        if self._token_credential is not None:
-            return None, self._user_delegation_key(expiry, container)
-        raise ConfigurationError("credential", "a SAS credential cannot sign new SAS; use an account key or Azure AD")
-
-    def _user_delegation_key(self, expiry: datetime, container: str) -> UserDelegationKey:
-        """A user delegation key valid until ``expiry``, fetched once and reused while it lasts (Azure AD only)."""
-        now = datetime.now(timezone.utc)
-        if expiry - now > _USER_DELEGATION_MAX:
-            raise ValueError("a SAS signed with Azure AD credentials can be valid for at most 7 days")
-        with self._delegation_lock:
-            if self._delegation is None or self._delegation[1] < expiry:
-                key_expiry = min(max(expiry, now + timedelta(hours=12)), now + _USER_DELEGATION_MAX)
-                with self._errors(container):
-                    key = self._client.get_user_delegation_key(now - SAS_START_SKEW, key_expiry)
-                self._delegation = (key, key_expiry)
-            return self._delegation[0]
+        return f"{self.container_url(container)}?{self._signer.container_sas(container, permissions, expiry)}"
 
     def close(self) -> None:
         """Close the HTTP session (and the credential this object created)."""
@@ -461,11 +410,6 @@ def _http_session(pool_size: int, *, use_env_proxies: bool) -> requests.Session:
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
-
-
-def _sas_window(expiry: datetime | timedelta) -> tuple[datetime, datetime]:
-    """(start, expiry) in UTC: start 15 minutes ago; a naive ``expiry`` is taken as UTC."""
-    return datetime.now(timezone.utc) - SAS_START_SKEW, expiry_time(expiry)
 
 
 def _per_transfer_concurrency(max_concurrency: int, transfers: int) -> int:
