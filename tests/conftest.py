@@ -7,5 +7,6 @@ pytest_plugins = [
     "tests.fixtures.backends",
     "tests.fixtures.wheel",
     "tests.fixtures.faults",
+    "tests.fixtures.fake_batch",
     "pytester",
 ]

@@ -12,12 +12,9 @@ import json
 import re
 import socket
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from azure.batch import BatchClient
@@ -63,6 +60,7 @@ from batchbox.core.states import (
     TaskExecutionResult,
     TaskState,
 )
+from tests.fixtures.fake_batch import Answer, FakeBatch, Recorded, batch_error
 
 ACCOUNT = "devbatch"
 KEY = base64.b64encode(b"not-a-real-key-0123456789abcdef").decode()
@@ -346,124 +344,7 @@ def test_pool_node_and_counts_map_to_core() -> None:
     assert mapping.from_task_counts(counts) == TaskCounts(active=5, running=2, completed=9, succeeded=7, failed=2)
 
 
-# -- a scripted Batch server ---------------------------------------------------------------------------------
-
-
-@dataclass
-class Recorded:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-Answer = tuple[int, Any] | tuple[int, Any, dict[str, str]]
-"""(status, payload) or (status, payload, extra headers); the payload :data:`DROP` closes the connection unanswered."""
-Route = Callable[[Recorded], Answer]
-DROP = object()
-
-
-def batch_error(code: str, message: str, **values: str) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "odata.metadata": "http://127.0.0.1/$metadata#Microsoft.Azure.Batch.Protocol.Entities.Container.errors/@Element",
-        "code": code,
-        "message": {"lang": "en-US", "value": f"{message}\nRequestId:0b5e-test\nTime:2025-01-01T00:00:00Z"},
-    }
-    if values:
-        body["values"] = [{"key": key, "value": value} for key, value in values.items()]
-    return body
-
-
-class FakeBatch:
-    """Answers scripted (status, JSON or bytes) per ``METHOD /path``; unknown routes get 404 ResourceNotFound."""
-
-    def __init__(self) -> None:
-        self.routes: dict[tuple[str, str], Route] = {}
-        self.requests: list[Recorded] = []
-        self.lock = threading.Lock()
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _serve(self) -> None:
-                length = int(self.headers.get("content-length") or 0)
-                parts = urlsplit(self.path)
-                request = Recorded(
-                    self.command,
-                    parts.path,
-                    parse_qs(parts.query),
-                    {k.lower(): v for k, v in self.headers.items()},
-                    self.rfile.read(length) if length else b"",
-                )
-                with fake.lock:
-                    fake.requests.append(request)
-                    route = fake.routes.get((self.command, parts.path))
-                answer = route(request) if route else (404, batch_error("ResourceNotFound", "no route"))
-                status, payload, extra = (*answer, {}) if len(answer) == 2 else answer
-                if payload is DROP:  # the request arrived; its answer is lost
-                    self.close_connection = True
-                    return
-                if isinstance(payload, bytes):
-                    data, kind = payload, "application/octet-stream"
-                else:
-                    data = b"" if payload is None else json.dumps(payload).encode()
-                    kind = "application/json;odata=minimalmetadata"
-                self.send_response(status)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(data)))
-                for name, value in extra.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _serve
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def on(self, method: str, path: str, status: int, payload: Any = None) -> None:
-        self.routes[(method, path)] = lambda _request: (status, payload)
-
-    def handle(self, method: str, path: str, route: Route) -> None:
-        self.routes[(method, path)] = route
-
-    def seen(self, method: str, path: str) -> list[Recorded]:
-        with self.lock:
-            return [r for r in self.requests if r.method == method and r.path == path]
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture(scope="module")
-def fake_server() -> Iterator[FakeBatch]:
-    server = FakeBatch()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def fake(fake_server: FakeBatch) -> FakeBatch:
-    fake_server.routes.clear()
-    with fake_server.lock:
-        fake_server.requests.clear()
-    return fake_server
+# -- against a scripted Batch server (tests/fixtures/fake_batch.py) ---------------------------------------------
 
 
 @pytest.fixture

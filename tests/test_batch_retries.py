@@ -15,35 +15,12 @@ import pytest
 from batchbox.backends.azure.compute import AzureBatchCompute
 from batchbox.core.errors import InvalidRequestError, ResourceExistsError, ServiceBusyError
 from batchbox.core.models import JobSpec, PoolSpec, TaskSpec
-from tests.test_azure_compute_mapping import (
-    ACCOUNT,
-    DROP,
-    KEY,
-    Answer,
-    FakeBatch,
-    Recorded,
-    batch_error,
-    collection_server,
-)
+from tests.fixtures.fake_batch import DROP, Answer, FakeBatch, Recorded, batch_error
+from tests.test_azure_compute_mapping import ACCOUNT, KEY, collection_server
 
 pytestmark = pytest.mark.timeout(60)
 
 THROTTLED = batch_error("TooManyRequests", "The request rate is too high.")
-
-
-@pytest.fixture(scope="module")
-def fake_server() -> Iterator[FakeBatch]:
-    server = FakeBatch()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def fake(fake_server: FakeBatch) -> FakeBatch:
-    fake_server.routes.clear()
-    with fake_server.lock:
-        fake_server.requests.clear()
-    return fake_server
 
 
 def make_compute(fake: FakeBatch, **options: float) -> AzureBatchCompute:

@@ -255,3 +255,22 @@ def test_sdk_errors_quoting_a_sas_are_not_chained() -> None:
     with pytest.raises(BackendUnavailableError) as chained, translated_errors(endpoint="http://h", account="a"):
         raise plain
     assert chained.value.__cause__ is plain
+
+
+def test_a_default_azure_credential_made_for_storage_is_closed_with_it() -> None:
+    # Construction only: asking DefaultAzureCredential for a token would probe non-loopback endpoints.
+    storage = BlobStorage.from_default_azure_credential("http://127.0.0.1:1/devstoreaccount1")
+    credential = storage._owned_credential
+    assert type(credential).__name__ == "DefaultAzureCredential"
+    closed: list[bool] = []
+    original = credential.close  # type: ignore[union-attr]
+
+    def close() -> None:
+        closed.append(True)
+        original()
+
+    credential.close = close  # type: ignore[union-attr,method-assign]
+    storage.close()
+    assert closed == [True] and storage._owned_credential is None
+    storage.close()  # a second close does not close it again
+    assert closed == [True]

@@ -13,7 +13,7 @@ something tell their own first attempt from a resource that was there before (se
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 from urllib.parse import urlsplit
@@ -205,16 +205,21 @@ class AzureBatchCompute(ComputeBackend):
 
     # -- pools ---------------------------------------------------------------------------------------------
 
-    def create_pool(self, spec: PoolSpec) -> None:
-        body = mapping.to_pool_create(spec)
+    def _create(self, kind: str, name: str, send: Callable[[AttemptLog], object]) -> None:
+        """Send a create request; ``*Exists`` in answer to a request the retry policy sent again is the lost
+        first attempt's doing, not an error."""
         attempts = AttemptLog()
         try:
-            with self._errors(("pool", spec.id)):
-                self._client.create_pool(body, raw_response_hook=attempts)
+            with self._errors((kind, name)):
+                send(attempts)
         except ResourceExistsError:
             if not attempts.retried:
                 raise
-            log.info("pool %s: created by an attempt whose answer was lost", spec.id)
+            log.info("%s %s: created by an attempt whose answer was lost", kind, name)
+
+    def create_pool(self, spec: PoolSpec) -> None:
+        body = mapping.to_pool_create(spec)
+        self._create("pool", spec.id, lambda hook: self._client.create_pool(body, raw_response_hook=hook))
 
     def get_pool(self, pool_id: str) -> PoolInfo:
         with self._errors(("pool", pool_id)):
@@ -270,14 +275,7 @@ class AzureBatchCompute(ComputeBackend):
 
     def create_job(self, spec: JobSpec) -> None:
         body = mapping.to_job_create(spec)
-        attempts = AttemptLog()
-        try:
-            with self._errors(("job", spec.id)):
-                self._client.create_job(body, raw_response_hook=attempts)
-        except ResourceExistsError:
-            if not attempts.retried:
-                raise
-            log.info("job %s: created by an attempt whose answer was lost", spec.id)
+        self._create("job", spec.id, lambda hook: self._client.create_job(body, raw_response_hook=hook))
 
     def list_jobs(self) -> list[tuple[str, JobState]]:
         with self._errors(("account", safe_endpoint(self._endpoint))):
