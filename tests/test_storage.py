@@ -259,7 +259,7 @@ def test_sdk_errors_quoting_a_sas_are_not_chained() -> None:
 
 def test_a_default_azure_credential_made_for_storage_is_closed_with_it() -> None:
     # Construction only: asking DefaultAzureCredential for a token would probe non-loopback endpoints.
-    storage = BlobStorage.from_default_azure_credential("http://127.0.0.1:1/devstoreaccount1")
+    storage = BlobStorage.from_default_azure_credential("https://127.0.0.1:1/devstoreaccount1")
     credential = storage._owned_credential
     assert type(credential).__name__ == "DefaultAzureCredential"
     closed: list[bool] = []

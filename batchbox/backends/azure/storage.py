@@ -199,7 +199,11 @@ class BlobStorage(StorageBackend):
         from azure.identity import DefaultAzureCredential
 
         credential = DefaultAzureCredential()
-        storage = cls(account_url, credential, **options)
+        try:
+            storage = cls(account_url, credential, **options)
+        except BaseException:
+            credential.close()
+            raise
         storage._owned_credential = credential
         return storage
 
