@@ -497,3 +497,28 @@ class ComputeContract:
         finally:
             compute.delete_job(job_id)
             compute.delete_pool(pool_id)
+
+    def test_an_updated_start_task_is_what_joining_nodes_run(self, compute: ComputeBackend) -> None:
+        pool_id, job_id = unique("pool"), unique("job")
+        old = StartTask(command_line="/bin/sh -c 'echo old > $AZ_BATCH_NODE_SHARED_DIR/which'")
+        new = StartTask(command_line="/bin/sh -c 'echo new > $AZ_BATCH_NODE_SHARED_DIR/which'")
+        compute.create_pool(PoolSpec(id=pool_id, dedicated_nodes=0, start_task=old))
+        try:
+            with pytest.raises(ResourceNotFoundError) as missing:
+                compute.update_start_task(unique("nopool"), new)
+            assert missing.value.kind == "pool"
+            compute.update_start_task(pool_id, new)
+            steady = compute.wait_for_steady(pool_id, timeout=self.wait, poll_interval=0.5)
+            assert steady.allocation_state is AllocationState.STEADY and steady.resize_errors == ()
+            compute.resize_pool(pool_id, 1)
+            compute.wait_for_nodes(pool_id, timeout=self.wait, poll_interval=0.5)
+            compute.create_job(JobSpec(id=job_id, pool_id=pool_id))
+            reader = "/bin/sh -c 'cat $AZ_BATCH_NODE_SHARED_DIR/which'"
+            compute.add_tasks(job_id, [TaskSpec(id="which", command_line=reader)])
+            task = self.completed(compute, job_id, "which")
+            assert task.exit_code == 0
+            assert compute.read_task_file(job_id, "which", "stdout.txt") == b"new\n"
+        finally:
+            with contextlib.suppress(BatchboxError):
+                compute.delete_job(job_id)
+            compute.delete_pool(pool_id)
