@@ -19,7 +19,6 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import HTTPConnection
@@ -40,7 +39,6 @@ _NODE_FILES = re.compile(r"^/pools/([^/]+)/nodes/([^/]+)/files(?:/.*)?$")
 _LEAVING = frozenset({"leavingpool", "unusable"})
 _CUT_BODY = b'{"odata.metadata":"'  # what a client receives of a cut answer: the start of a JSON body
 
-Respond = Callable[[Scope, Receive, Send], Awaitable[None]]
 _CUT_MESSAGE = "ASGI callable returned without completing response."
 
 
