@@ -3,6 +3,7 @@
 pytest_plugins = [
     "tests.fixtures.azurite",
     "tests.fixtures.docker",
+    "tests.fixtures.task_images",
     "tests.fixtures.emulator",
     "tests.fixtures.backends",
     "tests.fixtures.wheel",

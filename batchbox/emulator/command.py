@@ -19,7 +19,10 @@ from batchbox.emulator.config import (
     EmulatorConfig,
 )
 
-__all__ = ["emulator"]
+__all__ = ["STORAGE_ENV", "emulator"]
+
+STORAGE_ENV = "BATCHBOX_STORAGE_CONNECTION_STRING"
+"""Where ``batchbox emulator`` reads the linked storage's connection string (it holds a key: keep it off argv)."""
 
 _NODE_IMAGE_DEFAULT = next(f.default for f in dataclasses.fields(EmulatorConfig) if f.name == "node_image")
 
@@ -49,6 +52,18 @@ _NODE_IMAGE_DEFAULT = next(f.default for f in dataclasses.fields(EmulatorConfig)
 @click.option(
     "--instance-label", default="default", show_default=True, help="Label value that marks this instance's nodes."
 )
+@click.option(
+    "--storage-connection-string",
+    envvar=STORAGE_ENV,
+    show_envvar=True,
+    default=None,
+    help="The linked storage account (Azurite locally): application packages and blob mounts live there.",
+)
+@click.option(
+    "--allow-privileged-containers",
+    is_flag=True,
+    help="Let container tasks use --privileged, --cap-add and --security-opt (they could take over this machine).",
+)
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), default="info", show_default=True, help="Log verbosity.")
 @click.option(
     "--faults",
@@ -76,6 +91,8 @@ def emulator(
     account_key: str | None,
     allow_bearer: bool,
     instance_label: str,
+    storage_connection_string: str | None,
+    allow_privileged_containers: bool,
     log_level: str,
     faults_file: Path | None,
     storage_upstream: str | None,
@@ -120,6 +137,8 @@ def emulator(
         account_key=key,
         allow_bearer=allow_bearer,
         instance_label=instance_label,
+        storage_connection_string=storage_connection_string or None,
+        allow_privileged_containers=allow_privileged_containers,
     )
     if state_dir is not None:
         config = dataclasses.replace(config, state_dir=state_dir.expanduser().resolve())

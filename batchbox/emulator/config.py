@@ -15,6 +15,7 @@ __all__ = [
     "DEFAULT_PORT",
     "LOG_LEVELS",
     "EmulatorConfig",
+    "connection_string_field",
     "default_state_dir",
     "is_loopback",
 ]
@@ -56,6 +57,10 @@ class EmulatorConfig:
         faults: the faults to inject (``batchbox emulator --faults FILE``); none by default.
         storage_upstream / storage_proxy_port: where the storage fault proxy forwards to (Azurite's blob endpoint)
             and listens; it runs only when both are set.
+        allow_privileged_containers: let container tasks ask for ``--privileged``, ``--cap-add`` and
+            ``--security-opt`` (refused by default: such a container could take over this machine).
+        storage_connection_string: the account's linked storage (Azurite locally): application packages and blob
+            mounts live there. ``None``: the emulator has none, and both are refused.
     """
 
     host: str = "127.0.0.1"
@@ -71,6 +76,8 @@ class EmulatorConfig:
     faults: FaultConfig = field(default_factory=FaultConfig)
     storage_upstream: str | None = None
     storage_proxy_port: int | None = None
+    allow_privileged_containers: bool = False
+    storage_connection_string: str | None = field(default=None, repr=False)
 
     @property
     def database_path(self) -> Path:
@@ -90,9 +97,23 @@ class EmulatorConfig:
         return f"http://{host}:{self.port}"
 
     @property
+    def storage_account_name(self) -> str | None:
+        """The linked storage account's name (``AccountName`` of the connection string), or None."""
+        return connection_string_field(self.storage_connection_string or "", "AccountName")
+
+    @property
     def agent_url(self) -> str:
         """The URL node agents use (containers run with host networking, so loopback reaches us)."""
         return f"{self.base_url}/_agent/v1"
+
+
+def connection_string_field(connection_string: str, name: str) -> str | None:
+    """One ``Name=value`` field of a storage connection string (names compared ignoring case), or None."""
+    for part in connection_string.split(";"):
+        key, sep, value = part.strip().partition("=")
+        if sep and key.lower() == name.lower():
+            return value
+    return None
 
 
 def is_loopback(host: str) -> bool:

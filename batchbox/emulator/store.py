@@ -572,6 +572,23 @@ class Store:
                 slots[outcome] += int(slot_sum or 0)
         return {**counts, "slots": slots}
 
+    # -- secrets taken out of documents -----------------------------------------------------------------------
+
+    def put_secret(self, name: str, value: str) -> None:
+        """Keep a secret a document must not show (a registry password, a mount key), sealed, under ``name``."""
+        sealed = self._sealer.seal(value, f"meta.secret:{name}")
+        self.meta_set(f"secret:{name}", base64.b64encode(sealed).decode("ascii"))
+
+    def get_secret(self, name: str) -> str | None:
+        """The secret kept under ``name``, or None (also when it does not open under this account key)."""
+        stored = self.meta_get(f"secret:{name}")
+        if stored is None:
+            return None
+        try:
+            return self._sealer.open(base64.b64decode(stored), f"meta.secret:{name}")
+        except (SealError, ValueError):
+            return None
+
     # -- meta -------------------------------------------------------------------------------------------------
 
     def meta_get(self, key: str) -> str | None:

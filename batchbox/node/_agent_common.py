@@ -41,6 +41,7 @@ __all__ = [
     "FailureInfo",
     "TaskFailure",
     "chown_tree",
+    "ended_failure",
     "failure_info",
     "redact_text",
     "redact_url",
@@ -116,6 +117,37 @@ class TaskFailure(Exception):
     def __init__(self, category: str, code: str, message: str, details: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.info = failure_info(category, code, message, details)
+
+    @classmethod
+    def from_info(cls, info: FailureInfo) -> TaskFailure:
+        """A failure carrying a failureInfo decided elsewhere (e.g. by the emulator, in the Assignment)."""
+        failure = cls(
+            str(info.get("category") or USER_ERROR), str(info.get("code") or UNKNOWN), str(info.get("message") or "")
+        )
+        failure.info = dict(info)
+        return failure
+
+
+def ended_failure(exit_code: int, *, cancelled: bool, timed_out: bool, limit: object) -> FailureInfo | None:
+    """The failureInfo of a task whose process (or container) ended with ``exit_code``: a cancel (TaskEnded,
+    usererror), the wall clock limit (TaskEnded, servererror), a non-zero exit code (FailureExitCode), or None."""
+    if cancelled:
+        return failure_info(USER_ERROR, TASK_ENDED, "Task was ended by user request")
+    if timed_out:
+        return failure_info(
+            SERVER_ERROR,
+            TASK_ENDED,
+            f"The task ran longer than its maximum wall clock time ({limit} s) and was killed",
+            {"MaxWallClockSeconds": str(limit)},
+        )
+    if exit_code != 0:
+        return failure_info(
+            USER_ERROR,
+            FAILURE_EXIT_CODE,
+            "The task process exited with an unexpected exit code",
+            {"Message": "The task exited with an exit code representing a failure"},
+        )
+    return None
 
 
 def chown_tree(path: str, uid: int, gid: int) -> None:

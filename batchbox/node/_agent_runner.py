@@ -36,7 +36,6 @@ from typing import IO, Any, Protocol
 from batchbox.node._agent_common import (
     COMMAND_LAUNCH_FAILED,
     COMMAND_PROGRAM_NOT_FOUND,
-    FAILURE_EXIT_CODE,
     NONADMIN_GID,
     NONADMIN_UID,
     RESOURCE_DIRECTORY_CREATE_FAILED,
@@ -47,9 +46,11 @@ from batchbox.node._agent_common import (
     FailureInfo,
     TaskFailure,
     chown_tree,
+    ended_failure,
     failure_info,
     utc_now,
 )
+from batchbox.node._agent_container import ContainerTasks
 from batchbox.node._agent_files import download_resource_files, upload_output_files
 from batchbox.node._agent_spawner import SpawnerGone, shared_spawner
 
@@ -95,6 +96,10 @@ class TaskControl:
 
 
 def _kill_group(process: _Process) -> None:
+    kill_task = getattr(process, "kill_task", None)  # a task container: the emulator kills it
+    if kill_task is not None:
+        kill_task()
+        return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
 
@@ -243,35 +248,32 @@ def _launch(
         _kill_group(process)
         returncode = process.wait()
     exit_code = _exit_code(returncode)
-    if control.cancelled:
-        return exit_code, _cancel_failure(), True
-    if timed_out:
-        return (
-            exit_code,
-            failure_info(
-                SERVER_ERROR,
-                TASK_ENDED,
-                f"The task ran longer than its maximum wall clock time ({limit} s) and was killed",
-                {"MaxWallClockSeconds": str(limit)},
-            ),
-            True,
-        )
-    if exit_code != 0:
-        return (
-            exit_code,
-            failure_info(
-                USER_ERROR,
-                FAILURE_EXIT_CODE,
-                "The task process exited with an unexpected exit code",
-                {"Message": "The task exited with an exit code representing a failure"},
-            ),
-            True,
-        )
-    return exit_code, None, True
+    return exit_code, ended_failure(exit_code, cancelled=control.cancelled, timed_out=timed_out, limit=limit), True
 
 
 def _cancel_failure() -> FailureInfo:
     return failure_info(USER_ERROR, TASK_ENDED, "Task was ended by user request")
+
+
+def _launch_container(
+    assignment: Mapping[str, Any],
+    control: TaskControl,
+    began: float,
+    containers: ContainerTasks | None,
+    environment: Mapping[str, str],
+) -> tuple[int | None, FailureInfo | None, bool]:
+    """Have the emulator run the assignment's container; return ``(exit code, failureInfo, ran)``."""
+    if containers is None:
+        return None, failure_info(SERVER_ERROR, UNKNOWN, "This agent cannot run container tasks"), False
+    answer, timed_out = containers.run(assignment, environment, control, began)
+    exit_code = answer.get("exitCode")
+    if not isinstance(exit_code, int) or isinstance(exit_code, bool):
+        return None, answer.get("failureInfo") or _cancel_failure(), False
+    reported = answer.get("failureInfo")
+    if isinstance(reported, dict) and not (control.cancelled or timed_out):
+        return exit_code, reported, True
+    limit = assignment.get("maxWallClockSeconds")
+    return exit_code, ended_failure(exit_code, cancelled=control.cancelled, timed_out=timed_out, limit=limit), True
 
 
 def _prepare_dirs(node_root: str, task_dir_rel: str) -> tuple[str, str]:
@@ -299,6 +301,7 @@ def run_assignment(
     node_root: str,
     emit: Callable[[dict[str, Any]], None] | None = None,
     control: TaskControl | None = None,
+    containers: ContainerTasks | None = None,
 ) -> dict[str, Any]:
     """Run one assignment (a task or the start task) to its end and return its ``completed`` event.
 
@@ -307,6 +310,7 @@ def run_assignment(
         node_root: the node root directory (``$BATCHBOX_NODE_ROOT``).
         emit: receives the ``started`` event before anything else happens.
         control: lets another thread cancel the assignment.
+        containers: asks the emulator to run container assignments (those with ``container``).
 
     Returns:
         The ``completed`` event (exitCode None when no process ran).
@@ -323,10 +327,15 @@ def run_assignment(
     ran = False
     try:
         task_dir, wd = _prepare_dirs(node_root, str(assignment.get("taskDir") or ""))
+        if isinstance(assignment.get("failureInfo"), dict):
+            raise TaskFailure.from_info(assignment["failureInfo"])
         download_resource_files(assignment.get("resourceFiles") or [], wd)
         if control.cancelled:
             raise TaskFailure(USER_ERROR, TASK_ENDED, "Task was ended by user request")
-        exit_code, failure, ran = _launch(assignment, wd, task_dir, nonadmin, control, began)
+        if assignment.get("container") is not None:
+            exit_code, failure, ran = _launch_container(assignment, control, began, containers, {})
+        else:
+            exit_code, failure, ran = _launch(assignment, wd, task_dir, nonadmin, control, began)
         output_files = assignment.get("outputFiles") or []
         if ran and output_files and not control.cancelled:
             succeeded = exit_code == 0 and failure is None

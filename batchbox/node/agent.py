@@ -31,6 +31,7 @@ from types import FrameType
 from typing import Any
 
 from batchbox.node._agent_common import FAILURE_EXIT_CODE, setup_logging
+from batchbox.node._agent_container import ContainerTasks
 from batchbox.node._agent_events import STARTED_LINGER, EventQueue
 from batchbox.node._agent_http import AgentClient, Backoff, ServerUnreachable
 from batchbox.node._agent_runner import TaskControl, run_assignment
@@ -118,6 +119,7 @@ class Agent:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
         self.events = EventQueue()
+        self.containers = ContainerTasks(config.agent_url, config.node_id, config.secret)
         self._lock = threading.Lock()
         self._active: dict[str, _Active] = {}
         self._register_lock = threading.Lock()
@@ -227,7 +229,9 @@ class Agent:
 
     def _run_task(self, assignment: dict[str, Any], active: _Active) -> None:
         log.debug("assignment %s started", assignment.get("assignmentId"))
-        event = run_assignment(assignment, self.config.node_root, emit=self.events.put, control=active.control)
+        event = run_assignment(
+            assignment, self.config.node_root, emit=self.events.put, control=active.control, containers=self.containers
+        )
         with self._lock:
             active.completed_event_id = event["eventId"]
             self.events.put(event)
@@ -262,6 +266,7 @@ class Agent:
                 self.config.node_root,
                 emit=self.events.put,
                 control=self._start_task_control,
+                containers=self.containers,
             )
             self.events.put(event)
             failure = event.get("failureInfo") or {}

@@ -1,4 +1,5 @@
-"""The node-agent API (private, loopback): ``POST /_agent/v1/nodes/{node_id}/register | poll | events``.
+"""The node-agent API (private, loopback): ``POST /_agent/v1/nodes/{node_id}/register | poll | events`` and
+``containers/run | wait | kill`` (container tasks).
 
 Every request carries ``Authorization: BatchboxNode <node_id>:<secret>``; the node id must be the one of the path
 and the secret is compared in constant time by the runtime. Anything else is 403 ``AuthenticationFailed``. The
@@ -9,6 +10,7 @@ body sizes. Bodies are JSON objects; answers are JSON objects (see docs/emulator
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -25,6 +27,7 @@ __all__ = ["AUTH_SCHEME", "parse_node_authorization", "routes"]
 AUTH_SCHEME = "BatchboxNode"
 _BASE = "/_agent/v1/nodes/{node_id}"
 _DEFAULT_WAIT = 20.0
+_ACTIONS = ("run", "wait", "kill")
 _MAX_WAIT = 60.0
 
 
@@ -98,8 +101,19 @@ async def events(request: Request) -> Response:
     return JSONResponse(await agents.events(node_id, await _body(request)))
 
 
+def _container_action(action: str) -> Callable[[Request], Awaitable[Response]]:
+    """A container task of the node: ``run`` / ``wait`` (answer when it exits or after ``wait`` s) / ``kill``."""
+
+    async def handle(request: Request) -> Response:
+        agents, node_id = _authenticate(request)
+        return JSONResponse(await agents.container(node_id, action, await _body(request)))
+
+    return handle
+
+
 routes = [
     Route(f"{_BASE}/register", register, methods=["POST"]),
+    *(Route(f"{_BASE}/containers/{action}", _container_action(action), methods=["POST"]) for action in _ACTIONS),
     Route(f"{_BASE}/poll", poll, methods=["POST"]),
     Route(f"{_BASE}/events", events, methods=["POST"]),
 ]

@@ -29,6 +29,7 @@ from batchbox.emulator.protocol.responses import (
     list_response,
     metadata_url,
 )
+from batchbox.emulator.resources.containers import ValidationContext
 from batchbox.emulator.runtime import Runtime
 from batchbox.emulator.store import Store
 
@@ -43,10 +44,12 @@ __all__ = [
     "get_store",
     "get_task_or_404",
     "header_time",
+    "keep_secrets",
     "list_page",
     "max_nodes_per_pool",
     "not_modified_response",
     "query_flag",
+    "validation_context",
 ]
 
 Doc = dict[str, Any]
@@ -63,6 +66,22 @@ def get_store(request: Request) -> Store:
 def get_runtime(request: Request) -> Runtime:
     """The app's :class:`~batchbox.emulator.runtime.Runtime` (built in the lifespan)."""
     return cast(Runtime, request.app.state.runtime)
+
+
+def validation_context(request: Request) -> ValidationContext:
+    """What validating a body needs from the emulator's settings; it collects the body's secrets."""
+    config = get_config(request)
+    return ValidationContext(
+        allow_privileged=config.allow_privileged_containers, storage_account=config.storage_account_name
+    )
+
+
+def keep_secrets(request: Request, context: ValidationContext) -> None:
+    """Seal the secrets a validated body carried into the store (after the change they belong to succeeded)."""
+    store = get_store(request)
+    with store.transaction():
+        for secret in context.secrets:
+            store.put_secret(secret.name, secret.value)
 
 
 def max_nodes_per_pool(request: Request) -> int:

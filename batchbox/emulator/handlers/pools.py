@@ -17,9 +17,11 @@ from batchbox.emulator.handlers.common import (
     get_pool_or_404,
     get_runtime,
     get_store,
+    keep_secrets,
     list_page,
     max_nodes_per_pool,
     not_modified_response,
+    validation_context,
 )
 from batchbox.emulator.protocol.middleware import read_json
 from batchbox.emulator.protocol.responses import accepted, created, no_content, ok_empty
@@ -55,8 +57,11 @@ _STATE_TO_COUNT_KEY = {key.lower(): key for key in _NODE_COUNT_KEYS}
 
 async def add_pool(request: Request) -> Response:
     body = await read_json(request)
-    doc = build_pool(body, base_url=get_config(request).base_url, max_nodes=max_nodes_per_pool(request))
+    context = validation_context(request)
+    base = get_config(request).base_url
+    doc = build_pool(body, base_url=base, max_nodes=max_nodes_per_pool(request), context=context)
     doc = get_runtime(request).pools.add(doc)
+    keep_secrets(request, context)
     return created(doc["url"], doc["eTag"], doc["lastModified"])
 
 
@@ -88,14 +93,18 @@ async def patch_pool(request: Request) -> Response:
     body = await read_json(request)
     doc = get_pool_or_404(request, request.path_params["pool_id"])
     check_preconditions(request, doc)
-    doc = get_runtime(request).pools.update(apply_pool_patch(doc, body))
+    context = validation_context(request)
+    doc = get_runtime(request).pools.update(apply_pool_patch(doc, body, context))
+    keep_secrets(request, context)
     return ok_empty(etag=doc["eTag"], last_modified=doc["lastModified"], data_service_id=doc["url"])
 
 
 async def replace_pool_properties(request: Request) -> Response:
     body = await read_json(request)
     doc = get_pool_or_404(request, request.path_params["pool_id"])
-    doc = get_store(request).update_pool(apply_pool_replace(doc, body))
+    context = validation_context(request)
+    doc = get_store(request).update_pool(apply_pool_replace(doc, body, context))
+    keep_secrets(request, context)
     return no_content(etag=doc["eTag"], last_modified=doc["lastModified"], data_service_id=doc["url"])
 
 

@@ -18,7 +18,9 @@ from batchbox.emulator.handlers.common import (
     get_runtime,
     get_store,
     get_task_or_404,
+    keep_secrets,
     list_page,
+    validation_context,
 )
 from batchbox.emulator.protocol.middleware import read_json
 from batchbox.emulator.protocol.responses import base_url, batch_json, created, error_document, metadata_url, ok_empty
@@ -37,9 +39,11 @@ async def add_task(request: Request) -> Response:
     body = await read_json(request)
     job = get_job_or_404(request, request.path_params["job_id"])
     check_job_accepts_tasks(job)
-    doc = build_task(body, job=job, base_url=get_config(request).base_url)
+    context = validation_context(request)
+    doc = build_task(body, job=job, base_url=get_config(request).base_url, context=context)
     if not get_runtime(request).tasks.add(job["id"], [doc])[0]:
         raise resource_exists("task", doc["id"])
+    keep_secrets(request, context)
     return created(doc["url"], doc["eTag"], doc["lastModified"])
 
 
@@ -60,11 +64,12 @@ async def add_task_collection(request: Request) -> Response:
     docs: list[Doc] = []
     positions: list[int] = []
     seen: set[str] = set()
+    context = validation_context(request)
     for body in bodies:
         raw_id = body.get("id") if isinstance(body, Mapping) else None
         task_id = raw_id if isinstance(raw_id, str) else ""
         try:
-            doc = build_task(body, job=job, base_url=base)
+            doc = build_task(body, job=job, base_url=base, context=context)
         except BatchError as error:
             results.append(_client_error(task_id, error))
             continue
@@ -77,6 +82,7 @@ async def add_task_collection(request: Request) -> Response:
         docs.append(doc)
     if docs:
         flags = get_runtime(request).tasks.add(job["id"], docs)
+        keep_secrets(request, context)
         for position, doc, ok in zip(positions, docs, flags, strict=True):
             if ok:
                 results[position] = {

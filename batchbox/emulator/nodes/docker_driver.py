@@ -23,6 +23,8 @@ import docker.errors
 import batchbox.node
 from batchbox.core.errors import BatchboxError
 from batchbox.emulator.config import EmulatorConfig
+from batchbox.emulator.nodes.docker_engine import DEFAULT_DOCKER_TIMEOUT, docker_host
+from batchbox.emulator.nodes.task_containers import TaskContainers
 from batchbox.emulator.runtime.ports import NodeContainer
 
 __all__ = [
@@ -47,6 +49,7 @@ AGENT_MOUNT = "/opt/batchbox/node"
 AGENT_COMMAND = ["python3", "-u", f"{AGENT_MOUNT}/agent.py"]
 
 _NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
+_TASK_STREAMS = 256
 
 
 class NodeDriverError(BatchboxError):
@@ -87,10 +90,27 @@ class NodeDriver:
         self._client = client
         self._config = config
         self._extra_labels = dict(extra_labels or {})
+        self._task_containers: TaskContainers | None = None
 
     @property
     def instance_label(self) -> str:
         return self._config.instance_label
+
+    @property
+    def task_containers(self) -> TaskContainers:
+        """The task containers this instance runs for its nodes' container tasks (see ``task_containers.py``).
+
+        They get a client of their own, whose connection pool holds one output stream per running container.
+        """
+        if self._task_containers is None:
+            api = docker.APIClient(
+                base_url=docker_host(),
+                version=self._client.api.api_version,
+                timeout=DEFAULT_DOCKER_TIMEOUT,
+                max_pool_size=_TASK_STREAMS,
+            )
+            self._task_containers = TaskContainers(api, self._config, self._extra_labels, self.container_name)
+        return self._task_containers
 
     def container_name(self, node_id: str) -> str:
         """``batchbox-<instance>-<node id>`` (characters Docker refuses in names become ``_``)."""
@@ -195,13 +215,15 @@ class NodeDriver:
     def remove_node(self, node_id: str) -> None:
         """Force-remove the container of a node (kills its tasks); a missing container is fine.
 
-        The node's host directory stays (task files remain readable); the runtime decides about it.
+        The node's task containers go with it. The node's host directory stays (task files remain readable); the
+        runtime decides about it.
 
         Raises:
             NodeDriverError: Docker refused the removal.
         """
         try:
             self._remove_quietly(self.container_name(node_id))
+            self.task_containers.remove_for_node(node_id)
         except (docker.errors.DockerException, OSError) as exc:
             raise NodeDriverError(f"cannot remove the container of node {node_id}: {_one_line(exc)}") from exc
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from batchbox.emulator.errors import missing_property
+from batchbox.emulator.errors import BatchError, missing_property
 from batchbox.emulator.resources.common import (
     Body,
     invalid_body,
@@ -22,6 +22,7 @@ from batchbox.emulator.resources.common import (
 __all__ = [
     "COMMUNICATION_MODES",
     "certificate_references",
+    "certificates_retired",
     "communication_mode",
     "passthrough_object",
     "refuse_cloud_service",
@@ -37,8 +38,8 @@ _RETIRED_CLOUD_SERVICES = (
     "Cloud Services Configuration pools were retired on 29 February 2024: use virtualMachineConfiguration."
 )
 _RETIRED_CERTIFICATES = (
-    "Batch account certificates were retired on 29 February 2024: use the Azure Key Vault VM extension or a "
-    "managed identity instead."
+    "Batch account certificates were retired on 29 February 2024: remove the pool's certificateReferences (use the "
+    "Azure Key Vault VM extension or a managed identity instead)."
 )
 # Image references naming an image by id carry no marketplace version.
 _IMAGE_ID_PROPERTIES = ("virtualMachineImageId", "sharedGalleryImageId", "communityGalleryImageId")
@@ -88,15 +89,26 @@ def passthrough_object(body: Body, name: str) -> Body | None:
     return value
 
 
+def certificates_retired() -> BatchError:
+    """The service's current answer to a pool that names certificates: ``400 CertificateRetired`` (seen from the
+    service with api-version 2024-07-01.20.0; the same code and message answer its certificate operations)."""
+    return BatchError(
+        400,
+        "CertificateRetired",
+        "The 'Azure Batch Certificates' feature was retired on 02/29/2024.",
+        {"Reason": _RETIRED_CERTIFICATES},
+    )
+
+
 def certificate_references(body: Body) -> list[Any] | None:
     """``certificateReferences``: an empty list is kept (Batch returns ``[]``).
 
     Raises:
-        BatchError: 400 ``InvalidPropertyValue`` for any certificate: Batch retired certificates.
+        BatchError: 400 ``CertificateRetired`` for any certificate: Batch retired certificates.
     """
     references = opt_list(body, "certificateReferences")
     if references:
-        raise retired_property("certificateReferences", _RETIRED_CERTIFICATES)
+        raise certificates_retired()
     return references
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from batchbox.emulator.clock import now_iso
 from batchbox.emulator.errors import BatchError, invalid_property, missing_property
+from batchbox.emulator.node_layout import START_TASK_DIR, task_bind_roots
 from batchbox.emulator.resources.common import (
     Body,
     check_id,
@@ -26,7 +27,19 @@ from batchbox.emulator.resources.common import (
     validate_resource_files,
     validate_user_identity,
 )
+from batchbox.emulator.resources.containers import (
+    ValidationContext,
+    check_start_task_container,
+    command_line,
+    validate_container_settings,
+)
 from batchbox.emulator.resources.guards import check_pool_not_deleting
+from batchbox.emulator.resources.node_features import (
+    MAX_POOL_PACKAGE_REFERENCES,
+    apply_pool_features,
+    validate_package_references,
+    validate_vm_settings,
+)
 from batchbox.emulator.resources.pool_properties import (
     certificate_references,
     communication_mode,
@@ -59,7 +72,7 @@ _DEALLOCATION_OPTIONS = ("requeue", "terminate", "taskcompletion", "retaineddata
 
 # Properties copied through as given (validated only as JSON objects / lists): the emulator does not act on them.
 _PASSTHROUGH_OBJECTS = ("networkConfiguration", "upgradePolicy")
-_PASSTHROUGH_LISTS = ("mountConfiguration", "applicationPackageReferences")
+_PASSTHROUGH_LISTS: tuple[str, ...] = ()
 
 
 # What PATCH may change only while the pool has no nodes.
@@ -76,14 +89,22 @@ _STRUCTURAL = (
 )
 
 
-def validate_start_task(value: Body | None, name: str = "startTask") -> Body | None:
-    """A pool's StartTask: ``commandLine`` required; retries >= -1; ``waitForSuccess`` defaults to true."""
+def validate_start_task(
+    value: Body | None, name: str = "startTask", context: ValidationContext | None = None
+) -> Body | None:
+    """A pool's StartTask: ``commandLine`` required (may be empty in a container); retries >= -1;
+    ``waitForSuccess`` defaults to true; ``containerSettings`` checked (its registry password goes to ``context``)."""
     if value is None:
         return None
-    task: Body = {"commandLine": req_str(value, "commandLine", name)}
     container = opt_object(value, "containerSettings", name)
+    task: Body = {"commandLine": command_line(value, container is not None, name)}
     if container is not None:
-        task["containerSettings"] = container
+        task["containerSettings"] = validate_container_settings(
+            container,
+            f"{name}.containerSettings",
+            context=context or ValidationContext(),
+            bind_roots=task_bind_roots(START_TASK_DIR, None),
+        )
     files = validate_resource_files(opt_list(value, "resourceFiles", name), f"{name}.resourceFiles")
     if files is not None:
         task["resourceFiles"] = files
@@ -99,6 +120,12 @@ def validate_start_task(value: Body | None, name: str = "startTask") -> Body | N
     wait = opt_bool(value, "waitForSuccess", name)
     task["waitForSuccess"] = True if wait is None else wait
     return task
+
+
+def _validate_vm_configuration(value: Body | None, context: ValidationContext) -> Body:
+    config = validate_vm_configuration(value)
+    validate_vm_settings(config, context)
+    return config
 
 
 def _validate_scheduling_policy(value: Body | None) -> Body:
@@ -129,31 +156,36 @@ def pool_node_total(doc: Body) -> int:
     return int(doc.get("currentDedicatedNodes", 0)) + int(doc.get("currentLowPriorityNodes", 0))
 
 
-def build_pool(body: object, *, base_url: str, max_nodes: int = DEFAULT_MAX_NODES) -> Body:
+def build_pool(
+    body: object, *, base_url: str, max_nodes: int = DEFAULT_MAX_NODES, context: ValidationContext | None = None
+) -> Body:
     """Validate an add-pool body and build the stored pool document.
 
     Args:
         body: the parsed JSON body (``BatchPoolCreateOptions``).
         base_url: the emulator's base URL (for ``url``).
         max_nodes: the per-pool node cap of the local emulator.
+        context: receives the body's secrets (registry passwords, mount keys); the emulator's settings.
 
     Returns:
         The REST document GET returns, with ``allocationState`` ``resizing`` when nodes are wanted.
 
     Raises:
-        BatchError: MissingRequiredProperty / InvalidPropertyValue / InvalidRequestBody / UnsupportedProperty.
+        BatchError: MissingRequiredProperty / InvalidPropertyValue / InvalidRequestBody / UnsupportedProperty /
+            CertificateRetired.
     """
     body = req_object(body)
     reject_unknown_properties(body, "PoolAddParameter")
+    context = context or ValidationContext()
     pool_id = check_id("id", body.get("id"))
     vm_size = req_str(body, "vmSize")
     refuse_cloud_service(body)
-    vm_config = validate_vm_configuration(opt_object(body, "virtualMachineConfiguration"))
+    vm_config = _validate_vm_configuration(opt_object(body, "virtualMachineConfiguration"), context)
     if opt_bool(body, "enableAutoScale"):
         raise unsupported_property("enableAutoScale", "The local batchbox emulator does not autoscale pools.")
     dedicated, low_priority = _initial_targets(body, max_nodes)
     timeout = opt_duration(body, "resizeTimeout", minimum=_MIN_RESIZE_TIMEOUT)
-    node_settings = _node_settings(body)
+    node_settings = _node_settings(body, context)
     metadata = validate_metadata(opt_list(body, "metadata"))
     display_name = opt_str(body, "displayName", max_length=1024)
     inter_node = opt_bool(body, "enableInterNodeCommunication")
@@ -186,6 +218,8 @@ def build_pool(body: object, *, base_url: str, max_nodes: int = DEFAULT_MAX_NODE
     doc.update(node_settings)
     doc["virtualMachineConfiguration"] = vm_config
     _copy_passthrough(body, doc, lists=_PASSTHROUGH_LISTS)
+    apply_pool_features(body, doc, context)
+    check_start_task_container(doc)
     if metadata is not None:
         doc["metadata"] = metadata
     doc.update(described)
@@ -212,11 +246,11 @@ def _initial_targets(body: Body, max_nodes: int) -> tuple[int, int]:
     return dedicated, low_priority
 
 
-def _node_settings(body: Body) -> Body:
+def _node_settings(body: Body, context: ValidationContext) -> Body:
     """What each node of an added pool gets: ``startTask`` (when given), slots per node, the fill policy."""
     slots = opt_int(body, "taskSlotsPerNode", minimum=1, maximum=_MAX_SLOTS)
     policy = _validate_scheduling_policy(opt_object(body, "taskSchedulingPolicy"))
-    start_task = validate_start_task(opt_object(body, "startTask"))
+    start_task = validate_start_task(opt_object(body, "startTask"), context=context)
     settings: Body = {} if start_task is None else {"startTask": start_task}
     settings["taskSlotsPerNode"] = slots or 1
     settings["taskSchedulingPolicy"] = policy
@@ -236,7 +270,7 @@ def _copy_passthrough(body: Body, doc: Body, *, lists: tuple[str, ...] = ()) -> 
             doc[name] = items
 
 
-def apply_pool_patch(doc: Body, body: object) -> Body:
+def apply_pool_patch(doc: Body, body: object, context: ValidationContext | None = None) -> Body:
     """Apply a PATCH (``BatchPoolUpdateOptions``): only the properties present change.
 
     Properties that reshape nodes (vmSize, image, slots, ...) may change only while the pool has no nodes.
@@ -247,6 +281,7 @@ def apply_pool_patch(doc: Body, body: object) -> Body:
     body = req_object(body)
     reject_unknown_properties(body, "PoolPatchParameter")
     check_pool_not_deleting(doc)
+    context = context or ValidationContext()
     structural = [name for name in _STRUCTURAL if body.get(name) is not None]
     if structural and pool_node_total(doc):
         raise BatchError(
@@ -257,15 +292,12 @@ def apply_pool_patch(doc: Body, body: object) -> Body:
         )
     updated = dict(doc)
     if "startTask" in body:
-        start_task = validate_start_task(opt_object(body, "startTask"))
+        start_task = validate_start_task(opt_object(body, "startTask"), context=context)
         if start_task is not None:
             updated["startTask"] = start_task
     metadata = validate_metadata(opt_list(body, "metadata"))
     if metadata is not None:
         _set_or_drop(updated, "metadata", metadata)
-    packages = opt_list(body, "applicationPackageReferences")
-    if packages is not None:
-        _set_or_drop(updated, "applicationPackageReferences", packages)
     display_name = opt_str(body, "displayName", max_length=1024)
     if display_name is not None:
         updated["displayName"] = display_name
@@ -273,8 +305,8 @@ def apply_pool_patch(doc: Body, body: object) -> Body:
     if vm_size:
         updated["vmSize"] = vm_size.lower()
     if body.get("virtualMachineConfiguration") is not None:
-        updated["virtualMachineConfiguration"] = validate_vm_configuration(
-            opt_object(body, "virtualMachineConfiguration")
+        updated["virtualMachineConfiguration"] = _validate_vm_configuration(
+            opt_object(body, "virtualMachineConfiguration"), context
         )
     slots = opt_int(body, "taskSlotsPerNode", minimum=1, maximum=_MAX_SLOTS)
     if slots is not None:
@@ -286,6 +318,8 @@ def apply_pool_patch(doc: Body, body: object) -> Body:
         updated["enableInterNodeCommunication"] = inter_node
     _copy_passthrough(body, updated)
     _patch_described(body, updated)
+    apply_pool_features(body, updated, context)
+    check_start_task_container(updated)
     return updated
 
 
@@ -294,7 +328,6 @@ def _patch_described(body: Body, updated: Body) -> None:
     communication mode, an empty certificate list."""
     for name, value in (
         ("userAccounts", user_accounts(body)),
-        ("mountConfiguration", opt_list(body, "mountConfiguration")),
         ("resourceTags", resource_tags(body)),
     ):
         if value is not None:
@@ -307,7 +340,7 @@ def _patch_described(body: Body, updated: Body) -> None:
         updated["targetNodeCommunicationMode"] = communication
 
 
-def apply_pool_replace(doc: Body, body: object) -> Body:
+def apply_pool_replace(doc: Body, body: object, context: ValidationContext | None = None) -> Body:
     """Apply update-properties (``BatchPoolReplaceOptions``): startTask, applicationPackageReferences, metadata,
     certificateReferences and targetNodeCommunicationMode are replaced; an absent startTask removes the existing
     one and an absent communication mode becomes ``default``.
@@ -317,7 +350,11 @@ def apply_pool_replace(doc: Body, body: object) -> Body:
     """
     body = req_object(body)
     check_pool_not_deleting(doc)
-    packages = opt_list(body, "applicationPackageReferences")
+    packages = validate_package_references(
+        opt_list(body, "applicationPackageReferences"),
+        "applicationPackageReferences",
+        limit=MAX_POOL_PACKAGE_REFERENCES,
+    )
     if packages is None:
         raise missing_property("applicationPackageReferences")
     metadata = validate_metadata(opt_list(body, "metadata"))
@@ -326,7 +363,7 @@ def apply_pool_replace(doc: Body, body: object) -> Body:
     certificates = certificate_references(body)
     communication = communication_mode(body)
     updated = dict(doc)
-    start_task = validate_start_task(opt_object(body, "startTask"))
+    start_task = validate_start_task(opt_object(body, "startTask"), context=context)
     if start_task is None:
         updated.pop("startTask", None)
     else:
@@ -338,6 +375,7 @@ def apply_pool_replace(doc: Body, body: object) -> Body:
     else:
         updated["certificateReferences"] = certificates
     updated["targetNodeCommunicationMode"] = communication or "default"
+    check_start_task_container(updated)
     return updated
 
 

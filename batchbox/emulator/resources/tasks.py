@@ -6,6 +6,7 @@ from typing import Any
 
 from batchbox.emulator.clock import INFINITE_DURATION, now_iso
 from batchbox.emulator.errors import BatchError, invalid_property, missing_property
+from batchbox.emulator.node_layout import task_bind_roots, task_dir
 from batchbox.emulator.resources.common import (
     Body,
     check_id,
@@ -24,8 +25,11 @@ from batchbox.emulator.resources.common import (
     validate_resource_files,
     validate_user_identity,
 )
+from batchbox.emulator.resources.containers import ValidationContext, validate_container_settings
+from batchbox.emulator.resources.containers import command_line as container_command_line
 from batchbox.emulator.resources.guards import check_job_updatable, check_task_not_completed
 from batchbox.emulator.resources.jobs import job_max_task_retry_count
+from batchbox.emulator.resources.node_features import validate_package_references
 
 __all__ = [
     "DEFAULT_RETENTION_TIME",
@@ -44,7 +48,8 @@ MAX_TASKS_PER_COLLECTION = 100
 DEFAULT_RETENTION_TIME = "P7D"
 _UPLOAD_CONDITIONS = ("tasksuccess", "taskfailure", "taskcompletion")
 _TOKEN_ACCESS = ("job",)
-_PASSTHROUGH = ("exitConditions", "containerSettings", "affinityInfo")
+_PASSTHROUGH = ("exitConditions", "affinityInfo")
+_PACKAGES = "applicationPackageReferences"
 
 
 def validate_output_files(items: list[Any] | None, name: str = "outputFiles") -> list[Body] | None:
@@ -151,13 +156,14 @@ def _depends_on(value: Body | None, job: Body) -> Body | None:
     return result
 
 
-def build_task(body: object, *, job: Body, base_url: str) -> Body:
+def build_task(body: object, *, job: Body, base_url: str, context: ValidationContext | None = None) -> Body:
     """Validate an add-task body (``BatchTaskCreateOptions``) and build the stored task document.
 
     Args:
         body: the parsed JSON of one task.
         job: the job document (for the default retry count, dependencies and the URL).
         base_url: the emulator's base URL.
+        context: receives the container registry password; the emulator's settings.
 
     Raises:
         BatchError: MissingRequiredProperty / InvalidPropertyValue / InvalidRequestBody / UnsupportedProperty /
@@ -166,7 +172,8 @@ def build_task(body: object, *, job: Body, base_url: str) -> Body:
     body = req_object(body)
     reject_unknown_properties(body, "TaskAddParameter")
     task_id = check_id("id", body.get("id"))
-    command_line = req_str(body, "commandLine")
+    container = _container_settings(opt_object(body, "containerSettings"), str(job["id"]), task_id, context)
+    command_line = container_command_line(body, container is not None)
     if body.get("multiInstanceSettings") is not None:
         raise unsupported_property("multiInstanceSettings", "The local batchbox emulator does not run MPI tasks.")
     display_name = opt_str(body, "displayName", max_length=1024)
@@ -177,7 +184,7 @@ def build_task(body: object, *, job: Body, base_url: str) -> Body:
     slots = opt_int(body, "requiredSlots", minimum=1)
     identity = validate_user_identity(opt_object(body, "userIdentity"))
     depends_on = _depends_on(opt_object(body, "dependsOn"), job)
-    packages = opt_list(body, "applicationPackageReferences")
+    packages = validate_package_references(opt_list(body, "applicationPackageReferences"), _PACKAGES)
     token_settings = _authentication_token_settings(opt_object(body, "authenticationTokenSettings"))
 
     now = now_iso()
@@ -199,6 +206,8 @@ def build_task(body: object, *, job: Body, base_url: str) -> Body:
         value = opt_object(body, name)
         if value is not None:
             doc[name] = value
+    if container is not None:
+        doc["containerSettings"] = container
     _put_nonempty(doc, resourceFiles=resource_files, outputFiles=output_files, environmentSettings=environment)
     doc["userIdentity"] = identity or {"autoUser": {"scope": "task", "elevationLevel": "nonadmin"}}
     doc["constraints"] = constraints
@@ -210,6 +219,19 @@ def build_task(body: object, *, job: Body, base_url: str) -> Body:
     if token_settings is not None:
         doc["authenticationTokenSettings"] = token_settings
     return doc
+
+
+def _container_settings(
+    value: Body | None, job_id: str, task_id: str, context: ValidationContext | None
+) -> Body | None:
+    if value is None:
+        return None
+    return validate_container_settings(
+        value,
+        "containerSettings",
+        context=context or ValidationContext(),
+        bind_roots=task_bind_roots(task_dir(job_id, task_id), job_id),
+    )
 
 
 def _put_nonempty(doc: Body, **values: list[Any] | None) -> None:

@@ -12,6 +12,8 @@ from typing import Any
 
 from batchbox.emulator.clock import duration_seconds
 from batchbox.emulator.config import EmulatorConfig
+from batchbox.emulator.node_layout import NODE_ROOT, START_TASK_DIR, task_dir
+from batchbox.emulator.runtime.container_payload import container_fields
 
 __all__ = [
     "NODE_ROOT",
@@ -26,15 +28,8 @@ __all__ = [
     "user_identity",
 ]
 
-NODE_ROOT = "/mnt/batch/tasks"
-START_TASK_DIR = "startup"
 RESERVED_DISK_BYTES = 1_000_000_000
 _AGENT_USERS = {"admin": "root", "nonadmin": "batchuser"}
-
-
-def task_dir(job_id: str, task_id: str) -> str:
-    """A task's directory relative to the node root: ``workitems/<job>/job-1/<task>``."""
-    return f"workitems/{job_id}/job-1/{task_id}"
 
 
 def start_task_assignment_id(node_id: str) -> str:
@@ -173,6 +168,7 @@ def task_assignment(
         "maxWallClockSeconds": duration_seconds(constraints.get("maxWallClockTime")),
         "maxTaskRetryCount": max_task_retry_count,
         "requiredSlots": max(1, _retry_count(task_doc.get("requiredSlots"), 1)),
+        **container_fields(task_doc, pool_doc, required=True),
     }
 
 
@@ -181,7 +177,7 @@ def start_task_assignment(
 ) -> dict[str, Any] | None:
     """The Assignment JSON of the pool's start task for one node, or ``None`` when the pool has none."""
     start = pool_doc.get("startTask")
-    if not isinstance(start, Mapping) or not start.get("commandLine"):
+    if not isinstance(start, Mapping) or not (start.get("commandLine") or start.get("containerSettings")):
         return None
     elevation, identity = user_identity(start.get("userIdentity"), pool_doc)
     env = job_environment(
@@ -208,4 +204,5 @@ def start_task_assignment(
         "maxWallClockSeconds": duration_seconds((start.get("constraints") or {}).get("maxWallClockTime")),
         "maxTaskRetryCount": _retry_count(start.get("maxTaskRetryCount"), 0),
         "requiredSlots": 1,
+        **container_fields(start, pool_doc, required=False),
     }

@@ -19,10 +19,12 @@ from typing import Any
 
 from batchbox.emulator.clock import now_iso
 from batchbox.emulator.config import EmulatorConfig
+from batchbox.emulator.runtime.container_payload import CONTAINER_INVALID_IMAGE, container_failure
 from batchbox.emulator.runtime.documents import new_node_doc, new_node_id
 from batchbox.emulator.runtime.model import NodeRuntime, PoolRuntime
-from batchbox.emulator.runtime.ports import AllocationGate, NodeContainer, NodeDriverLike
+from batchbox.emulator.runtime.ports import AllocationGate, ContainerImageError, NodeContainer, NodeDriverLike
 from batchbox.emulator.runtime.scheduler import Scheduler
+from batchbox.emulator.runtime.task_containers import pool_images, pool_registries, registry_credentials
 from batchbox.emulator.runtime.transitions import Transitions
 
 __all__ = ["CREATE_CONCURRENCY", "MONITOR_INTERVAL", "ORPHAN_GRACE", "NodeLifecycle", "pool_settings"]
@@ -239,7 +241,7 @@ class NodeLifecycle:
         with self.sched.batch():
             self.store.upsert_node(pool.pool_id, doc, secret=secret, container_id=None)
         async with self._create_slots:
-            if node.removing:
+            if node.removing or not await self._prepare(pool, node):
                 return
             try:
                 container_id = await asyncio.to_thread(self.driver.create_node, pool.pool_id, node_id, secret)
@@ -262,6 +264,25 @@ class NodeLifecycle:
                 node.doc["stateTransitionTime"] = now
             node.doc["lastBootTime"] = now
             self.sched.touch_node(node)
+
+    async def _prepare(self, pool: PoolRuntime, node: NodeRuntime) -> bool:
+        """Make the pool's container images present before the node starts; a missing one makes it unusable."""
+        images = pool_images(pool.doc)
+        if not images:
+            return True
+        credentials = registry_credentials(self.store, pool_registries(pool.doc))
+        try:
+            await asyncio.to_thread(self.driver.task_containers.ensure_images, images, credentials)
+        except ContainerImageError as exc:
+            log.warning("node %s of pool %s is unusable: image %s: %s", node.node_id, pool.pool_id, exc.image, exc)
+            failure = container_failure(CONTAINER_INVALID_IMAGE, {"ContainerImage": exc.image, "Message": str(exc)})
+            with self.sched.batch():
+                node.doc["errors"] = [
+                    {"code": failure["code"], "message": failure["message"], "errorDetails": failure["details"]}
+                ]
+                self.sched.touch_node(node, "unusable")
+            return False
+        return True
 
     def _begin_removal(self, node: NodeRuntime, state: str = "leavingpool") -> None:
         """Stop scheduling to a node, requeue its runs and tell its agent to shut down."""

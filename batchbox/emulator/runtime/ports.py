@@ -7,14 +7,26 @@ else of either, so another driver (or a store double in a test) only has to prov
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from batchbox.emulator.resources.run_options import RunOptions
 from batchbox.emulator.run_history import RunHistory
 
-__all__ = ["AllocationGate", "NodeContainer", "NodeDriverLike", "StoreLike"]
+__all__ = [
+    "AllocationGate",
+    "ContainerExit",
+    "ContainerImageError",
+    "ContainerSettingsError",
+    "NodeContainer",
+    "NodeDriverLike",
+    "RegistryCredential",
+    "StoreLike",
+    "TaskContainerSpec",
+    "TaskContainersLike",
+]
 
 
 AllocationGate = Callable[
@@ -42,6 +54,76 @@ class NodeContainer:
     name: str
 
 
+@dataclass(frozen=True)
+class RegistryCredential:
+    """A username and password for one registry server (the password comes from the store's secrets)."""
+
+    server: str
+    username: str
+    password: str
+
+
+@dataclass
+class TaskContainerSpec:
+    """Everything the driver needs to run one assignment in a container on a node.
+
+    Paths named ``*_dir``/``*_path`` are relative to the node root (``/mnt/batch/tasks`` inside, the node's host
+    directory outside); ``node_mounts`` are ``(relative directory, container path, read only)`` ("" is the root).
+    """
+
+    node_id: str
+    pool_id: str
+    assignment_id: str
+    image: str
+    command: list[str]
+    environment: dict[str, str]
+    working_dir: str | None
+    options: RunOptions
+    node_mounts: list[tuple[str, str, bool]]
+    stdout_path: str
+    stderr_path: str
+    credentials: list[RegistryCredential] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ContainerExit:
+    """How a task container ended: its id and exit code (the exit code of the task)."""
+
+    container_id: str
+    exit_code: int
+
+
+class ContainerImageError(Exception):
+    """An image is missing and could not be pulled; ``image`` names it, the message says why (one line)."""
+
+    def __init__(self, image: str, message: str) -> None:
+        super().__init__(message)
+        self.image = image
+
+
+class ContainerSettingsError(Exception):
+    """The engine refused to create or start a task container with its settings (one-line message).
+
+    ``program_missing`` is set when the command's program does not exist in the image.
+    """
+
+    def __init__(self, message: str, *, program_missing: bool = False) -> None:
+        super().__init__(message)
+        self.program_missing = program_missing
+
+
+class TaskContainersLike(Protocol):
+    """The task containers of a driver (blocking calls; the runtime runs them in threads of their own)."""
+
+    def ensure_images(self, images: Sequence[str], credentials: Sequence[RegistryCredential]) -> None: ...
+    def run(self, spec: TaskContainerSpec) -> ContainerExit: ...
+    def follow(self, node_id: str, assignment_id: str, stdout_path: str, stderr_path: str) -> ContainerExit | None: ...
+    def remove(self, container_id: str) -> None: ...
+    def kill(self, node_id: str, assignment_id: str) -> bool: ...
+    def remove_for_node(self, node_id: str) -> int: ...
+    def remove_orphans(self, live_node_ids: Collection[str]) -> int: ...
+
+
 class StoreLike(Protocol):
     """What the runtime calls on the store (``batchbox.emulator.store.Store`` documents each method)."""
 
@@ -57,6 +139,7 @@ class StoreLike(Protocol):
         self, pool_id: str, doc: dict[str, Any], *, secret: str | None = None, container_id: str | None = None
     ) -> None: ...
     def get_node_secret(self, node_id: str) -> str | None: ...
+    def get_secret(self, name: str) -> str | None: ...
     def get_node_container(self, node_id: str) -> str | None: ...
     def list_nodes(self, pool_id: str | None = None) -> list[dict[str, Any]]: ...
     def delete_node(self, node_id: str) -> None: ...
@@ -86,3 +169,5 @@ class NodeDriverLike(Protocol):
     def create_node(self, pool_id: str, node_id: str, secret: str) -> str: ...
     def remove_node(self, node_id: str) -> None: ...
     def list_nodes(self) -> Mapping[str, NodeContainer]: ...
+    @property
+    def task_containers(self) -> TaskContainersLike: ...

@@ -4,7 +4,8 @@
   ``heartbeat_timeout`` of grace for it); their running tasks stay bound until the agent says otherwise;
 * nodes without a running container, and nodes that were still ``creating``, are lost: their running tasks are
   requeued, their documents removed, and the pool reconciliation creates replacements;
-* containers of this emulator instance that the store does not know are removed;
+* containers of this emulator instance that the store does not know are removed, and so are the task containers
+  (container tasks) of nodes that are gone;
 * jobs that were ``terminating`` or ``deleting`` when the emulator stopped finish that now.
 """
 
@@ -120,6 +121,11 @@ async def _remove_strays(lifecycle: NodeLifecycle, containers: dict[str, NodeCon
             await asyncio.to_thread(lifecycle.driver.remove_node, node_id)
         except Exception as exc:
             log.warning("removing the stray container of node %s failed: %s", node_id, exc)
+    if containers is not None:
+        try:
+            await asyncio.to_thread(lifecycle.driver.task_containers.remove_orphans, set(lifecycle.sched.nodes))
+        except Exception as exc:
+            log.warning("removing the task containers of lost nodes failed: %s", exc)
     return strays
 
 

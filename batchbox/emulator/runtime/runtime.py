@@ -5,7 +5,7 @@ Its interface is its four attributes, one per concern (``runtime/operations/``):
     runtime.pools    PoolOperations   add, update, resize, stop_resize, delete
     runtime.jobs     JobOperations    add, update, terminate, delete
     runtime.tasks    TaskOperations   add, terminate, delete, reactivate
-    runtime.agents   AgentOperations  authenticate, register, poll, events (the private node-agent API)
+    runtime.agents   AgentOperations  authenticate, register, poll, events, task containers (the node-agent API)
 
 Behind them: the :class:`Scheduler` (queues, node slots, long polls), :class:`Transitions` (task and job state
 changes), :class:`NodeLifecycle` (containers, heartbeats, node loss) and :class:`AgentSessions` (the agent
@@ -23,6 +23,7 @@ from batchbox.emulator.runtime.ports import AllocationGate, NodeDriverLike, Stor
 from batchbox.emulator.runtime.recovery import restore
 from batchbox.emulator.runtime.scheduler import Scheduler
 from batchbox.emulator.runtime.sessions import AgentSessions
+from batchbox.emulator.runtime.task_containers import TaskContainerRuns
 from batchbox.emulator.runtime.transitions import Transitions
 
 __all__ = ["Runtime"]
@@ -60,10 +61,11 @@ class Runtime:
         self.transitions = Transitions(self.scheduler)
         self.lifecycle = NodeLifecycle(config, driver, self.scheduler, self.transitions, allocation_gate)
         self.sessions = AgentSessions(config, self.scheduler, self.transitions)
+        self.containers = TaskContainerRuns(config, store, driver.task_containers)
         self.pools = PoolOperations(self.lifecycle)
         self.jobs = JobOperations(self.transitions)
         self.tasks = TaskOperations(self.transitions)
-        self.agents = AgentOperations(self.sessions)
+        self.agents = AgentOperations(self.sessions, self.containers)
         self._running = False
 
     async def start(self) -> None:

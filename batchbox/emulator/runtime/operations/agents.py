@@ -11,6 +11,7 @@ from typing import Any
 
 from batchbox.emulator.runtime.model import NodeRuntime
 from batchbox.emulator.runtime.sessions import AgentSessions
+from batchbox.emulator.runtime.task_containers import TaskContainerRuns
 
 __all__ = ["AgentOperations"]
 
@@ -20,8 +21,9 @@ _UNKNOWN_SECRET = "\x00unknown-node"
 class AgentOperations:
     """What the node-agent handlers ask of the runtime (``runtime.agents``)."""
 
-    def __init__(self, sessions: AgentSessions) -> None:
+    def __init__(self, sessions: AgentSessions, containers: TaskContainerRuns) -> None:
         self._sessions = sessions
+        self._containers = containers
         self._sched = sessions.sched
         self._config = sessions.config
 
@@ -61,6 +63,22 @@ class AgentOperations:
             )
             return {"ack": acked, "assignments": [], "cancel": []}
         return self._sessions.events(node, body)
+
+    async def container(self, node_id: str, action: str, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST /_agent/v1/nodes/{id}/containers/{run|wait|kill}``: the node's container tasks (see
+        ``runtime/task_containers.py``); an unknown node or assignment answers ``{"state": "missing"}``."""
+        node = self._node(node_id)
+        assignment_id = body.get("assignmentId")
+        if node is None or node.removing or not isinstance(assignment_id, str) or not assignment_id:
+            return {"state": "missing"}
+        wait = body.get("wait")
+        wait = float(wait) if isinstance(wait, (int, float)) and not isinstance(wait, bool) else 0.0
+        if action == "run":
+            extra = body.get("environment")
+            return await self._containers.run(node, assignment_id, extra if isinstance(extra, dict) else {}, wait)
+        if action == "wait":
+            return await self._containers.wait(node, assignment_id, wait)
+        return await self._containers.kill(node, assignment_id)
 
     def release_polls(self) -> None:
         """Answer every held long poll now (empty) and every later one at once: the server is shutting down."""
