@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from batchbox.cli.app_cmd import app
 from batchbox.cli.errors import handle_errors
 from batchbox.cli.jobs_cmd import cleanup, logs, status
 from batchbox.cli.local_cmd import local
@@ -138,6 +139,7 @@ cli.add_command(status)
 cli.add_command(logs)
 cli.add_command(cleanup)
 cli.add_command(local)
+cli.add_command(app)
 
 
 def _add_emulator_command() -> None:

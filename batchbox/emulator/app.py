@@ -27,7 +27,7 @@ from batchbox.emulator.config import EmulatorConfig
 from batchbox.emulator.faults import Faults
 from batchbox.emulator.faults import admin as fault_admin
 from batchbox.emulator.faults.middleware import CutAnswerLogFilter, FaultMiddleware
-from batchbox.emulator.handlers import agent, files, jobs, nodes, pools, tasks
+from batchbox.emulator.handlers import agent, applications, files, jobs, nodes, pools, tasks
 from batchbox.emulator.nodes.docker_driver import NodeDriver
 from batchbox.emulator.nodes.docker_engine import connect_docker
 from batchbox.emulator.portal import site as portal
@@ -56,6 +56,7 @@ ROUTES: list[BaseRoute] = [
     *jobs.routes,  # /jobs, /jobs/{id}, terminate, taskcounts
     *tasks.routes,  # /jobs/{id}/tasks, addtaskcollection, /jobs/{id}/tasks/{taskId}, terminate, reactivate
     *files.routes,  # task files and node files
+    *applications.routes,  # /applications, /applications/{id}
     *agent.routes,  # /_agent/v1/...: the private node-agent API
     *fault_admin.routes,  # /_admin/v1/faults: the fault settings (SharedKey), not part of the Batch API
     *portal.routes,  # /portal/...: the local portal in the browser (its own token, no SharedKey)

@@ -126,6 +126,13 @@ def emulator(
         raise click.UsageError(
             "[faults.storage] needs the storage proxy: give --storage-upstream and --storage-proxy-port"
         )
+    if storage_connection_string:
+        from batchbox.emulator.storage_link import LinkedStorage
+
+        try:
+            LinkedStorage(storage_connection_string).close()
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--storage-connection-string") from None
     config = EmulatorConfig(
         faults=faults,
         storage_upstream=storage_upstream,

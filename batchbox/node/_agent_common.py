@@ -6,7 +6,7 @@ The failure codes are the Batch service's own (``TaskFailureInformationCodes`` o
 "Batch status and error codes" reference): ``BlobNotFound``, ``BlobAccessDenied``, ``BlobDownloadTimedOut``,
 ``BlobDownloadMiscError``, ``ResourceDirectoryCreateFailed``, ``ResourceFileCreateFailed``,
 ``ResourceFileWriteFailed``, ``DiskFull``, ``CommandProgramNotFound``, ``CommandLaunchFailed``, ``TaskEnded``,
-``FileUploadMiscError``, ``FailureExitCode`` (a non-zero exit code) and ``Unknown``.
+``FileUploadMiscError``, ``FailureExitCode`` (a non-zero exit code), ``ApplicationPackageError`` and ``Unknown``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import urllib.parse
 from typing import Any
 
 __all__ = [
+    "APPLICATION_PACKAGE_ERROR",
     "BLOB_ACCESS_DENIED",
     "BLOB_DOWNLOAD_MISC_ERROR",
     "BLOB_DOWNLOAD_TIMED_OUT",
@@ -68,6 +69,7 @@ COMMAND_LAUNCH_FAILED = "CommandLaunchFailed"
 TASK_ENDED = "TaskEnded"
 FILE_UPLOAD_MISC_ERROR = "FileUploadMiscError"
 FAILURE_EXIT_CODE = "FailureExitCode"
+APPLICATION_PACKAGE_ERROR = "ApplicationPackageError"
 UNKNOWN = "Unknown"
 
 NONADMIN_UID = 1000

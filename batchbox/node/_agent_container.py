@@ -16,13 +16,12 @@ The container's stdout and stderr are written into the task directory by the emu
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 from batchbox.node._agent_common import SERVER_ERROR, UNKNOWN, FailureInfo, failure_info
-from batchbox.node._agent_http import AgentClient, Backoff, ServerUnreachable
+from batchbox.node._agent_http import Backoff, NodeApi, ServerUnreachable
 
 __all__ = ["WAIT_WINDOW", "ContainerHandle", "ContainerTasks"]
 
@@ -60,18 +59,14 @@ class ContainerHandle:
 
 
 class ContainerTasks:
-    """Talks to the emulator about this node's container tasks (one HTTP connection per thread).
+    """Talks to the emulator about this node's container tasks.
 
     Args:
-        agent_url: ``$BATCHBOX_AGENT_URL``.
-        node_id: this node's id.
-        secret: this node's secret.
+        api: the node's agent API (one HTTP connection per thread).
     """
 
-    def __init__(self, agent_url: str, node_id: str, secret: str) -> None:
-        self._args = (agent_url, node_id, secret)
-        self._node_id = node_id
-        self._local = threading.local()
+    def __init__(self, api: NodeApi) -> None:
+        self._api = api
 
     def post(self, action: str, body: Mapping[str, Any], timeout: float = 30.0) -> dict[str, Any]:
         """POST to ``containers/<action>``; a refusal (node unknown, removed) reads as ``{"state": "missing"}``.
@@ -79,10 +74,7 @@ class ContainerTasks:
         Raises:
             ServerUnreachable: the emulator did not answer.
         """
-        client = getattr(self._local, "client", None)
-        if client is None:
-            client = self._local.client = AgentClient(*self._args)
-        status, answer = client.post(f"/nodes/{self._node_id}/containers/{action}", body, timeout=timeout)
+        status, answer = self._api.post(f"containers/{action}", body, timeout=timeout)
         if status != 200 or not isinstance(answer, dict):
             log.warning("containers/%s answered HTTP %d", action, status)
             return {"state": "missing"}

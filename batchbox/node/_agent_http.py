@@ -10,10 +10,11 @@ import http.client
 import json
 import select
 import socket
+import threading
 import urllib.parse
 from typing import Any, cast
 
-__all__ = ["AgentClient", "Backoff", "ServerUnreachable"]
+__all__ = ["AgentClient", "Backoff", "NodeApi", "ServerUnreachable"]
 
 _STALE_ERRORS = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 
@@ -162,6 +163,33 @@ class AgentClient:
         lines += [f"{name}: {value}" for name, value in self._headers.items()]
         lines.append(f"Content-Length: {length}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+class NodeApi:
+    """The node's part of the agent API for calls made from task threads (container tasks, packages): one
+    keep-alive :class:`AgentClient` per thread.
+
+    Args:
+        base_url: ``$BATCHBOX_AGENT_URL``.
+        node_id: this node's id.
+        secret: this node's secret.
+    """
+
+    def __init__(self, base_url: str, node_id: str, secret: str) -> None:
+        self._args = (base_url, node_id, secret)
+        self._node_id = node_id
+        self._local = threading.local()
+
+    def post(self, action: str, body: Any, timeout: float = 30.0) -> tuple[int, Any]:
+        """POST ``body`` to ``<base>/nodes/<node id>/<action>``; ``(status, decoded JSON or None)``.
+
+        Raises:
+            ServerUnreachable: the emulator did not answer.
+        """
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = AgentClient(*self._args)
+        return client.post(f"/nodes/{self._node_id}/{action}", body, timeout=timeout)
 
 
 def _receive(sock: socket.socket, data: bytes) -> bytes:

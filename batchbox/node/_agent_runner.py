@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping
 from typing import IO, Any, Protocol
 
 from batchbox.node._agent_common import (
+    APPLICATION_PACKAGE_ERROR,
     COMMAND_LAUNCH_FAILED,
     COMMAND_PROGRAM_NOT_FOUND,
     NONADMIN_GID,
@@ -52,6 +53,7 @@ from batchbox.node._agent_common import (
 )
 from batchbox.node._agent_container import ContainerTasks
 from batchbox.node._agent_files import download_resource_files, upload_output_files
+from batchbox.node._agent_packages import PackageInstaller
 from batchbox.node._agent_spawner import SpawnerGone, shared_spawner
 
 __all__ = ["DEFAULT_PATH", "TaskControl", "completed_event", "run_assignment", "started_event"]
@@ -276,6 +278,15 @@ def _launch_container(
     return exit_code, ended_failure(exit_code, cancelled=control.cancelled, timed_out=timed_out, limit=limit), True
 
 
+def _install_packages(assignment: Mapping[str, Any], packages: PackageInstaller | None) -> dict[str, str]:
+    references = assignment.get("applicationPackageReferences") or []
+    if not references:
+        return {}
+    if packages is None:
+        raise TaskFailure(SERVER_ERROR, APPLICATION_PACKAGE_ERROR, "This agent cannot install application packages")
+    return packages.install(references)
+
+
 def _prepare_dirs(node_root: str, task_dir_rel: str) -> tuple[str, str]:
     task_dir = os.path.normpath(os.path.join(node_root, task_dir_rel))
     if not task_dir.startswith(os.path.normpath(node_root) + os.sep):
@@ -302,6 +313,7 @@ def run_assignment(
     emit: Callable[[dict[str, Any]], None] | None = None,
     control: TaskControl | None = None,
     containers: ContainerTasks | None = None,
+    packages: PackageInstaller | None = None,
 ) -> dict[str, Any]:
     """Run one assignment (a task or the start task) to its end and return its ``completed`` event.
 
@@ -311,6 +323,7 @@ def run_assignment(
         emit: receives the ``started`` event before anything else happens.
         control: lets another thread cancel the assignment.
         containers: asks the emulator to run container assignments (those with ``container``).
+        packages: installs the assignment's ``applicationPackageReferences`` (and gives their variables).
 
     Returns:
         The ``completed`` event (exitCode None when no process ran).
@@ -329,13 +342,17 @@ def run_assignment(
         task_dir, wd = _prepare_dirs(node_root, str(assignment.get("taskDir") or ""))
         if isinstance(assignment.get("failureInfo"), dict):
             raise TaskFailure.from_info(assignment["failureInfo"])
+        extra = _install_packages(assignment, packages)
         download_resource_files(assignment.get("resourceFiles") or [], wd)
         if control.cancelled:
             raise TaskFailure(USER_ERROR, TASK_ENDED, "Task was ended by user request")
         if assignment.get("container") is not None:
-            exit_code, failure, ran = _launch_container(assignment, control, began, containers, {})
+            exit_code, failure, ran = _launch_container(assignment, control, began, containers, extra)
         else:
-            exit_code, failure, ran = _launch(assignment, wd, task_dir, nonadmin, control, began)
+            environment = {**(assignment.get("environment") or {}), **extra}
+            exit_code, failure, ran = _launch(
+                {**assignment, "environment": environment}, wd, task_dir, nonadmin, control, began
+            )
         output_files = assignment.get("outputFiles") or []
         if ran and output_files and not control.cancelled:
             succeeded = exit_code == 0 and failure is None

@@ -33,7 +33,8 @@ from typing import Any
 from batchbox.node._agent_common import FAILURE_EXIT_CODE, setup_logging
 from batchbox.node._agent_container import ContainerTasks
 from batchbox.node._agent_events import STARTED_LINGER, EventQueue
-from batchbox.node._agent_http import AgentClient, Backoff, ServerUnreachable
+from batchbox.node._agent_http import AgentClient, Backoff, NodeApi, ServerUnreachable
+from batchbox.node._agent_packages import PackageInstaller
 from batchbox.node._agent_runner import TaskControl, run_assignment
 from batchbox.node._agent_state import load_completed_start_task, save_completed_start_task
 
@@ -119,7 +120,9 @@ class Agent:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
         self.events = EventQueue()
-        self.containers = ContainerTasks(config.agent_url, config.node_id, config.secret)
+        api = NodeApi(config.agent_url, config.node_id, config.secret)
+        self.containers = ContainerTasks(api)
+        self.packages = PackageInstaller(api, config.node_root)
         self._lock = threading.Lock()
         self._active: dict[str, _Active] = {}
         self._register_lock = threading.Lock()
@@ -230,7 +233,12 @@ class Agent:
     def _run_task(self, assignment: dict[str, Any], active: _Active) -> None:
         log.debug("assignment %s started", assignment.get("assignmentId"))
         event = run_assignment(
-            assignment, self.config.node_root, emit=self.events.put, control=active.control, containers=self.containers
+            assignment,
+            self.config.node_root,
+            emit=self.events.put,
+            control=active.control,
+            containers=self.containers,
+            packages=self.packages,
         )
         with self._lock:
             active.completed_event_id = event["eventId"]
@@ -267,6 +275,7 @@ class Agent:
                 emit=self.events.put,
                 control=self._start_task_control,
                 containers=self.containers,
+                packages=self.packages,
             )
             self.events.put(event)
             failure = event.get("failureInfo") or {}

@@ -37,6 +37,7 @@ from batchbox.core.errors import BackendUnavailableError, ConfigurationError
 from batchbox.core.pidfiles import command_line_mentions, is_alive, stop_process, write_pid_file
 from batchbox.core.pidfiles import read_pid_file as read_record
 from batchbox.core.settings import env_name
+from batchbox.emulator.command import STORAGE_ENV
 from batchbox.emulator.config import DEFAULT_ACCOUNT_KEY, DEFAULT_ACCOUNT_NAME, DEFAULT_PORT, default_state_dir
 from batchbox.emulator.faults import FaultConfig
 from batchbox.emulator.portal.token import new_token, portal_url, read_token
@@ -333,9 +334,11 @@ class LocalStack:
             options, fields = fault_options(self.faults, faults, self.azurite_port)
             command += options
             recorded.update(fields)
+        # The linked storage (application packages, blob mounts) goes through the environment: it holds a key.
+        env = {**os.environ, STORAGE_ENV: connection_string("127.0.0.1", self.azurite_port)}
         with open(self.emulator_log, "ab") as log:
             process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
             )
         write_pid_file(self.emulator_record, process.pid, **recorded)
         if not wait_until_answering("127.0.0.1", self.emulator_port, timeout, process):

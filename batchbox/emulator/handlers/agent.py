@@ -1,5 +1,5 @@
 """The node-agent API (private, loopback): ``POST /_agent/v1/nodes/{node_id}/register | poll | events`` and
-``containers/run | wait | kill`` (container tasks).
+``containers/run | wait | kill`` (container tasks) and ``packages`` (application packages to install).
 
 Every request carries ``Authorization: BatchboxNode <node_id>:<secret>``; the node id must be the one of the path
 and the secret is compared in constant time by the runtime. Anything else is 403 ``AuthenticationFailed``. The
@@ -111,8 +111,15 @@ def _container_action(action: str) -> Callable[[Request], Awaitable[Response]]:
     return handle
 
 
+async def packages(request: Request) -> Response:
+    """The application packages an assignment needs: answers ``{"packages": [...]}`` or ``{"failureInfo"}``."""
+    agents, node_id = _authenticate(request)
+    return JSONResponse(await agents.packages(node_id, await _body(request)))
+
+
 routes = [
     Route(f"{_BASE}/register", register, methods=["POST"]),
+    Route(f"{_BASE}/packages", packages, methods=["POST"]),
     *(Route(f"{_BASE}/containers/{action}", _container_action(action), methods=["POST"]) for action in _ACTIONS),
     Route(f"{_BASE}/poll", poll, methods=["POST"]),
     Route(f"{_BASE}/events", events, methods=["POST"]),

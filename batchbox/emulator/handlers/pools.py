@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from batchbox.emulator.applications.references import check_pool_references
 from batchbox.emulator.handlers.common import (
     NotModified,
     check_preconditions,
@@ -60,6 +61,7 @@ async def add_pool(request: Request) -> Response:
     context = validation_context(request)
     base = get_config(request).base_url
     doc = build_pool(body, base_url=base, max_nodes=max_nodes_per_pool(request), context=context)
+    await check_pool_references(get_runtime(request).applications, doc.get("applicationPackageReferences"))
     doc = get_runtime(request).pools.add(doc)
     keep_secrets(request, context)
     return created(doc["url"], doc["eTag"], doc["lastModified"])
@@ -94,7 +96,10 @@ async def patch_pool(request: Request) -> Response:
     doc = get_pool_or_404(request, request.path_params["pool_id"])
     check_preconditions(request, doc)
     context = validation_context(request)
-    doc = get_runtime(request).pools.update(apply_pool_patch(doc, body, context))
+    updated = apply_pool_patch(doc, body, context)
+    if isinstance(body, dict) and body.get("applicationPackageReferences"):
+        await check_pool_references(get_runtime(request).applications, updated.get("applicationPackageReferences"))
+    doc = get_runtime(request).pools.update(updated)
     keep_secrets(request, context)
     return ok_empty(etag=doc["eTag"], last_modified=doc["lastModified"], data_service_id=doc["url"])
 
@@ -103,7 +108,9 @@ async def replace_pool_properties(request: Request) -> Response:
     body = await read_json(request)
     doc = get_pool_or_404(request, request.path_params["pool_id"])
     context = validation_context(request)
-    doc = get_store(request).update_pool(apply_pool_replace(doc, body, context))
+    updated = apply_pool_replace(doc, body, context)
+    await check_pool_references(get_runtime(request).applications, updated.get("applicationPackageReferences"))
+    doc = get_store(request).update_pool(updated)
     keep_secrets(request, context)
     return no_content(etag=doc["eTag"], last_modified=doc["lastModified"], data_service_id=doc["url"])
 

@@ -21,6 +21,7 @@ __all__ = [
     "START_TASK_DIR",
     "job_environment",
     "node_environment",
+    "package_references",
     "start_task_assignment",
     "start_task_assignment_id",
     "task_assignment",
@@ -118,6 +119,14 @@ def job_environment(
     return env
 
 
+def package_references(pool_doc: Mapping[str, Any] | None, task_doc: Mapping[str, Any] | None) -> list[Any]:
+    """The application packages an assignment installs: the pool's, then the task's own."""
+    return [
+        *((pool_doc or {}).get("applicationPackageReferences") or []),
+        *((task_doc or {}).get("applicationPackageReferences") or []),
+    ]
+
+
 def _retry_count(value: object, default: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         return default
@@ -168,6 +177,7 @@ def task_assignment(
         "maxWallClockSeconds": duration_seconds(constraints.get("maxWallClockTime")),
         "maxTaskRetryCount": max_task_retry_count,
         "requiredSlots": max(1, _retry_count(task_doc.get("requiredSlots"), 1)),
+        "applicationPackageReferences": package_references(pool_doc, task_doc),
         **container_fields(task_doc, pool_doc, required=True),
     }
 
@@ -204,5 +214,6 @@ def start_task_assignment(
         "maxWallClockSeconds": duration_seconds((start.get("constraints") or {}).get("maxWallClockTime")),
         "maxTaskRetryCount": _retry_count(start.get("maxTaskRetryCount"), 0),
         "requiredSlots": 1,
+        "applicationPackageReferences": package_references(pool_doc, None),
         **container_fields(start, pool_doc, required=False),
     }

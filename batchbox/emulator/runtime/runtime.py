@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 
+from batchbox.emulator.applications import catalog_for
 from batchbox.emulator.config import EmulatorConfig
 from batchbox.emulator.runtime.nodes import NodeLifecycle
 from batchbox.emulator.runtime.operations import AgentOperations, JobOperations, PoolOperations, TaskOperations
@@ -62,10 +63,11 @@ class Runtime:
         self.lifecycle = NodeLifecycle(config, driver, self.scheduler, self.transitions, allocation_gate)
         self.sessions = AgentSessions(config, self.scheduler, self.transitions)
         self.containers = TaskContainerRuns(config, store, driver.task_containers)
+        self.applications = catalog_for(config)
         self.pools = PoolOperations(self.lifecycle)
         self.jobs = JobOperations(self.transitions)
         self.tasks = TaskOperations(self.transitions)
-        self.agents = AgentOperations(self.sessions, self.containers)
+        self.agents = AgentOperations(self.sessions, self.containers, self.applications)
         self._running = False
 
     async def start(self) -> None:
@@ -79,6 +81,8 @@ class Runtime:
     async def stop(self) -> None:
         """Stop the background work; node containers keep running and are re-adopted at the next start."""
         self.release_polls()
+        if self.applications is not None:
+            self.applications.storage.close()
         if not self._running:
             return
         self._running = False

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
+from batchbox.emulator.applications import PackageCatalog
+from batchbox.emulator.applications.references import delivery
 from batchbox.emulator.runtime.model import NodeRuntime
 from batchbox.emulator.runtime.sessions import AgentSessions
 from batchbox.emulator.runtime.task_containers import TaskContainerRuns
@@ -21,9 +23,12 @@ _UNKNOWN_SECRET = "\x00unknown-node"
 class AgentOperations:
     """What the node-agent handlers ask of the runtime (``runtime.agents``)."""
 
-    def __init__(self, sessions: AgentSessions, containers: TaskContainerRuns) -> None:
+    def __init__(
+        self, sessions: AgentSessions, containers: TaskContainerRuns, applications: PackageCatalog | None
+    ) -> None:
         self._sessions = sessions
         self._containers = containers
+        self._applications = applications
         self._sched = sessions.sched
         self._config = sessions.config
 
@@ -79,6 +84,13 @@ class AgentOperations:
         if action == "wait":
             return await self._containers.wait(node, assignment_id, wait)
         return await self._containers.kill(node, assignment_id)
+
+    async def packages(self, node_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST /_agent/v1/nodes/{id}/packages``: download URLs, directories and variables of the application
+        packages of an assignment (``{"references": [...]}``), or the ``failureInfo`` of the first that fails."""
+        if self._node(node_id) is None:
+            return {"packages": []}
+        return await delivery(self._applications, body.get("references"))
 
     def release_polls(self) -> None:
         """Answer every held long poll now (empty) and every later one at once: the server is shutting down."""

@@ -1,0 +1,12 @@
+"""Application packages: the catalog in the linked storage, the pool checks, what nodes install."""
+
+from batchbox.emulator.applications.catalog import (
+    CONTAINER,
+    Application,
+    PackageCatalog,
+    PackageError,
+    ResolvedPackage,
+    catalog_for,
+)
+
+__all__ = ["CONTAINER", "Application", "PackageCatalog", "PackageError", "ResolvedPackage", "catalog_for"]
