@@ -6,7 +6,6 @@ from batchbox.emulator.applications.catalog import (
     PackageCatalog,
     PackageError,
     ResolvedPackage,
-    catalog_for,
 )
 
-__all__ = ["CONTAINER", "Application", "PackageCatalog", "PackageError", "ResolvedPackage", "catalog_for"]
+__all__ = ["CONTAINER", "Application", "PackageCatalog", "PackageError", "ResolvedPackage"]

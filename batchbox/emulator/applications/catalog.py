@@ -21,7 +21,6 @@ from pathlib import Path
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
-from batchbox.emulator.config import EmulatorConfig
 from batchbox.emulator.storage_link import LinkedStorage
 
 __all__ = [
@@ -30,7 +29,6 @@ __all__ = [
     "PackageCatalog",
     "PackageError",
     "ResolvedPackage",
-    "catalog_for",
     "check_application_id",
     "check_upload",
     "check_version",
@@ -230,14 +228,3 @@ class PackageCatalog:
         elif app.default_version is not None and app.version(app.default_version) in doomed:
             self._write_meta(app.id.lower(), {"id": app.id, "displayName": app.display_name, "defaultVersion": None})
         return doomed
-
-
-def catalog_for(config: EmulatorConfig) -> PackageCatalog | None:
-    """The catalog in the emulator's linked storage account, or None when it has none.
-
-    Raises:
-        ValueError: the connection string is not usable (one line, without the key).
-    """
-    if not config.storage_connection_string:
-        return None
-    return PackageCatalog(LinkedStorage(config.storage_connection_string))

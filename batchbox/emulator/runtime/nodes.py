@@ -22,6 +22,7 @@ from batchbox.emulator.config import EmulatorConfig
 from batchbox.emulator.runtime.container_payload import CONTAINER_INVALID_IMAGE, container_failure
 from batchbox.emulator.runtime.documents import new_node_doc, new_node_id
 from batchbox.emulator.runtime.model import NodeRuntime, PoolRuntime
+from batchbox.emulator.runtime.mount_sync import MountSync
 from batchbox.emulator.runtime.ports import AllocationGate, ContainerImageError, NodeContainer, NodeDriverLike
 from batchbox.emulator.runtime.scheduler import Scheduler
 from batchbox.emulator.runtime.task_containers import pool_images, pool_registries, registry_credentials
@@ -61,8 +62,11 @@ class NodeLifecycle:
         scheduler: Scheduler,
         transitions: Transitions,
         allocation_gate: AllocationGate | None = None,
+        *,
+        mounts: MountSync | None = None,
     ) -> None:
         self.config = config
+        self.mounts = mounts
         self.driver = driver
         self.allocation_gate = allocation_gate
         self.sched = scheduler
@@ -266,23 +270,26 @@ class NodeLifecycle:
             self.sched.touch_node(node)
 
     async def _prepare(self, pool: PoolRuntime, node: NodeRuntime) -> bool:
-        """Make the pool's container images present before the node starts; a missing one makes it unusable."""
+        """Make the pool's container images present and its mounts synced before the node starts; a missing image
+        or a failed mount makes the node unusable (with the node error), and it is not replaced."""
+        error = None
         images = pool_images(pool.doc)
-        if not images:
+        if images:
+            credentials = registry_credentials(self.store, pool_registries(pool.doc))
+            try:
+                await asyncio.to_thread(self.driver.task_containers.ensure_images, images, credentials)
+            except ContainerImageError as exc:
+                failure = container_failure(CONTAINER_INVALID_IMAGE, {"ContainerImage": exc.image, "Message": str(exc)})
+                error = {"code": failure["code"], "message": failure["message"], "errorDetails": failure["details"]}
+        if error is None and self.mounts is not None and pool.doc is not None:
+            error = await self.mounts.attach(pool.doc, node.node_id)
+        if error is None:
             return True
-        credentials = registry_credentials(self.store, pool_registries(pool.doc))
-        try:
-            await asyncio.to_thread(self.driver.task_containers.ensure_images, images, credentials)
-        except ContainerImageError as exc:
-            log.warning("node %s of pool %s is unusable: image %s: %s", node.node_id, pool.pool_id, exc.image, exc)
-            failure = container_failure(CONTAINER_INVALID_IMAGE, {"ContainerImage": exc.image, "Message": str(exc)})
-            with self.sched.batch():
-                node.doc["errors"] = [
-                    {"code": failure["code"], "message": failure["message"], "errorDetails": failure["details"]}
-                ]
-                self.sched.touch_node(node, "unusable")
-            return False
-        return True
+        log.warning("node %s of pool %s is unusable: %s", node.node_id, pool.pool_id, error["errorDetails"])
+        with self.sched.batch():
+            node.doc["errors"] = [error]
+            self.sched.touch_node(node, "unusable")
+        return False
 
     def _begin_removal(self, node: NodeRuntime, state: str = "leavingpool") -> None:
         """Stop scheduling to a node, requeue its runs and tell its agent to shut down."""
@@ -302,6 +309,8 @@ class NodeLifecycle:
             await asyncio.to_thread(self.driver.remove_node, node.node_id)
         except Exception as exc:
             log.warning("removing the container of node %s failed: %s", node.node_id, exc)
+        if self.mounts is not None:
+            await self.mounts.detach(node.node_id)
         with self.sched.batch():
             self.store.delete_node(node.node_id)
         self.sched.nodes.pop(node.node_id, None)

@@ -147,6 +147,8 @@ def _adopt_node(
         pool, doc, secret, dedicated=doc.get("isDedicated") is not False, container_id=container_id
     )
     node.last_contact = grace
+    if lifecycle.mounts is not None:
+        lifecycle.mounts.resume(pool.doc or {}, node_id)
     return node
 
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import logging
 
-from batchbox.emulator.applications import catalog_for
+from batchbox.emulator.applications import PackageCatalog
 from batchbox.emulator.config import EmulatorConfig
+from batchbox.emulator.runtime.mount_sync import MountSync
 from batchbox.emulator.runtime.nodes import NodeLifecycle
 from batchbox.emulator.runtime.operations import AgentOperations, JobOperations, PoolOperations, TaskOperations
 from batchbox.emulator.runtime.ports import AllocationGate, NodeDriverLike, StoreLike
@@ -26,6 +27,7 @@ from batchbox.emulator.runtime.scheduler import Scheduler
 from batchbox.emulator.runtime.sessions import AgentSessions
 from batchbox.emulator.runtime.task_containers import TaskContainerRuns
 from batchbox.emulator.runtime.transitions import Transitions
+from batchbox.emulator.storage_link import LinkedStorage
 
 __all__ = ["Runtime"]
 
@@ -60,10 +62,14 @@ class Runtime:
         self.store = store
         self.scheduler = Scheduler(config, store)
         self.transitions = Transitions(self.scheduler)
-        self.lifecycle = NodeLifecycle(config, driver, self.scheduler, self.transitions, allocation_gate)
+        self.storage = LinkedStorage(config.storage_connection_string) if config.storage_connection_string else None
+        self.applications = PackageCatalog(self.storage) if self.storage is not None else None
+        self.mounts = MountSync(config, store, self.storage)
+        self.lifecycle = NodeLifecycle(
+            config, driver, self.scheduler, self.transitions, allocation_gate, mounts=self.mounts
+        )
         self.sessions = AgentSessions(config, self.scheduler, self.transitions)
         self.containers = TaskContainerRuns(config, store, driver.task_containers)
-        self.applications = catalog_for(config)
         self.pools = PoolOperations(self.lifecycle)
         self.jobs = JobOperations(self.transitions)
         self.tasks = TaskOperations(self.transitions)
@@ -81,12 +87,13 @@ class Runtime:
     async def stop(self) -> None:
         """Stop the background work; node containers keep running and are re-adopted at the next start."""
         self.release_polls()
-        if self.applications is not None:
-            self.applications.storage.close()
         if not self._running:
             return
         self._running = False
         await self.lifecycle.stop()
+        await self.mounts.stop()
+        if self.storage is not None:
+            self.storage.close()
 
     def release_polls(self) -> None:
         """Answer every held long poll now (empty) and every later one at once: the server is shutting down.
