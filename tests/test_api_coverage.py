@@ -27,24 +27,17 @@ OPEN_GAPS = frozenset(
         ("PoolAddParameter", "resizeTimeout"),
         ("PoolAddParameter", "autoScaleFormula"),
         ("PoolAddParameter", "autoScaleEvaluationInterval"),
-        ("PoolAddParameter", "applicationLicenses"),
         ("PoolAddParameter", "maxTasksPerNode"),
         *(
             (body, path)
             for body in ("PoolAddParameter", "PoolPatchParameter")
             for path in (
                 "vmSize",
-                "virtualMachineConfiguration.containerConfiguration",
-                "startTask.containerSettings",
                 "taskSchedulingPolicy.jobDefaultOrder",
                 "networkConfiguration",
                 "userAccounts",
-                "mountConfiguration",
-                "applicationPackageReferences",
-                "upgradePolicy",
             )
         ),
-        ("PoolUpdatePropertiesParameter", "applicationPackageReferences"),
         ("PoolResizeParameter", "resizeTimeout"),
         ("PoolResizeParameter", "nodeDeallocationOption"),
         ("JobAddParameter", "onTaskFailure"),
@@ -56,8 +49,6 @@ OPEN_GAPS = frozenset(
         ("TaskAddParameter", "userIdentity.username"),
         ("TaskAddParameter", "exitConditions"),
         ("TaskAddParameter", "affinityInfo"),
-        ("TaskAddParameter", "containerSettings"),
-        ("TaskAddParameter", "applicationPackageReferences"),
         ("TaskAddParameter", "authenticationTokenSettings"),
     }
 )

@@ -111,9 +111,11 @@ def test_certificates_are_refused_as_retired_and_an_empty_list_is_kept(http: Sig
             "certificateReferences": [certificate],
         },
     )
+    # The service's current answer (api-version 2024-07-01.20.0): 400 CertificateRetired, with a Reason.
     assert refused.status_code == 400
-    assert refused.json()["code"] == "InvalidPropertyValue"
-    assert error_values(refused)["PropertyName"] == "certificateReferences"
+    assert refused.json()["code"] == "CertificateRetired"
+    assert refused.json()["message"]["value"].startswith("The 'Azure Batch Certificates' feature was retired")
+    assert "certificateReferences" in error_values(refused)["Reason"]
 
     pool_id = add_pool(http, virtualMachineConfiguration=_VM, certificateReferences=[])
     assert http.get(f"/pools/{pool_id}")["certificateReferences"] == []
@@ -127,7 +129,7 @@ def test_certificates_are_refused_as_retired_and_an_empty_list_is_kept(http: Sig
     ):
         response = http.send(method, path, body=body)
         assert response.status_code == 400, (method, response.text)
-        assert error_values(response)["PropertyName"] == "certificateReferences"
+        assert response.json()["code"] == "CertificateRetired"
 
 
 def test_pool_properties_batch_returns(http: SignedClient) -> None:

@@ -62,26 +62,65 @@ _POOL_SHARED = (
     ("metadata", _D, "Stored and returned."),
     ("vmSize", _G, "Recorded; the node container's CPU and memory do not follow it yet."),
     ("virtualMachineConfiguration", _I, "Required. Every image runs the local node image (Debian 12, Python 3)."),
-    ("virtualMachineConfiguration.containerConfiguration", _G, "Stored; images are not made present on nodes yet."),
+    (
+        "virtualMachineConfiguration.containerConfiguration",
+        _I,
+        "Tasks run in containers; containerImageNames are pulled before a node starts (missing: node unusable, "
+        "ContainerInvalidImage); criCompatible runs like dockerCompatible.",
+    ),
+    (
+        "virtualMachineConfiguration.containerConfiguration.containerRegistries",
+        _I,
+        "Pulls log in with username and password (kept sealed, never returned); identityReference is refused.",
+    ),
+    ("virtualMachineConfiguration.extensions", _R, "VM extensions cannot run on the local node image."),
+    *(
+        (f"virtualMachineConfiguration.{name}", _D, f"Stored and returned; {effect}")
+        for name, effect in (
+            ("diskEncryptionConfiguration", "node disks are this machine's."),
+            ("nodePlacementConfiguration", "every node runs on this machine."),
+            ("osDisk", "nodes run on this machine's disk."),
+            ("securityProfile", "nodes are containers, not VMs."),
+            ("serviceArtifactReference", "the node image is the local one."),
+        )
+    ),
     ("startTask", _I, "Runs on every node before it takes tasks; retries and waitForSuccess are honoured."),
-    ("startTask.containerSettings", _G, "Stored; the start task runs on the node itself, not in a container yet."),
+    (
+        "startTask.containerSettings",
+        _I,
+        "The start task runs in its image (a container pool is needed), like a task's containerSettings.",
+    ),
     ("taskSlotsPerNode", _I, "Slots per node; tasks take requiredSlots of them."),
     ("taskSchedulingPolicy", _I, "nodeFillType spread or pack places tasks on nodes."),
     ("taskSchedulingPolicy.jobDefaultOrder", _G, "Stored; jobs are always ordered by priority, then creation."),
     ("enableInterNodeCommunication", _D, "Nodes share the machine's loopback network: they always reach each other."),
     ("networkConfiguration", _G, "Stored; nodes always use the machine's loopback network."),
     ("userAccounts", _G, "Stored without passwords (never returned); the accounts are not created on the nodes yet."),
-    ("mountConfiguration", _G, "Stored; nothing is mounted on the nodes yet."),
-    ("applicationPackageReferences", _G, "Stored; packages are not checked or installed yet."),
+    (
+        "mountConfiguration",
+        _I,
+        "Blob containers of the linked storage are synced directories under $AZ_BATCH_NODE_MOUNTS_DIR; keys never "
+        "returned.",
+    ),
+    ("mountConfiguration.azureBlobFileSystemConfiguration.blobfuseOptions", _D, "Stored; no blobfuse runs locally."),
+    ("mountConfiguration.azureBlobFileSystemConfiguration.identityReference", _R, "No managed identities locally."),
+    ("mountConfiguration.nfsMountConfiguration", _R, "Nodes reach only this machine: no NFS shares."),
+    ("mountConfiguration.cifsMountConfiguration", _R, "Nodes reach only this machine: no CIFS/SMB shares."),
+    ("mountConfiguration.azureFileShareConfiguration", _R, "Nodes reach only this machine: no Azure Files shares."),
+    (
+        "applicationPackageReferences",
+        _I,
+        "Checked at once (missing: 409 InvalidApplicationPackageReferences); installed on each node.",
+    ),
     (
         "certificateReferences",
         _R,
-        "Batch retired certificates in 2024: any certificate is refused (InvalidPropertyValue); [] is kept.",
+        "Batch retired certificates in 2024: any certificate is refused (400 CertificateRetired); [] is kept.",
         [{"thumbprint": "0123456789abcdef", "thumbprintAlgorithm": "sha1"}],
     ),
     ("targetNodeCommunicationMode", _D, "Stored and returned; node agents always connect out to the emulator."),
     ("resourceTags", _D, "Stored and returned: the Azure tags of the pool's VMs (nothing is billed locally)."),
-    ("upgradePolicy", _G, "Stored; node OS upgrades do not happen locally."),
+    ("upgradePolicy", _D, "Stored and returned; the local node image is never upgraded."),
 )
 
 PROPERTIES: tuple[PropertyUse, ...] = (
@@ -100,7 +139,7 @@ PROPERTIES: tuple[PropertyUse, ...] = (
             "Batch retired cloud service pools in 2024: refused with InvalidPropertyValue naming the property.",
             {"osFamily": "4"},
         ),
-        ("applicationLicenses", _G, "Accepted, not stored."),
+        ("applicationLicenses", _D, "Stored and returned; no license server is needed locally."),
         ("maxTasksPerNode", _G, "The pre-2020 name of taskSlotsPerNode: accepted, not applied yet."),
         *_POOL_SHARED,
     ),
@@ -108,12 +147,12 @@ PROPERTIES: tuple[PropertyUse, ...] = (
     *_uses(
         ("PoolUpdatePropertiesParameter",),
         ("startTask", _I, "Replaces the start task (nodes created afterwards run the new one)."),
-        ("applicationPackageReferences", _G, "Stored; packages are not checked or installed yet."),
+        ("applicationPackageReferences", _I, "Replaced; checked at once (missing: 409), installed on new nodes."),
         ("metadata", _D, "Replaced."),
         (
             "certificateReferences",
             _R,
-            "Batch retired certificates in 2024: any certificate is refused (InvalidPropertyValue); [] is kept.",
+            "Batch retired certificates in 2024: any certificate is refused (400 CertificateRetired); [] is kept.",
             [{"thumbprint": "0123456789abcdef", "thumbprintAlgorithm": "sha1"}],
         ),
         ("targetNodeCommunicationMode", _D, "Replaced; when absent the pool's mode becomes default, as on Batch."),
@@ -164,8 +203,22 @@ PROPERTIES: tuple[PropertyUse, ...] = (
         ("multiInstanceSettings", _R, "Multi-instance (MPI) tasks are not run.", {"numberOfInstances": 2}),
         ("exitConditions", _G, "Stored; exit options are not applied yet."),
         ("affinityInfo", _G, "Stored; tasks are not steered to the named node yet."),
-        ("containerSettings", _G, "Stored; the task runs on the node itself, not in the image yet."),
-        ("applicationPackageReferences", _G, "Stored; packages are not installed yet."),
+        (
+            "containerSettings",
+            _I,
+            "Runs in its image beside the node (node directories at the same paths); a container pool needs it.",
+        ),
+        (
+            "containerSettings.containerRunOptions",
+            _I,
+            "Parsed; options that would break or escape the node (--privileged, host mounts, ...) are refused.",
+        ),
+        ("containerSettings.registry.identityReference", _R, "No managed identities locally."),
+        (
+            "applicationPackageReferences",
+            _I,
+            "Installed on the node with AZ_BATCH_APP_PACKAGE_*; a missing one fails the task: ApplicationPackageError.",
+        ),
         ("authenticationTokenSettings", _G, "Stored and returned (access: job); no token is given to the task yet."),
     ),
     *_uses(("TaskAddCollectionParameter",), ("value", _I, "Up to 100 tasks, each answered on its own.")),
