@@ -51,13 +51,14 @@ class PropertyUse:
 _I, _D, _R, _G = Handling.IMPLEMENTED, Handling.DESCRIPTION, Handling.REFUSED, Handling.GAP
 
 
-def _uses(
-    bodies: tuple[str, ...], *rows: tuple[str, Handling, str] | tuple[str, Handling, str, object]
-) -> list[PropertyUse]:
+_Row = tuple[str, Handling, str] | tuple[str, Handling, str, object]
+
+
+def _uses(bodies: tuple[str, ...], *rows: _Row) -> list[PropertyUse]:
     return [PropertyUse(body, *row) for body in bodies for row in rows]
 
 
-_POOL_SHARED = (
+_POOL_SHARED: tuple[_Row, ...] = (
     ("displayName", _D, "Stored and returned."),
     ("metadata", _D, "Stored and returned."),
     ("vmSize", _G, "Recorded; the node container's CPU and memory do not follow it yet."),
