@@ -37,6 +37,7 @@ REFERENCE_BLOCKS = {
     ("Writing your own workload", "text", "batchbox run my_workload.py [--backend"),
     ("The local portal", "text", "$ batchbox local up"),
     ("Rehearse Azure's failures locally", "text", "$ batchbox local up --faults"),
+    ("Containers, application packages and mounts", "bash", "batchbox app add blender"),
 }
 """Blocks that are reference text, not something to run here (make itself, live Azure, a synopsis, sample output)."""
 
@@ -45,6 +46,7 @@ RUN_BLOCKS = {
     ("Writing your own workload", "bash", "mkdir -p data"),
     ("Writing your own workload", "python", "from batchbox.core.backend import open_backend"),
     ("The emulator on its own", "python", "from azure.batch import BatchClient, models"),
+    ("Containers, application packages and mounts", "python", "from azure.batch import BatchClient, models"),
     ("The memory backend", "python", "from batchbox.backends.memory import MemoryBackend"),
     ("Use batchbox in your project", "python", "def test_pipeline_counts_words_on_batch"),
     ("Rehearse Azure's failures locally", "toml", "[faults]"),  # tests/test_faults_cli.py
@@ -209,3 +211,27 @@ def test_project_block_is_the_example_projects_own_test() -> None:
     shown = _block("Use batchbox in your project", "python", "def test_pipeline_counts_words_on_batch")
     example = (REPO / "examples" / "user-project" / "tests" / "test_pipeline.py").read_text()
     assert shown in example  # run by tests/test_user_project.py
+
+
+@pytest.mark.docker
+def test_container_task_example_runs_in_its_image(emulator: EmulatorProcess, node_image: str, tmp_path: Path) -> None:
+    snippet = _block("Containers, application packages and mounts", "python", "from azure.batch import BatchClient")
+    assert '"http://127.0.0.1:8446"' in snippet and 'IMAGE = "batchbox-node:latest"' in snippet
+    (tmp_path / "containers.py").write_text(snippet.replace("http://127.0.0.1:8446", emulator.url))
+    result = subprocess.run(
+        [sys.executable, "containers.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    client = emulator.batch_client()
+    try:
+        deadline = time.monotonic() + 120
+        while client.get_task("cj", "in-a-container").state != models.BatchTaskState.COMPLETED:
+            assert time.monotonic() < deadline, "the README's container task did not complete"
+            time.sleep(0.2)
+        task = client.get_task("cj", "in-a-container")
+        assert task.execution_info.exit_code == 0, task.execution_info.failure_info
+        output = b"".join(client.download_task_file("cj", "in-a-container", "stdout.txt")).decode().strip()
+        assert output == "hello from in-a-container in /mnt/batch/tasks/workitems/cj/job-1/in-a-container/wd"
+    finally:
+        client.begin_delete_job("cj", polling_interval=1)
+        client.begin_delete_pool("containers", polling_interval=1)

@@ -218,7 +218,6 @@ class TaskContainers:
         """
         self._ensure_image(spec.image, spec.credentials)
         name = self.container_name(spec.node_id, spec.assignment_id)
-        self._remove_quietly(name)  # a leftover of an earlier attempt of the same assignment
         with self._outputs(spec.node_id, spec.stdout_path, spec.stderr_path) as outputs:
             container_id = self._create(spec, name)
             try:
@@ -231,6 +230,18 @@ class TaskContainers:
             return self._finish(container_id, stream, *outputs)
 
     def _create(self, spec: TaskContainerSpec, name: str) -> str:
+        try:
+            return self._create_once(spec, name)
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # the name is taken: a leftover of an earlier attempt of the assignment
+                raise ContainerSettingsError(_one_line(exc)) from exc
+        self._remove_quietly(name)
+        try:
+            return self._create_once(spec, name)
+        except (docker.errors.DockerException, OSError) as exc:
+            raise ContainerSettingsError(_one_line(exc)) from exc
+
+    def _create_once(self, spec: TaskContainerSpec, name: str) -> str:
         try:
             created = self._api.create_container(
                 spec.image,
@@ -247,6 +258,8 @@ class TaskContainers:
                 stop_timeout=spec.options.stop_timeout,
                 **self._host_config(spec),
             )
+        except docker.errors.APIError:
+            raise
         except (docker.errors.DockerException, OSError) as exc:
             raise ContainerSettingsError(_one_line(exc)) from exc
         return str(created["Id"])
