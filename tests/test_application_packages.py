@@ -26,7 +26,7 @@ from batchbox.emulator.storage_link import LinkedStorage
 from tests.fixtures.batch_recordings import recorded_response
 from tests.fixtures.emulator import EmulatorProcess
 from tests.fixtures.task_images import MARKER_PATH
-from tests.test_container_tasks import container_vm, error_of, settings
+from tests.test_container_tasks import create_container_pool, error_of, settings
 from tests.test_emulator_runtime import add_job, completed_task, idle_nodes, stdout_of, unique
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
@@ -212,15 +212,7 @@ def stdout_of_or_none(client: BatchClient, job_id: str, task_id: str) -> str | N
 
 
 def test_container_task_sees_its_packages(client: BatchClient, app_id: str, task_image: str) -> None:
-    pool_id = unique("pkgcontainer")
-    client.create_pool(
-        m.BatchPoolCreateOptions(
-            id=pool_id,
-            vm_size="standard_d2_v3",
-            virtual_machine_configuration=container_vm([task_image]),
-            target_dedicated_nodes=1,
-        )
-    )
+    pool_id = create_container_pool(client, "pkgcontainer", [task_image])
     idle_nodes(client, pool_id, 1)
     job_id = add_job(client, pool_id)
     variable = f"$AZ_BATCH_APP_PACKAGE_{flat(app_id)}_2_0"

@@ -48,18 +48,33 @@ def client(emulator: EmulatorProcess) -> BatchClient:
 @pytest.fixture(scope="module")
 def container_pool(client: BatchClient, task_image: str) -> str:
     """One node, two slots, the test image prefetched."""
-    pool_id = unique("containers")
+    pool_id = create_container_pool(client, "containers", [task_image], task_slots_per_node=2)
+    idle_nodes(client, pool_id, 1)
+    return pool_id
+
+
+def create_container_pool(client: BatchClient, prefix: str, images: list[str], nodes: int = 1, **extra: Any) -> str:
+    """A pool with containerConfiguration (the images prefetched); its id."""
+    pool_id = unique(prefix)
     client.create_pool(
         m.BatchPoolCreateOptions(
             id=pool_id,
             vm_size="standard_d2_v3",
-            virtual_machine_configuration=container_vm([task_image]),
-            target_dedicated_nodes=1,
-            task_slots_per_node=2,
+            virtual_machine_configuration=container_vm(images, **extra.pop("container", {})),
+            target_dedicated_nodes=nodes,
+            **extra,
         )
     )
-    idle_nodes(client, pool_id, 1)
     return pool_id
+
+
+def add_container_task(client: BatchClient, job_id: str, task_id: str, command: str, image: str, **extra: Any) -> None:
+    """A task running ``command`` in ``image``; ``extra`` holds more task or container settings (``settings=``)."""
+    container = settings(image, **extra.pop("settings", {}))
+    client.create_task(
+        job_id,
+        m.BatchTaskCreateOptions(id=task_id, command_line=command, container_settings=container, **extra),
+    )
 
 
 def error_of(exc: HttpResponseError) -> tuple[str, dict[str, str]]:
@@ -108,14 +123,8 @@ def test_container_task_runs_in_its_image_with_the_task_directory_mounted(
         "echo made-in-the-container > $AZ_BATCH_TASK_WORKING_DIR/made.txt; ls $AZ_BATCH_NODE_ROOT_DIR; "
         "echo to-stderr >&2"
     )
-    client.create_task(
-        job_id,
-        m.BatchTaskCreateOptions(
-            id="in-image",
-            command_line=f"/bin/sh -c '{script}'",
-            container_settings=settings(task_image, container_run_options="--env GREETING=hello --rm"),
-        ),
-    )
+    run_options = {"container_run_options": "--env GREETING=hello --rm"}
+    add_container_task(client, job_id, "in-image", f"/bin/sh -c '{script}'", task_image, settings=run_options)
     task = completed_task(client, job_id, "in-image")
     assert task.execution_info.result == m.BatchTaskExecutionResult.SUCCESS, task.execution_info.failure_info
     assert task.execution_info.exit_code == 0
@@ -133,16 +142,8 @@ def test_container_image_default_working_directory_and_exit_code(
     client: BatchClient, container_pool: str, task_image: str
 ) -> None:
     job_id = add_job(client, container_pool)
-    client.create_task(
-        job_id,
-        m.BatchTaskCreateOptions(
-            id="image-wd",
-            command_line="/bin/sh -c 'pwd; exit 3'",
-            container_settings=settings(
-                task_image, working_directory=m.ContainerWorkingDirectory.CONTAINER_IMAGE_DEFAULT
-            ),
-        ),
-    )
+    image_default = {"working_directory": m.ContainerWorkingDirectory.CONTAINER_IMAGE_DEFAULT}
+    add_container_task(client, job_id, "image-wd", "/bin/sh -c 'pwd; exit 3'", task_image, settings=image_default)
     task = completed_task(client, job_id, "image-wd")
     assert task.execution_info.exit_code == 3
     assert task.execution_info.failure_info.code == "FailureExitCode"
@@ -152,13 +153,9 @@ def test_container_image_default_working_directory_and_exit_code(
 def test_bind_mounts_only_the_sources_asked_for(client: BatchClient, container_pool: str, task_image: str) -> None:
     job_id = add_job(client, container_pool)
     mounts = [m.ContainerHostBatchBindMountEntry(source=m.ContainerHostDataPath.TASK, is_read_only=False)]
-    client.create_task(
-        job_id,
-        m.BatchTaskCreateOptions(
-            id="mounts",
-            command_line="/bin/sh -c 'ls $AZ_BATCH_NODE_ROOT_DIR; ls $AZ_BATCH_NODE_SHARED_DIR || echo no-shared'",
-            container_settings=settings(task_image, container_host_batch_bind_mounts=mounts),
-        ),
+    command = "/bin/sh -c 'ls $AZ_BATCH_NODE_ROOT_DIR; ls $AZ_BATCH_NODE_SHARED_DIR || echo no-shared'"
+    add_container_task(
+        client, job_id, "mounts", command, task_image, settings={"container_host_batch_bind_mounts": mounts}
     )
     task = completed_task(client, job_id, "mounts")
     assert task.execution_info.exit_code == 0
@@ -169,12 +166,7 @@ def test_bind_mounts_only_the_sources_asked_for(client: BatchClient, container_p
 
 def test_missing_program_in_the_image_fails_with_127(client: BatchClient, container_pool: str, task_image: str) -> None:
     job_id = add_job(client, container_pool)
-    client.create_task(
-        job_id,
-        m.BatchTaskCreateOptions(
-            id="no-program", command_line="/no/such/program", container_settings=settings(task_image)
-        ),
-    )
+    add_container_task(client, job_id, "no-program", "/no/such/program", task_image)
     task = completed_task(client, job_id, "no-program")
     assert task.execution_info.exit_code == 127
     assert task.execution_info.failure_info.code == "CommandProgramNotFound"
@@ -232,14 +224,9 @@ def test_wall_clock_kills_the_container(
     task_image: str,
 ) -> None:
     job_id = add_job(client, container_pool)
-    client.create_task(
-        job_id,
-        m.BatchTaskCreateOptions(
-            id="slow",
-            command_line="/bin/sh -c 'echo started; sleep 120; echo finished'",
-            container_settings=settings(task_image),
-            constraints=m.BatchTaskConstraints(max_wall_clock_time="PT3S", max_task_retry_count=0),
-        ),
+    limit = m.BatchTaskConstraints(max_wall_clock_time="PT3S", max_task_retry_count=0)
+    add_container_task(
+        client, job_id, "slow", "/bin/sh -c 'echo started; sleep 120; echo finished'", task_image, constraints=limit
     )
     task = completed_task(client, job_id, "slow", timeout=60)
     assert task.execution_info.failure_info.code == "TaskEnded"
@@ -256,12 +243,7 @@ def test_terminate_kills_the_container(
     task_image: str,
 ) -> None:
     job_id = add_job(client, container_pool)
-    client.create_task(
-        job_id,
-        m.BatchTaskCreateOptions(
-            id="long", command_line="/bin/sh -c 'sleep 120'", container_settings=settings(task_image)
-        ),
-    )
+    add_container_task(client, job_id, "long", "/bin/sh -c 'sleep 120'", task_image)
     running_task(client, job_id, "long")
     wait_container(docker_client, emulator, present=True)
     client.terminate_task(job_id, "long")
@@ -273,23 +255,10 @@ def test_terminate_kills_the_container(
 def test_killed_node_leaves_no_task_container(
     client: BatchClient, emulator: EmulatorProcess, docker_client: docker.DockerClient, task_image: str
 ) -> None:
-    pool_id = unique("lost")
-    client.create_pool(
-        m.BatchPoolCreateOptions(
-            id=pool_id,
-            vm_size="standard_d2_v3",
-            virtual_machine_configuration=container_vm([task_image]),
-            target_dedicated_nodes=1,
-        )
-    )
+    pool_id = create_container_pool(client, "lost", [task_image])
     node = idle_nodes(client, pool_id, 1)[0]
     job_id = add_job(client, pool_id)
-    client.create_task(
-        job_id,
-        m.BatchTaskCreateOptions(
-            id="orphan", command_line="/bin/sh -c 'sleep 120'", container_settings=settings(task_image)
-        ),
-    )
+    add_container_task(client, job_id, "orphan", "/bin/sh -c 'sleep 120'", task_image)
     running_task(client, job_id, "orphan")
     mine = lambda: [c for c in task_containers(docker_client, emulator) if c.labels["batchbox.task-node"] == node.id]  # noqa: E731
     wait_for("the task container", mine)
@@ -301,15 +270,7 @@ def test_killed_node_leaves_no_task_container(
 
 # ------------------------------------------------------------------------------------------------ pool images
 def test_missing_pool_image_makes_the_node_unusable_with_batchs_error(client: BatchClient) -> None:
-    pool_id = unique("noimage")
-    client.create_pool(
-        m.BatchPoolCreateOptions(
-            id=pool_id,
-            vm_size="standard_d2_v3",
-            virtual_machine_configuration=container_vm([_MISSING_IMAGE]),
-            target_dedicated_nodes=1,
-        )
-    )
+    pool_id = create_container_pool(client, "noimage", [_MISSING_IMAGE])
 
     def unusable() -> m.BatchNode | None:
         nodes = list(client.list_nodes(pool_id))
@@ -328,17 +289,11 @@ def test_missing_pool_image_makes_the_node_unusable_with_batchs_error(client: Ba
 def test_registry_password_is_never_returned_nor_logged(
     client: BatchClient, emulator: EmulatorProcess, task_image: str
 ) -> None:
-    pool_id = unique("registry")
     registry = m.ContainerRegistryReference(
         registry_server="127.0.0.1:9", username="tester", password=_REGISTRY_PASSWORD
     )
-    client.create_pool(
-        m.BatchPoolCreateOptions(
-            id=pool_id,
-            vm_size="standard_d2_v3",
-            virtual_machine_configuration=container_vm([task_image], container_registries=[registry]),
-            target_dedicated_nodes=0,
-        )
+    pool_id = create_container_pool(
+        client, "registry", [task_image], nodes=0, container={"container_registries": [registry]}
     )
     pool = client.get_pool(pool_id)
     [shown] = pool.virtual_machine_configuration.container_configuration.container_registries
@@ -351,30 +306,17 @@ def test_registry_password_is_never_returned_nor_logged(
 
 
 def test_start_task_runs_in_a_container(client: BatchClient, task_image: str) -> None:
-    pool_id = unique("start")
-    client.create_pool(
-        m.BatchPoolCreateOptions(
-            id=pool_id,
-            vm_size="standard_d2_v3",
-            virtual_machine_configuration=container_vm([task_image]),
-            target_dedicated_nodes=1,
-            start_task=m.BatchStartTask(
-                command_line=f"/bin/sh -c 'cp {MARKER_PATH} $AZ_BATCH_NODE_SHARED_DIR/from-start-task.txt'",
-                container_settings=settings(task_image),
-                wait_for_success=True,
-            ),
-        )
+    start = m.BatchStartTask(
+        command_line=f"/bin/sh -c 'cp {MARKER_PATH} $AZ_BATCH_NODE_SHARED_DIR/from-start-task.txt'",
+        container_settings=settings(task_image),
+        wait_for_success=True,
     )
+    pool_id = create_container_pool(client, "start", [task_image], start_task=start)
     node = idle_nodes(client, pool_id, 1)[0]
     assert node.start_task_info.exit_code == 0
     job_id = add_job(client, pool_id)
-    client.create_task(
-        job_id,
-        m.BatchTaskCreateOptions(
-            id="reader",
-            command_line="/bin/sh -c 'cat $AZ_BATCH_NODE_SHARED_DIR/from-start-task.txt'",
-            container_settings=settings(task_image),
-        ),
+    add_container_task(
+        client, job_id, "reader", "/bin/sh -c 'cat $AZ_BATCH_NODE_SHARED_DIR/from-start-task.txt'", task_image
     )
     completed_task(client, job_id, "reader")
     assert stdout_of(client, job_id, "reader").strip() == MARKER_TEXT
@@ -397,3 +339,17 @@ def test_start_task_container_needs_a_container_pool(client: BatchClient, task_i
     code, values = error_of(caught.value)
     assert (caught.value.status_code, code) == (400, "InvalidPropertyValue")
     assert values["PropertyName"] == "startTask.containerSettings"
+
+
+def test_a_container_task_survives_an_emulator_crash(
+    client: BatchClient, emulator: EmulatorProcess, container_pool: str, task_image: str
+) -> None:
+    job_id = add_job(client, container_pool)
+    add_container_task(client, job_id, "survivor", "/bin/sh -c 'echo before; sleep 6; echo after'", task_image)
+    running_task(client, job_id, "survivor")
+    emulator.restart(crash=True)  # the task's container runs on; the new emulator takes it up when the agent asks
+    restarted = emulator.batch_client()
+    task = completed_task(restarted, job_id, "survivor", timeout=120)
+    assert task.execution_info.result == m.BatchTaskExecutionResult.SUCCESS, task.execution_info.failure_info
+    assert (task.execution_info.exit_code, task.execution_info.requeue_count) == (0, 0)
+    assert stdout_of(restarted, job_id, "survivor").splitlines() == ["before", "after"]

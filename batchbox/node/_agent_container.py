@@ -8,8 +8,8 @@ For an Assignment with ``container``, the agent prepares the task directory and 
 2. ``POST containers/wait`` ``{"assignmentId", "wait": s}`` until ``{"state": "exited", "exitCode", "failureInfo"}``;
 3. ``POST containers/kill`` ``{"assignmentId"}`` for a cancel (terminate) or when ``maxWallClockSeconds`` passed.
 
-While the emulator is unreachable the agent retries with backoff and then asks ``wait`` (the container keeps
-running; a restarted emulator takes it up), and ``run`` again only when the emulator says it has no such container.
+While the emulator is unreachable the agent retries with backoff (the container keeps running; a restarted emulator
+takes it up: a repeated ``run`` says ``retry``, and ``wait`` follows a container it did not start).
 The container's stdout and stderr are written into the task directory by the emulator. Stdlib only, Python >= 3.9.
 """
 
@@ -81,7 +81,8 @@ class ContainerTasks:
         return answer
 
     def _ask(self, action: str, body: dict[str, Any], wait: float) -> dict[str, Any]:
-        """``run`` or ``wait``, retried until the emulator answers (after a failed ``run``, ``wait`` then ``run``)."""
+        """``run`` or ``wait``, retried until the emulator answers. A ``run`` sent again says ``retry``: the emulator
+        then takes up the container if the first request started one before it went away."""
         backoff = Backoff(0.2, 2.0)
         while True:
             try:
@@ -92,9 +93,7 @@ class ContainerTasks:
                 )
                 time.sleep(backoff.next_delay())
                 if action == "run":
-                    answer = self._ask("wait", {"assignmentId": body["assignmentId"]}, 0.0)
-                    if answer.get("state") != "missing":
-                        return answer
+                    body = {**body, "retry": True}
 
     def run(
         self, assignment: Mapping[str, Any], environment: Mapping[str, str], control: _Control, began: float

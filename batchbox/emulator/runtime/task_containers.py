@@ -207,7 +207,11 @@ class TaskContainerRuns:
         threading.Thread(target=target, name=f"container {key[1]}", daemon=True).start()
         return run
 
-    def _run_container(self, spec: TaskContainerSpec) -> tuple[Answer, str | None]:
+    def _run_container(self, spec: TaskContainerSpec, retry: bool = False) -> tuple[Answer, str | None]:
+        if retry:
+            taken_up = self._follow_container(spec.node_id, spec.assignment_id, spec.stdout_path.rpartition("/")[0])
+            if taken_up[0].get("state") != "missing":
+                return taken_up
         try:
             ended: ContainerExit = self.driver.run(spec)
         except ContainerImageError as exc:
@@ -240,6 +244,14 @@ class TaskContainerRuns:
         run.answered_at = run.answered_at or time.monotonic()
         return answer
 
+    def _known(self, key: tuple[str, str]) -> _Run | None:
+        """The run of an assignment, unless it found no container (then the next request looks again)."""
+        run = self._runs.get(key)
+        if run is not None and run.future.done() and run.future.result().get("state") == "missing":
+            del self._runs[key]
+            return None
+        return run
+
     def _forget_old(self) -> None:
         now = time.monotonic()
         for key, run in list(self._runs.items()):
@@ -247,11 +259,17 @@ class TaskContainerRuns:
                 del self._runs[key]
 
     # ----------------------------------------------------------------- what the agent asks
-    async def run(self, node: NodeRuntime, assignment_id: str, extra: Mapping[str, Any], wait: float) -> Answer:
-        """Start the assignment's container (once) and answer when it exits or after ``wait`` seconds."""
+    async def run(
+        self, node: NodeRuntime, assignment_id: str, extra: Mapping[str, Any], wait: float, *, retry: bool = False
+    ) -> Answer:
+        """Start the assignment's container (once) and answer when it exits or after ``wait`` seconds.
+
+        ``retry``: the agent sent this before without an answer (an emulator restart): a container the first
+        request started is taken up instead of started again.
+        """
         self._forget_old()
         key = (node.node_id, assignment_id)
-        run = self._runs.get(key)
+        run = self._known(key)
         if run is None:
             payload = self._payload(node, assignment_id)
             if payload is None or not isinstance(payload.get("container"), Mapping):
@@ -260,13 +278,13 @@ class TaskContainerRuns:
                 spec = self._spec(node, payload, extra)
             except _Refused as exc:
                 return _exited(None, exc.failure)
-            run = self._start(key, lambda: self._run_container(spec))
+            run = self._start(key, lambda: self._run_container(spec, retry))
         return await self._answer(run, min(wait, _MAX_WAIT))
 
     async def wait(self, node: NodeRuntime, assignment_id: str, wait: float) -> Answer:
         """Answer when the assignment's container exits or after ``wait`` seconds; take it up after a restart."""
         key = (node.node_id, assignment_id)
-        run = self._runs.get(key)
+        run = self._known(key)
         if run is None:
             payload = self._payload(node, assignment_id)
             if payload is None:

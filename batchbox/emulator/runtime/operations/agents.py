@@ -80,7 +80,9 @@ class AgentOperations:
         wait = float(wait) if isinstance(wait, (int, float)) and not isinstance(wait, bool) else 0.0
         if action == "run":
             extra = body.get("environment")
-            return await self._containers.run(node, assignment_id, extra if isinstance(extra, dict) else {}, wait)
+            environment = extra if isinstance(extra, dict) else {}
+            retry = body.get("retry") is True
+            return await self._containers.run(node, assignment_id, environment, wait, retry=retry)
         if action == "wait":
             return await self._containers.wait(node, assignment_id, wait)
         return await self._containers.kill(node, assignment_id)
