@@ -270,7 +270,7 @@ def _launch_container(
     answer, timed_out = containers.run(assignment, environment, control, began)
     exit_code = answer.get("exitCode")
     if not isinstance(exit_code, int) or isinstance(exit_code, bool):
-        return None, answer.get("failureInfo") or _cancel_failure(), False
+        return None, _cancel_failure() if control.cancelled else answer.get("failureInfo") or _cancel_failure(), False
     reported = answer.get("failureInfo")
     if isinstance(reported, dict) and not (control.cancelled or timed_out):
         return exit_code, reported, True

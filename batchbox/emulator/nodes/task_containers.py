@@ -60,8 +60,17 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _lower_of(wanted: int | None, limit: int | None) -> int | None:
-    values = [v for v in (wanted, limit) if v]
+    """The tighter of two limits (a missing, zero or negative one means no limit)."""
+    values = [v for v in (wanted, limit) if v is not None and v > 0]
     return min(values) if values else None
+
+
+def _node_nano_cpus(limits: dict[str, Any]) -> int | None:
+    """The node container's CPU limit in billionths of a CPU, whether set as NanoCpus or as a CFS quota."""
+    if limits.get("NanoCpus"):
+        return int(limits["NanoCpus"])
+    quota, period = limits.get("CpuQuota") or 0, limits.get("CpuPeriod") or 0
+    return int(quota * 1_000_000_000 / period) if quota > 0 and period > 0 else None
 
 
 class TaskContainers:
@@ -165,12 +174,10 @@ class TaskContainers:
         config: dict[str, Any] = {
             "binds": binds,
             "network_mode": "host",
-            "nano_cpus": _lower_of(options.nano_cpus, limits.get("NanoCpus")),
-            "cpu_quota": limits.get("CpuQuota") or None,
-            "cpu_period": limits.get("CpuPeriod") or None,
+            "nano_cpus": _lower_of(options.nano_cpus, _node_nano_cpus(limits)),
             "cpuset_cpus": options.cpuset_cpus or limits.get("CpusetCpus") or None,
             "mem_limit": _lower_of(options.memory, limits.get("Memory")),
-            "memswap_limit": options.memory_swap or limits.get("MemorySwap") or None,
+            "memswap_limit": options.memory_swap or _lower_of(None, limits.get("MemorySwap")),
             "mem_reservation": options.memory_reservation,
             "cpu_shares": options.cpu_shares,
             "shm_size": options.shm_size,
@@ -317,11 +324,15 @@ class TaskContainers:
 
     # ----------------------------------------------------------------- stopping and cleaning up
     def kill(self, node_id: str, assignment_id: str) -> bool:
-        """SIGKILL a task container (its exit code becomes 137); False when it is not running."""
+        """Kill and remove a task container, whatever its state (its run ends with exit code 137); False when there
+        is none."""
         try:
-            self._api.kill(self.container_name(node_id, assignment_id))
-        except (docker.errors.NotFound, docker.errors.APIError):
+            self._api.remove_container(self.container_name(node_id, assignment_id), v=True, force=True)
+        except docker.errors.NotFound:
             return False
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # 409: a removal already in progress
+                raise
         return True
 
     def remove(self, container_id: str) -> None:
