@@ -216,7 +216,7 @@ def machine_info() -> dict[str, str]:
         "cores": f"{os.cpu_count()} logical ({affinity} usable by this process)",
         "memory": _memory_total(),
         "OS": _os_name(),
-        "Python": f"{platform.python_implementation()} {platform.python_version()} ({sys.executable})",
+        "Python": f"{platform.python_implementation()} {platform.python_version()}",
         "Docker engine": docker or "not reachable",
         "Node.js": _run_quiet(["node", "--version"]) or "not installed",
         "Azurite": _azurite_version(),
