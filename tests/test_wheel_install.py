@@ -72,7 +72,7 @@ def test_local_up_provisions_azurite_with_npm_into_the_home(
     assert info["batch_url"] == f"http://127.0.0.1:{installed_wheel.ports[1]}"
     assert info["state_dir"] == str(installed_wheel.home)
     progress = wheel_stack.first_up_stderr
-    assert "installing Azurite 3.35.0 with npm into" in progress
+    assert "installing Azurite 3.37.0 with npm into" in progress
     assert f"starting Azurite on 127.0.0.1:{installed_wheel.ports[0]}" in progress
     assert "starting the Batch emulator" in progress
 

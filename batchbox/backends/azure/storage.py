@@ -67,7 +67,7 @@ StorageCredential = str | AzureNamedKeyCredential | AzureSasCredential | TokenCr
 """An account key, a named key, a SAS (no SAS generation then) or an Azure AD token credential."""
 
 AZURITE_API_VERSION = "2025-11-05"
-"""The x-ms-version pinned for Azurite (the newest its 3.35-3.37 releases accept without --skipApiVersionCheck)."""
+"""The x-ms-version pinned for Azurite (accepted by Azurite 3.35 to 3.37 without --skipApiVersionCheck)."""
 
 
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
