@@ -39,6 +39,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from batchbox.backends.local.entra import LocalIssuer
 from batchbox.emulator.config import EmulatorConfig
 from batchbox.emulator.errors import BatchError
 from batchbox.emulator.protocol import (
@@ -203,12 +204,17 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 
 @pytest.fixture(scope="module")
-def served_bearer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def local_issuer(tmp_path_factory: pytest.TempPathFactory) -> LocalIssuer:
+    return LocalIssuer.ensure(tmp_path_factory.mktemp("issuer") / "entra")
+
+
+@pytest.fixture(scope="module")
+def served_bearer(tmp_path_factory: pytest.TempPathFactory, local_issuer: LocalIssuer) -> Iterator[Served]:
     config = EmulatorConfig(
         port=free_port(),
         account_name=ACCOUNT,
         account_key=KEY,
-        allow_bearer=True,
+        entra_issuer=local_issuer.openid_configuration,
         state_dir=tmp_path_factory.mktemp("state"),
     )
     yield from _serve(config, pass_config=True)
@@ -462,12 +468,17 @@ def test_agent_paths_skip_api_version_and_shared_key(served: Served) -> None:
     assert response.json()["requestId"] == response.headers["request-id"]
 
 
-def test_bearer_tokens_need_the_opt_in(served: Served, served_bearer: Served) -> None:
-    headers = {"Authorization": "Bearer not-checked", "ocp-date": "Thu, 01 Jan 1970 00:00:00 GMT"}
-    refused = httpx.get(f"{served.url}/pools/p1", params=API, headers=headers)
+def test_bearer_tokens_need_a_trusted_issuer_and_are_verified(
+    served: Served, served_bearer: Served, local_issuer: LocalIssuer
+) -> None:
+    token = local_issuer.issue("https://batch.core.windows.net/").token
+    signed = {"Authorization": f"Bearer {token}"}
+    refused = httpx.get(f"{served.url}/pools/p1", params=API, headers=signed)
     assert refused.status_code == 403
-    assert "--allow-bearer" in refused.json()["values"][0]["value"]
-    allowed = httpx.get(f"{served_bearer.url}/pools/p1", params=API, headers=headers)
+    assert "--entra-issuer" in refused.json()["values"][0]["value"]
+    unchecked = httpx.get(f"{served_bearer.url}/pools/p1", params=API, headers={"Authorization": "Bearer not-a-jwt"})
+    assert unchecked.status_code == 403 and unchecked.json()["code"] == "AuthenticationFailed"
+    allowed = httpx.get(f"{served_bearer.url}/pools/p1", params=API, headers=signed)
     assert allowed.status_code == 200 and allowed.json()["id"] == "p1"
     # SharedKey still works on the opted-in server, which got its config through the constructor
     assert client(served_bearer).get_pool("p2").id == "p2"
@@ -865,7 +876,11 @@ def test_cli_help_and_bad_key() -> None:
         "--node-image",
         "--account-name",
         "--account-key",
-        "--allow-bearer",
+        "--entra-issuer",
+        "--disable-shared-key",
+        "--tls-cert",
+        "--tls-key",
+        "--ca-file",
         "--instance-label",
         "--log-level",
         "BATCHBOX_EMULATOR_KEY",

@@ -29,7 +29,7 @@ def _catalog(home: Path | None) -> PackageCatalog:
     from batchbox.emulator.storage_link import LinkedStorage
 
     endpoints = LocalStack(home).up()
-    return PackageCatalog(LinkedStorage(endpoints.storage_connection_string))
+    return PackageCatalog(LinkedStorage(endpoints.storage_connection_string, ca_bundle=endpoints.ca_bundle or None))
 
 
 @click.group()

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from batchbox.cli.errors import handle_errors
-from batchbox.cli.options import backend_option, open_backend_for
+from batchbox.cli.options import auth_option, backend_option, open_backend_for
 from batchbox.core.backend import Backend
 from batchbox.core.errors import ResourceNotFoundError
 
@@ -19,11 +19,12 @@ __all__ = ["cleanup", "logs", "status"]
 @click.command()
 @click.argument("job", required=False)
 @backend_option
+@auth_option
 @handle_errors
-def status(job: str | None, backend: str | None) -> None:
+def status(job: str | None, backend: str | None, auth: str | None) -> None:
     """Show pools, nodes, jobs and task counts (of JOB only, when given)."""
     console = Console()
-    with open_backend_for(backend) as opened:
+    with open_backend_for(backend, auth) as opened:
         compute = opened.compute
         if job is not None:
             _show_job(console, opened, job)
@@ -70,10 +71,11 @@ def _show_job(console: Console, opened: Backend, job: str) -> None:
 @click.option("--stderr", "which", flag_value="stderr.txt", help="Show stderr.txt instead of stdout.txt.")
 @click.option("--file", "which", help="Another file of the task directory, e.g. wd/out.txt.")
 @backend_option
+@auth_option
 @handle_errors
-def logs(job: str, task: str, which: str | None, backend: str | None) -> None:
+def logs(job: str, task: str, which: str | None, backend: str | None, auth: str | None) -> None:
     """Print a task's stdout.txt (or stderr.txt, or another file of its directory)."""
-    with open_backend_for(backend) as opened:
+    with open_backend_for(backend, auth) as opened:
         data = opened.compute.read_task_file(job, task, which or "stdout.txt")
     sys.stdout.buffer.write(data)
     sys.stdout.flush()
@@ -86,6 +88,7 @@ def logs(job: str, task: str, which: str | None, backend: str | None) -> None:
 @click.option("--all", "everything", is_flag=True, help="Delete every job and pool of the account.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @backend_option
+@auth_option
 @handle_errors
 def cleanup(
     workload_ref: str | None,
@@ -94,11 +97,12 @@ def cleanup(
     everything: bool,
     yes: bool,
     backend: str | None,
+    auth: str | None,
 ) -> None:
     """Delete jobs, pools and containers left by earlier runs (leftover Azure pools cost money)."""
     if not (workload_ref or jobs or pools or everything):
         raise click.UsageError("name what to delete: --workload FILE, --job ID, --pool ID or --all")
-    with open_backend_for(backend) as opened:
+    with open_backend_for(backend, auth) as opened:
         compute = opened.compute
         job_ids, pool_ids = list(jobs), list(pools)
         containers: list[str] = []

@@ -1,4 +1,4 @@
-"""``batchbox local up|status|down``: the offline stack (Azurite + the Batch emulator) in the background."""
+"""``batchbox local up|status|down|token``: the offline stack (Azurite + the Batch emulator) in the background."""
 
 from __future__ import annotations
 
@@ -43,6 +43,16 @@ def local() -> None:
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="A TOML file whose [faults] table the emulator injects (Azure's failures, rehearsed; see README).",
 )
+@click.option(
+    "--tls",
+    is_flag=True,
+    help="HTTPS for both services (a local CA, made once) and Microsoft Entra ID tokens of a local issuer.",
+)
+@click.option(
+    "--disable-shared-key",
+    is_flag=True,
+    help="With --tls: the emulator refuses SharedKey, like a Batch account that allows only Entra ID.",
+)
 @handle_errors
 def up(
     as_json: bool,
@@ -51,25 +61,36 @@ def up(
     storage_connection_string: str | None,
     azurite: str,
     faults: Path | None,
+    tls: bool,
+    disable_shared_key: bool,
 ) -> None:
     """Start Azurite and the emulator unless they run already, and wait until both answer.
 
     The first run installs what is missing (Azurite with npm into the state directory, the node image, and as
-    root on Debian/Ubuntu a Docker engine), one progress line per step on stderr.
+    root on Debian/Ubuntu a Docker engine), one progress line per step on stderr. Without --tls a running stack is
+    used in whatever mode it runs.
     """
-    from batchbox.backends.local.stack import LocalStack
+    from batchbox.backends.local.stack import LocalStack, StackMode
 
-    stack = LocalStack(home, storage_connection_string=storage_connection_string, azurite=azurite, faults=faults)
+    if disable_shared_key and not tls:
+        raise click.UsageError("--disable-shared-key needs --tls (Entra ID tokens need HTTPS)")
+    mode = StackMode(tls=True, shared_key=not disable_shared_key) if tls else None
+    stack = LocalStack(
+        home, storage_connection_string=storage_connection_string, azurite=azurite, faults=faults, mode=mode
+    )
     endpoints = stack.up(node_image=node_image, progress=lambda line: click.echo(f"batchbox: {line}", err=True))
     if as_json:
         click.echo(json.dumps(endpoints.as_dict()))
         return
-    click.echo(f"Batch emulator:  {endpoints.batch_url}  (account {endpoints.batch_account})")
+    click.echo(f"Batch emulator:  {endpoints.batch_url}  (account {endpoints.batch_account}; {stack.mode.describe()})")
     click.echo(f"Portal:          {endpoints.portal_url or 'no token yet: batchbox local down, then up'}")
     storage = "the given connection string" if storage_connection_string else "Azurite, account devstoreaccount1"
     click.echo(f"Blob storage:    {storage}")
     click.echo(f"State:           {endpoints.state_dir}")
     click.echo(f"Faults:          {stack.active_faults() or 'off'}")
+    if endpoints.ca_bundle:
+        click.echo(f"CA bundle:       {endpoints.ca_bundle}  (export REQUESTS_CA_BUNDLE and SSL_CERT_FILE)")
+        click.echo("Tokens:          batchbox local token [--audience https://storage.azure.com]")
     click.echo("Keys (local-only, public): batchbox local up --json")
 
 
@@ -106,3 +127,31 @@ def down(remove_nodes: bool, home: Path | None) -> None:
 
     for line in LocalStack(home).down(remove_nodes=remove_nodes) or ["nothing was running"]:
         click.echo(line)
+
+
+@local.command()
+@click.option(
+    "--audience",
+    default="https://batch.core.windows.net/",
+    show_default=True,
+    help="The token's audience (https://storage.azure.com for blob storage).",
+)
+@click.option(
+    "--lifetime",
+    type=click.IntRange(min=60, max=24 * 3600),
+    default=3600,
+    show_default=True,
+    help="Seconds the token is valid.",
+)
+@click.option("--home", type=click.Path(file_okay=False, path_type=Path), help=_HOME_HELP)
+@handle_errors
+def token(audience: str, lifetime: int, home: Path | None) -> None:
+    """Print an access token of the local Entra ID issuer (made by `local up --tls`), for scripts.
+
+    This is the one command that prints a secret: use it as `Authorization: Bearer $(batchbox local token)`.
+    """
+    from batchbox.backends.local.entra import LocalIssuer
+    from batchbox.backends.local.stack import LocalStack
+
+    issuer = LocalIssuer.load(LocalStack(home).entra_dir)
+    click.echo(issuer.issue(audience, lifetime=lifetime).token)

@@ -13,7 +13,7 @@ from batchbox.cli.app_cmd import app
 from batchbox.cli.errors import handle_errors
 from batchbox.cli.jobs_cmd import cleanup, logs, status
 from batchbox.cli.local_cmd import local
-from batchbox.cli.options import backend_option, open_backend_for
+from batchbox.cli.options import auth_option, backend_option, open_backend_for
 from batchbox.core.redact import RedactingFilter
 from batchbox.core.reporting import LogReporter, Reporter
 from batchbox.core.results import RunResult
@@ -49,6 +49,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @cli.command()
 @click.argument("workload")
 @backend_option
+@auth_option
 @click.option("--nodes", type=click.IntRange(min=0), help="Number of dedicated nodes (default: the workload's).")
 @click.option("--vm-size", help="VM size of the pool's nodes (default: the workload's).")
 @click.option("--keep-pool", is_flag=True, help="Keep the pool for the next run (warm nodes).")
@@ -74,6 +75,7 @@ def run(
     ctx: click.Context,
     workload: str,
     backend: str | None,
+    auth: str | None,
     nodes: int | None,
     vm_size: str | None,
     keep_pool: bool,
@@ -100,7 +102,7 @@ def run(
         reporter = RichReporter(console)
     else:
         reporter = LogReporter()
-    with open_backend_for(backend) as opened:
+    with open_backend_for(backend, auth) as opened:
         click.echo(f"running {chosen.job_id} on {opened.describe()}", err=True)
         options = RunOptions(
             node_count=nodes,

@@ -9,9 +9,9 @@ import click
 
 from batchbox.core.backend import Backend, open_backend
 from batchbox.core.registry import known_backends
-from batchbox.core.settings import load_settings
+from batchbox.core.settings import AUTH_MODES, load_settings
 
-__all__ = ["backend_option", "open_backend_for"]
+__all__ = ["auth_option", "backend_option", "open_backend_for"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -29,6 +29,20 @@ def backend_option(command: _F) -> _F:
     return option(command)
 
 
-def open_backend_for(backend: str | None) -> Backend:
+def auth_option(command: _F) -> _F:
+    """``--auth key|entra`` (default: ``$BATCHBOX_AUTH``, else keys where set and Entra ID elsewhere)."""
+    option = click.option(
+        "--auth",
+        type=click.Choice(list(AUTH_MODES)),
+        default=None,
+        help=(
+            "How to authenticate: key (shared keys) or entra (Microsoft Entra ID tokens only; locally: the stack "
+            "with TLS and its token issuer). Default: $BATCHBOX_AUTH, else keys where they are set."
+        ),
+    )
+    return option(command)
+
+
+def open_backend_for(backend: str | None, auth: str | None = None) -> Backend:
     """Resolve settings (environment, batchbox.toml) and open the backend; fails before any work is done."""
-    return open_backend(load_settings(backend=backend))
+    return open_backend(load_settings(backend=backend, auth=auth))

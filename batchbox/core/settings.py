@@ -7,6 +7,8 @@ Environment variables win over the file. Names (all optional until the backend t
 ``BATCHBOX_BATCH_URL``                 Batch account URL, e.g. ``https://myacct.westeurope.batch.azure.com``
 ``BATCHBOX_BATCH_ACCOUNT``             Batch account name (needed with a key)
 ``BATCHBOX_BATCH_KEY``                 Batch account key; without it, Azure AD (DefaultAzureCredential) is used
+``BATCHBOX_AUTH``                      ``key`` or ``entra``: how to authenticate (see below); unset: keys where
+                                       they are set, Microsoft Entra ID (DefaultAzureCredential) elsewhere
 ``BATCHBOX_STORAGE_CONNECTION_STRING`` storage connection string, or instead:
 ``BATCHBOX_STORAGE_ACCOUNT_URL``       ``https://myacct.blob.core.windows.net`` (key or Azure AD)
 ``BATCHBOX_STORAGE_KEY``               storage account key (optional with an account URL)
@@ -15,6 +17,11 @@ Environment variables win over the file. Names (all optional until the backend t
 =====================================  ==========================================================================
 
 The file uses the same names in lower case without the prefix, under ``[batchbox]``, e.g. ``batch_url = "..."``.
+
+``auth = "entra"`` means Microsoft Entra ID only, for Batch and for storage: on Azure, ``DefaultAzureCredential``
+with ``BATCHBOX_BATCH_URL`` and ``BATCHBOX_STORAGE_ACCOUNT_URL``, and a key or a connection string set beside it is
+refused rather than used; on the local backend, the stack runs with TLS and the local token issuer. ``auth = "key"``
+means shared keys only (a missing key is an error instead of a switch to Entra ID).
 """
 
 from __future__ import annotations
@@ -33,11 +40,14 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-__all__ = ["ENV_PREFIX", "SETTING_NAMES", "Settings", "load_settings"]
+__all__ = ["AUTH_MODES", "ENV_PREFIX", "SETTING_NAMES", "Settings", "load_settings"]
 
 ENV_PREFIX = "BATCHBOX_"
+AUTH_MODES = ("key", "entra")
+"""Values of the ``auth`` setting."""
 SETTING_NAMES = (
     "backend",
+    "auth",
     "batch_url",
     "batch_account",
     "batch_key",
@@ -54,6 +64,7 @@ class Settings:
     """Resolved settings. ``repr`` hides secrets."""
 
     backend: str = "local"
+    auth: str | None = None
     batch_url: str | None = None
     batch_account: str | None = None
     batch_key: str | None = field(default=None, repr=False)
@@ -73,6 +84,11 @@ class Settings:
         """A copy with another backend name (None keeps this one)."""
         return self if backend is None else replace(self, backend=backend)
 
+    @property
+    def entra(self) -> bool:
+        """True when Microsoft Entra ID alone is to be used (``auth = "entra"``)."""
+        return self.auth == "entra"
+
     def describe(self) -> dict[str, str]:
         """Settings for display: secrets shown only as set / not set."""
         shown: dict[str, str] = {}
@@ -91,12 +107,22 @@ def env_name(name: str) -> str:
 
 
 def load_settings(
-    environ: Mapping[str, str] | None = None, config_file: Path | None = None, *, backend: str | None = None
+    environ: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+    *,
+    backend: str | None = None,
+    auth: str | None = None,
 ) -> Settings:
     """Resolve settings from ``environ`` (default: the process environment) over an optional TOML file.
 
+    Args:
+        environ: the environment (default ``os.environ``).
+        config_file: the settings file (default ``$BATCHBOX_CONFIG``, else ``./batchbox.toml`` when it exists).
+        backend: overrides the backend setting (``--backend``).
+        auth: overrides the auth setting (``--auth``).
+
     Raises:
-        ConfigurationError: the file cannot be read or has unknown keys.
+        ConfigurationError: the file cannot be read or has unknown keys; an unknown backend or auth mode.
     """
     env = os.environ if environ is None else environ
     values: dict[str, str] = {}
@@ -111,6 +137,10 @@ def load_settings(
             values[name] = value
     if backend:
         values["backend"] = backend
+    if auth:
+        values["auth"] = auth
+    if values.get("auth") not in (None, *AUTH_MODES):
+        raise ConfigurationError(env_name("auth"), f"must be one of {', '.join(AUTH_MODES)}, not {values['auth']!r}")
     chosen = values.get("backend", "local")
     if chosen not in known_backends() and "." not in chosen:  # a dotted name may be registered by a plugin later
         choices = ", ".join(repr(name) for name in sorted(known_backends()))

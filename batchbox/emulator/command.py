@@ -48,7 +48,34 @@ _NODE_IMAGE_DEFAULT = next(f.default for f in dataclasses.fields(EmulatorConfig)
     default=None,
     help="Base64 account key clients sign with [default: the public local development key].",
 )
-@click.option("--allow-bearer", is_flag=True, help="Accept 'Authorization: Bearer' tokens without verifying them.")
+@click.option(
+    "--entra-issuer",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help=(
+        "Accept Microsoft Entra ID bearer tokens of this issuer (its OpenID-style metadata JSON, whose jwks_uri "
+        "names its keys): signature, issuer, audience and lifetime are verified."
+    ),
+)
+@click.option(
+    "--disable-shared-key",
+    is_flag=True,
+    help="Refuse SharedKey requests, like a Batch account that allows only Microsoft Entra ID.",
+)
+@click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Serve HTTPS with this certificate (PEM; with --tls-key).",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="The private key of --tls-cert (PEM).",
+)
+@click.option(
+    "--ca-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="CA certificate the nodes verify the emulator's and blob storage's certificates with (mounted read-only).",
+)
 @click.option(
     "--instance-label", default="default", show_default=True, help="Label value that marks this instance's nodes."
 )
@@ -89,7 +116,11 @@ def emulator(
     node_image: str,
     account_name: str,
     account_key: str | None,
-    allow_bearer: bool,
+    entra_issuer: Path | None,
+    disable_shared_key: bool,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    ca_file: Path | None,
     instance_label: str,
     storage_connection_string: str | None,
     allow_privileged_containers: bool,
@@ -107,6 +138,7 @@ def emulator(
     from batchbox.emulator.app import open_store
     from batchbox.emulator.faults import FaultConfig, FaultConfigError, load_fault_file
     from batchbox.emulator.protocol.auth import decode_account_key
+    from batchbox.emulator.protocol.tokens import TokenVerifier
     from batchbox.emulator.server import run
 
     if not account_name or any(c in account_name for c in ":/ "):
@@ -133,6 +165,19 @@ def emulator(
             LinkedStorage(storage_connection_string).close()
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--storage-connection-string") from None
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    if disable_shared_key and entra_issuer is None:
+        raise click.UsageError("--disable-shared-key needs --entra-issuer: no request could authenticate otherwise")
+    if entra_issuer is not None:
+        try:
+            TokenVerifier.from_openid_configuration(entra_issuer)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--entra-issuer") from None
+
+    def absolute(path: Path | None) -> Path | None:
+        return path.expanduser().resolve() if path is not None else None
+
     config = EmulatorConfig(
         faults=faults,
         storage_upstream=storage_upstream,
@@ -142,7 +187,11 @@ def emulator(
         node_image=node_image,
         account_name=account_name,
         account_key=key,
-        allow_bearer=allow_bearer,
+        entra_issuer=absolute(entra_issuer),
+        shared_key_enabled=not disable_shared_key,
+        tls_certfile=absolute(tls_cert),
+        tls_keyfile=absolute(tls_key),
+        ca_file=absolute(ca_file),
         instance_label=instance_label,
         storage_connection_string=storage_connection_string or None,
         allow_privileged_containers=allow_privileged_containers,

@@ -50,7 +50,12 @@ class EmulatorConfig:
         state_dir: the SQLite database, node directories and logs live here.
         account_name / account_key: the SharedKey credential clients must sign with.
         node_image: the Docker image of the node containers.
-        allow_bearer: accept ``Authorization: Bearer`` tokens without verifying them (explicit opt-in).
+        entra_issuer: the OpenID-style metadata document of the Microsoft Entra ID issuer whose bearer tokens are
+            accepted (verified; see ``protocol/tokens.py``); None refuses bearer tokens.
+        shared_key_enabled: False refuses SharedKey, as a Batch account that allows only Entra ID does.
+        tls_certfile / tls_keyfile: serve HTTPS with this certificate and key (both or neither).
+        ca_file: the CA certificate node agents verify the emulator's certificate (and blob storage's) with; it is
+            mounted read-only into every node. Set together with the TLS files.
         instance_label: the value of the ``batchbox.emulator`` label on this instance's containers.
         heartbeat_timeout: seconds without contact after which a node whose container is gone is lost.
         node_poll_wait: seconds an agent's long poll is held open when there is no work.
@@ -69,7 +74,11 @@ class EmulatorConfig:
     account_name: str = DEFAULT_ACCOUNT_NAME
     account_key: str = DEFAULT_ACCOUNT_KEY
     node_image: str = "batchbox-node:latest"
-    allow_bearer: bool = False
+    entra_issuer: Path | None = None
+    shared_key_enabled: bool = True
+    tls_certfile: Path | None = None
+    tls_keyfile: Path | None = None
+    ca_file: Path | None = None
     instance_label: str = "default"
     heartbeat_timeout: float = 30.0
     node_poll_wait: float = 20.0
@@ -92,9 +101,14 @@ class EmulatorConfig:
         return self.nodes_dir / node_id
 
     @property
+    def tls(self) -> bool:
+        """True when the emulator serves HTTPS."""
+        return self.tls_certfile is not None
+
+    @property
     def base_url(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     @property
     def storage_account_name(self) -> str | None:

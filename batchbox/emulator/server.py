@@ -77,7 +77,7 @@ class _Server(uvicorn.Server):
         await super().startup(sockets=sockets)
         if self.started:
             cfg = self._emulator_config
-            _log.info("batchbox emulator listening on http://%s:%d (account %s)", cfg.host, cfg.port, cfg.account_name)
+            _log.info("batchbox emulator listening on %s (account %s)", cfg.base_url, cfg.account_name)
             _announce_portal(cfg)
 
 
@@ -161,6 +161,8 @@ def run(
             lifespan="on",
             server_header=False,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+            ssl_certfile=str(config.tls_certfile) if config.tls_certfile else None,
+            ssl_keyfile=str(config.tls_keyfile) if config.tls_keyfile else None,
         )
         server = _Server(uvicorn_config, config)
         with _quiet_stop_signals(), suppress(KeyboardInterrupt):

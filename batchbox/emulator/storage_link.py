@@ -35,12 +35,13 @@ class LinkedStorage:
 
     Args:
         connection_string: the account's connection string (with its key).
+        ca_bundle: a CA certificate to verify an HTTPS endpoint with (the local stack's CA with ``--tls``).
 
     Raises:
         ValueError: the connection string names no account or key (one line, without the key).
     """
 
-    def __init__(self, connection_string: str) -> None:
+    def __init__(self, connection_string: str, *, ca_bundle: str | None = None) -> None:
         try:
             probe = BlobServiceClient.from_connection_string(connection_string)
         except ValueError as exc:
@@ -53,8 +54,9 @@ class LinkedStorage:
         self._key: str = key
         parts = urlsplit(self.endpoint)
         local = parts.scheme == "http" or (parts.hostname or "") in _LOOPBACK
+        self._verify: str | bool = ca_bundle or True
         self._client = BlobServiceClient.from_connection_string(
-            connection_string, api_version=LOCAL_BLOB_API_VERSION if local else None
+            connection_string, api_version=LOCAL_BLOB_API_VERSION if local else None, connection_verify=self._verify
         )
         probe.close()
 
@@ -71,7 +73,9 @@ class LinkedStorage:
         url = f"{self.endpoint}/{quote(name)}"
         if sas is not None:
             url = f"{url}?{sas.lstrip('?')}"
-        return ContainerClient.from_container_url(url, credential=credential, api_version=self._client.api_version)
+        return ContainerClient.from_container_url(
+            url, credential=credential, api_version=self._client.api_version, connection_verify=self._verify
+        )
 
     def blob_read_url(self, container: str, blob: str, hours: float = 2.0) -> str:
         """A URL with a read SAS for one blob, valid for ``hours`` (nodes download with it)."""

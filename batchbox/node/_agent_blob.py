@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TypeVar
 
 from batchbox.node._agent_common import redact_url
+from batchbox.node._agent_tls import client_context
 
 __all__ = [
     "ATTEMPTS",
@@ -102,7 +103,7 @@ def _describe(exc: BaseException) -> str:
 
 def _get(url: str) -> Iterator[bytes]:
     """GET ``url`` and yield its body in chunks (raises BlobError)."""
-    opener = urllib.request.build_opener()
+    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=client_context()))
     shown = redact_url(url)
     try:
         response = opener.open(urllib.request.Request(url, method="GET"), timeout=_TIMEOUT)
@@ -219,7 +220,9 @@ def list_blob_names(container_url: str, prefix: str = "") -> list[str]:
 def _connection(url: str) -> tuple[http.client.HTTPConnection, str]:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme == "https":
-        conn: http.client.HTTPConnection = http.client.HTTPSConnection(parts.netloc, timeout=_TIMEOUT)
+        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+            parts.netloc, timeout=_TIMEOUT, context=client_context()
+        )
     elif parts.scheme == "http":
         conn = http.client.HTTPConnection(parts.netloc, timeout=_TIMEOUT)
     else:

@@ -14,6 +14,8 @@ import threading
 import urllib.parse
 from typing import Any, cast
 
+from batchbox.node._agent_tls import client_context
+
 __all__ = ["AgentClient", "Backoff", "NodeApi", "ServerUnreachable"]
 
 _STALE_ERRORS = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
@@ -117,8 +119,12 @@ class AgentClient:
 
     def _connection(self) -> http.client.HTTPConnection:
         if self._conn is None:
-            cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-            self._conn = cls(self._host, self._port, timeout=self._timeout)
+            if self._https:
+                self._conn = http.client.HTTPSConnection(
+                    self._host, self._port, timeout=self._timeout, context=client_context()
+                )
+            else:
+                self._conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
         return self._conn
 
     def _is_stale(self) -> bool:

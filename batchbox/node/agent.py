@@ -5,9 +5,10 @@ assignment in its own thread (see ``_agent_runner.run_assignment``) and reports 
 as they happen. The protocol is the node-agent API of docs/emulator-design.md.
 
 Environment: ``BATCHBOX_AGENT_URL``, ``BATCHBOX_NODE_ID``, ``BATCHBOX_NODE_SECRET`` and ``BATCHBOX_NODE_ROOT``
-(default ``/mnt/batch/tasks``). The log goes to ``<root>/agent.log`` and to stderr, without the node secret or SAS
-signatures. When the emulator is unreachable the agent keeps its tasks running, buffers events and retries with
-backoff (0.1 s doubling to 2 s); when it answers again the agent registers again and resends the buffered events.
+(default ``/mnt/batch/tasks``); with an emulator serving TLS, ``BATCHBOX_CA_FILE`` (see ``_agent_tls``). The log
+goes to ``<root>/agent.log`` and to stderr, without the node secret or SAS signatures. When the emulator is
+unreachable the agent keeps its tasks running, buffers events and retries with backoff (0.1 s doubling to 2 s);
+when it answers again the agent registers again and resends the buffered events.
 
 Stdlib only, Python >= 3.9. Helper modules live next to this file (``_agent_*.py``) and are imported as
 ``batchbox.node._agent_*``: run as a script, the directory two levels up is put on ``sys.path`` first (inside a
@@ -37,6 +38,7 @@ from batchbox.node._agent_http import AgentClient, Backoff, NodeApi, ServerUnrea
 from batchbox.node._agent_packages import PackageInstaller
 from batchbox.node._agent_runner import TaskControl, run_assignment
 from batchbox.node._agent_state import load_completed_start_task, save_completed_start_task
+from batchbox.node._agent_tls import trust_in_node
 
 __all__ = [
     "AGENT_VERSION",
@@ -404,6 +406,13 @@ def main() -> int:
         return 2
     prepare_node_root(config.node_root)
     setup_logging(config.node_root, config.secret)
+    try:
+        bundle = trust_in_node()
+    except OSError as exc:
+        log.warning("could not add the local CA to the node's CA bundle (tasks may not trust it): %s", exc)
+    else:
+        if bundle:
+            log.info("the local CA is trusted by this node (%s)", bundle)
     agent = Agent(config)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -61,6 +61,7 @@ class BlobTransfers:
         retry_total / retry_backoff: linear retries, as the synchronous client's.
         connection_timeout / read_timeout: seconds, per attempt.
         use_env_proxies: honour ``HTTP(S)_PROXY`` (off for loopback endpoints).
+        ca_bundle: the CA certificate to verify the endpoint with (None: the system's).
     """
 
     endpoint: str
@@ -71,6 +72,7 @@ class BlobTransfers:
     connection_timeout: float
     read_timeout: float
     use_env_proxies: bool
+    ca_bundle: str | None = None
 
     def run(self, work: TransferWork[_T, _R], items: Sequence[_T], max_concurrency: int) -> list[_R]:
         """Apply ``work`` to every item, at most ``max_concurrency`` at a time; results in item order.
@@ -104,6 +106,7 @@ class BlobTransfers:
                 connection_timeout=self.connection_timeout,
                 read_timeout=self.read_timeout,
                 use_env_settings=self.use_env_proxies,
+                connection_verify=self.ca_bundle or True,
             ),
         )
 

@@ -101,6 +101,8 @@ class AzureBatchCompute(ComputeBackend):
         lro_polling_interval: seconds between the status polls the SDK makes in the background after a pool
             delete/resize or job terminate/delete (the SDK always starts such a poller thread).
         api_version: override of the SDK's api-version (2025-06-01 for 15.x); leave None.
+        ca_bundle: a CA certificate (PEM file) to verify the endpoint's TLS certificate with, instead of the
+            system's (the local stack's CA with ``batchbox local up --tls``).
 
     Raises:
         ConfigurationError: the endpoint is not an http(s) URL.
@@ -119,6 +121,7 @@ class AzureBatchCompute(ComputeBackend):
         read_timeout: float = 120.0,
         lro_polling_interval: int = 5,
         api_version: str | None = None,
+        ca_bundle: str | None = None,
     ) -> None:
         parts = urlsplit(endpoint)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -145,6 +148,8 @@ class AzureBatchCompute(ComputeBackend):
         }
         if api_version is not None:
             options["api_version"] = api_version
+        if ca_bundle is not None:
+            options["connection_verify"] = ca_bundle
         if isinstance(credential, AzureNamedKeyCredential):
             self._secrets = (credential.named_key.key,)
         elif _is_loopback_http(self._endpoint):

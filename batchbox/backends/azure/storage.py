@@ -94,6 +94,8 @@ class BlobStorage(StorageBackend):
         pool_size: HTTP connections kept per host (bounds useful ``max_concurrency``).
         container_delete_wait: seconds :meth:`create_container` keeps trying while the service answers
             ``ContainerBeingDeleted``.
+        ca_bundle: a CA certificate (PEM file) to verify the endpoint's TLS certificate with, instead of the
+            system's (the local stack's CA with ``batchbox local up --tls``).
     """
 
     def __init__(
@@ -108,6 +110,7 @@ class BlobStorage(StorageBackend):
         read_timeout: float = 60.0,
         pool_size: int = 32,
         container_delete_wait: float = 120.0,
+        ca_bundle: str | None = None,
     ) -> None:
         parts = urlsplit(account_url)
         self._container_delete_wait = container_delete_wait
@@ -135,6 +138,7 @@ class BlobStorage(StorageBackend):
                 connection_timeout=connection_timeout,
                 read_timeout=read_timeout,
                 session=session,
+                connection_verify=ca_bundle or True,
             )
         except ValueError as exc:  # e.g. no account name in the URL, unknown api_version
             session.close()
@@ -148,6 +152,7 @@ class BlobStorage(StorageBackend):
             connection_timeout=connection_timeout,
             read_timeout=read_timeout,
             use_env_proxies=not self._local,
+            ca_bundle=ca_bundle,
         )
         self._account_name = self._client.account_name or ""
         self._secrets = tuple(s for s in (self._account_key,) if s)

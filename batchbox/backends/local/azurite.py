@@ -10,6 +10,7 @@ import errno
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -57,16 +58,16 @@ _SETUP_HINT = "`batchbox local up` installs the pinned Azurite with npm (in a ch
 _NO_PROXY_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def blob_endpoint(host: str = "127.0.0.1", port: int = 10000) -> str:
+def blob_endpoint(host: str = "127.0.0.1", port: int = 10000, scheme: str = "http") -> str:
     """The emulator's blob endpoint URL (path-style, account in the first path segment)."""
-    return f"http://{host}:{port}/{AZURITE_ACCOUNT_NAME}"
+    return f"{scheme}://{host}:{port}/{AZURITE_ACCOUNT_NAME}"
 
 
-def connection_string(host: str = "127.0.0.1", port: int = 10000) -> str:
+def connection_string(host: str = "127.0.0.1", port: int = 10000, scheme: str = "http") -> str:
     """A connection string for the emulator's blob service on ``host:port`` with the public dev key."""
     return (
-        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT_NAME};AccountKey={AZURITE_ACCOUNT_KEY};"
-        f"BlobEndpoint={blob_endpoint(host, port)};"
+        f"DefaultEndpointsProtocol={scheme};AccountName={AZURITE_ACCOUNT_NAME};AccountKey={AZURITE_ACCOUNT_KEY};"
+        f"BlobEndpoint={blob_endpoint(host, port, scheme)};"
     )
 
 
@@ -132,15 +133,25 @@ def wait_until_answering(
     process: subprocess.Popen[bytes] | None = None,
     *,
     path: str = f"/{AZURITE_ACCOUNT_NAME}?comp=list",
+    cafile: str | Path | None = None,
 ) -> bool:
-    """Poll ``http://host:port/path`` until any HTTP answer arrives; False on timeout or when ``process`` exits."""
-    url = f"http://{host}:{port}{path}"
+    """Poll ``http://host:port/path`` until any HTTP answer arrives; False on timeout or when ``process`` exits.
+
+    With ``cafile`` the server is asked over HTTPS, its certificate verified against that CA.
+    """
+    url = f"{'https' if cafile else 'http'}://{host}:{port}{path}"
+    opener = _NO_PROXY_OPENER
+    if cafile:
+        context = ssl.create_default_context(cafile=str(cafile))
+        opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
+        )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             return False
         try:
-            with _NO_PROXY_OPENER.open(url, timeout=2):
+            with opener.open(url, timeout=2):
                 return True
         except urllib.error.HTTPError:
             return True  # any status (403 without credentials) means the server answers
@@ -158,10 +169,12 @@ class PidFileInfo:
     port: int
     program: str = ""
     """The script or executable Azurite was started from (checked before signalling the PID)."""
+    scheme: str = "http"
+    """``https`` when it serves TLS (``--cert``/``--key``)."""
 
     @property
     def connection_string(self) -> str:
-        return connection_string(self.host, self.port)
+        return connection_string(self.host, self.port, self.scheme)
 
 
 def read_pid_file(pid_file: Path) -> PidFileInfo | None:
@@ -173,7 +186,10 @@ def read_pid_file(pid_file: Path) -> PidFileInfo | None:
         port = int(record.fields["port"])
     except (KeyError, TypeError, ValueError):
         return None
-    return PidFileInfo(pid=record.pid, host=record.text("host"), port=port, program=record.text("program"))
+    scheme = "https" if record.text("scheme") == "https" else "http"
+    return PidFileInfo(
+        pid=record.pid, host=record.text("host"), port=port, program=record.text("program"), scheme=scheme
+    )
 
 
 def running_from_pid_file(pid_file: Path) -> PidFileInfo | None:
@@ -221,6 +237,8 @@ class AzuriteProcess:
         js_path: Azurite's blob ``main.js`` (see :func:`find_azurite_command`).
         command: the whole command prefix that runs Azurite (instead of ``js_path``).
         startup_timeout: seconds to wait for the first HTTP answer.
+        tls: serve HTTPS: ``(certificate, key, CA certificate)`` PEM files (the CA to verify the first answer).
+        oauth: accept Microsoft Entra ID bearer tokens (``--oauth basic``; needs ``tls``).
     """
 
     LOG_NAME = "azurite.log"
@@ -237,7 +255,13 @@ class AzuriteProcess:
         js_path: str | Path | None = None,
         command: Sequence[str] | None = None,
         startup_timeout: float = 30.0,
+        tls: tuple[Path, Path, Path] | None = None,
+        oauth: bool = False,
     ) -> None:
+        if oauth and tls is None:
+            raise ValueError("Azurite accepts bearer tokens over HTTPS only: oauth needs tls")
+        self.tls = tls
+        self.oauth = oauth
         self.state_dir = Path(state_dir)
         self.host = host
         self.in_memory = in_memory
@@ -269,12 +293,16 @@ class AzuriteProcess:
         return self.state_dir / self.PID_FILE_NAME
 
     @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    @property
     def blob_endpoint(self) -> str:
-        return blob_endpoint(self.host, self._port)
+        return blob_endpoint(self.host, self._port, self.scheme)
 
     @property
     def connection_string(self) -> str:
-        return connection_string(self.host, self._port)
+        return connection_string(self.host, self._port, self.scheme)
 
     def is_running(self) -> bool:
         return self._process is not None and self._process.poll() is None
@@ -315,6 +343,10 @@ class AzuriteProcess:
     def _launch(self, command: list[str]) -> bool:
         args = [*command, "--blobHost", self.host, "--blobPort", str(self._port), "--disableTelemetry"]
         args += ["--skipApiVersionCheck", "--loose", "--silent"]
+        if self.tls is not None:
+            args += ["--cert", str(self.tls[0]), "--key", str(self.tls[1])]
+        if self.oauth:
+            args += ["--oauth", "basic"]
         if self.in_memory:
             args.append("--inMemoryPersistence")
         else:
@@ -330,7 +362,8 @@ class AzuriteProcess:
                 cwd=self.state_dir,
                 start_new_session=self.detached,
             )
-        answered = wait_until_answering(self.host, self._port, self.startup_timeout, self._process)
+        cafile = self.tls[2] if self.tls is not None else None
+        answered = wait_until_answering(self.host, self._port, self.startup_timeout, self._process, cafile=cafile)
         return answered and self._process.poll() is None
 
     def _log_mentions_port_in_use(self) -> bool:
@@ -341,7 +374,9 @@ class AzuriteProcess:
         return b"EADDRINUSE" in tail or os.strerror(errno.EADDRINUSE).encode() in tail
 
     def _write_pid_file(self) -> None:
-        write_pid_file(self.pid_file, self.pid, host=self.host, port=self._port, program=self._program)
+        write_pid_file(
+            self.pid_file, self.pid, host=self.host, port=self._port, program=self._program, scheme=self.scheme
+        )
 
     def stop(self, timeout: float = 10.0) -> None:
         """End exactly this process (SIGTERM, then SIGKILL after ``timeout``) and remove its pid file."""

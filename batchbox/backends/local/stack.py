@@ -33,6 +33,15 @@ from batchbox.backends.local.azurite import (
 from batchbox.backends.local.azurite_npm import Progress
 from batchbox.backends.local.faults import STORAGE_PROXY_FIELD, active_faults, checked_faults, fault_options
 from batchbox.backends.local.provision import AzuriteSource, azurite_command, azurite_source, ensure_docker
+from batchbox.backends.local.secure_mode import (
+    ENTRA_DIR_NAME,
+    TLS_DIR_NAME,
+    SecureMode,
+    StackMode,
+    choose_mode,
+    recorded_mode,
+)
+from batchbox.backends.local.tls import CA_FILE_NAME
 from batchbox.core.errors import BackendUnavailableError, ConfigurationError
 from batchbox.core.pidfiles import command_line_mentions, is_alive, stop_process, write_pid_file
 from batchbox.core.pidfiles import read_pid_file as read_record
@@ -45,7 +54,7 @@ from batchbox.emulator.portal.token import new_token, portal_url, read_token
 if TYPE_CHECKING:
     from batchbox.backends.local.azurite_container import AzuriteContainer
 
-__all__ = ["LOCAL_INSTANCE_LABEL", "SERVICES", "LocalEndpoints", "LocalStack", "ServiceStatus"]
+__all__ = ["LOCAL_INSTANCE_LABEL", "SERVICES", "LocalEndpoints", "LocalStack", "ServiceStatus", "StackMode"]
 
 LOCAL_INSTANCE_LABEL = "local"
 """Prefix of the ``batchbox.emulator`` label of a local stack's node containers (``local-<hash of its home>``).
@@ -71,6 +80,12 @@ class LocalEndpoints:
     state_dir: str
     portal_url: str = ""
     """The local portal, with its token (``/portal/?token=...``); empty when the emulator never made one."""
+    ca_bundle: str = ""
+    """With TLS: the local CA certificate clients must trust (``REQUESTS_CA_BUNDLE`` / ``SSL_CERT_FILE``)."""
+    storage_account_url: str = ""
+    """The blob endpoint (what a ``BlobServiceClient`` with a token credential is given)."""
+    entra_issuer: str = ""
+    """With TLS: the directory of the local Entra ID token issuer (``LocalTokenCredential(entra_issuer)``)."""
 
     def as_dict(self) -> dict[str, str]:
         return asdict(self)
@@ -105,6 +120,8 @@ class LocalStack:
             ``auto``; see :mod:`batchbox.backends.local.provision`).
         faults: a TOML file whose ``[faults]`` table the emulator injects (``batchbox local up --faults``); with
             ``[faults.storage]`` clients reach Azurite through the emulator's storage fault proxy.
+        mode: TLS and SharedKey (see :mod:`batchbox.backends.local.secure_mode`); None takes the running stack's
+            mode, or plain HTTP when nothing runs. A running stack in another mode makes ``up`` fail.
     """
 
     def __init__(
@@ -116,6 +133,7 @@ class LocalStack:
         storage_connection_string: str | None = None,
         azurite: str | None = None,
         faults: Path | None = None,
+        mode: StackMode | None = None,
     ) -> None:
         self.home = Path(home) if home is not None else default_state_dir()
         self.azurite_port = azurite_port or int(os.environ.get("BATCHBOX_AZURITE_PORT", DEFAULT_AZURITE_PORT))
@@ -125,6 +143,7 @@ class LocalStack:
         self.storage_connection_string = storage_connection_string or None
         self.azurite_source: AzuriteSource = azurite_source(azurite)
         self.faults = Path(faults).resolve() if faults is not None else None
+        self.requested_mode = mode
 
     # -- what is running ----------------------------------------------------------------------------------------
     @property
@@ -142,28 +161,56 @@ class LocalStack:
         return f"{LOCAL_INSTANCE_LABEL}-{digest}"
 
     @property
+    def ca_bundle(self) -> Path:
+        """The local CA certificate of a TLS stack (made by ``up``)."""
+        return self.home / TLS_DIR_NAME / CA_FILE_NAME
+
+    @property
+    def entra_dir(self) -> Path:
+        """The local Entra ID token issuer of a TLS stack (made by ``up``)."""
+        return self.home / ENTRA_DIR_NAME
+
+    def running_mode(self) -> StackMode | None:
+        """The mode of the emulator this stack runs, or None when it does not run."""
+        record = read_record(self.emulator_record)
+        return recorded_mode(record.fields) if record is not None and self._emulator_pid() is not None else None
+
+    @property
+    def mode(self) -> StackMode:
+        """The running emulator's mode, else the one asked for, else plain HTTP."""
+        return self.running_mode() or self.requested_mode or StackMode()
+
+    @property
     def batch_url(self) -> str:
-        return f"http://127.0.0.1:{self.emulator_port}"
+        return f"{'https' if self.mode.tls else 'http'}://127.0.0.1:{self.emulator_port}"
 
     def endpoints(self) -> LocalEndpoints:
+        tls = self.mode.tls
+        storage = self.storage_connection_string or connection_string(
+            "127.0.0.1", self._storage_port(), "https" if tls else "http"
+        )
         return LocalEndpoints(
             batch_url=self.batch_url,
             batch_account=DEFAULT_ACCOUNT_NAME,
             batch_key=DEFAULT_ACCOUNT_KEY,
-            storage_connection_string=self.storage_connection_string
-            or connection_string("127.0.0.1", self._storage_port()),
+            storage_connection_string=storage,
             state_dir=str(self.home),
             portal_url=portal_url(self.batch_url, token) if (token := read_token(self.emulator_dir)) else "",
+            ca_bundle=str(self.ca_bundle) if tls else "",
+            storage_account_url=_blob_endpoint_of(storage),
+            entra_issuer=str(self.entra_dir) if tls else "",
         )
 
     def azurite_status(self) -> ServiceStatus:
         info = running_from_pid_file(self.azurite_dir / AzuriteProcess.PID_FILE_NAME)
-        running = (info is not None or self._azurite_container_runs()) and _answers(self.azurite_port)
+        scheme = info.scheme if info is not None else "http"
+        cafile = self.ca_bundle if scheme == "https" else None
+        running = (info is not None or self._azurite_container_runs()) and _answers(self.azurite_port, cafile)
         return ServiceStatus(
             "azurite",
             running,
             info.pid if info else None,
-            f"http://127.0.0.1:{self.azurite_port}",
+            f"{scheme}://127.0.0.1:{self.azurite_port}",
             str(self.azurite_dir / AzuriteProcess.LOG_NAME),
         )
 
@@ -185,7 +232,7 @@ class LocalStack:
 
     def emulator_status(self) -> ServiceStatus:
         pid = self._emulator_pid()
-        running = pid is not None and _answers(self.emulator_port)
+        running = pid is not None and _answers(self.emulator_port, self.ca_bundle if self.mode.tls else None)
         return ServiceStatus("emulator", running, pid, self.batch_url, str(self.emulator_log))
 
     def _emulator_pid(self) -> int | None:
@@ -236,19 +283,27 @@ class LocalStack:
             progress: receives one line per step that does work (installing, building, starting).
 
         Raises:
-            BackendUnavailableError: Docker, Azurite or the emulator cannot be reached or started.
+            BackendUnavailableError: Docker, Azurite or the emulator cannot be reached or started, or they run in
+                another mode than the one asked for.
+            ConfigurationError: TLS asked for together with the user's own storage.
         """
         with self._lock():
             faults = self._fault_config()
+            mode = self._mode_to_start()
+            if mode.tls and faults is not None and faults.storage.enabled:
+                raise ConfigurationError(
+                    "--faults", "[faults.storage] proxies plain HTTP only: it cannot be combined with --tls"
+                )
+            secure = SecureMode.ensure(self.home) if mode.tls else None
             client = ensure_docker(progress)
             try:
                 image = node_image or self._node_image(client, progress)
-                self._ensure_storage(client, timeout, progress)
+                self._ensure_storage(client, timeout, progress, secure)
             finally:
                 client.close()
             if not self.emulator_status().running:
                 progress(f"starting the Batch emulator on {self.batch_url}")
-                self._start_emulator(image, timeout, faults)
+                self._start_emulator(image, timeout, mode, secure, faults)
         return self.endpoints()
 
     def _fault_config(self) -> FaultConfig | None:
@@ -257,6 +312,16 @@ class LocalStack:
             return None
         running = self.emulator_status().running
         return checked_faults(self.faults, emulator_running=running, own_storage=not self.storage_connection_string)
+
+    def _mode_to_start(self) -> StackMode:
+        """The mode asked for (or the running one), checked against what runs (see ``choose_mode``)."""
+        azurite = running_from_pid_file(self.azurite_dir / AzuriteProcess.PID_FILE_NAME)
+        return choose_mode(
+            self.running_mode(),
+            self.requested_mode,
+            azurite_tls=None if azurite is None else azurite.scheme == "https",
+            own_storage=self.storage_connection_string is None,
+        )
 
     def _node_image(self, client: docker.DockerClient, progress: Progress) -> str:
         from batchbox.backends.local.node_image import ensure_node_image, node_image_tag
@@ -268,8 +333,10 @@ class LocalStack:
             progress(f"building the node image {tag} (once; about a minute)")
         return ensure_node_image(client)
 
-    def _ensure_storage(self, client: docker.DockerClient, timeout: float, progress: Progress) -> None:
-        """Steps 1 to 6 of :mod:`batchbox.backends.local.provision`'s storage order."""
+    def _ensure_storage(
+        self, client: docker.DockerClient, timeout: float, progress: Progress, secure: SecureMode | None
+    ) -> None:
+        """Steps 1 to 6 of :mod:`batchbox.backends.local.provision`'s storage order (with TLS: 3 to 5)."""
         from batchbox.backends.local.azurite_container import azurite_image_present
 
         if self.storage_connection_string:
@@ -285,11 +352,21 @@ class LocalStack:
         if self.azurite_source != "image":
             command = azurite_command(self.azurite_dir, progress)
             if command is not None:
-                progress(f"starting Azurite on 127.0.0.1:{self.azurite_port}")
+                progress(f"starting Azurite on 127.0.0.1:{self.azurite_port}" + (" (TLS)" if secure else ""))
                 AzuriteProcess(
-                    self.azurite_dir, port=self.azurite_port, detached=True, command=command, startup_timeout=timeout
+                    self.azurite_dir,
+                    port=self.azurite_port,
+                    detached=True,
+                    command=command,
+                    startup_timeout=timeout,
+                    tls=secure.azurite_tls() if secure is not None else None,
+                    oauth=secure is not None,
                 ).start()
                 return
+            if secure is not None:
+                raise BackendUnavailableError(
+                    "Azurite", "TLS needs Azurite from npm (Node.js >= 18 with npm); the Azurite image is not used"
+                )
             if self.azurite_source == "npm" or not azurite_image_present(client):
                 raise BackendUnavailableError(
                     "Azurite",
@@ -304,7 +381,14 @@ class LocalStack:
 
         return AzuriteContainer(client, self.azurite_dir, port=self.azurite_port, instance_label=self.instance_label)
 
-    def _start_emulator(self, image: str, timeout: float, faults: FaultConfig | None = None) -> None:
+    def _start_emulator(
+        self,
+        image: str,
+        timeout: float,
+        mode: StackMode,
+        secure: SecureMode | None,
+        faults: FaultConfig | None = None,
+    ) -> None:
         if _answers(self.emulator_port):
             raise BackendUnavailableError(
                 "batchbox emulator",
@@ -329,19 +413,23 @@ class LocalStack:
             "--log-level",
             os.environ.get("BATCHBOX_EMULATOR_LOG_LEVEL") or "info",
         ]
-        recorded: dict[str, int] = {"port": self.emulator_port}
+        if secure is not None:
+            command += secure.emulator_options(mode)
+        recorded: dict[str, int | bool] = {"port": self.emulator_port, **mode.record()}
         if faults is not None and self.faults is not None:
             options, fields = fault_options(self.faults, faults, self.azurite_port)
             command += options
             recorded.update(fields)
         # The linked storage (application packages, blob mounts) goes through the environment: it holds a key.
-        env = {**os.environ, STORAGE_ENV: connection_string("127.0.0.1", self.azurite_port)}
+        linked = connection_string("127.0.0.1", self.azurite_port, "https" if mode.tls else "http")
+        env = {**os.environ, STORAGE_ENV: linked}
         with open(self.emulator_log, "ab") as log:
             process = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
             )
         write_pid_file(self.emulator_record, process.pid, **recorded)
-        if not wait_until_answering("127.0.0.1", self.emulator_port, timeout, process):
+        cafile = secure.tls.ca_bundle if secure is not None else None
+        if not wait_until_answering("127.0.0.1", self.emulator_port, timeout, process, cafile=cafile):
             code = process.poll()
             why = f"exited with code {code}" if code is not None else f"did not answer within {timeout:g} s"
             raise BackendUnavailableError("batchbox emulator", f"{why}; see {self.emulator_log}")
@@ -423,5 +511,14 @@ def _check_storage(connection: str) -> None:
         raise BackendUnavailableError("storage", f"the blob service at {where} refused the request ({code})") from exc
 
 
-def _answers(port: int) -> bool:
-    return wait_until_answering("127.0.0.1", port, 0.5)
+def _answers(port: int, cafile: Path | None = None) -> bool:
+    return wait_until_answering("127.0.0.1", port, 0.5, cafile=cafile)
+
+
+def _blob_endpoint_of(connection: str) -> str:
+    """The ``BlobEndpoint`` of a connection string ("" when it names none)."""
+    for part in connection.split(";"):
+        name, _, value = part.partition("=")
+        if name.strip().lower() == "blobendpoint":
+            return value.strip()
+    return ""

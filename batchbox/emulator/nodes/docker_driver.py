@@ -4,7 +4,8 @@ One long-lived container per node (see docs/emulator-design.md, "Node containers
 host networking, ``init=True``, named ``batchbox-<instance>-<node id>``, labelled ``batchbox.emulator=<instance>``,
 ``batchbox.pool=<pool id>`` and ``batchbox.node=<node id>``. The node root ``<state_dir>/nodes/<node id>`` is
 bind-mounted read-write at ``/mnt/batch/tasks``; the ``batchbox.node`` package directory read-only at
-``/opt/batchbox/node``; the container runs ``python3 -u /opt/batchbox/node/agent.py``.
+``/opt/batchbox/node``; the container runs ``python3 -u /opt/batchbox/node/agent.py``. An emulator serving TLS
+also mounts its CA certificate read-only at ``/opt/batchbox/tls/ca.pem`` (``BATCHBOX_CA_FILE``).
 
 Every method blocks on the Docker API; the runtime calls them through ``asyncio.to_thread``.
 """
@@ -30,6 +31,7 @@ from batchbox.emulator.runtime.ports import NodeContainer
 __all__ = [
     "AGENT_COMMAND",
     "AGENT_MOUNT",
+    "CA_MOUNT",
     "LABEL_EMULATOR",
     "LABEL_NODE",
     "LABEL_POOL",
@@ -47,6 +49,8 @@ LABEL_NODE = "batchbox.node"
 NODE_ROOT_MOUNT = "/mnt/batch/tasks"
 AGENT_MOUNT = "/opt/batchbox/node"
 AGENT_COMMAND = ["python3", "-u", f"{AGENT_MOUNT}/agent.py"]
+CA_MOUNT = "/opt/batchbox/tls/ca.pem"
+"""Where a TLS emulator's CA certificate is mounted (read-only) in every node; ``BATCHBOX_CA_FILE`` names it."""
 
 _NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
 _TASK_STREAMS = 256
@@ -180,6 +184,9 @@ class NodeDriver:
                 str(agent_dir()): {"bind": AGENT_MOUNT, "mode": "ro"},
             },
         }
+        if self._config.ca_file is not None:
+            options["volumes"][str(self._config.ca_file)] = {"bind": CA_MOUNT, "mode": "ro"}
+            options["environment"]["BATCHBOX_CA_FILE"] = CA_MOUNT
         try:
             container = self._create(options, name)
         except docker.errors.ImageNotFound:

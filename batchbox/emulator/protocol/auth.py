@@ -1,4 +1,7 @@
-"""SharedKey verification of Batch requests, exactly as the Batch SDKs sign them.
+"""Authentication of Batch requests: SharedKey, verified exactly as the Batch SDKs sign, or an Entra ID token.
+
+Bearer tokens are verified by :mod:`batchbox.emulator.protocol.tokens`; SharedKey can be switched off, as on a Batch
+account that allows only Microsoft Entra ID.
 
 The string to sign (azure-batch 15.x ``BatchSharedKeyAuthPolicy``; the 14.x msrest ``SharedKeyAuth`` builds the same
 lines)::
@@ -32,11 +35,13 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import parse_qs, urlparse
 
 from ..errors import BatchError
+from .tokens import TokenVerifier, token_authentication_failed
 
 __all__ = [
     "AUTHENTICATION_FAILED_MESSAGE",
     "HEADERS_TO_SIGN",
     "MAX_CLOCK_SKEW",
+    "SHARED_KEY_DISABLED_DETAIL",
     "Principal",
     "SharedKeyVerifier",
     "authentication_failed",
@@ -70,6 +75,9 @@ AUTHENTICATION_FAILED_MESSAGE = (
     "Make sure the value of Authorization header is formed correctly including the signature."
 )
 
+SHARED_KEY_DISABLED_DETAIL = "The specified type of authentication SharedKey is not allowed for this account."
+"""What Batch says to a SharedKey request on an account that allows only Microsoft Entra ID."""
+
 _BODILESS_METHODS = frozenset({"GET", "HEAD"})
 
 
@@ -78,12 +86,14 @@ class Principal:
     """Who a request was authenticated as.
 
     Attributes:
-        scheme: ``"SharedKey"`` or ``"Bearer"`` (unverified, only with ``allow_bearer``).
+        scheme: ``"SharedKey"`` or ``"Bearer"`` (a verified Microsoft Entra ID token).
         account: the account name of a SharedKey request; None for bearer tokens.
+        object_id: the identity (``oid``) of a bearer token; None for SharedKey.
     """
 
     scheme: str
     account: str | None
+    object_id: str | None = None
 
 
 def authentication_failed(detail: str) -> BatchError:
@@ -177,12 +187,14 @@ def _parse_http_date(value: str) -> datetime | None:
 
 
 class SharedKeyVerifier:
-    """Checks the ``Authorization`` header of Batch requests against one account.
+    """Checks the ``Authorization`` header of Batch requests against one account: SharedKey, or a bearer token.
 
     Args:
         account_name: the account clients must name.
         account_key: its base64 key.
-        allow_bearer: accept ``Authorization: Bearer ...`` without verifying the token.
+        tokens: verifies ``Authorization: Bearer`` tokens (None: bearer tokens are refused).
+        shared_key_enabled: False refuses every SharedKey request, as Batch does on an account that allows only
+            Microsoft Entra ID.
         max_clock_skew: how far ``ocp-date`` / ``Date`` may be from the server's clock.
 
     Raises:
@@ -194,12 +206,14 @@ class SharedKeyVerifier:
         account_name: str,
         account_key: str,
         *,
-        allow_bearer: bool = False,
+        tokens: TokenVerifier | None = None,
+        shared_key_enabled: bool = True,
         max_clock_skew: timedelta = MAX_CLOCK_SKEW,
     ) -> None:
         self.account_name = account_name
         self._key = decode_account_key(account_key)
-        self.allow_bearer = allow_bearer
+        self.tokens = tokens
+        self.shared_key_enabled = shared_key_enabled
         self.max_clock_skew = max_clock_skew
 
     def verify(
@@ -225,7 +239,8 @@ class SharedKeyVerifier:
 
         Raises:
             BatchError: 403 ``AuthenticationFailed`` (missing or malformed header, unknown account, stale or future
-                date, wrong signature).
+                date, wrong signature; SharedKey when it is disabled; a bearer token that fails verification, or
+                any bearer token when no issuer is trusted).
         """
         authorization = headers.get("authorization", "").strip()
         if not authorization:
@@ -233,15 +248,11 @@ class SharedKeyVerifier:
         scheme, _, credentials = authorization.partition(" ")
         scheme_lower = scheme.lower()
         if scheme_lower == "bearer":
-            if not self.allow_bearer:
-                raise authentication_failed(
-                    "Bearer tokens are not accepted by this emulator (start it with --allow-bearer to accept them)."
-                )
-            if not credentials.strip():
-                raise authentication_failed("The Bearer token is empty.")
-            return Principal("Bearer", None)
+            return self._verify_bearer(credentials.strip())
         if scheme_lower != "sharedkey":
             raise authentication_failed(f"The authentication scheme '{scheme[:40]}' is not supported.")
+        if not self.shared_key_enabled:
+            raise authentication_failed(SHARED_KEY_DISABLED_DETAIL)
         account, sep, signature = credentials.strip().partition(":")
         if not sep or not account or not signature:
             raise authentication_failed(
@@ -262,6 +273,17 @@ class SharedKeyVerifier:
                 "The MAC signature found in the HTTP request is not the same as any computed signature."
             )
         return Principal("SharedKey", account)
+
+    def _verify_bearer(self, token: str) -> Principal:
+        if self.tokens is None:
+            raise token_authentication_failed(
+                "Microsoft Entra ID tokens are not accepted by this emulator: start it with --entra-issuer "
+                "(batchbox local up --tls does)."
+            )
+        if not token:
+            raise token_authentication_failed("The Bearer token is empty.")
+        claims = self.tokens.verify(token)
+        return Principal("Bearer", None, object_id=claims.object_id)
 
     def _check_date(self, headers: Mapping[str, str], now: datetime | None) -> None:
         raw = headers.get("ocp-date") or headers.get("date")

@@ -5,8 +5,8 @@ For every HTTP request it:
 1. assigns a ``request-id`` (uuid4), answered as a header and kept in ``request.state.request_id``; echoes
    ``client-request-id`` when the client sent ``return-client-request-id: true`` (the Batch rule);
 2. on Batch paths (everything but the node-agent API under ``/_agent/``) checks ``api-version`` (first: the service
-   answers ``MissingRequiredQueryParameter`` even to unauthenticated requests) and then the SharedKey signature,
-   keeping the principal in ``request.state.principal``;
+   answers ``MissingRequiredQueryParameter`` even to unauthenticated requests) and then the SharedKey signature or
+   the Entra ID token, keeping the principal in ``request.state.principal``;
 3. limits the request body (``Content-Length`` up front, streamed bytes while the handler reads) -> 413;
 4. adds ``DataServiceVersion: 3.0`` to every Batch response, as the service does;
 5. renders :class:`BatchError` as a Batch JSON error body, turns Starlette's plain-text 404 / 405 into Batch's
@@ -25,6 +25,7 @@ import re
 import time
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -44,6 +45,7 @@ from ..errors import (
 )
 from .auth import Principal, SharedKeyVerifier, headers_from_scope
 from .responses import JSON_CONTENT_TYPE, base_url, error_document, json_bytes
+from .tokens import TokenVerifier
 from .versions import API_VERSION_PARAM, check_api_version
 
 __all__ = [
@@ -129,13 +131,21 @@ class BatchProtocolMiddleware:
         self._config = config
         self.max_body_bytes = max_body_bytes
         self.exempt_prefixes = tuple(exempt_prefixes)
-        self._verifiers: dict[tuple[str, str, bool], SharedKeyVerifier] = {}
+        self._verifiers: dict[tuple[str, str, Path | None, bool], SharedKeyVerifier] = {}
 
     def _verifier(self, config: EmulatorConfig) -> SharedKeyVerifier:
-        cache_key = (config.account_name, config.account_key, config.allow_bearer)
+        cache_key = (config.account_name, config.account_key, config.entra_issuer, config.shared_key_enabled)
         verifier = self._verifiers.get(cache_key)
         if verifier is None:
-            verifier = SharedKeyVerifier(config.account_name, config.account_key, allow_bearer=config.allow_bearer)
+            tokens = None
+            if config.entra_issuer is not None:
+                tokens = TokenVerifier.from_openid_configuration(config.entra_issuer)
+            verifier = SharedKeyVerifier(
+                config.account_name,
+                config.account_key,
+                tokens=tokens,
+                shared_key_enabled=config.shared_key_enabled,
+            )
             self._verifiers = {cache_key: verifier}
         return verifier
 

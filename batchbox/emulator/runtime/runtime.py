@@ -62,7 +62,11 @@ class Runtime:
         self.store = store
         self.scheduler = Scheduler(config, store)
         self.transitions = Transitions(self.scheduler)
-        self.storage = LinkedStorage(config.storage_connection_string) if config.storage_connection_string else None
+        self.storage = (
+            LinkedStorage(config.storage_connection_string, ca_bundle=str(config.ca_file) if config.ca_file else None)
+            if config.storage_connection_string
+            else None
+        )
         self.applications = PackageCatalog(self.storage) if self.storage is not None else None
         self.mounts = MountSync(config, store, self.storage)
         self.lifecycle = NodeLifecycle(
