@@ -3,8 +3,9 @@
 One local stack under its own home runs the tutorial through ``batchbox --debug run`` plus a job whose tasks fail
 on purpose (a tampered SAS, a missing blob, an upload through a read-only SAS). Then every log, CLI output, task
 file, node file, container log and the emulator's state is searched for the storage account key, the Batch
-account key, the nodes' secrets and any SAS signature value (``sig=`` followed by ten or more signature
-characters; the redacted forms ``sig=REDACTED`` and ``sig=<redacted>`` do not match).
+account key, the nodes' secrets, any SAS signature value (``sig=`` followed by ten or more signature
+characters; the redacted forms ``sig=REDACTED`` and ``sig=<redacted>`` do not match), any signed JSON Web Token
+and any PEM private key (``test_entra.py`` runs the same scan over the Entra ID run).
 
 What the user submitted is returned as submitted (a task's ``commandLine``, ``resourceFiles`` and ``outputFiles``
 carry the SAS URLs the user put there, as Azure Batch keeps and returns them), but the emulator's state holds it
@@ -64,6 +65,11 @@ DATA = sorted((REPO / "examples" / "topn_words" / "data").glob("*.txt"))
 API_VERSION = "2025-06-01"
 _SIG = re.compile(r"sig=[A-Za-z0-9%/+=]{10,}", re.IGNORECASE)
 """A SAS signature value (a real one is 44 base64 characters, 46+ URL-encoded)."""
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}")
+"""A signed JSON Web Token (an Entra ID access token): base64url header and claims, then a signature."""
+_PRIVATE_KEY = re.compile(r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----")
+"""A PEM private key (PKCS#8, or the older RSA / EC forms)."""
+_PATTERNS = (("sig=", _SIG), ("a bearer token", _JWT), ("a private key", _PRIVATE_KEY))
 _WRONG_KEY = base64.b64encode(b"not-the-key-" + uuid.uuid4().bytes * 3).decode()
 
 
@@ -75,14 +81,16 @@ class Finding:
 
 
 def scan(where: str, text: str, secrets: dict[str, str]) -> list[Finding]:
-    """Every secret value and SAS signature in ``text`` (with 40 characters of context, the secret cut out)."""
+    """Every secret value, SAS signature, bearer token and private key in ``text`` (with 40 characters of context,
+    the secret cut out)."""
     found: list[Finding] = []
     for name, value in secrets.items():
         index = text.find(value)
         if value and index >= 0:
             found.append(Finding(where, name, text[max(0, index - 40) : index]))
-    for match in _SIG.finditer(text):
-        found.append(Finding(where, "sig=", text[max(0, match.start() - 40) : match.start() + 4]))
+    for what, pattern in _PATTERNS:
+        for match in pattern.finditer(text):
+            found.append(Finding(where, what, text[max(0, match.start() - 40) : match.start() + 4]))
     return found
 
 

@@ -11,6 +11,8 @@
 
 ``--batchbox-backend=azure`` (or ``BATCHBOX_BACKEND=azure``) points the same fixtures at live Azure, configured by
 the ``BATCHBOX_*`` settings of the README (``BATCHBOX_BATCH_URL``, ``BATCHBOX_STORAGE_CONNECTION_STRING``, ...).
+``BATCHBOX_AUTH=entra`` makes the clients use Microsoft Entra ID tokens only (locally: the stack with TLS and
+``LocalTokenCredential``).
 """
 
 from __future__ import annotations
@@ -64,10 +66,14 @@ def batchbox_local(request: pytest.FixtureRequest) -> Iterator[BatchTarget]:
             target = azure_target(settings)
             shared = None
         else:
-            from batchbox.backends.local.stack import LocalStack
+            from batchbox.backends.local.stack import LocalStack, StackMode
             from batchbox.testing.shared_stack import SharedLocalStack
 
-            stack = LocalStack(settings.home, storage_connection_string=settings.storage_connection_string)
+            stack = LocalStack(
+                settings.home,
+                storage_connection_string=settings.storage_connection_string,
+                mode=StackMode(tls=True) if settings.entra else None,
+            )
             shared = SharedLocalStack(stack)
             target = local_target(shared.acquire(progress=_log.info), settings)
     except BatchboxError as exc:

@@ -49,27 +49,54 @@ class BatchTarget:
     def is_local(self) -> bool:
         return self.backend_name == "local"
 
+    @property
+    def entra(self) -> bool:
+        """True when the clients authenticate with Microsoft Entra ID only (``BATCHBOX_AUTH=entra``)."""
+        return self.settings.entra
+
+    def _token_credential(self) -> Any:
+        """The local issuer's ``LocalTokenCredential`` on a local TLS stack, else ``DefaultAzureCredential``."""
+        if self.local_endpoints is not None and self.local_endpoints.entra_issuer:
+            from batchbox.backends.local.entra import LocalTokenCredential
+
+            return LocalTokenCredential(self.local_endpoints.entra_issuer)
+        from azure.identity import DefaultAzureCredential
+
+        return DefaultAzureCredential()
+
+    def _transport_options(self) -> dict[str, Any]:
+        """``connection_verify`` with the local CA when the local stack serves TLS."""
+        ca_bundle = self.local_endpoints.ca_bundle if self.local_endpoints is not None else ""
+        return {"connection_verify": ca_bundle} if ca_bundle else {}
+
     def batch_client(self) -> Any:
-        """A new azure-batch 15.x ``BatchClient``: SharedKey with a key, else ``DefaultAzureCredential``."""
+        """A new azure-batch 15.x ``BatchClient``: SharedKey with a key (unless ``entra``), else a token
+        credential (``DefaultAzureCredential``; locally the local issuer's ``LocalTokenCredential``)."""
         from azure.batch import BatchClient
 
         credential: Any
-        if self.batch_key:
+        if self.batch_key and not self.entra:
             from azure.core.credentials import AzureNamedKeyCredential
 
             credential = AzureNamedKeyCredential(self.batch_account or "", self.batch_key)
         else:
-            from azure.identity import DefaultAzureCredential
-
-            credential = DefaultAzureCredential()
-        return self._keep(BatchClient(self.batch_url, credential))
+            credential = self._token_credential()
+        return self._keep(BatchClient(self.batch_url, credential, **self._transport_options()))
 
     def blob_service_client(self) -> BlobServiceClient:
-        """A new ``BlobServiceClient`` for the target's storage account."""
+        """A new ``BlobServiceClient`` for the target's storage account (a token credential with ``entra``)."""
         from azure.storage.blob import BlobServiceClient
 
-        if self.storage_connection_string:
-            client = BlobServiceClient.from_connection_string(self.storage_connection_string)
+        if self.entra and self.local_endpoints is not None:
+            client = BlobServiceClient(
+                self.local_endpoints.storage_account_url,
+                credential=self._token_credential(),
+                **self._transport_options(),
+            )
+        elif self.storage_connection_string:
+            client = BlobServiceClient.from_connection_string(
+                self.storage_connection_string, **self._transport_options()
+            )
         elif self.storage_account_url:
             credential: Any = self.storage_key
             if credential is None:
@@ -89,7 +116,7 @@ class BatchTarget:
         if self.local_endpoints is not None:
             from batchbox.backends.local.backend import LocalBackend
 
-            backend: Backend = LocalBackend(self.local_endpoints)
+            backend: Backend = LocalBackend(self.local_endpoints, entra=self.entra)
         else:
             backend = open_backend(self.settings)
         kept: Backend = self._keep(backend)
