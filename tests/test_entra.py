@@ -40,12 +40,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from batchbox.backends.local.azurite import find_free_port
 from batchbox.backends.local.backend import LocalBackend
 from batchbox.backends.local.entra import STORAGE_AUDIENCE, LocalIssuer
-from batchbox.backends.local.stack import LocalEndpoints, LocalStack
+from batchbox.backends.local.stack import LocalEndpoints, LocalStack, StackMode
+from batchbox.core.errors import BackendUnavailableError
 from batchbox.core.workflow import RunOptions, Workflow
 from batchbox.emulator.config import DEFAULT_ACCOUNT_KEY, DEFAULT_ACCOUNT_NAME
 from batchbox.emulator.protocol.auth import SHARED_KEY_DISABLED_DETAIL
 from batchbox.node.tasks.topn import count_words
 from batchbox.testing import LocalTokenCredential
+from tests.test_readme import _block
 from tests.test_security import _files_under, _state_dump, scan
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
@@ -412,9 +414,34 @@ def test_the_state_dir_holds_the_keys_private_and_the_mode(stack: EntraStack) ->
     assert not list((stack.home / "tls").glob("*ca*key*")), "the CA's private key is never written"
     record = json.loads((stack.home / "emulator" / "process.json").read_text())
     assert record["tls"] is True and record["shared_key"] is False
-    # Asking the running stack for another mode fails in one line instead of handing out wrong endpoints.
-    plain = stack.cli("local", "up", "--tls")
-    assert plain.returncode != 0 and "SharedKey disabled" in plain.stderr
+    # `local up` without --disable-shared-key takes the running mode; asking for SharedKey on fails in one line.
+    again = stack.cli("local", "up", "--tls", "--json")
+    assert again.returncode == 0 and json.loads(again.stdout)["batch_url"] == stack.endpoints.batch_url
+    with pytest.raises(BackendUnavailableError, match="SharedKey disabled"):
+        replace_mode = LocalStack(
+            stack.home,
+            azurite_port=stack.local.azurite_port,
+            emulator_port=stack.local.emulator_port,
+            mode=StackMode(tls=True, shared_key=True),
+        )
+        replace_mode.up()
+
+
+def test_the_readme_python_block_runs_on_the_stack(stack: EntraStack) -> None:
+    checks = (
+        "\nprint(sorted(pool.id for pool in batch.list_pools()))\nprint(sum(1 for _ in blobs.list_containers()) >= 0)"
+    )
+    env = {**stack.env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{stack.env.get('PATH', '')}"}
+    ran = subprocess.run(
+        [sys.executable, "-c", _block("Entra ID", "python", "import json") + checks],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert ran.stdout.splitlines() == ["['topn-words-pool']", "True"]
 
 
 # ---------------------------------------------------- the whole scan, last: it sees the logs the tests above caused

@@ -38,6 +38,7 @@ REFERENCE_BLOCKS = {
     ("The local portal", "text", "$ batchbox local up"),
     ("Rehearse Azure's failures locally", "text", "$ batchbox local up --faults"),
     ("Containers, application packages and mounts", "bash", "batchbox app add blender"),
+    ("Entra ID", "bash", "batchbox local up --tls"),  # tests/test_entra.py runs these commands (with more flags)
 }
 """Blocks that are reference text, not something to run here (make itself, live Azure, a synopsis, sample output)."""
 
@@ -51,6 +52,7 @@ RUN_BLOCKS = {
     ("Use batchbox in your project", "python", "def test_pipeline_counts_words_on_batch"),
     ("Rehearse Azure's failures locally", "toml", "[faults]"),  # tests/test_faults_cli.py
     ("Rehearse Azure's failures locally", "python", "from azure.batch import BatchClient"),  # test_faults_api.py
+    ("Entra ID", "python", "import json"),  # run by tests/test_entra.py on its TLS stack
 }
 
 

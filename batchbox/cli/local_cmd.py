@@ -68,13 +68,13 @@ def up(
 
     The first run installs what is missing (Azurite with npm into the state directory, the node image, and as
     root on Debian/Ubuntu a Docker engine), one progress line per step on stderr. Without --tls a running stack is
-    used in whatever mode it runs.
+    used in whatever mode it runs; a stack running in another mode than asked for is an error (local down first).
     """
     from batchbox.backends.local.stack import LocalStack, StackMode
 
     if disable_shared_key and not tls:
         raise click.UsageError("--disable-shared-key needs --tls (Entra ID tokens need HTTPS)")
-    mode = StackMode(tls=True, shared_key=not disable_shared_key) if tls else None
+    mode = StackMode(tls=True, shared_key=False if disable_shared_key else None) if tls else None
     stack = LocalStack(
         home, storage_connection_string=storage_connection_string, azurite=azurite, faults=faults, mode=mode
     )
