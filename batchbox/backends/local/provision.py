@@ -33,6 +33,7 @@ import docker
 from batchbox.backends.local.azurite import AZURITE_JS_ENV, checkout_main_js, find_azurite_command
 from batchbox.backends.local.azurite_npm import Progress, install_azurite, installed_main_js
 from batchbox.core.errors import BackendUnavailableError, ConfigurationError
+from batchbox.core.settings import env_name
 from batchbox.emulator.nodes.docker_engine import connect_docker, docker_host
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "AzuriteSource",
     "azurite_command",
     "azurite_source",
+    "check_storage",
     "ensure_docker",
 ]
 
@@ -130,3 +132,32 @@ def _may_start_docker() -> bool:
         and shutil.which("apt-get") is not None
         and docker_host() == _DEFAULT_DOCKER_HOST
     )
+
+
+def check_storage(connection: str) -> None:
+    """Fail in one line unless the blob service of ``connection`` answers and accepts its credentials.
+
+    Raises:
+        ConfigurationError: the connection string cannot be parsed.
+        BackendUnavailableError: the service does not answer, or refuses the credentials.
+    """
+    from azure.core.exceptions import HttpResponseError, ServiceRequestError
+    from azure.storage.blob import BlobServiceClient
+
+    try:
+        client = BlobServiceClient.from_connection_string(
+            connection, retry_total=0, connection_timeout=5, read_timeout=15
+        )
+    except ValueError as exc:
+        setting = env_name("storage_connection_string")
+        raise ConfigurationError(setting, f"is not a storage connection string ({exc})") from None
+    where = client.primary_hostname
+    try:
+        with client:
+            next(iter(client.list_containers(results_per_page=1).by_page()), None)
+    except ServiceRequestError as exc:
+        raise BackendUnavailableError("storage", f"the blob service at {where} does not answer") from exc
+    except HttpResponseError as exc:
+        error_code = getattr(exc, "error_code", None)
+        code = getattr(error_code, "value", error_code) or exc.status_code
+        raise BackendUnavailableError("storage", f"the blob service at {where} refused the request ({code})") from exc

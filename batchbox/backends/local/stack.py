@@ -32,7 +32,13 @@ from batchbox.backends.local.azurite import (
 )
 from batchbox.backends.local.azurite_npm import Progress
 from batchbox.backends.local.faults import STORAGE_PROXY_FIELD, active_faults, checked_faults, fault_options
-from batchbox.backends.local.provision import AzuriteSource, azurite_command, azurite_source, ensure_docker
+from batchbox.backends.local.provision import (
+    AzuriteSource,
+    azurite_command,
+    azurite_source,
+    check_storage,
+    ensure_docker,
+)
 from batchbox.backends.local.secure_mode import (
     ENTRA_DIR_NAME,
     TLS_DIR_NAME,
@@ -45,7 +51,6 @@ from batchbox.backends.local.tls import CA_FILE_NAME
 from batchbox.core.errors import BackendUnavailableError, ConfigurationError
 from batchbox.core.pidfiles import command_line_mentions, is_alive, stop_process, write_pid_file
 from batchbox.core.pidfiles import read_pid_file as read_record
-from batchbox.core.settings import env_name
 from batchbox.emulator.command import STORAGE_ENV
 from batchbox.emulator.config import DEFAULT_ACCOUNT_KEY, DEFAULT_ACCOUNT_NAME, DEFAULT_PORT, default_state_dir
 from batchbox.emulator.faults import FaultConfig
@@ -65,7 +70,6 @@ two stacks sharing one label would remove each other's nodes."""
 DEFAULT_AZURITE_PORT = 10000
 SERVICES = ("azurite", "emulator")
 """The background services of a local stack, as named by :class:`ServiceStatus`."""
-STORAGE_SETTING = env_name("storage_connection_string")
 _EMULATOR_MARKER = "batchbox.emulator"
 
 
@@ -340,7 +344,7 @@ class LocalStack:
         from batchbox.backends.local.azurite_container import azurite_image_present
 
         if self.storage_connection_string:
-            _check_storage(self.storage_connection_string)
+            check_storage(self.storage_connection_string)
             return
         container = self._azurite_container(client)
         if self.azurite_status().running:
@@ -481,34 +485,6 @@ class LocalStack:
         finally:
             client.close()
         return done
-
-
-def _check_storage(connection: str) -> None:
-    """Fail in one line unless the blob service of ``connection`` answers and accepts its credentials.
-
-    Raises:
-        ConfigurationError: the connection string cannot be parsed.
-        BackendUnavailableError: the service does not answer, or refuses the credentials.
-    """
-    from azure.core.exceptions import HttpResponseError, ServiceRequestError
-    from azure.storage.blob import BlobServiceClient
-
-    try:
-        client = BlobServiceClient.from_connection_string(
-            connection, retry_total=0, connection_timeout=5, read_timeout=15
-        )
-    except ValueError as exc:
-        raise ConfigurationError(STORAGE_SETTING, f"is not a storage connection string ({exc})") from None
-    where = client.primary_hostname
-    try:
-        with client:
-            next(iter(client.list_containers(results_per_page=1).by_page()), None)
-    except ServiceRequestError as exc:
-        raise BackendUnavailableError("storage", f"the blob service at {where} does not answer") from exc
-    except HttpResponseError as exc:
-        error_code = getattr(exc, "error_code", None)
-        code = getattr(error_code, "value", error_code) or exc.status_code
-        raise BackendUnavailableError("storage", f"the blob service at {where} refused the request ({code})") from exc
 
 
 def _answers(port: int, cafile: Path | None = None) -> bool:
