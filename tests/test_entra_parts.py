@@ -87,6 +87,8 @@ def test_the_credential_maps_scopes_to_audiences_and_refuses_what_it_cannot_serv
     assert info.token_type == "Bearer" and info.expires_on - info.refresh_on == 300
     with pytest.raises(ValueError, match="exactly one scope"):
         credential.get_token("a/.default", "b/.default")
+    with pytest.raises(ValueError, match="claims challenge"):
+        credential.get_token("https://storage.azure.com/.default", claims='{"access_token": {}}')
     with pytest.raises(ValueError, match="not the local tenant"):
         credential.get_token("https://storage.azure.com/.default", tenant_id="another-tenant")
     with pytest.raises(ConfigurationError, match="local up --tls"):

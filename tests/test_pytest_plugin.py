@@ -107,6 +107,30 @@ def test_points_at_azure(batchbox_local):
 """
 
 
+_ENTRA_TEST = """
+import os
+from datetime import timedelta
+
+def test_entra_target_uses_tokens_and_the_local_ca(batchbox_local, batchbox_names):
+    from batchbox.testing import LocalTokenCredential
+
+    target = batchbox_local
+    assert target.entra and target.batch_url == "https://127.0.0.1:" + os.environ["BATCHBOX_EMULATOR_PORT"]
+    client = target.batch_client()
+    assert isinstance(client._config.credential, LocalTokenCredential)
+    assert list(client.list_pools()) == []
+    blobs = target.blob_service_client()
+    assert isinstance(blobs.credential, LocalTokenCredential)
+    name = batchbox_names.container("entra")
+    blobs.create_container(name)
+    assert blobs.get_container_client(name).exists()
+    backend = target.backend()
+    assert "Entra ID tokens" in backend.describe()
+    backend.storage.upload_bytes(name, "a.txt", b"a")
+    assert "skoid=" in backend.storage.blob_sas_url(name, "a.txt", expiry=timedelta(hours=1))
+"""
+
+
 @pytest.fixture
 def plugin_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, node_image: str) -> Iterator[LocalStack]:
     """The environment of an inner run: its own BATCHBOX_HOME and ports; the stack is stopped afterwards anyway."""
@@ -137,6 +161,17 @@ def test_fixture_starts_the_stack_and_stops_what_it_started(
     result.assert_outcomes(passed=1)
     assert _running(plugin_stack) == {}
     assert not list((plugin_stack.home / "leases").glob("*.pid"))
+
+
+def test_entra_auth_gives_a_tls_stack_and_token_clients(
+    pytester: pytest.Pytester, plugin_stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BATCHBOX_AUTH", "entra")
+    pytester.makepyfile(test_entra=_ENTRA_TEST)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    assert _running(plugin_stack) == {}
+    assert (plugin_stack.home / "tls" / "ca.pem").is_file()
 
 
 def test_running_stack_is_reused_and_a_failed_test_is_cleaned_up(

@@ -240,19 +240,25 @@ class LocalTokenCredential:
     ) -> AccessToken:
         """A token for the one scope asked for (``https://batch.core.windows.net//.default``, ...).
 
+        ``enable_cae`` is accepted (the local issuer's tokens need no continuous access evaluation); a ``claims``
+        challenge cannot be met and is refused.
+
         Raises:
-            ValueError: not exactly one scope, or another tenant than the local one.
+            ValueError: not exactly one scope, another tenant than the local one, or a claims challenge.
         """
-        return self._issue(scopes, tenant_id)
+        return self._issue(scopes, tenant_id, claims)
 
     def get_token_info(self, *scopes: str, options: TokenRequestOptions | None = None) -> AccessTokenInfo:
         """The same as :meth:`get_token`, with the token type and when to refresh it."""
-        token = self._issue(scopes, (options or {}).get("tenant_id"))
+        chosen = options or {}
+        token = self._issue(scopes, chosen.get("tenant_id"), chosen.get("claims"))
         return AccessTokenInfo(
             token.token, token.expires_on, token_type="Bearer", refresh_on=token.expires_on - _REFRESH_MARGIN
         )
 
-    def _issue(self, scopes: tuple[str, ...], tenant_id: str | None) -> AccessToken:
+    def _issue(self, scopes: tuple[str, ...], tenant_id: str | None, claims: str | None) -> AccessToken:
+        if claims:
+            raise ValueError("LocalTokenCredential: the local issuer cannot satisfy a claims challenge")
         if len(scopes) != 1:
             raise ValueError(f"LocalTokenCredential: exactly one scope, not {len(scopes)}")
         if tenant_id and tenant_id != self._issuer.tenant_id:
