@@ -58,7 +58,7 @@ BENCH_LABEL = "batchbox.bench=1"
 
 _START_TIMEOUT = 60.0
 _STOP_TIMEOUT = 15.0
-_IMAGE_REF = bm.BatchVmImageReference(publisher="canonical", offer="ubuntu", sku="22_04")
+_IMAGE_REF = bm.BatchVmImageReference(publisher="canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts")
 
 
 def parse_time(value: Any) -> float:

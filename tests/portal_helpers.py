@@ -22,7 +22,9 @@ SCRIPT_OUTPUT = "<script>window.__pwned=1</script><img src=x onerror=window.__pw
 """What the ``html`` task prints: markup that would run if the page ever rendered output as HTML."""
 
 _VM = m.VirtualMachineConfiguration(
-    image_reference=m.BatchVmImageReference(publisher="canonical", offer="ubuntu", sku="22_04-lts"),
+    image_reference=m.BatchVmImageReference(
+        publisher="canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts"
+    ),
     node_agent_sku_id="batch.node.ubuntu 22.04",
 )
 

@@ -84,7 +84,7 @@ NEVER = "bi-never-created"
 NODE_PREFIX = "nodeside-"
 """Resources of the node-side tests: they change on their own, so the fingerprint keeps only their ids."""
 VM = {
-    "imageReference": {"publisher": "canonical", "offer": "ubuntu", "sku": "22_04-lts"},
+    "imageReference": {"publisher": "canonical", "offer": "0001-com-ubuntu-server-jammy", "sku": "22_04-lts"},
     "nodeAgentSKUId": "batch.node.ubuntu 22.04",
 }
 

@@ -33,7 +33,9 @@ pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
 T = TypeVar("T")
 
 _VM = m.VirtualMachineConfiguration(
-    image_reference=m.BatchVmImageReference(publisher="canonical", offer="ubuntu", sku="22_04-lts"),
+    image_reference=m.BatchVmImageReference(
+        publisher="canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts"
+    ),
     node_agent_sku_id="batch.node.ubuntu 22.04",
 )
 _NODE_ID = re.compile(r"^tvmps_[0-9a-f]{24}_d$")

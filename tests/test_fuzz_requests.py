@@ -38,7 +38,7 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
 )
 VM = {
-    "imageReference": {"publisher": "canonical", "offer": "ubuntu", "sku": "22_04-lts"},
+    "imageReference": {"publisher": "canonical", "offer": "0001-com-ubuntu-server-jammy", "sku": "22_04-lts"},
     "nodeAgentSKUId": "batch.node.ubuntu 22.04",
 }
 VALID_BODIES: dict[str, dict[str, Any]] = {

@@ -43,7 +43,9 @@ pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
 _VM = m.VirtualMachineConfiguration(
-    image_reference=m.BatchVmImageReference(publisher="canonical", offer="ubuntu", sku="22_04-lts"),
+    image_reference=m.BatchVmImageReference(
+        publisher="canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts"
+    ),
     node_agent_sku_id="batch.node.ubuntu 22.04",
 )
 _TEST_LABELS = "batchbox.test=1"

@@ -7,7 +7,9 @@ The command lives with the emulator so that ``python -m batchbox.emulator`` does
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -25,6 +27,56 @@ STORAGE_ENV = "BATCHBOX_STORAGE_CONNECTION_STRING"
 """Where ``batchbox emulator`` reads the linked storage's connection string (it holds a key: keep it off argv)."""
 
 _NODE_IMAGE_DEFAULT = next(f.default for f in dataclasses.fields(EmulatorConfig) if f.name == "node_image")
+_ON_OFF = click.Choice(["on", "off"])
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _behaviour_options(command: _F) -> _F:
+    """The options that change what the emulated service accepts or does (VM sizes, images, autoscale, spot)."""
+    options = [
+        click.option(
+            "--vm-size-limits",
+            type=_ON_OFF,
+            default="on",
+            show_default=True,
+            help="Give node containers the vCPUs and memory of the pool's vmSize (capped to this machine). "
+            "off: no limits, and sizes the emulator does not know are accepted.",
+        ),
+        click.option(
+            "--image-checks",
+            type=_ON_OFF,
+            default="on",
+            show_default=True,
+            help="Refuse images Batch does not support and retired node agent SKUs at pool creation, as Batch "
+            "does. off: any imageReference and nodeAgentSKUId is accepted (a local-only shortcut).",
+        ),
+        click.option(
+            "--autoscale-min-interval",
+            type=click.FloatRange(1.0),
+            default=300.0,
+            show_default=True,
+            help="Shortest autoScaleEvaluationInterval accepted, in seconds (Batch's minimum is 5 minutes; "
+            "lower it for tests).",
+        ),
+        click.option(
+            "--resize-timeout-min",
+            type=click.FloatRange(1.0),
+            default=300.0,
+            show_default=True,
+            help="Shortest resizeTimeout accepted, in seconds (Batch's minimum is 5 minutes; lower it for tests).",
+        ),
+        click.option(
+            "--preempt-rate",
+            type=click.FloatRange(0.0, 1.0),
+            default=0.0,
+            show_default=True,
+            help="Chance per minute that each spot/low-priority node is preempted (chaos runs; 0: only "
+            "`batchbox local preempt`).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 @click.command("emulator")
@@ -107,6 +159,7 @@ _NODE_IMAGE_DEFAULT = next(f.default for f in dataclasses.fields(EmulatorConfig)
     type=click.IntRange(1, 65535),
     help="Port of the storage fault proxy (127.0.0.1); clients use it instead of Azurite's.",
 )
+@_behaviour_options
 @click.pass_context
 def emulator(
     ctx: click.Context,
@@ -128,6 +181,11 @@ def emulator(
     faults_file: Path | None,
     storage_upstream: str | None,
     storage_proxy_port: int | None,
+    vm_size_limits: str,
+    image_checks: str,
+    autoscale_min_interval: float,
+    resize_timeout_min: float,
+    preempt_rate: float,
 ) -> None:
     """Run the local Azure Batch emulator in the foreground (Ctrl-C stops it).
 
@@ -195,6 +253,11 @@ def emulator(
         instance_label=instance_label,
         storage_connection_string=storage_connection_string or None,
         allow_privileged_containers=allow_privileged_containers,
+        vm_size_limits=vm_size_limits == "on",
+        image_checks=image_checks == "on",
+        autoscale_min_interval=autoscale_min_interval,
+        resize_timeout_min=resize_timeout_min,
+        preempt_rate=preempt_rate,
     )
     if state_dir is not None:
         config = dataclasses.replace(config, state_dir=state_dir.expanduser().resolve())

@@ -66,6 +66,13 @@ class EmulatorConfig:
             ``--security-opt`` (refused by default: such a container could take over this machine).
         storage_connection_string: the account's linked storage (Azurite locally): application packages and blob
             mounts live there. ``None``: the emulator has none, and both are refused.
+        vm_size_limits: give each node container the CPUs and memory of its pool's ``vmSize`` (capped to the
+            machine); off: unknown sizes are accepted and containers get no limits.
+        image_checks: refuse unsupported images and retired node agent SKUs at pool creation, as Batch does.
+        autoscale_min_interval: the shortest ``autoScaleEvaluationInterval`` accepted, in seconds (Batch: 5 min).
+        resize_timeout_min: the shortest ``resizeTimeout`` accepted, in seconds (Batch: 5 min).
+        autoscale_sample_seconds: how often the system variables of autoscale pools are sampled.
+        preempt_rate: chance per low-priority node per minute of being preempted (0: only on request).
     """
 
     host: str = "127.0.0.1"
@@ -87,6 +94,12 @@ class EmulatorConfig:
     storage_proxy_port: int | None = None
     allow_privileged_containers: bool = False
     storage_connection_string: str | None = field(default=None, repr=False)
+    vm_size_limits: bool = True
+    image_checks: bool = True
+    autoscale_min_interval: float = 300.0
+    autoscale_sample_seconds: float = 5.0
+    resize_timeout_min: float = 300.0
+    preempt_rate: float = 0.0
 
     @property
     def database_path(self) -> Path:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, cast
 
@@ -30,6 +30,7 @@ from batchbox.emulator.protocol.responses import (
     metadata_url,
 )
 from batchbox.emulator.resources.containers import ValidationContext
+from batchbox.emulator.resources.pool_checks import PoolRules
 from batchbox.emulator.runtime import Runtime
 from batchbox.emulator.store import Store
 
@@ -48,6 +49,7 @@ __all__ = [
     "list_page",
     "max_nodes_per_pool",
     "not_modified_response",
+    "pool_rules",
     "query_flag",
     "validation_context",
 ]
@@ -87,6 +89,17 @@ def keep_secrets(request: Request, context: ValidationContext) -> None:
 def max_nodes_per_pool(request: Request) -> int:
     """The per-pool node cap (``app.state.max_nodes_per_pool``, set by the app factory)."""
     return int(getattr(request.app.state, "max_nodes_per_pool", 32))
+
+
+def pool_rules(request: Request) -> PoolRules:
+    """The emulator's switches for pool bodies (VM size and image checks, autoscale and resize-timeout floors)."""
+    config = get_config(request)
+    return PoolRules(
+        vm_sizes=config.vm_size_limits,
+        images=config.image_checks,
+        autoscale_min_interval=config.autoscale_min_interval,
+        resize_timeout_min=timedelta(seconds=config.resize_timeout_min),
+    )
 
 
 def query_flag(request: Request, name: str) -> bool:

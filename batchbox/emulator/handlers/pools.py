@@ -23,6 +23,7 @@ from batchbox.emulator.handlers.common import (
     max_nodes_per_pool,
     not_modified_response,
     validation_context,
+    pool_rules,
 )
 from batchbox.emulator.protocol.middleware import read_json
 from batchbox.emulator.protocol.responses import accepted, created, no_content, ok_empty
@@ -60,7 +61,9 @@ async def add_pool(request: Request) -> Response:
     body = await read_json(request)
     context = validation_context(request)
     base = get_config(request).base_url
-    doc = build_pool(body, base_url=base, max_nodes=max_nodes_per_pool(request), context=context)
+    doc = build_pool(
+        body, base_url=base, max_nodes=max_nodes_per_pool(request), context=context, rules=pool_rules(request)
+    )
     await check_pool_references(get_runtime(request).applications, doc.get("applicationPackageReferences"))
     doc = get_runtime(request).pools.add(doc)
     keep_secrets(request, context)
@@ -96,7 +99,7 @@ async def patch_pool(request: Request) -> Response:
     doc = get_pool_or_404(request, request.path_params["pool_id"])
     check_preconditions(request, doc)
     context = validation_context(request)
-    updated = apply_pool_patch(doc, body, context)
+    updated = apply_pool_patch(doc, body, context, pool_rules(request))
     if isinstance(body, dict) and body.get("applicationPackageReferences"):
         await check_pool_references(get_runtime(request).applications, updated.get("applicationPackageReferences"))
     doc = get_runtime(request).pools.update(updated)
@@ -119,7 +122,8 @@ async def resize_pool(request: Request) -> Response:
     body = await read_json(request)
     doc = get_pool_or_404(request, request.path_params["pool_id"])
     check_preconditions(request, doc)
-    doc = get_runtime(request).pools.resize(apply_resize(doc, body, max_nodes=max_nodes_per_pool(request)))
+    updated = apply_resize(doc, body, max_nodes=max_nodes_per_pool(request), rules=pool_rules(request))
+    doc = get_runtime(request).pools.resize(updated)
     return accepted(etag=doc["eTag"], last_modified=doc["lastModified"], data_service_id=doc["url"])
 
 

@@ -26,7 +26,8 @@ from batchbox.core.errors import BatchboxError
 from batchbox.emulator.config import EmulatorConfig
 from batchbox.emulator.nodes.docker_engine import DEFAULT_DOCKER_TIMEOUT, docker_host
 from batchbox.emulator.nodes.task_containers import TaskContainers
-from batchbox.emulator.runtime.ports import NodeContainer
+from batchbox.emulator.nodes.docker_control import NodeControl
+from batchbox.emulator.runtime.ports import NodeContainer, NodeResources
 
 __all__ = [
     "AGENT_COMMAND",
@@ -79,8 +80,9 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(text.split()) or type(exc).__name__
 
 
-class NodeDriver:
-    """Creates and removes the node containers of one emulator instance.
+class NodeDriver(NodeControl):
+    """Creates and removes the node containers of one emulator instance (and, through :class:`NodeControl`,
+    restarts, stops, starts and measures them).
 
     Args:
         client: a connected docker-py client (see ``batchbox.emulator.nodes.docker_engine.connect_docker``).
@@ -95,6 +97,7 @@ class NodeDriver:
         self._config = config
         self._extra_labels = dict(extra_labels or {})
         self._task_containers: TaskContainers | None = None
+        self._next_cpu = 0
 
     @property
     def instance_label(self) -> str:
@@ -153,10 +156,36 @@ class NodeDriver:
         os.chmod(root, 0o755)
         return root
 
-    def create_node(self, pool_id: str, node_id: str, secret: str) -> str:
+    def _limits(self, resources: NodeResources) -> dict[str, Any]:
+        """CPU set (so ``nproc`` inside matches), CPU quota and memory limit (swap included) of a node."""
+        host_cpus = max(1, self.host_capacity()[0])
+        cpus = max(1, min(resources.cpus, host_cpus))
+        first = self._next_cpu % host_cpus
+        self._next_cpu += cpus
+        return {
+            "cpuset_cpus": ",".join(str((first + i) % host_cpus) for i in range(cpus)),
+            "nano_cpus": cpus * 1_000_000_000,
+            "mem_limit": resources.memory_bytes,
+            "memswap_limit": resources.memory_bytes,
+        }
+
+    def create_node(
+        self,
+        pool_id: str,
+        node_id: str,
+        secret: str,
+        *,
+        resources: NodeResources | None = None,
+        wipe_root: bool = False,
+    ) -> str:
         """Create and start the container of a node; return its id. Never pulls an image.
 
         A leftover container with the same name (e.g. from a crash) is replaced.
+
+        Args:
+            pool_id / node_id / secret: the node's identity (labels, name, agent environment).
+            resources: CPUs and memory the container may use (``None``: no limits).
+            wipe_root: empty the node root directory before the agent starts (a reimage).
 
         Raises:
             NodeImageMissingError: the node image is missing.
@@ -165,6 +194,8 @@ class NodeDriver:
         self.check_image()
         root = self._make_root(node_id)
         name = self.container_name(node_id)
+        if wipe_root:
+            self._wipe_root(pool_id, node_id, root)
         options: dict[str, Any] = {
             "image": self._config.node_image,
             "command": list(AGENT_COMMAND),
@@ -187,6 +218,8 @@ class NodeDriver:
         if self._config.ca_file is not None:
             options["volumes"][str(self._config.ca_file)] = {"bind": CA_MOUNT, "mode": "ro"}
             options["environment"]["BATCHBOX_CA_FILE"] = CA_MOUNT
+        if resources is not None:
+            options.update(self._limits(resources))
         try:
             container = self._create(options, name)
         except docker.errors.ImageNotFound:
@@ -199,6 +232,20 @@ class NodeDriver:
             self._remove_quietly(container.id)
             raise NodeDriverError(f"cannot start the container of node {node_id}: {_one_line(exc)}") from exc
         return str(container.id)
+
+    def _wipe_root(self, pool_id: str, node_id: str, root: Path) -> None:
+        """Empty a node's root directory with a short-lived container (its files belong to the node's users)."""
+        try:
+            self._client.containers.run(
+                self._config.node_image,
+                ["find", NODE_ROOT_MOUNT, "-mindepth", "1", "-delete"],
+                remove=True,
+                network_mode="none",
+                labels={**self._extra_labels, LABEL_POOL: pool_id},
+                volumes={str(root): {"bind": NODE_ROOT_MOUNT, "mode": "rw"}},
+            )
+        except (docker.errors.DockerException, OSError) as exc:
+            raise NodeDriverError(f"cannot wipe the disk of node {node_id}: {_one_line(exc)}") from exc
 
     def _create(self, options: Mapping[str, Any], name: str) -> Any:
         try:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from batchbox.emulator.clock import now_iso
 from batchbox.emulator.errors import BatchError, invalid_property, missing_property
 from batchbox.emulator.node_layout import START_TASK_DIR, task_bind_roots
+from batchbox.emulator.resources.autoscale import autoscale_add_settings, check_not_autoscaling
 from batchbox.emulator.resources.common import (
     Body,
     check_id,
@@ -21,7 +21,6 @@ from batchbox.emulator.resources.common import (
     reject_unknown_properties,
     req_object,
     req_str,
-    unsupported_property,
     validate_environment,
     validate_metadata,
     validate_resource_files,
@@ -49,6 +48,7 @@ from batchbox.emulator.resources.pool_properties import (
     user_accounts,
     validate_vm_configuration,
 )
+from batchbox.emulator.resources.pool_checks import PoolRules, check_pool_machine
 
 __all__ = [
     "DEFAULT_MAX_NODES",
@@ -64,7 +64,6 @@ __all__ = [
 DEFAULT_MAX_NODES = 32
 """The most nodes (dedicated + low-priority) one pool of the local emulator may target."""
 
-_MIN_RESIZE_TIMEOUT = timedelta(minutes=5)
 _DEFAULT_RESIZE_TIMEOUT = "PT15M"
 _MAX_SLOTS = 256
 _FILL_TYPES = ("spread", "pack")
@@ -157,7 +156,12 @@ def pool_node_total(doc: Body) -> int:
 
 
 def build_pool(
-    body: object, *, base_url: str, max_nodes: int = DEFAULT_MAX_NODES, context: ValidationContext | None = None
+    body: object,
+    *,
+    base_url: str,
+    max_nodes: int = DEFAULT_MAX_NODES,
+    context: ValidationContext | None = None,
+    rules: PoolRules | None = None,
 ) -> Body:
     """Validate an add-pool body and build the stored pool document.
 
@@ -166,6 +170,7 @@ def build_pool(
         base_url: the emulator's base URL (for ``url``).
         max_nodes: the per-pool node cap of the local emulator.
         context: receives the body's secrets (registry passwords, mount keys); the emulator's settings.
+        rules: the emulator's switches (VM size and image checks, the autoscale interval floor).
 
     Returns:
         The REST document GET returns, with ``allocationState`` ``resizing`` when nodes are wanted.
@@ -181,15 +186,18 @@ def build_pool(
     vm_size = req_str(body, "vmSize")
     refuse_cloud_service(body)
     vm_config = _validate_vm_configuration(opt_object(body, "virtualMachineConfiguration"), context)
+    rules = rules or PoolRules()
+    autoscale = None
     if opt_bool(body, "enableAutoScale"):
-        raise unsupported_property("enableAutoScale", "The local batchbox emulator does not autoscale pools.")
-    dedicated, low_priority = _initial_targets(body, max_nodes)
-    timeout = opt_duration(body, "resizeTimeout", minimum=_MIN_RESIZE_TIMEOUT)
+        autoscale = autoscale_add_settings(body, rules.autoscale_min_interval)
+    dedicated, low_priority = (0, 0) if autoscale else _initial_targets(body, max_nodes)
+    timeout = opt_duration(body, "resizeTimeout", minimum=rules.resize_timeout_min)
     node_settings = _node_settings(body, context)
     metadata = validate_metadata(opt_list(body, "metadata"))
     display_name = opt_str(body, "displayName", max_length=1024)
     inter_node = opt_bool(body, "enableInterNodeCommunication")
     described = _described_properties(body)
+    check_pool_machine(vm_size, vm_config, rules)
 
     now = now_iso()
     doc: Body = {"id": pool_id}
@@ -215,6 +223,8 @@ def build_pool(
             "enableInterNodeCommunication": bool(inter_node),
         }
     )
+    if autoscale is not None:
+        doc.update(autoscale)
     doc.update(node_settings)
     doc["virtualMachineConfiguration"] = vm_config
     _copy_passthrough(body, doc, lists=_PASSTHROUGH_LISTS)
@@ -270,7 +280,9 @@ def _copy_passthrough(body: Body, doc: Body, *, lists: tuple[str, ...] = ()) -> 
             doc[name] = items
 
 
-def apply_pool_patch(doc: Body, body: object, context: ValidationContext | None = None) -> Body:
+def apply_pool_patch(
+    doc: Body, body: object, context: ValidationContext | None = None, rules: PoolRules | None = None
+) -> Body:
     """Apply a PATCH (``BatchPoolUpdateOptions``): only the properties present change.
 
     Properties that reshape nodes (vmSize, image, slots, ...) may change only while the pool has no nodes.
@@ -308,6 +320,11 @@ def apply_pool_patch(doc: Body, body: object, context: ValidationContext | None 
         updated["virtualMachineConfiguration"] = _validate_vm_configuration(
             opt_object(body, "virtualMachineConfiguration"), context
         )
+    check_pool_machine(
+        vm_size or None,
+        updated["virtualMachineConfiguration"] if body.get("virtualMachineConfiguration") is not None else None,
+        rules or PoolRules(),
+    )
     slots = opt_int(body, "taskSlotsPerNode", minimum=1, maximum=_MAX_SLOTS)
     if slots is not None:
         updated["taskSlotsPerNode"] = slots
@@ -379,7 +396,9 @@ def apply_pool_replace(doc: Body, body: object, context: ValidationContext | Non
     return updated
 
 
-def apply_resize(doc: Body, body: object, *, max_nodes: int = DEFAULT_MAX_NODES) -> Body:
+def apply_resize(
+    doc: Body, body: object, *, max_nodes: int = DEFAULT_MAX_NODES, rules: PoolRules | None = None
+) -> Body:
     """Apply a resize (``BatchPoolResizeOptions``): new targets, ``allocationState`` resizing.
 
     Raises:
@@ -388,6 +407,7 @@ def apply_resize(doc: Body, body: object, *, max_nodes: int = DEFAULT_MAX_NODES)
     body = req_object(body)
     reject_unknown_properties(body, "PoolResizeParameter")
     check_pool_not_deleting(doc)
+    check_not_autoscaling(doc, "resize")
     if doc.get("allocationState") != "steady":
         raise BatchError(
             409,
@@ -397,7 +417,7 @@ def apply_resize(doc: Body, body: object, *, max_nodes: int = DEFAULT_MAX_NODES)
         )
     dedicated = opt_int(body, "targetDedicatedNodes", minimum=0)
     low_priority = opt_int(body, "targetLowPriorityNodes", minimum=0)
-    timeout = opt_duration(body, "resizeTimeout", minimum=_MIN_RESIZE_TIMEOUT)
+    timeout = opt_duration(body, "resizeTimeout", minimum=(rules or PoolRules()).resize_timeout_min)
     option = opt_enum(body, "nodeDeallocationOption", _DEALLOCATION_OPTIONS)
     updated = dict(doc)
     if dedicated is not None:

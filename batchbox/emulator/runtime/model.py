@@ -24,6 +24,7 @@ __all__ = [
 ]
 
 SCHEDULABLE_NODE_STATES = frozenset({"idle", "running"})
+_OUTSIDE_TARGET_STATES = frozenset({"preempted", "leavingpool"})
 _SEEN_EVENTS_KEPT = 4096
 
 
@@ -93,6 +94,8 @@ class NodeRuntime:
     registered: bool = False
     removing: bool = False
     lost: bool = False
+    draining: bool = False
+    """Takes no new work while its running tasks finish (a removal, reboot or deallocation waiting for them)."""
     start_task_failures: int = 0
     seen_events: OrderedDict[str, None] = field(default_factory=OrderedDict)
 
@@ -118,6 +121,7 @@ class NodeRuntime:
             self.registered
             and not self.removing
             and not self.lost
+            and not self.draining
             and self.state in SCHEDULABLE_NODE_STATES
             and self.doc.get("schedulingState", "enabled") == "enabled"
         )
@@ -175,8 +179,10 @@ class PoolRuntime:
         return self.pool_id.lower()
 
     def live_nodes(self) -> list[NodeRuntime]:
-        """Nodes that count towards the pool's size (not leaving, not lost)."""
-        return [n for n in self.nodes.values() if not n.removing and not n.lost]
+        """Nodes that count towards the pool's size (not leaving, not lost, not preempted)."""
+        return [
+            n for n in self.nodes.values() if not n.removing and not n.lost and n.state not in _OUTSIDE_TARGET_STATES
+        ]
 
 
 @dataclass

@@ -1,8 +1,11 @@
 """Node lifecycle: pool targets <-> containers, node loss (container gone or agent silent) and replacement.
 
 A pool's nodes are reconciled by one asyncio task per pool at a time: it creates missing nodes (at most
-:data:`CREATE_CONCURRENCY` Docker creations at once, in worker threads) and removes surplus ones (idle nodes
-first, then the least busy; their running tasks are requeued, Batch's default ``nodeDeallocationOption``).
+:data:`CREATE_CONCURRENCY` Docker creations at once, in worker threads, each sized by the pool's ``vmSize``) and
+removes surplus ones (idle nodes first, then the least busy), handling their running tasks by the pool's
+``nodeDeallocationOption``: ``requeue`` (the default) and ``terminate`` at once, ``taskcompletion`` and
+``retaineddata`` after the tasks end. A resize not done within the pool's ``resizeTimeout`` stops with
+``ResizeTimedOut`` in ``resizeErrors``.
 A lost node goes ``unusable``, its running tasks are requeued, and it is removed and replaced so the pool
 keeps its target size. An :data:`~batchbox.emulator.runtime.ports.AllocationGate` (the fault layer) may grant fewer
 nodes than a resize asks for: the pool then settles short of its target with resize errors, as on Azure.
@@ -17,12 +20,13 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from batchbox.emulator.clock import now_iso
+from batchbox.emulator.clock import duration_seconds, now_iso
 from batchbox.emulator.config import EmulatorConfig
 from batchbox.emulator.runtime.container_payload import CONTAINER_INVALID_IMAGE, container_failure
 from batchbox.emulator.runtime.documents import new_node_doc, new_node_id
 from batchbox.emulator.runtime.model import NodeRuntime, PoolRuntime
 from batchbox.emulator.runtime.mount_sync import MountSync
+from batchbox.emulator.runtime.node_sizes import NodeSizing, pool_vm_size, size_node
 from batchbox.emulator.runtime.ports import AllocationGate, ContainerImageError, NodeContainer, NodeDriverLike
 from batchbox.emulator.runtime.scheduler import Scheduler
 from batchbox.emulator.runtime.task_containers import pool_images, pool_registries, registry_credentials
@@ -39,6 +43,10 @@ ORPHAN_GRACE = 10.0
 ZOMBIE_LIMIT = 120.0
 START_FAILURES_LIMIT = 3
 """Nodes of a pool lost before their agent ever registered, in a row, after which replacements stop."""
+DRAIN_POLL = 0.5
+"""Seconds between checks of a node waiting for its running tasks to end."""
+WAITING_OPTIONS = frozenset({"taskcompletion", "retaineddata"})
+"""``nodeDeallocationOption`` values that let running tasks finish before the node goes."""
 
 
 def pool_settings(pool: PoolRuntime, doc: dict[str, Any]) -> None:
@@ -75,6 +83,8 @@ class NodeLifecycle:
         self._create_slots: asyncio.Semaphore | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._monitor: asyncio.Task[None] | None = None
+        self._capped_pools: set[str] = set()
+        self._resize_deadlines: dict[str, float] = {}
 
     # ----------------------------------------------------------------- background work
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
@@ -119,6 +129,8 @@ class NodeLifecycle:
         if resized:
             pool.allocation_failed = False
             pool.start_failures = 0
+            timeout = duration_seconds((doc or {}).get("resizeTimeout"))
+            self._resize_deadlines[key] = time.monotonic() + (timeout if timeout is not None else 900.0)
         pool.dirty = True
         if pool.reconciler is None:
             pool.reconciler = self.spawn(self._reconcile(pool), f"reconcile-{pool.pool_id}")
@@ -149,7 +161,7 @@ class NodeLifecycle:
             mine = [n for n in live if n.dedicated == dedicated]
             if len(mine) < target and not pool.allocation_failed:
                 create += [dedicated] * (target - len(mine))
-            elif len(mine) > target:
+            elif len(mine) > target and not pool.allocation_failed:
                 remove += self._victims(mine, len(mine) - target)
         if create or remove:
             self._write_allocation(pool, "resizing")
@@ -157,8 +169,9 @@ class NodeLifecycle:
         if create and self.allocation_gate is not None:
             create, refused = self._gate(doc, create)
             pool.allocation_failed = pool.allocation_failed or bool(refused)
+        option = str(doc.get("nodeDeallocationOption") or "requeue").lower()
         for node in remove:
-            self._begin_removal(node)
+            self._begin_removal(node, option=option)
         await asyncio.gather(*(self._finish_removal(n) for n in remove), *(self._create(pool, d) for d in create))
         if refused:
             self._write_allocation(pool, "steady", errors=refused)
@@ -248,7 +261,12 @@ class NodeLifecycle:
             if node.removing or not await self._prepare(pool, node):
                 return
             try:
-                container_id = await asyncio.to_thread(self.driver.create_node, pool.pool_id, node_id, secret)
+                sizing = await self.sizing(pool)
+                if sizing.capped is not None:
+                    node.doc["errors"] = [sizing.capped]
+                container_id = await asyncio.to_thread(
+                    self.driver.create_node, pool.pool_id, node_id, secret, resources=sizing.resources
+                )
             except Exception as exc:
                 log.warning("creating node %s of pool %s failed: %s", node_id, pool.pool_id, exc)
                 pool.allocation_failed = True
@@ -291,20 +309,57 @@ class NodeLifecycle:
             self.sched.touch_node(node, "unusable")
         return False
 
-    def _begin_removal(self, node: NodeRuntime, state: str = "leavingpool") -> None:
-        """Stop scheduling to a node, requeue its runs and tell its agent to shut down."""
+    async def sizing(self, pool: PoolRuntime) -> NodeSizing:
+        """The CPUs and memory a node of ``pool`` gets (its ``vmSize``, capped to the machine; logged once)."""
+        vm_size = pool_vm_size(pool.doc)
+        if not self.config.vm_size_limits:
+            return NodeSizing(None)
+        host = await asyncio.to_thread(self.driver.host_capacity)
+        sizing = size_node(vm_size, host, limits=True)
+        if sizing.capped is not None and pool.key not in self._capped_pools:
+            self._capped_pools.add(pool.key)
+            log.warning("pool %s: %s", pool.pool_id, sizing.capped["message"])
+        return sizing
+
+    def _begin_removal(self, node: NodeRuntime, state: str = "leavingpool", option: str = "requeue") -> None:
+        """Stop scheduling to a node and deal with its runs by ``option``; tell its agent to shut down unless the
+        runs may finish first (``taskcompletion``, ``retaineddata``: :meth:`_finish_removal` waits for them)."""
+        if option in WAITING_OPTIONS and any(not a.cancelled for a in node.running.values()):
+            node.draining = True
+            with self.sched.batch():
+                self.sched.touch_node(node, state)
+            return
         node.removing = True
         node.shutdown = True
         node.wake.set()
         with self.sched.batch():
             for held in list(node.running.values()):
-                self.trans.requeue(node, held)
+                if option == "terminate":
+                    self.trans.end_run(node, held, "The task was terminated because its node was removed")
+                else:
+                    self.trans.requeue(node, held)
             node.doc["state"] = state
             node.doc["stateTransitionTime"] = now_iso()
             self.store.upsert_node(node.pool_id, node.doc, secret=node.secret, container_id=node.container_id)
             self.sched.dispatch(node.pool_key)
 
+    async def _drain(self, node: NodeRuntime) -> bool:
+        """Wait until a draining node runs no task; False when the pool's resize timeout passed first."""
+        while any(not a.cancelled for a in node.running.values()):
+            deadline = self._resize_deadlines.get(node.pool_key)
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(DRAIN_POLL)
+        return True
+
     async def _finish_removal(self, node: NodeRuntime) -> None:
+        if node.draining:
+            drained = await self._drain(node)
+            node.draining = False
+            if not drained:
+                self._resize_timed_out(node)
+                return
+            self._begin_removal(node)
         try:
             await asyncio.to_thread(self.driver.remove_node, node.node_id)
         except Exception as exc:
@@ -317,6 +372,20 @@ class NodeLifecycle:
         pool = self.sched.pools.get(node.pool_key)
         if pool is not None:
             pool.nodes.pop(node.node_id, None)
+
+    def _resize_timed_out(self, node: NodeRuntime) -> None:
+        """The pool's resize timeout passed while ``node`` waited for its tasks: it stays, the resize stops."""
+        pool = self.sched.pools.get(node.pool_key)
+        with self.sched.batch():
+            self.sched.touch_node(node, "running" if node.running else "idle")
+            self.sched.dispatch(node.pool_key)
+        if pool is not None:
+            pool.allocation_failed = True
+            message = (
+                "The resize did not complete within the pool's resizeTimeout: nodes waiting for their running tasks "
+                "(nodeDeallocationOption taskcompletion) stay in the pool."
+            )
+            self._write_allocation(pool, "steady", errors=[{"code": "ResizeTimedOut", "message": message, "values": []}])
 
     def lose(self, node: NodeRuntime, reason: str) -> None:
         """A node died: ``unusable``, its runs requeued; then it is removed and the pool replaces it."""

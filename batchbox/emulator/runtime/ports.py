@@ -22,6 +22,8 @@ __all__ = [
     "ContainerSettingsError",
     "NodeContainer",
     "NodeDriverLike",
+    "NodeResources",
+    "NodeStats",
     "RegistryCredential",
     "StoreLike",
     "TaskContainerSpec",
@@ -124,6 +126,38 @@ class TaskContainersLike(Protocol):
     def remove_orphans(self, live_node_ids: Collection[str]) -> int: ...
 
 
+@dataclass(frozen=True)
+class NodeResources:
+    """What a node container may use: its pool's VM size, capped to the machine.
+
+    Attributes:
+        cpus: CPUs the container sees (``nproc``) and may use (its CPU quota).
+        memory_bytes: its memory limit (swap included: the node has no swap beyond it).
+    """
+
+    cpus: int
+    memory_bytes: int
+
+
+@dataclass(frozen=True)
+class NodeStats:
+    """Cumulative resource counters of one node container at one moment (from the engine's cgroup statistics).
+
+    Attributes:
+        cpu_seconds: CPU time used since the container started.
+        memory_bytes: memory in use now.
+        disk_read_bytes / disk_write_bytes / disk_read_ops / disk_write_ops: block I/O since the container started
+            (``None`` when the engine reports none).
+    """
+
+    cpu_seconds: float
+    memory_bytes: float
+    disk_read_bytes: float | None = None
+    disk_write_bytes: float | None = None
+    disk_read_ops: float | None = None
+    disk_write_ops: float | None = None
+
+
 class StoreLike(Protocol):
     """What the runtime calls on the store (``batchbox.emulator.store.Store`` documents each method)."""
 
@@ -166,8 +200,24 @@ class StoreLike(Protocol):
 class NodeDriverLike(Protocol):
     """The container side of the nodes (blocking calls; the runtime runs them in worker threads)."""
 
-    def create_node(self, pool_id: str, node_id: str, secret: str) -> str: ...
+    def create_node(
+        self,
+        pool_id: str,
+        node_id: str,
+        secret: str,
+        *,
+        resources: NodeResources | None = None,
+        wipe_root: bool = False,
+    ) -> str: ...
     def remove_node(self, node_id: str) -> None: ...
     def list_nodes(self) -> Mapping[str, NodeContainer]: ...
     @property
     def task_containers(self) -> TaskContainersLike: ...
+    def host_capacity(self) -> tuple[int, int]: ...
+    def restart_node(self, node_id: str) -> None: ...
+    def stop_node(self, node_id: str) -> None: ...
+    def start_node(self, node_id: str) -> None: ...
+    def exec_node(
+        self, node_id: str, argv: Sequence[str], environment: Mapping[str, str] | None = None
+    ) -> tuple[int, str]: ...
+    def node_stats(self, node_id: str) -> NodeStats | None: ...

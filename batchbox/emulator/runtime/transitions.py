@@ -137,6 +137,25 @@ class Transitions:
         if job is not None:
             job.enqueue(held.task_key, held.slots)
 
+    def end_run(self, node: NodeRuntime, held: Assignment, message: str) -> None:
+        """The node of a run goes away and its task must not run again (``nodeDeallocationOption: terminate``): the
+        task completes with ``TaskEnded``."""
+        self.sched.release(node, held)
+        if held.cancelled:
+            return
+        doc = self._current_doc(node, held)
+        job = self.sched.jobs.get(held.job_key)
+        if doc is None:
+            return
+        now = now_iso()
+        self._record_run(held.job_id, doc, "terminated", now)
+        task_completed(doc, now, exit_code=None, failure_info=task_ended_failure(message))
+        self.store.update_task(held.job_id, doc)
+        if job is not None:
+            job.forget(held.task_key)
+            self.sched.release_dependents(job, doc)
+            self.check_job_end(job)
+
     def requeue_doc(self, job: JobRuntime, doc: dict[str, Any]) -> None:
         """Requeue a running task found in the store whose node is gone (used at restart)."""
         now = now_iso()
