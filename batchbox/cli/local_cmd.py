@@ -1,4 +1,4 @@
-"""``batchbox local up|status|down|token``: the offline stack (Azurite + the Batch emulator) in the background."""
+"""``batchbox local up|status|down|token|preempt``: the offline stack (Azurite + the Batch emulator) in the background."""
 
 from __future__ import annotations
 
@@ -155,3 +155,19 @@ def token(audience: str, lifetime: int, home: Path | None) -> None:
 
     issuer = LocalIssuer.load(LocalStack(home).entra_dir)
     click.echo(issuer.issue(audience, lifetime=lifetime).token)
+
+
+@local.command()
+@click.argument("pool_id")
+@click.argument("node_ids", nargs=-1)
+@click.option("--home", type=click.Path(file_okay=False, path_type=Path), help=_HOME_HELP)
+@handle_errors
+def preempt(pool_id: str, node_ids: tuple[str, ...], home: Path | None) -> None:
+    """Preempt spot/low-priority nodes of POOL_ID (all of them unless NODE_IDS are given), as Azure reclaims spot
+    capacity: the nodes go `preempted`, their running tasks are requeued and the pool replaces them."""
+    from batchbox.backends.local.admin import preempt_nodes
+    from batchbox.backends.local.stack import LocalStack
+
+    stack = LocalStack(home)
+    for node_id in preempt_nodes(stack.batch_url, stack.emulator_dir, pool_id, node_ids):
+        click.echo(f"preempted {node_id}")

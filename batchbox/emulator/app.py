@@ -27,7 +27,18 @@ from batchbox.emulator.config import EmulatorConfig
 from batchbox.emulator.faults import Faults
 from batchbox.emulator.faults import admin as fault_admin
 from batchbox.emulator.faults.middleware import CutAnswerLogFilter, FaultMiddleware
-from batchbox.emulator.handlers import agent, applications, files, jobs, nodes, pools, tasks
+from batchbox.emulator.handlers import (
+    account,
+    admin,
+    agent,
+    applications,
+    autoscale,
+    files,
+    jobs,
+    nodes,
+    pools,
+    tasks,
+)
 from batchbox.emulator.nodes.docker_driver import NodeDriver
 from batchbox.emulator.nodes.docker_engine import connect_docker
 from batchbox.emulator.portal import site as portal
@@ -52,13 +63,16 @@ node driver: ``lambda config, store: Runtime(config, store, driver)``."""
 
 ROUTES: list[BaseRoute] = [
     *pools.routes,  # /pools, /pools/{id}, resize, stopresize, updateproperties, /nodecounts
-    *nodes.routes,  # /pools/{id}/nodes, /pools/{id}/nodes/{nodeId}
+    *autoscale.routes,  # /pools/{id}/enableautoscale, disableautoscale, evaluateautoscale, removenodes
+    *nodes.routes,  # /pools/{id}/nodes[/{nodeId}[/reboot|reimage|deallocate|start|...|users|extensions]]
+    *account.routes,  # /supportedimages, /poolusagemetrics
     *jobs.routes,  # /jobs, /jobs/{id}, terminate, taskcounts
     *tasks.routes,  # /jobs/{id}/tasks, addtaskcollection, /jobs/{id}/tasks/{taskId}, terminate, reactivate
     *files.routes,  # task files and node files
     *applications.routes,  # /applications, /applications/{id}
     *agent.routes,  # /_agent/v1/...: the private node-agent API
     *fault_admin.routes,  # /_admin/v1/faults: the fault settings (SharedKey), not part of the Batch API
+    *admin.routes,  # /_agent/v1/admin/...: the emulator's admin API (preempt spot nodes)
     *portal.routes,  # /portal/...: the local portal in the browser (its own token, no SharedKey)
 ]
 """Every route of the emulator, Batch REST API first, then the node-agent API."""

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from batchbox.emulator.clock import now_iso
+from batchbox.emulator.node_usage import NodeUsage
 from batchbox.emulator.run_history import RunHistory
 from batchbox.emulator.sealing import Sealer, SealError
 
@@ -110,6 +111,7 @@ class Store:
         try:
             self._open_schema()
             self.runs = RunHistory(self._conn)
+            self.usage = NodeUsage(self._conn)
         except BaseException:
             self._conn.close()
             raise
@@ -250,6 +252,8 @@ class Store:
         """Remove a pool and any node rows still recorded for it."""
         key = pool_id.lower()
         with self.transaction():
+            for (node_id,) in self._conn.execute("SELECT id FROM nodes WHERE pool_key = ?", (key,)).fetchall():
+                self.usage.ended(str(node_id), time.time())
             self._conn.execute("DELETE FROM nodes WHERE pool_key = ?", (key,))
             self._conn.execute("DELETE FROM pools WHERE key = ?", (key,))
 
@@ -266,6 +270,7 @@ class Store:
             "container_id = COALESCE(excluded.container_id, nodes.container_id)",
             (doc["id"].lower(), pool_id.lower(), self._dump("nodes", doc), self._seal_secret(secret), container_id),
         )
+        self.usage.started(doc["id"], pool_id, str(doc.get("vmSize") or ""), time.time())
 
     def get_node(self, node_id: str) -> dict[str, Any] | None:
         return self._fetch_doc("nodes", "SELECT doc FROM nodes WHERE id = ?", node_id.lower())
@@ -293,6 +298,7 @@ class Store:
 
     def delete_node(self, node_id: str) -> None:
         self._conn.execute("DELETE FROM nodes WHERE id = ?", (node_id.lower(),))
+        self.usage.ended(node_id, time.time())
 
     # -- jobs -------------------------------------------------------------------------------------------------
 

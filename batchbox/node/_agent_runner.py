@@ -130,7 +130,9 @@ def completed_event(
     }
 
 
-def _home(nonadmin: bool, wd: str) -> str:
+def _home(nonadmin: bool, wd: str, user: pwd.struct_passwd | None = None) -> str:
+    if user is not None:
+        return user.pw_dir
     if not nonadmin:
         return "/root"
     try:
@@ -139,8 +141,27 @@ def _home(nonadmin: bool, wd: str) -> str:
         return wd
 
 
-def _task_environment(assignment: Mapping[str, Any], nonadmin: bool, wd: str) -> dict[str, str]:
-    env = {"PATH": DEFAULT_PATH, "HOME": _home(nonadmin, wd), "LANG": "C.UTF-8"}
+def _named_user(assignment: Mapping[str, Any]) -> pwd.struct_passwd | None:
+    """The pool user account a task runs as (``userIdentity.username``), or None for the auto users.
+
+    Raises:
+        TaskFailure: the account does not exist on the node.
+    """
+    name = assignment.get("userName")
+    if not isinstance(name, str) or not name:
+        return None
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        raise TaskFailure(
+            USER_ERROR, COMMAND_LAUNCH_FAILED, f"The user account '{name}' does not exist on the node"
+        ) from None
+
+
+def _task_environment(
+    assignment: Mapping[str, Any], nonadmin: bool, wd: str, user: pwd.struct_passwd | None = None
+) -> dict[str, str]:
+    env = {"PATH": DEFAULT_PATH, "HOME": _home(nonadmin, wd, user), "LANG": "C.UTF-8"}
     for name, value in (assignment.get("environment") or {}).items():
         env[str(name)] = "" if value is None else str(value)
     return env
@@ -196,15 +217,22 @@ def _launch(
     # Every task shares the node's Batch group (like Batch's auto-user group), so files an admin start task
     # writes with the default mode 0770 stay readable by nonadmin tasks.
     options: dict[str, Any] = {"group": NONADMIN_GID, "extra_groups": []}
-    if nonadmin:
+    user = _named_user(assignment)
+    owner = NONADMIN_UID if nonadmin else 0
+    if user is not None:
+        # A pool user account: its own uid, the Batch group first, its own groups (sudo for an admin) after.
+        owner = user.pw_uid
+        options.update(user=user.pw_uid, extra_groups=os.getgrouplist(user.pw_name, user.pw_gid))
+    elif nonadmin:
         options["user"] = NONADMIN_UID
     with (
         open(os.path.join(task_dir, "stdout.txt"), "wb") as out,
         open(os.path.join(task_dir, "stderr.txt"), "wb") as err,
     ):
-        chown_tree(task_dir, NONADMIN_UID if nonadmin else 0, NONADMIN_GID)
+        chown_tree(task_dir, owner, NONADMIN_GID)
         try:
-            process = _start(argv, wd, _task_environment(assignment, nonadmin, wd), out, err, nonadmin, options)
+            env = _task_environment(assignment, nonadmin, wd, user)
+            process = _start(argv, wd, env, out, err, nonadmin and user is None, options)
         except FileNotFoundError:
             return (
                 127,

@@ -39,6 +39,7 @@ from batchbox.node._agent_packages import PackageInstaller
 from batchbox.node._agent_runner import TaskControl, run_assignment
 from batchbox.node._agent_state import load_completed_start_task, save_completed_start_task
 from batchbox.node._agent_tls import trust_in_node
+from batchbox.node._node_users import ensure_accounts
 
 __all__ = [
     "AGENT_VERSION",
@@ -180,6 +181,10 @@ class Agent:
                 len(body["running"]),
                 self._start_task_state,
             )
+            accounts = answer.get("userAccounts")
+            if isinstance(accounts, list):
+                for problem in ensure_accounts([a for a in accounts if isinstance(a, dict)]):
+                    log.warning("pool user account not created: %s", problem)
             start_task = answer.get("startTask")
             if isinstance(start_task, dict):
                 self._start_start_task(start_task)

@@ -25,7 +25,7 @@ __all__ = ["AGENT_STATE_PATH", "NodeControl", "NodeControlError"]
 
 AGENT_STATE_PATH = "/mnt/batch/tasks/agent-state.json"
 """The agent's record that the start task completed (``batchbox/node/_agent_state.py``)."""
-_STOP_GRACE = 2
+_STOP_GRACE = 1
 
 
 class NodeControlError(BatchboxError):

@@ -20,6 +20,7 @@ __all__ = [
     "RESERVED_DISK_BYTES",
     "START_TASK_DIR",
     "job_environment",
+    "named_user",
     "node_environment",
     "package_references",
     "start_task_assignment",
@@ -64,6 +65,15 @@ def user_identity(spec: object, pool_doc: Mapping[str, Any] | None) -> tuple[str
             prefix = "Task" if scope == "task" else "Pool"
             return elevation, prefix + ("Admin" if elevation == "admin" else "NonAdmin")
     return "nonadmin", "PoolNonAdmin"
+
+
+def named_user(spec: object) -> str | None:
+    """The pool user account a ``userIdentity`` names (``username``), or ``None`` for an auto user."""
+    if isinstance(spec, Mapping):
+        username = spec.get("username")
+        if isinstance(username, str) and username:
+            return username
+    return None
 
 
 def node_environment(config: EmulatorConfig, pool_id: str, node_id: str, dedicated: bool) -> dict[str, str]:
@@ -174,6 +184,7 @@ def task_assignment(
         "resourceFiles": list(task_doc.get("resourceFiles") or []),
         "outputFiles": list(task_doc.get("outputFiles") or []),
         "elevationLevel": elevation,
+        "userName": named_user(task_doc.get("userIdentity")),
         "maxWallClockSeconds": duration_seconds(constraints.get("maxWallClockTime")),
         "maxTaskRetryCount": max_task_retry_count,
         "requiredSlots": max(1, _retry_count(task_doc.get("requiredSlots"), 1)),
@@ -211,6 +222,7 @@ def start_task_assignment(
         "resourceFiles": list(start.get("resourceFiles") or []),
         "outputFiles": [],
         "elevationLevel": elevation,
+        "userName": named_user(start.get("userIdentity")),
         "maxWallClockSeconds": duration_seconds((start.get("constraints") or {}).get("maxWallClockTime")),
         "maxTaskRetryCount": _retry_count(start.get("maxTaskRetryCount"), 0),
         "requiredSlots": 1,

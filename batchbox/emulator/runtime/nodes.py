@@ -84,6 +84,10 @@ class NodeLifecycle:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._monitor: asyncio.Task[None] | None = None
         self._capped_pools: set[str] = set()
+        self.busy_nodes: set[str] = set()
+        """Nodes a node operation (reboot, reimage, deallocate, start, preemption) is changing: not monitored."""
+        self.removal_requests: set[str] = set()
+        """Node ids a ``removenodes`` request named: the next reconciliation removes these first."""
         self._resize_deadlines: dict[str, float] = {}
 
     # ----------------------------------------------------------------- background work
@@ -193,13 +197,14 @@ class NodeLifecycle:
         granted, errors = self.allocation_gate(doc, wanted, pools)
         return [dedicated for dedicated, ok in zip(wanted, granted, strict=True) if ok], errors
 
-    @staticmethod
-    def _victims(nodes: list[NodeRuntime], count: int) -> list[NodeRuntime]:
-        def busy(node: NodeRuntime) -> tuple[int, int]:
+    def _victims(self, nodes: list[NodeRuntime], count: int) -> list[NodeRuntime]:
+        def busy(node: NodeRuntime) -> tuple[int, int, int]:
             runs = sum(1 for a in node.running.values() if not a.cancelled)
-            return (1 if runs else 0, node.used_slots)
+            return (0 if node.node_id in self.removal_requests else 1, 1 if runs else 0, node.used_slots)
 
-        return sorted(nodes, key=busy)[:count]
+        chosen = sorted(nodes, key=busy)[:count]
+        self.removal_requests.difference_update(n.node_id for n in chosen)
+        return chosen
 
     def _write_allocation(
         self, pool: PoolRuntime, state: str, error: str | None = None, errors: list[dict[str, Any]] | None = None
@@ -373,6 +378,11 @@ class NodeLifecycle:
         if pool is not None:
             pool.nodes.pop(node.node_id, None)
 
+    async def discard(self, node: NodeRuntime) -> None:
+        """Remove a node for good: its container (if any), its document, its runtime entry."""
+        node.draining = False
+        await self._finish_removal(node)
+
     def _resize_timed_out(self, node: NodeRuntime) -> None:
         """The pool's resize timeout passed while ``node`` waited for its tasks: it stays, the resize stops."""
         pool = self.sched.pools.get(node.pool_key)
@@ -425,7 +435,13 @@ class NodeLifecycle:
             containers = None
         now = time.monotonic()
         for node in list(self.sched.nodes.values()):
-            if node.removing or node.lost or node.container_id is None:
+            if (
+                node.removing
+                or node.lost
+                or node.container_id is None
+                or node.node_id in self.busy_nodes
+                or node.state == "deallocated"
+            ):
                 continue
             if containers is not None:
                 info = containers.get(node.node_id)

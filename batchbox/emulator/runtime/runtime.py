@@ -2,7 +2,8 @@
 
 Its interface is its four attributes, one per concern (``runtime/operations/``)::
 
-    runtime.pools    PoolOperations   add, update, resize, stop_resize, delete
+    runtime.pools    PoolOperations   add, update, resize, stop_resize, delete, remove_nodes, autoscale
+    runtime.nodes    NodeOperations   reboot, reimage, deallocate, start, scheduling, users, logs, preempt
     runtime.jobs     JobOperations    add, update, terminate, delete
     runtime.tasks    TaskOperations   add, terminate, delete, reactivate
     runtime.agents   AgentOperations  authenticate, register, poll, events, task containers (the node-agent API)
@@ -19,8 +20,17 @@ import logging
 from batchbox.emulator.applications import PackageCatalog
 from batchbox.emulator.config import EmulatorConfig
 from batchbox.emulator.runtime.mount_sync import MountSync
+from batchbox.emulator.runtime.autoscale import AutoScaler
+from batchbox.emulator.runtime.node_actions import NodeActions
+from batchbox.emulator.runtime.node_users import NodeUsers
 from batchbox.emulator.runtime.nodes import NodeLifecycle
-from batchbox.emulator.runtime.operations import AgentOperations, JobOperations, PoolOperations, TaskOperations
+from batchbox.emulator.runtime.operations import (
+    AgentOperations,
+    JobOperations,
+    NodeOperations,
+    PoolOperations,
+    TaskOperations,
+)
 from batchbox.emulator.runtime.ports import AllocationGate, NodeDriverLike, StoreLike
 from batchbox.emulator.runtime.recovery import restore
 from batchbox.emulator.runtime.scheduler import Scheduler
@@ -45,6 +55,7 @@ class Runtime:
 
     Attributes:
         pools: pool transitions.
+        nodes: node operations (and the preemption trigger).
         jobs: job transitions.
         tasks: task transitions.
         agents: the node-agent API.
@@ -74,7 +85,10 @@ class Runtime:
         )
         self.sessions = AgentSessions(config, self.scheduler, self.transitions)
         self.containers = TaskContainerRuns(config, store, driver.task_containers)
-        self.pools = PoolOperations(self.lifecycle)
+        self.autoscaler = AutoScaler(self.lifecycle)
+        self.actions = NodeActions(self.lifecycle)
+        self.pools = PoolOperations(self.lifecycle, self.autoscaler)
+        self.nodes = NodeOperations(self.actions, NodeUsers(driver))
         self.jobs = JobOperations(self.transitions)
         self.tasks = TaskOperations(self.transitions)
         self.agents = AgentOperations(self.sessions, self.containers, self.applications)
@@ -85,8 +99,12 @@ class Runtime:
         if self._running:
             return
         self._running = True
+        if not self.config.vm_size_limits:
+            log.warning("--vm-size-limits off: node containers get no CPU or memory limits; any vmSize is accepted")
         await restore(self.lifecycle)
         self.lifecycle.start_monitor()
+        self.autoscaler.start()
+        self.actions.start_chaos(self.config.preempt_rate)
 
     async def stop(self) -> None:
         """Stop the background work; node containers keep running and are re-adopted at the next start."""

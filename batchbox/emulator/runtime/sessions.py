@@ -84,7 +84,12 @@ class AgentSessions:
             if run_start:
                 node.doc["startTaskInfo"] = {"state": "running", "startTime": now_iso(), "retryCount": 0}
             self.sched.dispatch(node.pool_key)
-        return {"startTask": start if run_start else None, "pollWait": self.config.node_poll_wait}
+        accounts = [a for a in (pool_doc or {}).get("userAccounts") or [] if isinstance(a, Mapping)]
+        return {
+            "startTask": start if run_start else None,
+            "pollWait": self.config.node_poll_wait,
+            "userAccounts": [dict(a) for a in accounts],
+        }
 
     def adopt(self, node: NodeRuntime, reported: set[str]) -> None:
         """Re-bind the runs an agent reports to the runs the node holds (see the module doc)."""
