@@ -16,6 +16,7 @@ from batchbox.emulator.coverage.properties import PROPERTIES, Handling, Property
 from batchbox.emulator.coverage.report import operation_statuses, render, served_by
 from batchbox.emulator.errors import BatchError
 from batchbox.emulator.resources import apply_pool_patch, apply_pool_replace, build_job, build_pool, build_task
+from batchbox.emulator.resources.nodes import upload_logs_request
 from tests.fixtures.emulator import EmulatorProcess
 from tests.signing import SignedClient
 
@@ -24,29 +25,21 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "api-coverage.md"
 # Accepted without effect today. An entry leaves this list when it is implemented or refused; nothing joins it.
 OPEN_GAPS = frozenset(
     {
-        ("PoolAddParameter", "resizeTimeout"),
-        ("PoolAddParameter", "autoScaleFormula"),
-        ("PoolAddParameter", "autoScaleEvaluationInterval"),
         ("PoolAddParameter", "maxTasksPerNode"),
         *(
             (body, path)
             for body in ("PoolAddParameter", "PoolPatchParameter")
             for path in (
-                "vmSize",
                 "taskSchedulingPolicy.jobDefaultOrder",
                 "networkConfiguration",
-                "userAccounts",
             )
         ),
-        ("PoolResizeParameter", "resizeTimeout"),
-        ("PoolResizeParameter", "nodeDeallocationOption"),
         ("JobAddParameter", "onTaskFailure"),
         ("JobAddParameter", "allowTaskPreemption"),
         ("JobPatchParameter", "allowTaskPreemption"),
         ("JobAddParameter", "networkConfiguration"),
         ("JobPatchParameter", "networkConfiguration"),
         ("TaskAddParameter", "constraints.retentionTime"),
-        ("TaskAddParameter", "userIdentity.username"),
         ("TaskAddParameter", "exitConditions"),
         ("TaskAddParameter", "affinityInfo"),
         ("TaskAddParameter", "authenticationTokenSettings"),
@@ -84,6 +77,10 @@ _BUILDERS: dict[str, tuple[dict[str, Any], Callable[[dict[str, Any]], object]]] 
     ),
     "JobAddParameter": (_JOB, lambda body: build_job(body, base_url=_BASE)),
     "TaskAddParameter": (_TASK, lambda body: build_task(body, job=_job_doc(), base_url=_BASE)),
+    "UploadBatchServiceLogsConfiguration": (
+        {"containerUrl": "http://127.0.0.1:1/logs", "startTime": "2025-01-01T00:00:00Z"},
+        upload_logs_request,
+    ),
 }
 
 

@@ -99,8 +99,10 @@ def add_user(
     ssh_key: str | None = None,
     admin: bool = False,
     expiry_date: str | None = None,
+    uid: int | None = None,
+    gid: int | None = None,
 ) -> None:
-    """Create a user with a home directory and bash, in ``sudo`` when ``admin``.
+    """Create a user with a home directory and bash, in ``sudo`` when ``admin`` (with the given uid / gid).
 
     Raises:
         UserError: the name is taken or invalid, or a command failed.
@@ -113,6 +115,12 @@ def add_user(
         argv += ["--groups", ADMIN_GROUP]
     if expiry_date:
         argv += ["--expiredate", expiry_date]
+    if uid is not None:
+        argv += ["--uid", str(uid)]
+    if gid is not None:
+        if subprocess.run(["getent", "group", str(gid)], capture_output=True, check=False).returncode != 0:
+            _run(["groupadd", "--gid", str(gid), name])
+        argv += ["--gid", str(gid)]
     _run([*argv, name])
     _set_secrets(name, password, ssh_key)
 
@@ -148,18 +156,25 @@ def ensure_accounts(accounts: list[Mapping[str, Any]]) -> list[str]:
         if not name or _exists(name):
             continue
         linux = account.get("linuxUserConfiguration") or {}
+        linux = linux if isinstance(linux, Mapping) else {}
         try:
             add_user(
                 name,
                 password=str(account.get("password") or "") or None,
                 ssh_key=None,
                 admin=str(account.get("elevationLevel") or "nonadmin").lower() == "admin",
+                uid=_opt_int(linux.get("uid")),
+                gid=_opt_int(linux.get("gid")),
             )
-            if isinstance(linux, Mapping) and linux.get("sshPrivateKey"):
+            if linux.get("sshPrivateKey"):
                 _install_private_key(name, str(linux["sshPrivateKey"]))
         except UserError as exc:
             problems.append(f"{name}: {exc}")
     return problems
+
+
+def _opt_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _install_private_key(name: str, key: str) -> None:

@@ -25,7 +25,7 @@ from tests.replay.compare import Observation, differences, observe
 from tests.replay.translate import (
     CONDITIONAL_DATE_HEADERS,
     Translation,
-    cloud_service_standin,
+    retired_machine_standin,
     rewrite_command_lines,
 )
 from tests.signing import SignedClient
@@ -203,8 +203,11 @@ class _Replayer:
         self.translation.learn_date(
             exchange.response_headers.get("last-modified"), response.headers.get("last-modified")
         )
-        standin = cloud_service_standin(exchange.request_json()) if exchange.label == "POST /pools" else None
-        if standin is not None and exchange.status == 201 and response.status_code >= 400:
+        standin = None
+        if exchange.label == "POST /pools" and exchange.status == 201 and response.status_code >= 400:
+            body = exchange.request_json()
+            standin = retired_machine_standin(body)
+        if standin is not None:
             answer = self.client.send(
                 "POST", "/pools", query=exchange.query or None, body=rewrite_command_lines(standin)
             )

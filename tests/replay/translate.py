@@ -5,9 +5,10 @@ So, for each request:
 
 - command lines: ``cmd /c X`` runs as ``/bin/sh -c X'`` where ``X'`` is X with the few Windows commands the
   recordings use replaced by their POSIX equivalent (``dir /s`` -> ``ls -R``); other command lines stay as recorded;
-- retired cloud service pools: the emulator refuses them (as Batch does today), so when the recording created one, a
-  stand-in pool with the same id and a Linux ``virtualMachineConfiguration`` is created right after, letting the
-  rest of the cassette run (its pool configuration is then not compared);
+- retired cloud service pools, VM sizes and images: the emulator refuses them (as Batch does today), so when the
+  recording created one, a stand-in pool with the same id, a current Linux ``virtualMachineConfiguration`` (and a
+  current size when the recorded one is retired) is created right after, letting the rest of the cassette run (its
+  pool configuration is then not compared);
 - node ids: a recorded node id is replaced by the emulator node listed at the same position;
 - conditional dates: a recorded ``If-Unmodified-Since`` / ``If-Modified-Since`` value is replaced by the emulator's
   ``Last-Modified`` of the exchange that reported that value in the recording.
@@ -26,6 +27,7 @@ __all__ = [
     "Translation",
     "cloud_service_standin",
     "posix_command_line",
+    "retired_machine_standin",
     "rewrite_command_lines",
 ]
 
@@ -83,6 +85,27 @@ def cloud_service_standin(body: Any) -> dict[str, Any] | None:
     standin = copy.deepcopy(body)
     del standin["cloudServiceConfiguration"]
     standin["virtualMachineConfiguration"] = copy.deepcopy(STANDIN_VM_CONFIGURATION)
+    return standin
+
+
+STANDIN_VM_SIZE = "standard_d2s_v3"
+"""The size of a stand-in pool whose recorded size Batch has retired."""
+
+
+def retired_machine_standin(body: Any) -> dict[str, Any] | None:
+    """For any add-pool body: the same pool on a current Linux image (and a current size when the recorded one is
+    unknown to the emulator's table)."""
+    from batchbox.emulator.vm_sizes import lookup_vm_size
+
+    if not isinstance(body, dict):
+        return None
+    standin = copy.deepcopy(body)
+    standin.pop("cloudServiceConfiguration", None)
+    vm_configuration = dict(standin.get("virtualMachineConfiguration") or {})
+    vm_configuration.update(copy.deepcopy(STANDIN_VM_CONFIGURATION))
+    standin["virtualMachineConfiguration"] = vm_configuration
+    if lookup_vm_size(str(standin.get("vmSize") or "")) is None:
+        standin["vmSize"] = STANDIN_VM_SIZE
     return standin
 
 

@@ -61,8 +61,19 @@ def _uses(bodies: tuple[str, ...], *rows: _Row) -> list[PropertyUse]:
 _POOL_SHARED: tuple[_Row, ...] = (
     ("displayName", _D, "Stored and returned."),
     ("metadata", _D, "Stored and returned."),
-    ("vmSize", _G, "Recorded; the node container's CPU and memory do not follow it yet."),
-    ("virtualMachineConfiguration", _I, "Required. Every image runs the local node image (Debian 12, Python 3)."),
+    (
+        "vmSize",
+        _I,
+        "Node containers get the size's vCPUs (CPU set and quota: nproc matches) and memory (limit, no swap beyond), "
+        "capped to the machine (the node's errors say VmSizeCappedToMachine); a size the emulator does not know is "
+        "refused (--vm-size-limits off: no limits, any size accepted).",
+    ),
+    (
+        "virtualMachineConfiguration",
+        _I,
+        "Required. Unsupported images, malformed virtualMachineImageId and retired or mismatched nodeAgentSKUId are "
+        "refused as Batch refuses them (--image-checks off lifts this); every image runs the local node image.",
+    ),
     (
         "virtualMachineConfiguration.containerConfiguration",
         _I,
@@ -96,7 +107,12 @@ _POOL_SHARED: tuple[_Row, ...] = (
     ("taskSchedulingPolicy.jobDefaultOrder", _G, "Stored; jobs are always ordered by priority, then creation."),
     ("enableInterNodeCommunication", _D, "Nodes share the machine's loopback network: they always reach each other."),
     ("networkConfiguration", _G, "Stored; nodes always use the machine's loopback network."),
-    ("userAccounts", _G, "Stored without passwords (never returned); the accounts are not created on the nodes yet."),
+    (
+        "userAccounts",
+        _I,
+        "Created as Linux users on every node (admin: sudo group; linuxUserConfiguration uid, gid, sshPrivateKey); "
+        "tasks naming one run as it. Passwords are not kept (never returned; nodes have no remote login).",
+    ),
     (
         "mountConfiguration",
         _I,
@@ -130,10 +146,10 @@ PROPERTIES: tuple[PropertyUse, ...] = (
         ("id", _I, "The pool's id: 1-64 letters, digits, '-' or '_'; unique ignoring case."),
         ("targetDedicatedNodes", _I, "Dedicated node containers the pool keeps (at most 32); no target: 0 nodes."),
         ("targetLowPriorityNodes", _I, "Spot/low-priority node containers (isDedicated false)."),
-        ("resizeTimeout", _G, "Stored; allocation never times out locally yet."),
-        ("enableAutoScale", _R, "Autoscale formulas are not evaluated yet.", True),
-        ("autoScaleFormula", _G, "Accepted without enableAutoScale; never evaluated yet."),
-        ("autoScaleEvaluationInterval", _G, "Accepted without enableAutoScale; never evaluated yet."),
+        ("resizeTimeout", _I, "A resize not done in time stops with ResizeTimedOut (at least 5 min, as on Batch)."),
+        ("enableAutoScale", _I, "The formula sets the targets (targets may then not be given)."),
+        ("autoScaleFormula", _I, "Checked when set; evaluated on samples of the pool's real state (see below)."),
+        ("autoScaleEvaluationInterval", _I, "Default PT15M, at least 5 min (--autoscale-min-interval lowers it)."),
         (
             "cloudServiceConfiguration",
             _R,
@@ -162,8 +178,12 @@ PROPERTIES: tuple[PropertyUse, ...] = (
         ("PoolResizeParameter",),
         ("targetDedicatedNodes", _I, "New dedicated target."),
         ("targetLowPriorityNodes", _I, "New spot/low-priority target."),
-        ("resizeTimeout", _G, "Stored; allocation never times out locally yet."),
-        ("nodeDeallocationOption", _G, "Stored; removed nodes always requeue their running tasks."),
+        ("resizeTimeout", _I, "A resize not done in time stops with ResizeTimedOut; waiting nodes stay."),
+        (
+            "nodeDeallocationOption",
+            _I,
+            "requeue and terminate end running tasks at once; taskcompletion and retaineddata let them finish first.",
+        ),
     ),
     *_uses(
         ("JobAddParameter",),
@@ -199,7 +219,7 @@ PROPERTIES: tuple[PropertyUse, ...] = (
         ("constraints.retentionTime", _G, "Stored; task directories are kept until the node goes."),
         ("requiredSlots", _I, "Slots the task takes on its node."),
         ("userIdentity", _I, "autoUser elevationLevel admin or nonadmin."),
-        ("userIdentity.username", _G, "Accepted; named pool users are not created on nodes yet."),
+        ("userIdentity.username", _I, "The task runs as that pool user account (a task fails if it does not exist)."),
         ("dependsOn", _I, "taskIds and taskIdRanges hold the task until they succeed."),
         ("multiInstanceSettings", _R, "Multi-instance (MPI) tasks are not run.", {"numberOfInstances": 2}),
         ("exitConditions", _G, "Stored; exit options are not applied yet."),
@@ -223,6 +243,68 @@ PROPERTIES: tuple[PropertyUse, ...] = (
         ("authenticationTokenSettings", _G, "Stored and returned (access: job); no token is given to the task yet."),
     ),
     *_uses(("TaskAddCollectionParameter",), ("value", _I, "Up to 100 tasks, each answered on its own.")),
+    *_uses(
+        ("PoolEnableAutoScaleParameter",),
+        (
+            "autoScaleFormula",
+            _I,
+            "Checked (syntax errors with their position); evaluated at once, then every interval.",
+        ),
+        ("autoScaleEvaluationInterval", _I, "Restarts the schedule; kept when left out on a pool that autoscales."),
+    ),
+    *_uses(
+        ("PoolEvaluateAutoScaleParameter",),
+        ("autoScaleFormula", _I, "Evaluated on the pool's samples now; the autoScaleRun is returned, not applied."),
+    ),
+    *_uses(
+        ("NodeRemoveParameter",),
+        ("nodeList", _I, "1-100 node ids; the pool's targets drop by as many and those nodes go first."),
+        ("resizeTimeout", _I, "As for resize: nodes still waiting for their tasks then stay (ResizeTimedOut)."),
+        ("nodeDeallocationOption", _I, "requeue, terminate, taskcompletion or retaineddata (as for resize)."),
+    ),
+    *_uses(
+        ("NodeRebootParameter",),
+        ("nodeRebootOption", _I, "How running tasks end before the container restarts; the start task runs again."),
+        ("nodeRebootKind", _I, "The newer name of nodeRebootOption."),
+    ),
+    *_uses(
+        ("NodeReimageParameter",),
+        ("nodeReimageOption", _I, "How running tasks end before the container is recreated with an empty disk."),
+    ),
+    *_uses(
+        ("NodeDeallocateParameter",),
+        ("nodeDeallocateOption", _I, "How running tasks end before the container stops (kept until start)."),
+    ),
+    *_uses(
+        ("NodeDisableSchedulingParameter",),
+        ("nodeDisableSchedulingOption", _I, "requeue, terminate or taskcompletion for the running tasks."),
+    ),
+    *_uses(
+        ("ComputeNodeUser",),
+        ("name", _I, "A Linux user in the node container, with a home directory and bash."),
+        ("isAdmin", _I, "Member of the sudo group."),
+        ("expiryTime", _I, "The account's expiry date (day precision, as Batch documents for Linux; default 1 day)."),
+        ("password", _I, "Set with chpasswd; never stored by the emulator, never returned."),
+        ("sshPublicKey", _I, "Written to ~/.ssh/authorized_keys (nodes run no SSH server: see remote login)."),
+    ),
+    *_uses(
+        ("NodeUpdateUserParameter",),
+        ("password", _I, "Replaced; left out, the password is removed (locked)."),
+        ("expiryTime", _I, "Replaced; left out, it becomes 1 day from now."),
+        ("sshPublicKey", _I, "Replaced; left out, the key is removed."),
+    ),
+    *_uses(
+        ("UploadBatchServiceLogsConfiguration",),
+        ("containerUrl", _I, "A container SAS URL: agent.log and the start task's stdout/stderr are uploaded there."),
+        ("startTime", _I, "Files last written before it are left out."),
+        ("endTime", _I, "Nothing is uploaded for a node that started after it."),
+        (
+            "identityReference",
+            _R,
+            "Managed identities do not exist locally: give a SAS URL.",
+            {"resourceId": "/subscriptions/s/resourceGroups/g/providers/Microsoft.ManagedIdentity/x/z"},
+        ),
+    ),
 )
 """The inventory: every accepted property of every request body the emulator validates."""
 

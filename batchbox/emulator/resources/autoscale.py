@@ -35,8 +35,6 @@ __all__ = [
 
 DEFAULT_EVALUATION_INTERVAL = "PT15M"
 _MAX_INTERVAL = timedelta(hours=168)
-_ENABLE_PROPERTIES = frozenset({"autoScaleFormula", "autoScaleEvaluationInterval"})
-_EVALUATE_PROPERTIES = frozenset({"autoScaleFormula"})
 
 
 def check_formula(text: str, name: str = "autoScaleFormula") -> str:
@@ -102,7 +100,7 @@ def apply_enable_autoscale(doc: Body, body: object, min_interval: float) -> Body
         BatchError: PoolBeingDeleted / PoolBeingResized (409), validation and formula errors (400).
     """
     body = req_object(body)
-    reject_unknown_properties(body, _ENABLE_PROPERTIES, "PoolEnableAutoScaleParameter")
+    reject_unknown_properties(body, "PoolEnableAutoScaleParameter")
     check_pool_not_deleting(doc)
     enabled = bool(doc.get("enableAutoScale"))
     if not enabled and doc.get("allocationState") != "steady":
@@ -148,7 +146,7 @@ def evaluate_request_formula(doc: Body, body: object) -> str:
             for a pool without autoscale.
     """
     body = req_object(body)
-    reject_unknown_properties(body, _EVALUATE_PROPERTIES, "PoolEvaluateAutoScaleParameter")
+    reject_unknown_properties(body, "PoolEvaluateAutoScaleParameter")
     if body.get("autoScaleFormula") is None:
         raise missing_property("autoScaleFormula")
     formula = check_formula(req_str(body, "autoScaleFormula"))

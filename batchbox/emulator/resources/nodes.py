@@ -66,7 +66,7 @@ def node_option(operation: str, body: object | None) -> str:
         return "requeue"
     names, allowed, type_name = _OPTION_PROPERTIES[operation]
     body = req_object(body)
-    reject_unknown_properties(body, frozenset(names), type_name)
+    reject_unknown_properties(body, type_name)
     for name in names:
         value = opt_enum(body, name, allowed)
         if value is not None:
@@ -91,9 +91,7 @@ def remove_nodes_request(body: object, min_timeout: timedelta) -> RemoveNodes:
             short timeout, an unknown option), InvalidRequestBody.
     """
     body = req_object(body)
-    reject_unknown_properties(
-        body, frozenset({"nodeList", "resizeTimeout", "nodeDeallocationOption"}), "NodeRemoveParameter"
-    )
+    reject_unknown_properties(body, "NodeRemoveParameter")
     items = opt_list(body, "nodeList")
     if items is None:
         raise missing_property("nodeList")
@@ -138,10 +136,7 @@ def node_user(body: object, *, name: str | None = None, now: datetime | None = N
             name), InvalidRequestBody.
     """
     body = req_object(body)
-    allowed = {"password", "expiryTime", "sshPublicKey"} | ({"name", "isAdmin"} if name is None else set())
-    reject_unknown_properties(
-        body, frozenset(allowed), "ComputeNodeUser" if name is None else "NodeUpdateUserParameter"
-    )
+    reject_unknown_properties(body, "ComputeNodeUser" if name is None else "NodeUpdateUserParameter")
     user_name = name if name is not None else req_str(body, "name")
     moment = now or datetime.now(timezone.utc)
     expiry_text = opt_str(body, "expiryTime")
@@ -179,11 +174,7 @@ def upload_logs_request(body: object) -> LogUpload:
             UnsupportedProperty (``identityReference``: managed identities do not exist locally).
     """
     body = req_object(body)
-    reject_unknown_properties(
-        body,
-        frozenset({"containerUrl", "startTime", "endTime", "identityReference"}),
-        "UploadBatchServiceLogsConfiguration",
-    )
+    reject_unknown_properties(body, "UploadBatchServiceLogsConfiguration")
     if body.get("identityReference") is not None:
         raise unsupported_property(
             "identityReference", "The local emulator has no managed identities: give a container URL with a SAS."

@@ -1,8 +1,10 @@
-"""What Batch refuses in a pool's machine choice: an unknown ``vmSize``, an unsupported image, a retired node agent SKU.
+"""What Batch refuses in a pool's machine choice: an unsupported image, a retired node agent SKU, an unknown ``vmSize``
+(checked in that order, as the service does).
 
 The tables and the verdicts live in ``vm_sizes.py`` and ``supported_images.py``; this module applies them to a pool
 body with the emulator's switches (``--vm-size-limits off`` accepts any size, ``--image-checks off`` any image and
-SKU).
+SKU). Windows images (``batch.node.windows amd64``) are not checked: the table lists Linux images, and a Windows
+pool runs the local Linux node image as before.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ from typing import Any
 from batchbox.emulator.supported_images import check_image_reference, check_node_agent_sku
 from batchbox.emulator.vm_sizes import lookup_vm_size, unknown_vm_size_error
 
-__all__ = ["PoolRules", "check_pool_machine"]
+__all__ = ["WINDOWS_SKU_PREFIX", "PoolRules", "check_pool_machine"]
+
+WINDOWS_SKU_PREFIX = "batch.node.windows"
+"""Node agent SKUs of Windows images: not checked (the supported-images table lists Linux images only)."""
 
 
 @dataclass(frozen=True)
@@ -54,16 +59,18 @@ def check_pool_machine(
         BatchError: 400 ``InvalidPropertyValue`` naming ``vmSize``, ``imageReference``, ``virtualMachineImageId`` or
             ``nodeAgentSKUId``.
     """
+    if vm_configuration is not None and checks.images:
+        _check_image(vm_configuration, now or datetime.now(timezone.utc))
     if vm_size is not None and checks.vm_sizes and lookup_vm_size(vm_size) is None:
         raise unknown_vm_size_error(vm_size)
-    if vm_configuration is None or not checks.images:
-        return
-    moment = now or datetime.now(timezone.utc)
+
+
+def _check_image(vm_configuration: Mapping[str, Any], moment: datetime) -> None:
+    sku = str(vm_configuration.get("nodeAgentSKUId") or "")
+    if sku.strip().lower().startswith(WINDOWS_SKU_PREFIX):
+        return  # Windows images are accepted as they were: their nodes run the local (Linux) node image.
     image = vm_configuration.get("imageReference")
     image = image if isinstance(image, Mapping) else {}
-    error = check_image_reference(image, now=moment)
-    if error is None:
-        sku = vm_configuration.get("nodeAgentSKUId")
-        error = check_node_agent_sku(str(sku or ""), image, now=moment)
+    error = check_image_reference(image, now=moment) or check_node_agent_sku(sku, image, now=moment)
     if error is not None:
         raise error

@@ -39,6 +39,7 @@ from batchbox.emulator.resources.node_features import (
     validate_package_references,
     validate_vm_settings,
 )
+from batchbox.emulator.resources.pool_checks import PoolRules, check_pool_machine
 from batchbox.emulator.resources.pool_properties import (
     certificate_references,
     communication_mode,
@@ -48,7 +49,6 @@ from batchbox.emulator.resources.pool_properties import (
     user_accounts,
     validate_vm_configuration,
 )
-from batchbox.emulator.resources.pool_checks import PoolRules, check_pool_machine
 
 __all__ = [
     "DEFAULT_MAX_NODES",
