@@ -13,6 +13,7 @@ from tests.fixtures.emulator import EmulatorProcess
 REPO = Path(__file__).resolve().parents[1]
 SDK14_PYTHON = REPO / ".venv-sdk14" / "bin" / "python"
 DRIVER = REPO / "tests" / "sdk14" / "drive_sdk14.py"
+NODES_DRIVER = REPO / "tests" / "sdk14" / "drive_sdk14_nodes.py"
 
 pytestmark = pytest.mark.docker
 
@@ -40,3 +41,22 @@ def test_sdk14_pool_job_tasks_counts_files_delete(emulator: EmulatorProcess) -> 
     assert seen["counts"] == {"completed": 3, "succeeded": 3, "failed": 0, "active": 0}
     assert seen["stdout"] == "sdk14 says 1\n"
     assert seen["job_after_delete"] == "JobNotFound"
+
+
+@pytest.mark.skipif(not SDK14_PYTHON.exists(), reason=".venv-sdk14 is missing: run `make setup`")
+def test_sdk14_pool_and_node_operations(emulator: EmulatorProcess) -> None:
+    done = subprocess.run(
+        [str(SDK14_PYTHON), str(NODES_DRIVER), emulator.url, emulator.account_name, emulator.account_key, "sdk14"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout)
+    assert seen["jammy_sku"] == ["batch.node.ubuntu 22.04"]
+    assert seen["after_reboot"] == "idle"
+    assert seen["scheduling"] == "disabled"
+    assert seen["user_deleted_twice"] == "NodeUserNotFound"
+    assert seen["evaluated"] == "$TargetDedicatedNodes=4;$TargetLowPriorityNodes=0;$NodeDeallocationOption=requeue"
+    assert seen["target_after_remove"] == 1
+    assert seen["usage_pools"] == ["sdk14-nodes"]
