@@ -209,9 +209,7 @@ def test_a_task_naming_a_pool_user_account_runs_as_that_user(client: BatchClient
     assert "sudo" in groups.split()
 
 
-def test_remote_login_is_refused_and_the_node_has_no_extensions(
-    client: BatchClient, pool: str, node_id: str
-) -> None:
+def test_remote_login_is_refused_and_the_node_has_no_extensions(client: BatchClient, pool: str, node_id: str) -> None:
     with pytest.raises(HttpResponseError) as refused:
         client.get_node_remote_login_settings(pool, node_id)
     assert refused.value.status_code == 409
