@@ -151,7 +151,9 @@ def test_emulator_entrypoint_runs_the_agent_from_the_state_directory(tmp_path: P
                 vm_size="standard_d2s_v3",
                 target_dedicated_nodes=1,
                 virtual_machine_configuration=models.VirtualMachineConfiguration(
-                    image_reference=models.BatchVmImageReference(publisher="canonical", offer="ubuntu", sku="22_04"),
+                    image_reference=models.BatchVmImageReference(
+                        publisher="canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts"
+                    ),
                     node_agent_sku_id="batch.node.ubuntu 22.04",
                 ),
             )
