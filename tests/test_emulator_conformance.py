@@ -261,7 +261,7 @@ def test_every_batch_response_carries_data_service_version(http: SignedClient) -
     job_id = unique("job")
     answers = {
         "create pool (201)": http.send(
-            "POST", "/pools", body={"id": pool_id, "vmSize": "x", "virtualMachineConfiguration": _VM}
+            "POST", "/pools", body={"id": pool_id, "vmSize": "standard_d2s_v3", "virtualMachineConfiguration": _VM}
         ),
         "get pool (200)": http.send("GET", f"/pools/{pool_id}"),
         "pool exists (HEAD)": http.send("HEAD", f"/pools/{pool_id}"),

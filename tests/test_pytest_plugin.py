@@ -38,7 +38,8 @@ def test_target_reaches_the_stack(batchbox_local, batchbox_names):
     client.create_pool(models.BatchPoolCreateOptions(
         id=pool_id, vm_size="standard_d2s_v3", target_dedicated_nodes=1,
         virtual_machine_configuration=models.VirtualMachineConfiguration(
-            image_reference=models.BatchVmImageReference(publisher="canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts"),
+            image_reference=models.BatchVmImageReference(
+                publisher="canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts"),
             node_agent_sku_id="batch.node.ubuntu 22.04")))
     client.create_job(models.BatchJobCreateOptions(id=job_id, pool_info=models.BatchPoolInfo(pool_id=pool_id)))
     client.create_task(job_id, models.BatchTaskCreateOptions(id="hello", command_line="/bin/sh -c 'echo hi'"))
@@ -70,7 +71,8 @@ def test_fails_after_creating_things(batchbox_local, batchbox_names):
     client.create_pool(models.BatchPoolCreateOptions(
         id=pool_id, vm_size="standard_d2s_v3", target_dedicated_nodes=0,
         virtual_machine_configuration=models.VirtualMachineConfiguration(
-            image_reference=models.BatchVmImageReference(publisher="canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts"),
+            image_reference=models.BatchVmImageReference(
+                publisher="canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts"),
             node_agent_sku_id="batch.node.ubuntu 22.04")))
     client.create_job(models.BatchJobCreateOptions(id=job_id, pool_info=models.BatchPoolInfo(pool_id=pool_id)))
     batchbox_local.blob_service_client().create_container(container)
