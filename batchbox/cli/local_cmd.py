@@ -168,6 +168,6 @@ def preempt(pool_id: str, node_ids: tuple[str, ...], home: Path | None) -> None:
     from batchbox.backends.local.admin import preempt_nodes
     from batchbox.backends.local.stack import LocalStack
 
-    stack = LocalStack(home)
-    for node_id in preempt_nodes(stack.batch_url, stack.emulator_dir, pool_id, node_ids):
+    endpoints = LocalStack(home).endpoints()
+    for node_id in preempt_nodes(endpoints.batch_url, endpoints.batch_account, endpoints.batch_key, pool_id, node_ids):
         click.echo(f"preempted {node_id}")

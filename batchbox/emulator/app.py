@@ -72,7 +72,7 @@ ROUTES: list[BaseRoute] = [
     *applications.routes,  # /applications, /applications/{id}
     *agent.routes,  # /_agent/v1/...: the private node-agent API
     *fault_admin.routes,  # /_admin/v1/faults: the fault settings (SharedKey), not part of the Batch API
-    *admin.routes,  # /_agent/v1/admin/...: the emulator's admin API (preempt spot nodes)
+    *admin.routes,  # /_admin/v1/pools/{id}/preempt: preempt spot nodes (SharedKey), not part of the Batch API
     *portal.routes,  # /portal/...: the local portal in the browser (its own token, no SharedKey)
 ]
 """Every route of the emulator, Batch REST API first, then the node-agent API."""

@@ -395,7 +395,9 @@ class NodeLifecycle:
                 "The resize did not complete within the pool's resizeTimeout: nodes waiting for their running tasks "
                 "(nodeDeallocationOption taskcompletion) stay in the pool."
             )
-            self._write_allocation(pool, "steady", errors=[{"code": "ResizeTimedOut", "message": message, "values": []}])
+            self._write_allocation(
+                pool, "steady", errors=[{"code": "ResizeTimedOut", "message": message, "values": []}]
+            )
 
     def lose(self, node: NodeRuntime, reason: str) -> None:
         """A node died: ``unusable``, its runs requeued; then it is removed and the pool replaces it."""
