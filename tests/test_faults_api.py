@@ -269,7 +269,9 @@ def test_task_counts_lag_behind_the_tasks(stack: FaultStack) -> None:
             vm_size="standard_d2s_v3",
             target_dedicated_nodes=0,
             virtual_machine_configuration=m.VirtualMachineConfiguration(
-                image_reference=m.BatchVmImageReference(publisher="canonical", offer="ubuntu", sku="22_04"),
+                image_reference=m.BatchVmImageReference(
+                    publisher="canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts"
+                ),
                 node_agent_sku_id="batch.node.ubuntu 22.04",
             ),
         )
