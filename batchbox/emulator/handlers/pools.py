@@ -22,8 +22,8 @@ from batchbox.emulator.handlers.common import (
     list_page,
     max_nodes_per_pool,
     not_modified_response,
-    validation_context,
     pool_rules,
+    validation_context,
 )
 from batchbox.emulator.protocol.middleware import read_json
 from batchbox.emulator.protocol.responses import accepted, created, no_content, ok_empty

@@ -24,9 +24,9 @@ import docker.errors
 import batchbox.node
 from batchbox.core.errors import BatchboxError
 from batchbox.emulator.config import EmulatorConfig
+from batchbox.emulator.nodes.docker_control import NodeControl
 from batchbox.emulator.nodes.docker_engine import DEFAULT_DOCKER_TIMEOUT, docker_host
 from batchbox.emulator.nodes.task_containers import TaskContainers
-from batchbox.emulator.nodes.docker_control import NodeControl
 from batchbox.emulator.runtime.ports import NodeContainer, NodeResources
 
 __all__ = [

@@ -19,8 +19,8 @@ import logging
 
 from batchbox.emulator.applications import PackageCatalog
 from batchbox.emulator.config import EmulatorConfig
-from batchbox.emulator.runtime.mount_sync import MountSync
 from batchbox.emulator.runtime.autoscale import AutoScaler
+from batchbox.emulator.runtime.mount_sync import MountSync
 from batchbox.emulator.runtime.node_actions import NodeActions
 from batchbox.emulator.runtime.node_users import NodeUsers
 from batchbox.emulator.runtime.nodes import NodeLifecycle
