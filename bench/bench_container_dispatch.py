@@ -105,10 +105,8 @@ def _warm_pool(emu: BenchEmulator, image: str) -> None:
             target_dedicated_nodes=1,
             task_slots_per_node=1,
             virtual_machine_configuration=bm.VirtualMachineConfiguration(
-                image_reference=bm.BatchVmImageReference(
-                    publisher="microsoft-azure-batch", offer="ubuntu-server-container", sku="20-04-lts"
-                ),
-                node_agent_sku_id="batch.node.ubuntu 20.04",
+                image_reference=bm.BatchVmImageReference(publisher="microsoft-dsvm", offer="ubuntu-hpc", sku="2204"),
+                node_agent_sku_id="batch.node.ubuntu 22.04",
                 container_configuration=bm.BatchContainerConfiguration(
                     type=bm.ContainerType.DOCKER_COMPATIBLE, container_image_names=[image]
                 ),

@@ -17,8 +17,8 @@ from batchbox.emulator.resources.run_options import BindMount, RunOptionError, c
 from batchbox.emulator.runtime.container_payload import container_fields
 
 _VM: dict[str, Any] = {
-    "imageReference": {"publisher": "microsoft-azure-batch", "offer": "ubuntu-server-container", "sku": "20-04-lts"},
-    "nodeAgentSKUId": "batch.node.ubuntu 20.04",
+    "imageReference": {"publisher": "microsoft-dsvm", "offer": "ubuntu-hpc", "sku": "2204"},
+    "nodeAgentSKUId": "batch.node.ubuntu 22.04",
 }
 _BASE = "http://127.0.0.1:1"
 

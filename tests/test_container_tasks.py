@@ -23,9 +23,7 @@ from tests.test_emulator_runtime import add_job, completed_task, idle_nodes, std
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
 
-_IMAGE_REFERENCE = m.BatchVmImageReference(
-    publisher="microsoft-azure-batch", offer="ubuntu-server-container", sku="20-04-lts"
-)
+_IMAGE_REFERENCE = m.BatchVmImageReference(publisher="microsoft-dsvm", offer="ubuntu-hpc", sku="2204")
 _MISSING_IMAGE = "127.0.0.1:9/batchbox-missing:1"  # a loopback registry nobody serves: the pull fails at once
 _REGISTRY_PASSWORD = "registry-password-that-must-not-leak-7f3a"
 
@@ -33,7 +31,7 @@ _REGISTRY_PASSWORD = "registry-password-that-must-not-leak-7f3a"
 def container_vm(images: list[str], **extra: Any) -> m.VirtualMachineConfiguration:
     return m.VirtualMachineConfiguration(
         image_reference=_IMAGE_REFERENCE,
-        node_agent_sku_id="batch.node.ubuntu 20.04",
+        node_agent_sku_id="batch.node.ubuntu 22.04",
         container_configuration=m.BatchContainerConfiguration(
             type=m.ContainerType.DOCKER_COMPATIBLE, container_image_names=images, **extra
         ),
@@ -330,7 +328,7 @@ def test_start_task_container_needs_a_container_pool(client: BatchClient, task_i
                 id=unique("nostart"),
                 vm_size="standard_d2_v3",
                 virtual_machine_configuration=m.VirtualMachineConfiguration(
-                    image_reference=_IMAGE_REFERENCE, node_agent_sku_id="batch.node.ubuntu 20.04"
+                    image_reference=_IMAGE_REFERENCE, node_agent_sku_id="batch.node.ubuntu 22.04"
                 ),
                 target_dedicated_nodes=0,
                 start_task=m.BatchStartTask(command_line="/bin/true", container_settings=settings(task_image)),

@@ -4,7 +4,8 @@
 blocks on the Docker API; the runtime calls them through ``asyncio.to_thread``.
 
 * ``restart_node`` (reboot) and ``stop_node`` (deallocate) first remove the agent's state file, so the start task
-  runs again when the agent comes back, as Batch reruns it after a reboot or a start;
+  runs again when the agent comes back, as Batch reruns it after a reboot or a start, and the node's task containers
+  (they are processes of the node);
 * ``exec_node`` runs a command as root inside the node (node users are made this way); secrets go in its
   environment, never on its command line;
 * ``node_stats`` reads the engine's one-shot cgroup statistics (CPU time, memory, block I/O).
@@ -54,6 +55,10 @@ class NodeControl:
     def container_name(self, node_id: str) -> str:  # provided by NodeDriver
         raise NotImplementedError
 
+    def remove_task_containers(self, node_id: str) -> None:  # provided by NodeDriver
+        """Remove the task containers of a node (they end with the node's processes)."""
+        raise NotImplementedError
+
     def _call(self, node_id: str, what: str, action: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return action(*args, **kwargs)
@@ -93,6 +98,7 @@ class NodeControl:
             NodeControlError: the engine refused.
         """
         self._forget_start_task(node_id)
+        self.remove_task_containers(node_id)
         self._call(node_id, "restart", self._client.api.restart, self.container_name(node_id), timeout=_STOP_GRACE)
 
     def stop_node(self, node_id: str) -> None:
@@ -102,6 +108,7 @@ class NodeControl:
             NodeControlError: the engine refused.
         """
         self._forget_start_task(node_id)
+        self.remove_task_containers(node_id)
         self._call(node_id, "stop", self._client.api.stop, self.container_name(node_id), timeout=_STOP_GRACE)
 
     def start_node(self, node_id: str) -> None:

@@ -266,6 +266,17 @@ class NodeDriver(NodeControl):
             if exc.status_code != 409:
                 raise
 
+    def remove_task_containers(self, node_id: str) -> None:
+        """Remove the task containers of a node (a reboot or a deallocation ends them).
+
+        Raises:
+            NodeDriverError: Docker refused the removal.
+        """
+        try:
+            self.task_containers.remove_for_node(node_id)
+        except (docker.errors.DockerException, OSError) as exc:
+            raise NodeDriverError(f"cannot remove the task containers of node {node_id}: {_one_line(exc)}") from exc
+
     def remove_node(self, node_id: str) -> None:
         """Force-remove the container of a node (kills its tasks); a missing container is fine.
 
