@@ -1,4 +1,5 @@
-"""``batchbox local up|status|down|token|preempt``: the offline stack (Azurite + the Batch emulator) in the background."""
+"""``batchbox local up|status|down|token|preempt``: the offline stack (Azurite + the Batch emulator), in the
+background."""
 
 from __future__ import annotations
 
