@@ -272,7 +272,7 @@ CASES: list[Case] = [
          raw=json.dumps(job(NEVER)).encode() + b" trailing"),
     # wrong types
     Case("pool-target-nodes-string", "POST", "/pools", 400, "InvalidRequestBody",
-         pool(NEVER, targetDedicatedNodes="2"), values={"PropertyName": "targetDedicatedNodes"}),
+         pool(NEVER, targetDedicatedNodes="two"), values={"PropertyName": "targetDedicatedNodes"}),
     Case("job-priority-string", "POST", "/jobs", 400, "InvalidRequestBody", job(NEVER, priority="high")),
     Case("job-pool-info-list", "POST", "/jobs", 400, "InvalidRequestBody", job(NEVER, poolInfo=[POOL])),
     Case("task-command-line-number", "POST", TASKS, 400, "InvalidRequestBody", task(NEVER, commandLine=42)),

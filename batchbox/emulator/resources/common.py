@@ -3,7 +3,8 @@
 Batch parses request bodies strictly by type: a value of the wrong JSON type is ``InvalidRequestBody`` (400, "The
 specified Request Body is not syntactically valid."), a missing required property is ``MissingRequiredProperty``
 and a well-typed but unacceptable value is ``InvalidPropertyValue``. Property names in errors are dotted paths
-(``constraints.maxWallClockTime``).
+(``constraints.maxWallClockTime``). As the service's deserializer does, an integer property may come as a JSON string
+of digits (``"targetDedicatedNodes": "2"``, what the Azure CLI sends); any other string is still refused.
 
 The top-level properties of add, patch and resize bodies are checked by name like the service's OData reader does: a
 name no supported API version defines is ``InvalidRequestBody`` ("The property 'x' does not exist on type ...").
@@ -110,10 +111,16 @@ def _path(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
+_DIGITS = re.compile(r"-?[0-9]{1,19}")
+
+
 def _typed(body: Body, name: str, kind: type, prefix: str) -> Any:
     value = body.get(name)
     if value is None:
         return None
+    if kind is int and isinstance(value, str) and _DIGITS.fullmatch(value):
+        # Batch's deserializer reads an integer sent as a JSON string of digits (the Azure CLI sends them so).
+        return int(value)
     ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
     if not ok:
         raise invalid_body(
