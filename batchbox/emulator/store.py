@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from batchbox.emulator.clock import now_iso
+from batchbox.emulator.job_tables import JobNodeTaskTable, ScheduleTable
 from batchbox.emulator.node_usage import NodeUsage
 from batchbox.emulator.run_history import RunHistory
 from batchbox.emulator.sealing import Sealer, SealError
@@ -93,6 +94,8 @@ class Store:
 
     Attributes:
         runs: the history of the runs of tasks that ended (the portal's timeline; in no REST document).
+        schedules: the job schedules (``job_tables.ScheduleTable``).
+        job_node_tasks: per job and node, its preparation and release task status (``job_tables.JobNodeTaskTable``).
 
     Raises:
         StoreError: the database was written with a newer schema version or under another account key.
@@ -112,6 +115,8 @@ class Store:
             self._open_schema()
             self.runs = RunHistory(self._conn)
             self.usage = NodeUsage(self._conn)
+            self.schedules = ScheduleTable(self._conn, sealer, path, StoreError, self._stamp)
+            self.job_node_tasks = JobNodeTaskTable(self._conn, sealer, path, StoreError)
         except BaseException:
             self._conn.close()
             raise
@@ -355,6 +360,7 @@ class Store:
             self._conn.execute("DELETE FROM tasks WHERE job_key = ?", (key,))
             self._conn.execute("DELETE FROM jobs WHERE key = ?", (key,))
             self.runs.delete_job(job_id)
+            self.job_node_tasks.delete_job(job_id)
 
     # -- tasks ------------------------------------------------------------------------------------------------
 

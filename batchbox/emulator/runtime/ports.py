@@ -12,6 +12,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from batchbox.emulator.job_tables import JobNodeTaskTable, ScheduleTable
 from batchbox.emulator.resources.run_options import RunOptions
 from batchbox.emulator.run_history import RunHistory
 
@@ -162,6 +163,8 @@ class StoreLike(Protocol):
     """What the runtime calls on the store (``batchbox.emulator.store.Store`` documents each method)."""
 
     runs: RunHistory
+    schedules: ScheduleTable
+    job_node_tasks: JobNodeTaskTable
 
     def transaction(self) -> AbstractContextManager[Any]: ...
     def insert_pool(self, doc: dict[str, Any]) -> bool: ...
