@@ -15,8 +15,16 @@ from batchbox.emulator.coverage.operations import OPERATIONS, RETIRED_OPERATIONS
 from batchbox.emulator.coverage.properties import PROPERTIES, Handling, PropertyUse
 from batchbox.emulator.coverage.report import operation_statuses, render, served_by
 from batchbox.emulator.errors import BatchError
-from batchbox.emulator.resources import apply_pool_patch, apply_pool_replace, build_job, build_pool, build_task
+from batchbox.emulator.resources import (
+    apply_job_patch,
+    apply_pool_patch,
+    apply_pool_replace,
+    build_job,
+    build_pool,
+    build_task,
+)
 from batchbox.emulator.resources.nodes import upload_logs_request
+from batchbox.emulator.resources.schedules import build_schedule
 from tests.fixtures.emulator import EmulatorProcess
 from tests.signing import SignedClient
 
@@ -26,22 +34,7 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "api-coverage.md"
 OPEN_GAPS = frozenset(
     {
         ("PoolAddParameter", "maxTasksPerNode"),
-        *(
-            (body, path)
-            for body in ("PoolAddParameter", "PoolPatchParameter")
-            for path in (
-                "taskSchedulingPolicy.jobDefaultOrder",
-                "networkConfiguration",
-            )
-        ),
-        ("JobAddParameter", "onTaskFailure"),
-        ("JobAddParameter", "allowTaskPreemption"),
-        ("JobPatchParameter", "allowTaskPreemption"),
-        ("JobAddParameter", "networkConfiguration"),
-        ("JobPatchParameter", "networkConfiguration"),
-        ("TaskAddParameter", "constraints.retentionTime"),
-        ("TaskAddParameter", "exitConditions"),
-        ("TaskAddParameter", "affinityInfo"),
+        *((body, path) for body in ("PoolAddParameter", "PoolPatchParameter") for path in ("networkConfiguration",)),
         ("TaskAddParameter", "authenticationTokenSettings"),
     }
 )
@@ -68,6 +61,10 @@ def _pool_doc() -> dict[str, Any]:
     return build_pool(dict(_POOL), base_url=_BASE)
 
 
+def _schedule(specification: dict[str, Any]) -> dict[str, Any]:
+    return {"id": "coverage-schedule", "schedule": {}, "jobSpecification": specification}
+
+
 _BUILDERS: dict[str, tuple[dict[str, Any], Callable[[dict[str, Any]], object]]] = {
     "PoolAddParameter": (_POOL, lambda body: build_pool(body, base_url=_BASE)),
     "PoolPatchParameter": ({}, lambda body: apply_pool_patch(_pool_doc(), body)),
@@ -76,6 +73,11 @@ _BUILDERS: dict[str, tuple[dict[str, Any], Callable[[dict[str, Any]], object]]] 
         lambda body: apply_pool_replace(_pool_doc(), body),
     ),
     "JobAddParameter": (_JOB, lambda body: build_job(body, base_url=_BASE)),
+    "JobPatchParameter": ({}, lambda body: apply_job_patch(_job_doc(), body)),
+    "JobSpecification": (
+        {"poolInfo": {"poolId": "coverage-pool"}},
+        lambda spec: build_schedule(_schedule(spec), base_url=_BASE),
+    ),
     "TaskAddParameter": (_TASK, lambda body: build_task(body, job=_job_doc(), base_url=_BASE)),
     "UploadBatchServiceLogsConfiguration": (
         {"containerUrl": "http://127.0.0.1:1/logs", "startTime": "2025-01-01T00:00:00Z"},

@@ -37,6 +37,7 @@ from batchbox.emulator.handlers import (
     jobs,
     nodes,
     pools,
+    schedules,
     tasks,
 )
 from batchbox.emulator.nodes.docker_driver import NodeDriver
@@ -66,8 +67,9 @@ ROUTES: list[BaseRoute] = [
     *autoscale.routes,  # /pools/{id}/enableautoscale, disableautoscale, evaluateautoscale, removenodes
     *nodes.routes,  # /pools/{id}/nodes[/{nodeId}[/reboot|reimage|deallocate|start|...|users|extensions]]
     *account.routes,  # /supportedimages, /poolusagemetrics
-    *jobs.routes,  # /jobs, /jobs/{id}, terminate, taskcounts
-    *tasks.routes,  # /jobs/{id}/tasks, addtaskcollection, /jobs/{id}/tasks/{taskId}, terminate, reactivate
+    *jobs.routes,  # /jobs, /jobs/{id}, disable, enable, terminate, taskcounts, jobpreparationandreleasetaskstatus
+    *schedules.routes,  # /jobschedules, /jobschedules/{id}, disable, enable, terminate, jobs
+    *tasks.routes,  # /jobs/{id}/tasks, addtaskcollection, /jobs/{id}/tasks/{taskId}, subtasksinfo, terminate, ...
     *files.routes,  # task files and node files
     *applications.routes,  # /applications, /applications/{id}
     *agent.routes,  # /_agent/v1/...: the private node-agent API

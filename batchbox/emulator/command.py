@@ -160,6 +160,13 @@ def _behaviour_options(command: _F) -> _F:
     help="Port of the storage fault proxy (127.0.0.1); clients use it instead of Azurite's.",
 )
 @_behaviour_options
+@click.option(
+    "--min-schedule-interval",
+    type=click.FloatRange(min=1.0),
+    default=60.0,
+    show_default=True,
+    help="Shortest job schedule recurrenceInterval / startWindow in seconds (Batch's is 60; lower it for tests only).",
+)
 @click.pass_context
 def emulator(
     ctx: click.Context,
@@ -186,6 +193,7 @@ def emulator(
     autoscale_min_interval: float,
     resize_timeout_min: float,
     preempt_rate: float,
+    min_schedule_interval: float,
 ) -> None:
     """Run the local Azure Batch emulator in the foreground (Ctrl-C stops it).
 
@@ -258,6 +266,7 @@ def emulator(
         autoscale_min_interval=autoscale_min_interval,
         resize_timeout_min=resize_timeout_min,
         preempt_rate=preempt_rate,
+        min_schedule_interval=min_schedule_interval,
     )
     if state_dir is not None:
         config = dataclasses.replace(config, state_dir=state_dir.expanduser().resolve())

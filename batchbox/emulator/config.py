@@ -73,6 +73,8 @@ class EmulatorConfig:
         resize_timeout_min: the shortest ``resizeTimeout`` accepted, in seconds (Batch: 5 min).
         autoscale_sample_seconds: how often the system variables of autoscale pools are sampled.
         preempt_rate: chance per low-priority node per minute of being preempted (0: only on request).
+        min_schedule_interval: the shortest ``recurrenceInterval`` / ``startWindow`` a job schedule may have, in
+            seconds: Batch's minimum (60) unless lowered, which only tests do (``--min-schedule-interval``).
     """
 
     host: str = "127.0.0.1"
@@ -100,6 +102,7 @@ class EmulatorConfig:
     autoscale_sample_seconds: float = 5.0
     resize_timeout_min: float = 300.0
     preempt_rate: float = 0.0
+    min_schedule_interval: float = 60.0
 
     @property
     def database_path(self) -> Path:

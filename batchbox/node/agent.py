@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+from batchbox.node._agent_cleanup import remove_directories
 from batchbox.node._agent_common import FAILURE_EXIT_CODE, setup_logging
 from batchbox.node._agent_container import ContainerTasks
 from batchbox.node._agent_events import STARTED_LINGER, EventQueue
@@ -216,6 +217,9 @@ class Agent:
         for assignment in answer.get("assignments") or []:
             if isinstance(assignment, dict):
                 self.start(assignment)
+        removals = answer.get("remove")
+        if isinstance(removals, list) and removals:
+            remove_directories(self.config.node_root, removals)
         if answer.get("shutdown"):
             log.info("the emulator asked this node to shut down")
             self.stop(cancel_tasks=True)

@@ -3,7 +3,8 @@
 A node's root directory lives on the host at ``config.node_root(node_id)`` (bind-mounted into its container), so
 files are served straight from disk. A task's directory is ``nodeInfo.taskRootDirectory`` under its node's root
 (``workitems/<job>/job-1/<task>``). Paths are resolved (symlinks included) and must stay inside the directory they
-are relative to; anything else is ``FileNotFound``.
+are relative to; anything else is ``FileNotFound``. Once a task's ``retentionTime`` is over its file list answers
+``409 TaskFilesCleanedup`` and its files ``404 FileNotFound``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from batchbox.emulator.handlers.common import (
     query_flag,
 )
 from batchbox.emulator.protocol.responses import http_date
+from batchbox.emulator.runtime.retention import files_cleaned_up
 
 __all__ = ["routes"]
 
@@ -56,6 +58,14 @@ def _task_root(request: Request) -> tuple[Path, str]:
     """The host directory of a task and the URL prefix of its files."""
     job_id = request.path_params["job_id"]
     doc = get_task_or_404(request, job_id, request.path_params["task_id"])
+    if files_cleaned_up(doc, datetime.now(timezone.utc)):
+        if "file_path" in request.path_params:
+            raise _file_not_found(str(request.path_params["file_path"]))
+        raise conflict(
+            "TaskFilesCleanedup",
+            "The files of the specified task are cleaned up: its retention time is over.",
+            {"TaskId": str(doc["id"])},
+        )
     info = doc.get("nodeInfo")
     node_id = info.get("nodeId") if isinstance(info, dict) else None
     if not isinstance(node_id, str) or not node_id:

@@ -1,4 +1,5 @@
-"""Job operations: add, list, get, delete, terminate, patch (PATCH), update (PUT), task counts."""
+"""Job operations: add, list, get, delete, disable, enable, terminate, patch (PATCH), update (PUT), task counts, and
+the status of the job's preparation and release tasks per node."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from batchbox.emulator.errors import conflict, missing_property
 from batchbox.emulator.handlers.common import (
     check_preconditions,
     entity_response,
@@ -21,9 +23,10 @@ from batchbox.emulator.handlers.common import (
 from batchbox.emulator.protocol.middleware import read_json
 from batchbox.emulator.protocol.responses import accepted, base_url, batch_json, created, metadata_url, ok_empty
 from batchbox.emulator.resources import apply_job_patch, apply_job_replace, build_job
-from batchbox.emulator.resources.common import opt_str, req_object
+from batchbox.emulator.resources.common import opt_enum, opt_str, reject_unknown_properties, req_object
+from batchbox.emulator.runtime.job_control import DISABLE_TASKS
 
-__all__ = ["routes"]
+__all__ = ["PREPARATION_STATUS_FILTER_PROPERTIES", "routes"]
 
 Doc = dict[str, Any]
 
@@ -82,6 +85,58 @@ async def replace_job(request: Request) -> Response:
     return await _update_job(request, apply_job_replace)
 
 
+async def disable_job(request: Request) -> Response:
+    """``POST /jobs/{id}/disable`` with ``{"disableTasks": "requeue" | "terminate" | "wait"}``."""
+    body = req_object(await read_json(request))
+    reject_unknown_properties(body, "JobDisableParameter")
+    disable_tasks = opt_enum(body, "disableTasks", DISABLE_TASKS)
+    if disable_tasks is None:
+        raise missing_property("disableTasks")
+    doc = get_job_or_404(request, request.path_params["job_id"])
+    check_preconditions(request, doc)
+    doc = get_runtime(request).jobs.disable(doc["id"], disable_tasks)
+    return accepted(etag=doc["eTag"], last_modified=doc["lastModified"], data_service_id=doc["url"])
+
+
+async def enable_job(request: Request) -> Response:
+    doc = get_job_or_404(request, request.path_params["job_id"])
+    check_preconditions(request, doc)
+    doc = get_runtime(request).jobs.enable(doc["id"])
+    return accepted(etag=doc["eTag"], last_modified=doc["lastModified"], data_service_id=doc["url"])
+
+
+PREPARATION_STATUS_FILTER_PROPERTIES = frozenset(
+    {
+        "poolId", "nodeId", "nodeUrl",
+        *(
+            f"{info}/{name}"
+            for info in ("jobPreparationTaskExecutionInfo", "jobReleaseTaskExecutionInfo")
+            for name in ("state", "result", "exitCode", "startTime", "endTime", "retryCount")
+        ),
+    }
+)  # fmt: skip
+"""Filterable properties of the preparation and release task status list."""
+
+
+async def list_preparation_and_release_status(request: Request) -> Response:
+    """``GET /jobs/{id}/jobpreparationandreleasetaskstatus``: one entry per node that ran the preparation task."""
+    doc = get_job_or_404(request, request.path_params["job_id"])
+    if not doc.get("jobPreparationTask"):
+        raise conflict(
+            "JobPreparationTaskNotSpecified",
+            "The specified job does not have a job preparation task.",
+            {"JobId": str(doc["id"])},
+        )
+    statuses = get_store(request).job_node_tasks.list(doc["id"])
+    return list_page(
+        request,
+        "jobpreparationandreleasetaskstatuslist",
+        statuses,
+        filter_properties=PREPARATION_STATUS_FILTER_PROPERTIES,
+        key=lambda status: str(status.get("nodeId", "")).lower(),
+    )
+
+
 async def get_task_counts(request: Request) -> Response:
     """``GET /jobs/{id}/taskcounts``: ``{"taskCounts": {...}, "taskSlotCounts": {...}}`` from one GROUP BY."""
     doc = get_job_or_404(request, request.path_params["job_id"])
@@ -103,7 +158,10 @@ routes: list[Route] = [
     Route("/jobs/{job_id}", delete_job, methods=["DELETE"]),
     Route("/jobs/{job_id}", patch_job, methods=["PATCH"]),
     Route("/jobs/{job_id}", replace_job, methods=["PUT"]),
+    Route("/jobs/{job_id}/disable", disable_job, methods=["POST"]),
+    Route("/jobs/{job_id}/enable", enable_job, methods=["POST"]),
     Route("/jobs/{job_id}/terminate", terminate_job, methods=["POST"]),
+    Route("/jobs/{job_id}/jobpreparationandreleasetaskstatus", list_preparation_and_release_status, methods=["GET"]),
     Route("/jobs/{job_id}/taskcounts", get_task_counts, methods=["GET"]),
 ]
 """The job routes (paths relative to the account endpoint)."""

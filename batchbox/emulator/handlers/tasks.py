@@ -134,6 +134,12 @@ async def get_task(request: Request) -> Response:
     return entity_response(request, doc, "tasks")
 
 
+async def list_subtasks(request: Request) -> Response:
+    """``GET .../tasks/{taskId}/subtasksinfo``: the emulator runs no multi-instance tasks, so every task has none."""
+    get_task_or_404(request, request.path_params["job_id"], request.path_params["task_id"])
+    return list_page(request, "subtaskinformation", [])
+
+
 async def delete_task(request: Request) -> Response:
     doc = get_task_or_404(request, request.path_params["job_id"], request.path_params["task_id"])
     check_preconditions(request, doc)
@@ -172,6 +178,7 @@ routes: list[Route] = [
     Route("/jobs/{job_id}/tasks/{task_id}", get_task, methods=["GET"]),
     Route("/jobs/{job_id}/tasks/{task_id}", delete_task, methods=["DELETE"]),
     Route("/jobs/{job_id}/tasks/{task_id}", replace_task, methods=["PUT"]),
+    Route("/jobs/{job_id}/tasks/{task_id}/subtasksinfo", list_subtasks, methods=["GET"]),
     Route("/jobs/{job_id}/tasks/{task_id}/terminate", terminate_task, methods=["POST"]),
     Route("/jobs/{job_id}/tasks/{task_id}/reactivate", reactivate_task, methods=["POST"]),
 ]

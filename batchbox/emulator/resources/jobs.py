@@ -22,21 +22,17 @@ from batchbox.emulator.resources.common import (
     validate_metadata,
 )
 from batchbox.emulator.resources.guards import check_job_updatable
+from batchbox.emulator.resources.job_tasks import validate_job_manager, validate_job_preparation, validate_job_release
 
 __all__ = [
     "apply_job_patch",
     "apply_job_replace",
     "build_job",
-    "job_max_task_retry_count",
+    "job_document",
 ]
 
 _ALL_TASKS_COMPLETE = ("noaction", "terminatejob")
 _TASK_FAILURE = ("noaction", "performexitoptionsjobaction")
-_UNSUPPORTED = {
-    "jobManagerTask": "The local batchbox emulator does not run job manager tasks.",
-    "jobPreparationTask": "The local batchbox emulator does not run job preparation tasks.",
-    "jobReleaseTask": "The local batchbox emulator does not run job release tasks.",
-}
 
 
 def _priority(body: Body) -> int | None:
@@ -82,27 +78,25 @@ def _pool_info(value: Body | None) -> Body:
     return {"poolId": pool_id}
 
 
-def job_max_task_retry_count(job: Body) -> int:
-    """The job's ``constraints.maxTaskRetryCount`` (0 when absent): the default of its tasks."""
-    constraints = job.get("constraints")
-    if isinstance(constraints, dict) and isinstance(constraints.get("maxTaskRetryCount"), int):
-        return int(constraints["maxTaskRetryCount"])
-    return 0
-
-
 def build_job(body: object, *, base_url: str) -> Body:
     """Validate an add-job body (``BatchJobCreateOptions``) and build the stored job document.
 
     Raises:
         BatchError: MissingRequiredProperty / InvalidPropertyValue / InvalidRequestBody / OutOfRangePriority /
-            UnsupportedProperty (job manager, preparation and release tasks, auto pools).
+            UnsupportedProperty (auto pools; what the job's own tasks cannot do locally).
     """
     body = req_object(body)
     reject_unknown_properties(body, "JobAddParameter")
-    job_id = check_id("id", body.get("id"))
-    for name, reason in _UNSUPPORTED.items():
-        if body.get(name) is not None:
-            raise unsupported_property(name, reason)
+    return job_document(body, check_id("id", body.get("id")), base_url=base_url)
+
+
+def job_document(body: Body, job_id: str, *, base_url: str) -> Body:
+    """The stored job document of a validated-by-name job body (an add-job body or a schedule's
+    ``jobSpecification``) with the id ``job_id``.
+
+    Raises:
+        BatchError: as :func:`build_job`.
+    """
     pool_info = _pool_info(opt_object(body, "poolInfo"))
     display_name = opt_str(body, "displayName", max_length=1024)
     uses_dependencies = opt_bool(body, "usesTaskDependencies")
@@ -110,10 +104,14 @@ def build_job(body: object, *, base_url: str) -> Body:
     preemption = opt_bool(body, "allowTaskPreemption")
     max_parallel = _max_parallel(body)
     constraints = _constraints(opt_object(body, "constraints"))
+    manager = validate_job_manager(opt_object(body, "jobManagerTask"), constraints)
+    preparation = validate_job_preparation(opt_object(body, "jobPreparationTask"))
+    release = validate_job_release(opt_object(body, "jobReleaseTask"), preparation)
+    _check_own_task_ids(manager, preparation, release)
     environment = validate_environment(opt_list(body, "commonEnvironmentSettings"), "commonEnvironmentSettings")
     on_complete = opt_enum(body, "onAllTasksComplete", _ALL_TASKS_COMPLETE)
     on_failure = opt_enum(body, "onTaskFailure", _TASK_FAILURE)
-    network = opt_object(body, "networkConfiguration")
+    _refuse_network(body)
     metadata = validate_metadata(opt_list(body, "metadata"))
 
     now = now_iso()
@@ -135,17 +133,35 @@ def build_job(body: object, *, base_url: str) -> Body:
             "constraints": constraints,
         }
     )
+    for name, task in (("jobManagerTask", manager), ("jobPreparationTask", preparation), ("jobReleaseTask", release)):
+        if task is not None:
+            doc[name] = task
     if environment:
         doc["commonEnvironmentSettings"] = environment
     doc["poolInfo"] = pool_info
     doc["executionInfo"] = {"startTime": now, "poolId": pool_info["poolId"]}
     doc["onAllTasksComplete"] = on_complete or "noaction"
     doc["onTaskFailure"] = on_failure or "noaction"
-    if network is not None:
-        doc["networkConfiguration"] = network
     if metadata:
         doc["metadata"] = metadata
     return doc
+
+
+def _refuse_network(body: Body) -> None:
+    if body.get("networkConfiguration") is not None:
+        raise unsupported_property(
+            "networkConfiguration",
+            "The local batchbox emulator runs tasks on the machine's loopback network: a job's subnet is not emulated.",
+        )
+
+
+def _check_own_task_ids(manager: Body | None, preparation: Body | None, release: Body | None) -> None:
+    """The job manager becomes a task of the job: its id may not be the preparation's or the release's."""
+    if manager is None:
+        return
+    for name, other in (("jobPreparationTask", preparation), ("jobReleaseTask", release)):
+        if other is not None and str(other["id"]).lower() == str(manager["id"]).lower():
+            raise invalid_property(f"{name}.id", other["id"], "The id is the job manager task's id.")
 
 
 def _change_pool(doc: Body, updated: Body, pool_info: Body) -> None:
@@ -209,9 +225,7 @@ def apply_job_patch(doc: Body, body: object) -> Body:
             updated["metadata"] = metadata
         else:
             updated.pop("metadata", None)
-    network = opt_object(body, "networkConfiguration")
-    if network is not None:
-        updated["networkConfiguration"] = network
+    _refuse_network(body)
     return updated
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from batchbox.emulator.clock import INFINITE_DURATION, now_iso
-from batchbox.emulator.errors import BatchError, invalid_property, missing_property
+from batchbox.emulator.errors import BatchError, conflict, invalid_property, missing_property
 from batchbox.emulator.node_layout import task_bind_roots, task_dir
 from batchbox.emulator.resources.common import (
     Body,
@@ -27,17 +27,19 @@ from batchbox.emulator.resources.common import (
 )
 from batchbox.emulator.resources.containers import ValidationContext, validate_container_settings
 from batchbox.emulator.resources.containers import command_line as container_command_line
+from batchbox.emulator.resources.exit_conditions import validate_exit_conditions
 from batchbox.emulator.resources.guards import check_job_updatable, check_task_not_completed
-from batchbox.emulator.resources.jobs import job_max_task_retry_count
 from batchbox.emulator.resources.node_features import validate_package_references
 
 __all__ = [
     "DEFAULT_RETENTION_TIME",
     "MAX_TASKS_PER_COLLECTION",
+    "TOKEN_REFUSAL",
     "apply_task_update",
     "build_task",
     "check_job_accepts_tasks",
     "collection_bodies",
+    "job_max_task_retry_count",
     "task_constraints",
     "validate_output_files",
 ]
@@ -46,10 +48,14 @@ MAX_TASKS_PER_COLLECTION = 100
 """Batch's limit on the number of tasks in one add-task-collection request."""
 
 DEFAULT_RETENTION_TIME = "P7D"
+TOKEN_REFUSAL = "The local batchbox emulator issues no authentication tokens (AZ_BATCH_AUTHENTICATION_TOKEN)."
 _UPLOAD_CONDITIONS = ("tasksuccess", "taskfailure", "taskcompletion")
 _TOKEN_ACCESS = ("job",)
-_PASSTHROUGH = ("exitConditions", "affinityInfo")
 _PACKAGES = "applicationPackageReferences"
+_OWN_TASK_CONFLICTS = (
+    ("jobPreparationTask", "TaskIdSameAsJobPreparationTask", "The specified task id is the job preparation task's."),
+    ("jobReleaseTask", "TaskIdSameAsJobReleaseTask", "The specified task id is the job release task's."),
+)
 
 
 def validate_output_files(items: list[Any] | None, name: str = "outputFiles") -> list[Body] | None:
@@ -112,12 +118,20 @@ def _authentication_token_settings(value: Body | None) -> Body | None:
     return {"access": checked}
 
 
-def task_constraints(value: Body | None, job: Body) -> Body:
+def job_max_task_retry_count(job: Body) -> int:
+    """The job's ``constraints.maxTaskRetryCount`` (0 when absent): the default of its tasks."""
+    constraints = job.get("constraints")
+    if isinstance(constraints, dict) and isinstance(constraints.get("maxTaskRetryCount"), int):
+        return int(constraints["maxTaskRetryCount"])
+    return 0
+
+
+def task_constraints(value: Body | None, job: Body, name: str = "constraints") -> Body:
     """Task constraints with Batch's defaults: no wall-clock limit, 7 days retention, the job's retry count."""
     value = value or {}
-    wall = opt_duration(value, "maxWallClockTime", "constraints")
-    retention = opt_duration(value, "retentionTime", "constraints")
-    retries = opt_int(value, "maxTaskRetryCount", "constraints", minimum=-1)
+    wall = opt_duration(value, "maxWallClockTime", name)
+    retention = opt_duration(value, "retentionTime", name)
+    retries = opt_int(value, "maxTaskRetryCount", name, minimum=-1)
     return {
         "maxWallClockTime": wall[1] if wall else INFINITE_DURATION,
         "retentionTime": retention[1] if retention else DEFAULT_RETENTION_TIME,
@@ -156,6 +170,21 @@ def _depends_on(value: Body | None, job: Body) -> Body | None:
     return result
 
 
+def _check_not_own_task(task_id: str, job: Body) -> None:
+    """A task may not take the id of the job's preparation or release task (409, as Batch answers)."""
+    for name, code, message in _OWN_TASK_CONFLICTS:
+        own = job.get(name)
+        if isinstance(own, dict) and str(own.get("id", "")).lower() == task_id.lower():
+            raise conflict(code, message, {"TaskId": task_id})
+
+
+def _affinity(value: Body | None) -> Body | None:
+    """``affinityInfo``: ``affinityId`` (a node's, ``TVM:<node id>``) is required."""
+    if value is None:
+        return None
+    return {"affinityId": req_str(value, "affinityId", "affinityInfo")}
+
+
 def build_task(body: object, *, job: Body, base_url: str, context: ValidationContext | None = None) -> Body:
     """Validate an add-task body (``BatchTaskCreateOptions``) and build the stored task document.
 
@@ -172,10 +201,13 @@ def build_task(body: object, *, job: Body, base_url: str, context: ValidationCon
     body = req_object(body)
     reject_unknown_properties(body, "TaskAddParameter")
     task_id = check_id("id", body.get("id"))
+    _check_not_own_task(task_id, job)
     container = _container_settings(opt_object(body, "containerSettings"), str(job["id"]), task_id, context)
     command_line = container_command_line(body, container is not None)
     if body.get("multiInstanceSettings") is not None:
         raise unsupported_property("multiInstanceSettings", "The local batchbox emulator does not run MPI tasks.")
+    exit_conditions = validate_exit_conditions(opt_object(body, "exitConditions"), job)
+    affinity = _affinity(opt_object(body, "affinityInfo"))
     display_name = opt_str(body, "displayName", max_length=1024)
     resource_files = validate_resource_files(opt_list(body, "resourceFiles"))
     output_files = validate_output_files(opt_list(body, "outputFiles"))
@@ -202,12 +234,12 @@ def build_task(body: object, *, job: Body, base_url: str, context: ValidationCon
             "commandLine": command_line,
         }
     )
-    for name in _PASSTHROUGH:
-        value = opt_object(body, name)
-        if value is not None:
-            doc[name] = value
     if container is not None:
         doc["containerSettings"] = container
+    if exit_conditions is not None:
+        doc["exitConditions"] = exit_conditions
+    if affinity is not None:
+        doc["affinityInfo"] = affinity
     _put_nonempty(doc, resourceFiles=resource_files, outputFiles=output_files, environmentSettings=environment)
     doc["userIdentity"] = identity or {"autoUser": {"scope": "task", "elevationLevel": "nonadmin"}}
     doc["constraints"] = constraints

@@ -2,7 +2,7 @@
 
 A parent satisfies its dependents when the ``dependencyAction`` of its outcome is ``satisfy``: Batch's default is
 ``satisfy`` for success and ``block`` for every failure, and the parent's ``exitConditions`` may say otherwise
-(``exitCodes``, ``exitCodeRanges``, ``preProcessingError``, ``fileUploadError``, ``default``). A blocked dependent
+(``runtime/exit_conditions.py``). A blocked dependent
 stays ``active`` (so a job with ``onAllTasksComplete: terminatejob`` does not end); it is released if the parent
 is reactivated and later satisfies it. Parents may be added after their dependents.
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from batchbox.emulator.runtime.exit_conditions import dependency_action
 from batchbox.emulator.runtime.model import JobRuntime
 
 __all__ = ["MAX_RANGE_IDS", "admit", "dependency_action", "parent_keys", "resolve"]
@@ -47,44 +48,6 @@ def parent_keys(doc: Mapping[str, Any]) -> list[str]:
             break
     keys.pop(str(doc.get("id", "")).lower(), None)
     return list(keys)
-
-
-def _exit_options(conditions: Mapping[str, Any], info: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    exit_code = info.get("exitCode")
-    if isinstance(exit_code, int) and not isinstance(exit_code, bool):
-        for item in conditions.get("exitCodes") or []:
-            if isinstance(item, Mapping) and item.get("code") == exit_code:
-                return item.get("exitOptions") if isinstance(item.get("exitOptions"), Mapping) else None
-        for item in conditions.get("exitCodeRanges") or []:
-            if not isinstance(item, Mapping):
-                continue
-            start, end = item.get("start"), item.get("end")
-            if isinstance(start, int) and isinstance(end, int) and start <= exit_code <= end:
-                return item.get("exitOptions") if isinstance(item.get("exitOptions"), Mapping) else None
-    failure = info.get("failureInfo")
-    if isinstance(failure, Mapping):
-        code = str(failure.get("code") or "")
-        if exit_code is None and isinstance(conditions.get("preProcessingError"), Mapping):
-            return conditions["preProcessingError"]  # type: ignore[no-any-return]
-        if code.startswith("FileUpload") and isinstance(conditions.get("fileUploadError"), Mapping):
-            return conditions["fileUploadError"]  # type: ignore[no-any-return]
-    default = conditions.get("default")
-    return default if isinstance(default, Mapping) else None
-
-
-def dependency_action(doc: Mapping[str, Any]) -> str:
-    """``satisfy`` or ``block``: what a completed task means for the tasks that depend on it."""
-    if doc.get("state") != "completed":
-        return "block"
-    info = doc.get("executionInfo") or {}
-    success = info.get("result") == "success"
-    conditions = doc.get("exitConditions")
-    if isinstance(conditions, Mapping):
-        options = _exit_options(conditions, info)
-        action = options.get("dependencyAction") if options is not None else None
-        if isinstance(action, str) and action.lower() in ("satisfy", "block"):
-            return action.lower()
-    return "satisfy" if success else "block"
 
 
 def admit(job: JobRuntime, doc: Mapping[str, Any]) -> bool:

@@ -28,6 +28,7 @@ __all__ = [
     "set_state",
     "task_completed",
     "task_ended_failure",
+    "task_preparing",
     "task_reactivated",
     "task_requeued",
     "task_retried",
@@ -134,8 +135,17 @@ def _execution_info(doc: dict[str, Any]) -> dict[str, Any]:
     return info
 
 
+def task_preparing(doc: dict[str, Any], node_info: dict[str, Any], now: str) -> None:
+    """Active -> preparing on a node: placed there, waiting for its job's preparation task on that node."""
+    set_state(doc, "preparing", now)
+    doc["nodeInfo"] = node_info
+    info = _execution_info(doc)
+    for name in (*_RUN_FIELDS, "startTime"):
+        info.pop(name, None)
+
+
 def task_running(doc: dict[str, Any], node_info: dict[str, Any], now: str) -> None:
-    """Active -> running on a node (Batch's ``preparing`` only exists with a job preparation task)."""
+    """Active (or preparing) -> running on a node."""
     set_state(doc, "running", now)
     doc["nodeInfo"] = node_info
     info = _execution_info(doc)

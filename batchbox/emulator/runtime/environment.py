@@ -1,8 +1,10 @@
 """What a node needs to run one task: its directory, its ``AZ_BATCH_*`` environment and the Assignment JSON.
 
 Paths follow the Linux node layout of Batch (``/mnt/batch/tasks`` with ``shared``, ``startup``, ``fsmounts`` and
-``workitems/<job>/job-1/<task>/wd``). Precedence of variables: the Batch-defined ones, then the job's
-``commonEnvironmentSettings``, then the task's own ``environmentSettings`` (the task wins).
+``workitems/<job>/job-1/<task>/wd``; a job's preparation and release tasks have theirs under their own ids, and
+every task of a job with a preparation task gets ``AZ_BATCH_JOB_PREP_DIR`` / ``AZ_BATCH_JOB_PREP_WORKING_DIR``).
+Precedence of variables: the Batch-defined ones, then the job's ``commonEnvironmentSettings``, then the task's own
+``environmentSettings`` (the task wins).
 """
 
 from __future__ import annotations
@@ -161,8 +163,14 @@ def task_assignment(
     pool_id = str((pool_doc or {}).get("id") or (job_doc.get("poolInfo") or {}).get("poolId") or "")
     elevation, identity = user_identity(task_doc.get("userIdentity"), pool_doc)
     directory = task_dir(job_id, task_id)
+    base = node_environment(config, pool_id, node_id, dedicated)
+    preparation = job_doc.get("jobPreparationTask")
+    if isinstance(preparation, Mapping) and preparation.get("id"):
+        prep_dir = f"{NODE_ROOT}/{task_dir(job_id, str(preparation['id']))}"
+        base["AZ_BATCH_JOB_PREP_DIR"] = prep_dir
+        base["AZ_BATCH_JOB_PREP_WORKING_DIR"] = f"{prep_dir}/wd"
     env = job_environment(
-        node_environment(config, pool_id, node_id, dedicated),
+        base,
         directory=directory,
         identity=identity,
         elevation=elevation,

@@ -18,6 +18,7 @@ __all__ = [
     "SCHEDULABLE_NODE_STATES",
     "Assignment",
     "JobRuntime",
+    "ManagerSettings",
     "NodeRuntime",
     "PoolRuntime",
     "task_assignment_id",
@@ -98,6 +99,8 @@ class NodeRuntime:
     """Takes no new work while its running tasks finish (a removal, reboot or deallocation waiting for them)."""
     start_task_failures: int = 0
     seen_events: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    removals: list[str] = field(default_factory=list)
+    """Directories (relative to the node root) the agent is to remove: retention over, or their job deleted."""
 
     @property
     def pool_key(self) -> str:
@@ -147,6 +150,12 @@ class NodeRuntime:
         self.mailbox = [p for p in self.mailbox if p.get("assignmentId") != assignment_id]
         self.wake.set()
 
+    def remove(self, directory: str) -> None:
+        """Ask the agent to remove a directory under its node root; wakes the long poll."""
+        if directory not in self.removals:
+            self.removals.append(directory)
+        self.wake.set()
+
     def drain(self) -> tuple[list[dict[str, Any]], list[str]]:
         """Take everything waiting for the agent (assignments are marked delivered)."""
         assignments, cancels = self.mailbox, self.cancels
@@ -173,6 +182,10 @@ class PoolRuntime:
     allocation_failed: bool = False
     start_failures: int = 0
     doc: dict[str, Any] | None = None
+    job_order: str = "none"
+    """``taskSchedulingPolicy.jobDefaultOrder``: ``none`` (equal-priority jobs take turns) or ``creationtime``."""
+    preempting: int = 0
+    """Runs cancelled to make room for a higher-priority job's task, whose slots are not free yet."""
 
     @property
     def key(self) -> str:
@@ -183,6 +196,16 @@ class PoolRuntime:
         return [
             n for n in self.nodes.values() if not n.removing and not n.lost and n.state not in _OUTSIDE_TARGET_STATES
         ]
+
+
+@dataclass(frozen=True)
+class ManagerSettings:
+    """A job manager task's scheduling flags (its task key is ``key``)."""
+
+    key: str
+    run_exclusive: bool = True
+    allow_low_priority: bool = True
+    kill_job_on_completion: bool = True
 
 
 @dataclass
@@ -212,6 +235,16 @@ class JobRuntime:
     satisfied: set[str] = field(default_factory=set)
     waiting: dict[str, set[str]] = field(default_factory=dict)
     dependents: dict[str, set[str]] = field(default_factory=dict)
+    on_task_failure: str = "noaction"
+    preemptible: bool = False
+    manager: ManagerSettings | None = None
+    preparation: dict[str, Any] | None = None
+    release: dict[str, Any] | None = None
+    excluded_nodes: set[str] = field(default_factory=set)
+    """Nodes where the job's preparation task failed for good: none of its tasks run there."""
+    affinity: dict[str, str] = field(default_factory=dict)
+    """``affinityInfo.affinityId`` of queued tasks that have one (the node they prefer)."""
+    last_placed: int = 0
 
     @property
     def key(self) -> str:
@@ -288,6 +321,7 @@ class JobRuntime:
         self.task_order.pop(task_key, None)
         self.task_slots.pop(task_key, None)
         self.waiting.pop(task_key, None)
+        self.affinity.pop(task_key, None)
 
     def unfinished(self) -> int:
         """Number of tasks that are active or running."""

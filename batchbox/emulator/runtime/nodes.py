@@ -56,6 +56,7 @@ def pool_settings(pool: PoolRuntime, doc: dict[str, Any]) -> None:
     pool.slots_per_node = slots if isinstance(slots, int) and not isinstance(slots, bool) and slots > 0 else 1
     policy = doc.get("taskSchedulingPolicy") or {}
     pool.fill_type = "pack" if str(policy.get("nodeFillType") or "spread").lower() == "pack" else "spread"
+    pool.job_order = "creationtime" if str(policy.get("jobDefaultOrder") or "").lower() == "creationtime" else "none"
     if doc.get("state") == "deleting":
         pool.deleting = True
 

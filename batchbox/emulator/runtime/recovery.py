@@ -6,7 +6,8 @@
   requeued, their documents removed, and the pool reconciliation creates replacements;
 * containers of this emulator instance that the store does not know are removed, and so are the task containers
   (container tasks) of nodes that are gone;
-* jobs that were ``terminating`` or ``deleting`` when the emulator stopped finish that now.
+* jobs that were ``terminating`` or ``deleting`` when the emulator stopped finish that now (their release tasks run
+  again), tasks that were ``preparing`` are queued again.
 """
 
 from __future__ import annotations
@@ -110,6 +111,7 @@ def _finish_jobs(lifecycle: NodeLifecycle, finishing: list[tuple[JobRuntime, str
             reason = (lifecycle.store.get_job(job.job_id) or {}).get("executionInfo", {}).get("terminateReason")
             trans.end_job(job, str(reason or DEFAULT_TERMINATE_REASON))
     for job in list(lifecycle.sched.jobs.values()):
+        trans.run_ended(job)  # a job left disabling with nothing running is now disabled
         trans.check_job_end(job)
 
 
@@ -164,12 +166,15 @@ def _load_tasks(lifecycle: NodeLifecycle, job: JobRuntime) -> None:
         for doc in lifecycle.store.list_tasks(job.job_id, states=["completed"]):
             if dependency_action(doc) == "satisfy":
                 job.satisfied.add(str(doc["id"]).lower())
-    for doc in lifecycle.store.list_tasks(job.job_id, states=["active", "running"]):
+    for doc in lifecycle.store.list_tasks(job.job_id, states=["active", "running", "preparing"]):
         key = str(doc["id"]).lower()
         slots = doc.get("requiredSlots")
         slots = slots if isinstance(slots, int) and not isinstance(slots, bool) and slots > 0 else 1
         if doc.get("state") == "active":
             sched.activate(job, doc)
+            continue
+        if doc.get("state") == "preparing":  # its preparation task's run is not known any more: place it again
+            lifecycle.trans.requeue_doc(job, doc)
             continue
         node = sched.nodes.get(str((doc.get("nodeInfo") or {}).get("nodeId") or ""))
         if node is None:

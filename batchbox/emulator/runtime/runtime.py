@@ -2,15 +2,19 @@
 
 Its interface is its four attributes, one per concern (``runtime/operations/``)::
 
-    runtime.pools    PoolOperations   add, update, resize, stop_resize, delete, remove_nodes, autoscale
-    runtime.nodes    NodeOperations   reboot, reimage, deallocate, start, scheduling, users, logs, preempt
-    runtime.jobs     JobOperations    add, update, terminate, delete
-    runtime.tasks    TaskOperations   add, terminate, delete, reactivate
-    runtime.agents   AgentOperations  authenticate, register, poll, events, task containers (the node-agent API)
+    runtime.pools      PoolOperations      add, update, resize, stop_resize, delete, remove_nodes, autoscale
+    runtime.nodes      NodeOperations      reboot, reimage, deallocate, start, scheduling, users, logs, preempt
+    runtime.jobs       JobOperations       add, update, disable, enable, terminate, delete
+    runtime.schedules  ScheduleOperations  add, update, disable, enable, terminate, delete
+    runtime.tasks      TaskOperations      add, terminate, delete, reactivate
+    runtime.agents     AgentOperations     authenticate, register, poll, events, task containers (the node-agent API)
 
 Behind them: the :class:`Scheduler` (queues, node slots, long polls), :class:`Transitions` (task and job state
-changes), :class:`NodeLifecycle` (containers, heartbeats, node loss) and :class:`AgentSessions` (the agent
-protocol). All of it runs on the event loop; Docker calls go to worker threads.
+changes), :class:`JobControl` (disable / enable, job actions of finished tasks), :class:`JobTasks` (job preparation
+and release tasks), :class:`Preemption`, :class:`ScheduleRunner` (jobs from job schedules, on time),
+:class:`Retention` (task directories removed after their ``retentionTime``), :class:`NodeLifecycle` (containers,
+heartbeats, node loss) and :class:`AgentSessions` (the agent protocol). All of it runs on the event loop; Docker
+calls go to worker threads.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import logging
 from batchbox.emulator.applications import PackageCatalog
 from batchbox.emulator.config import EmulatorConfig
 from batchbox.emulator.runtime.autoscale import AutoScaler
+from batchbox.emulator.runtime.job_control import JobControl
+from batchbox.emulator.runtime.job_tasks import JobTasks
 from batchbox.emulator.runtime.mount_sync import MountSync
 from batchbox.emulator.runtime.node_actions import NodeActions
 from batchbox.emulator.runtime.node_users import NodeUsers
@@ -29,11 +35,15 @@ from batchbox.emulator.runtime.operations import (
     JobOperations,
     NodeOperations,
     PoolOperations,
+    ScheduleOperations,
     TaskOperations,
 )
 from batchbox.emulator.runtime.ports import AllocationGate, NodeDriverLike, StoreLike
+from batchbox.emulator.runtime.preemption import Preemption
 from batchbox.emulator.runtime.recovery import restore
+from batchbox.emulator.runtime.retention import Retention
 from batchbox.emulator.runtime.scheduler import Scheduler
+from batchbox.emulator.runtime.schedules import ScheduleRunner
 from batchbox.emulator.runtime.sessions import AgentSessions
 from batchbox.emulator.runtime.task_containers import TaskContainerRuns
 from batchbox.emulator.runtime.transitions import Transitions
@@ -57,6 +67,7 @@ class Runtime:
         pools: pool transitions.
         nodes: node operations (and the preemption trigger).
         jobs: job transitions.
+        schedules: job schedule transitions.
         tasks: task transitions.
         agents: the node-agent API.
     """
@@ -80,6 +91,10 @@ class Runtime:
         )
         self.applications = PackageCatalog(self.storage) if self.storage is not None else None
         self.mounts = MountSync(config, store, self.storage)
+        self.control = JobControl(self.transitions)
+        self.retention = Retention(self.transitions)
+        self.job_tasks = JobTasks(self.transitions, self.retention)
+        self.preemption = Preemption(self.transitions)
         self.lifecycle = NodeLifecycle(
             config, driver, self.scheduler, self.transitions, allocation_gate, mounts=self.mounts
         )
@@ -89,7 +104,9 @@ class Runtime:
         self.actions = NodeActions(self.lifecycle)
         self.pools = PoolOperations(self.lifecycle, self.autoscaler)
         self.nodes = NodeOperations(self.actions, NodeUsers(driver))
-        self.jobs = JobOperations(self.transitions)
+        self.jobs = JobOperations(self.transitions, self.control)
+        self.runner = ScheduleRunner(config, self.transitions, self.jobs)
+        self.schedules = ScheduleOperations(self.runner)
         self.tasks = TaskOperations(self.transitions)
         self.agents = AgentOperations(self.sessions, self.containers, self.applications)
         self._running = False
@@ -101,10 +118,13 @@ class Runtime:
         self._running = True
         if not self.config.vm_size_limits:
             log.warning("--vm-size-limits off: node containers get no CPU or memory limits; any vmSize is accepted")
+        self.job_tasks.load()
         await restore(self.lifecycle)
         self.lifecycle.start_monitor()
         self.autoscaler.start()
         self.actions.start_chaos(self.config.preempt_rate)
+        self.runner.start()
+        self.retention.start()
 
     async def stop(self) -> None:
         """Stop the background work; node containers keep running and are re-adopted at the next start."""
@@ -112,6 +132,8 @@ class Runtime:
         if not self._running:
             return
         self._running = False
+        await self.runner.stop()
+        await self.retention.stop()
         await self.lifecycle.stop()
         await self.mounts.stop()
         if self.storage is not None:

@@ -1,29 +1,35 @@
 """Tasks -> node slots: the in-memory queues, dispatch, node accounting, mailboxes and long polls.
 
 Each pool has the jobs bound to it (``poolInfo.poolId``); each job keeps a heap of its active task keys in
-insertion order. Dispatch walks jobs by priority (highest first, then creation order) and places each task
-on the node chosen by the pool's ``nodeFillType``: ``spread`` takes the node with the most free slots,
-``pack`` the node with the fewest free slots that still fit. A dispatch step costs O(jobs + nodes) plus
-one task read and one task write: the tasks table is never scanned.
+insertion order. Dispatch walks jobs by priority (then the pool's ``jobDefaultOrder``) and places each task on the
+node ``placement.choose_node`` picks (fill type, affinity, job manager flags). A dispatch step costs O(jobs + nodes)
+plus one task read and one task write: the tasks table is never scanned.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
 from batchbox.emulator.clock import duration_seconds, now_iso, parse_time
 from batchbox.emulator.config import EmulatorConfig
 from batchbox.emulator.runtime.dependencies import admit, resolve
-from batchbox.emulator.runtime.documents import record_recent_task, task_running
+from batchbox.emulator.runtime.documents import record_recent_task, task_preparing, task_running
 from batchbox.emulator.runtime.environment import task_assignment, task_dir
-from batchbox.emulator.runtime.model import Assignment, JobRuntime, NodeRuntime, PoolRuntime, task_assignment_id
+from batchbox.emulator.runtime.model import (
+    Assignment,
+    JobRuntime,
+    NodeRuntime,
+    PoolRuntime,
+    task_assignment_id,
+)
+from batchbox.emulator.runtime.placement import choose_node, job_order_key, manager_settings, occupancy
 from batchbox.emulator.runtime.ports import StoreLike
 
-__all__ = ["REDELIVER_AFTER", "Scheduler", "empty_answer"]
+__all__ = ["REDELIVER_AFTER", "Gate", "Scheduler", "empty_answer", "job_environment_doc"]
 
 REDELIVER_AFTER = 15.0
 """Seconds after which an assignment the agent never acknowledged is sent again (its answer was lost)."""
@@ -35,6 +41,22 @@ _LOOKAHEAD = 16
 def empty_answer() -> dict[str, Any]:
     """A poll answer with nothing in it."""
     return {"assignments": [], "cancel": [], "shutdown": False}
+
+
+Gate = Callable[[JobRuntime, NodeRuntime, Assignment], bool]
+"""``gate(job, node, held)``: may the run just placed start now?"""
+
+
+def job_environment_doc(job: JobRuntime) -> dict[str, Any]:
+    """What ``environment.task_assignment`` reads of a job: its id, common settings and preparation task."""
+    doc: dict[str, Any] = {"id": job.job_id, "commonEnvironmentSettings": job.common_environment}
+    if job.preparation is not None:
+        doc["jobPreparationTask"] = job.preparation
+    return doc
+
+
+def _object(value: object) -> dict[str, Any] | None:
+    return dict(value) if isinstance(value, dict) else None
 
 
 def _int(value: object, default: int) -> int:
@@ -62,6 +84,15 @@ class Scheduler:
         self.attempt_floor: dict[tuple[str, str], int] = {}
         self._dirty_nodes: set[str] = set()
         self._next_job_order = 0
+        self._placements_made = 0
+        self.gate: Gate | None = None
+        """Decides whether a placed task starts now (``True``) or waits ``preparing`` for its job's preparation task
+        on the node (``runtime/job_tasks.py``); the payload of a waiting task is delivered later."""
+        self.job_registered: Callable[[JobRuntime], None] | None = None
+        """Called once for each job the scheduler starts to keep (e.g. to restore its excluded nodes)."""
+        self.preempt: Callable[[PoolRuntime], None] | None = None
+        """Called after each dispatch of a pool: may stop lower-priority runs for a waiting task
+        (``runtime/preemption.py``)."""
 
     # ----------------------------------------------------------------- persistence of node documents
     @contextmanager
@@ -115,6 +146,7 @@ class Scheduler:
         """Register (or refresh) a job from its document and file it under its pool."""
         key = str(doc["id"]).lower()
         job = self.jobs.get(key)
+        new = job is None
         if job is None:
             job = JobRuntime(job_id=str(doc["id"]), order=self._next_job_order)
             self._next_job_order += 1
@@ -128,6 +160,11 @@ class Scheduler:
         job.on_all_tasks_complete = str(doc.get("onAllTasksComplete") or "noaction").lower()
         job.uses_dependencies = bool(doc.get("usesTaskDependencies"))
         job.common_environment = list(doc.get("commonEnvironmentSettings") or [])
+        job.on_task_failure = str(doc.get("onTaskFailure") or "noaction").lower()
+        job.preemptible = doc.get("allowTaskPreemption") is True
+        job.manager = manager_settings(doc.get("jobManagerTask"))
+        job.preparation = _object(doc.get("jobPreparationTask"))
+        job.release = _object(doc.get("jobReleaseTask"))
         constraints = doc.get("constraints") or {}
         job.max_task_retry_count = _int(constraints.get("maxTaskRetryCount"), 0)
         limit = duration_seconds(constraints.get("maxWallClockTime"))
@@ -138,6 +175,8 @@ class Scheduler:
                 self.jobs_by_pool.get(old_pool, {}).pop(key, None)
             if job.pool_key is not None:
                 self.jobs_by_pool.setdefault(job.pool_key, {})[key] = job
+        if new and self.job_registered is not None:
+            self.job_registered(job)
         return job
 
     def job_of(self, job_id: str) -> JobRuntime | None:
@@ -165,6 +204,9 @@ class Scheduler:
         """An active task enters the runtime: queued, or held until the tasks it depends on satisfy it."""
         key = str(doc["id"]).lower()
         slots = max(1, _int(doc.get("requiredSlots"), 1))
+        affinity = (doc.get("affinityInfo") or {}).get("affinityId")
+        if isinstance(affinity, str) and affinity:
+            job.affinity[key] = affinity.lower()
         if admit(job, doc):
             job.enqueue(key, slots)
         else:
@@ -179,24 +221,29 @@ class Scheduler:
 
     # ----------------------------------------------------------------- dispatch
     def dispatch(self, pool_key: str | None) -> int:
-        """Place as many queued tasks of the pool's jobs as fit on its nodes; returns how many were placed."""
+        """Place as many queued tasks of the pool's jobs as fit on its nodes (see ``placement``); returns how many
+        were placed. Then the preemption hook may free slots for a higher-priority job's task."""
         pool = self.pools.get(pool_key) if pool_key else None
         if pool is None or pool.deleting:
             return 0
+        placed = self._place(pool)
+        if self.preempt is not None:
+            self.preempt(pool)
+        return placed
+
+    def _place(self, pool: PoolRuntime) -> int:
         nodes = [n for n in pool.nodes.values() if n.schedulable() and n.free_slots > 0]
         if not nodes:
             return 0
-        jobs = sorted(
-            (j for j in self.jobs_by_pool.get(pool.key, {}).values() if j.schedulable()),
-            key=lambda j: (-j.priority, j.order),
-        )
+        order = job_order_key(pool)
+        jobs = sorted((j for j in self.jobs_by_pool.get(pool.key, {}).values() if j.schedulable()), key=order)
         placed = 0
         while jobs and nodes:
             progress = False
             max_free = max(n.free_slots for n in nodes)
             for job in jobs:
                 for task_key in self._candidates(job, max_free):
-                    node = self._choose(nodes, job.task_slots.get(task_key, 1), pool.fill_type)
+                    node = choose_node(job, task_key, nodes, pool)
                     if node is None:
                         continue
                     if self._assign(pool, job, task_key, node):
@@ -207,7 +254,7 @@ class Scheduler:
                     break
             if not progress:
                 break
-            jobs = [j for j in jobs if j.schedulable()]
+            jobs = sorted((j for j in jobs if j.schedulable()), key=order)
             nodes = [n for n in nodes if n.free_slots > 0]
         return placed
 
@@ -222,18 +269,6 @@ class Scheduler:
         if job.task_slots.get(head, 1) <= max_free:
             return [head]
         return job.lookahead(_LOOKAHEAD) if job.min_slots <= max_free else []
-
-    @staticmethod
-    def _choose(nodes: list[NodeRuntime], slots: int, fill_type: str) -> NodeRuntime | None:
-        best: NodeRuntime | None = None
-        best_free = 0
-        for node in nodes:
-            free = node.free_slots
-            if free < slots:
-                continue
-            if best is None or (free < best_free if fill_type == "pack" else free > best_free):
-                best, best_free = node, free
-        return best
 
     def next_attempt(self, job: JobRuntime, task_key: str, doc: dict[str, Any]) -> int:
         info = doc.get("executionInfo") or {}
@@ -260,26 +295,20 @@ class Scheduler:
         assignment_id = task_assignment_id(job.job_id, task_id, attempt)
         directory = task_dir(job.job_id, task_id)
         node_url = str(node.doc.get("url") or "")
-        task_running(
-            doc,
-            {
-                "affinityId": node.doc.get("affinityId", f"TVM:{node.node_id}"),
-                "nodeUrl": node_url,
-                "poolId": pool.pool_id,
-                "nodeId": node.node_id,
-                "taskRootDirectory": directory,
-                "taskRootDirectoryUrl": f"{node_url}/files/{directory}",
-            },
-            now,
-        )
-        self.store.update_task(job.job_id, doc)
-        record_recent_task(node.doc, doc, job.job_id)
+        node_info = {
+            "affinityId": node.doc.get("affinityId", f"TVM:{node.node_id}"),
+            "nodeUrl": node_url,
+            "poolId": pool.pool_id,
+            "nodeId": node.node_id,
+            "taskRootDirectory": directory,
+            "taskRootDirectoryUrl": f"{node_url}/files/{directory}",
+        }
         retries = _int((doc.get("constraints") or {}).get("maxTaskRetryCount"), job.max_task_retry_count)
         payload = task_assignment(
             self.config,
             assignment_id=assignment_id,
             attempt=attempt,
-            job_doc={"id": job.job_id, "commonEnvironmentSettings": job.common_environment},
+            job_doc=job_environment_doc(job),
             task_doc=doc,
             pool_doc=pool_doc_cache(self.store, pool),
             node_id=node.node_id,
@@ -292,14 +321,21 @@ class Scheduler:
             job_id=job.job_id,
             task_id=task_id,
             attempt=attempt,
-            slots=slots,
+            slots=occupancy(job, task_key, pool),
             payload=payload,
         )
+        ready = self.gate is None or self.gate(job, node, held)
+        (task_running if ready else task_preparing)(doc, node_info, now)
+        self.store.update_task(job.job_id, doc)
+        record_recent_task(node.doc, doc, job.job_id)
         node.running[assignment_id] = held
         self.placements[(job.key, task_key)] = (node, held)
         job.take(task_key)
+        self._placements_made += 1
+        job.last_placed = self._placements_made
         self.touch_node(node)
-        node.deliver(payload)
+        if ready:
+            node.deliver(payload)
         return True
 
     def release(self, node: NodeRuntime, held: Assignment) -> None:
@@ -360,9 +396,11 @@ class Scheduler:
             while True:
                 if generation != node.poll_generation:
                     return empty_answer()
-                if node.mailbox or node.cancels or node.shutdown:
+                if node.mailbox or node.cancels or node.shutdown or node.removals:
                     assignments, cancels = node.drain()
-                    return {"assignments": assignments, "cancel": cancels, "shutdown": node.shutdown}
+                    removals, node.removals = node.removals, []
+                    answer = {"assignments": assignments, "cancel": cancels, "shutdown": node.shutdown}
+                    return {**answer, "remove": removals} if removals else answer
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return empty_answer()

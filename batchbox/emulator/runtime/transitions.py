@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from batchbox.emulator.clock import now_iso, valid_time
 from batchbox.emulator.run_history import run_from_doc
@@ -18,6 +18,7 @@ from batchbox.emulator.runtime.documents import (
     exit_code_failure,
     is_retryable,
     job_completed,
+    job_terminating,
     parse_exit_code,
     parse_failure_info,
     record_recent_task,
@@ -30,9 +31,17 @@ from batchbox.emulator.runtime.documents import (
 from batchbox.emulator.runtime.model import Assignment, JobRuntime, NodeRuntime
 from batchbox.emulator.runtime.scheduler import Scheduler
 
-__all__ = ["Transitions"]
+__all__ = ["OwnTasks", "Transitions"]
 
 log = logging.getLogger(__name__)
+
+
+class OwnTasks(Protocol):
+    """A job's preparation and release tasks, as transitions see them (``runtime/job_tasks.py``)."""
+
+    def run_completed(self, node: NodeRuntime, held: Assignment, event: Mapping[str, Any]) -> None: ...
+    def run_lost(self, node: NodeRuntime, held: Assignment) -> None: ...
+    def begin_release(self, job: JobRuntime, then: Callable[[], None]) -> bool: ...
 
 
 class Transitions:
@@ -41,11 +50,21 @@ class Transitions:
     def __init__(self, scheduler: Scheduler) -> None:
         self.sched = scheduler
         self.store = scheduler.store
+        self.own_tasks: OwnTasks | None = None
+        """The job preparation and release tasks (``runtime/job_tasks.py``): their runs, and releases at job end."""
+        self.task_done_hooks: list[Callable[[JobRuntime, dict[str, Any]], None]] = []
+        """Called when a task completes for good (after its dependents are released, before the job-end check)."""
+        self.run_end_hooks: list[Callable[[JobRuntime], None]] = []
+        """Called when a run of the job stops holding its task (completed, retried, requeued, ended)."""
+        self.job_end_hooks: list[Callable[[str, str], None]] = []
+        """Called with ``(job id, "completed" | "deleted")`` when a job has ended."""
+        self.completed_hooks: list[Callable[[str, dict[str, Any]], None]] = []
+        """Called with ``(job id, task document)`` whenever a task document becomes ``completed``, however."""
 
     # ----------------------------------------------------------------- runs reported by agents
     def _current_doc(self, node: NodeRuntime, held: Assignment) -> dict[str, Any] | None:
         doc = self.store.get_task(held.job_id, held.task_id)
-        if doc is None or doc.get("state") != "running":
+        if doc is None or doc.get("state") not in ("running", "preparing"):
             return None
         if (doc.get("nodeInfo") or {}).get("nodeId") != node.node_id:
             return None
@@ -61,6 +80,9 @@ class Transitions:
 
     def run_completed(self, node: NodeRuntime, held: Assignment, event: Mapping[str, Any]) -> None:
         """A ``completed`` event: success, a retry, or a final failure."""
+        if held.kind != "task" and self.own_tasks is not None:
+            self.own_tasks.run_completed(node, held, event)
+            return
         self.sched.release(node, held)
         if held.cancelled:
             return
@@ -86,17 +108,36 @@ class Transitions:
             self.store.update_task(held.job_id, doc)
             record_recent_task(node.doc, doc, held.job_id)
             if job is not None:
-                job.enqueue(task_key, held.slots)
+                job.enqueue(task_key, job.task_slots.get(task_key, held.slots))
+                self.run_ended(job)
             return
         outcome = "succeeded" if failure is None else "failed"
         self._record_run(held.job_id, doc, outcome, end, start=start, exit_code=exit_code)
         task_completed(doc, now, exit_code=exit_code, failure_info=failure, start_time=start, end_time=end)
         self.store.update_task(held.job_id, doc)
         record_recent_task(node.doc, doc, held.job_id)
+        self.completed(held.job_id, doc)
         if job is not None:
             job.forget(task_key)
-            self.sched.release_dependents(job, doc)
-            self.check_job_end(job)
+            self.task_done(job, doc)
+
+    def task_done(self, job: JobRuntime, doc: dict[str, Any]) -> None:
+        """A task of ``job`` completed for good: release its dependents, tell the hooks, check the job's end."""
+        self.sched.release_dependents(job, doc)
+        self.run_ended(job)
+        for hook in self.task_done_hooks:
+            hook(job, doc)
+        self.check_job_end(job)
+
+    def completed(self, job_id: str, doc: dict[str, Any]) -> None:
+        """Tell the hooks a task document became ``completed`` (e.g. its retention time starts)."""
+        for hook in self.completed_hooks:
+            hook(job_id, doc)
+
+    def run_ended(self, job: JobRuntime) -> None:
+        """Tell the hooks a run of ``job`` stopped holding its task (e.g. a disabling job may now be disabled)."""
+        for hook in self.run_end_hooks:
+            hook(job)
 
     def _record_run(
         self,
@@ -123,6 +164,9 @@ class Transitions:
 
     def requeue(self, node: NodeRuntime, held: Assignment) -> None:
         """The node of a run is lost or removed: the task goes back to active, ``requeueCount`` + 1."""
+        if held.kind != "task" and self.own_tasks is not None:
+            self.own_tasks.run_lost(node, held)
+            return
         self.sched.release(node, held)
         if held.cancelled:
             return
@@ -135,7 +179,8 @@ class Transitions:
         self.store.update_task(held.job_id, doc)
         job = self.sched.jobs.get(held.job_key)
         if job is not None:
-            job.enqueue(held.task_key, held.slots)
+            job.enqueue(held.task_key, job.task_slots.get(held.task_key, held.slots))
+            self.run_ended(job)
 
     def end_run(self, node: NodeRuntime, held: Assignment, message: str) -> None:
         """The node of a run goes away and its task must not run again (``nodeDeallocationOption: terminate``): the
@@ -187,8 +232,10 @@ class Transitions:
             failure_info=task_ended_failure("The task was terminated by a terminate task request"),
         )
         self.store.update_task(job.job_id, doc)
+        self.completed(job.job_id, doc)
         job.forget(key)
         self.sched.release_dependents(job, doc)
+        self.run_ended(job)
         self.check_job_end(job)
 
     def task_deleted(self, job: JobRuntime, task_id: str) -> None:
@@ -196,6 +243,7 @@ class Transitions:
         key = task_id.lower()
         self._stop_run(job, key)
         job.forget(key)
+        self.run_ended(job)
         self.check_job_end(job)
 
     def reactivate(self, job: JobRuntime, doc: dict[str, Any]) -> None:
@@ -206,7 +254,8 @@ class Transitions:
         self.sched.activate(job, doc)
 
     def end_job(self, job: JobRuntime, reason: str) -> None:
-        """Terminate a job: stop its running tasks, complete every unfinished task, job -> completed."""
+        """Terminate a job: stop its running tasks, complete every unfinished task; then (after its release tasks,
+        if it has some, while it shows ``terminating``) job -> completed."""
         doc = self.store.get_job(job.job_id)
         if doc is None:
             self.sched.drop_job(job)
@@ -215,33 +264,59 @@ class Transitions:
             job.state = str(doc["state"])
             return
         job.ending = True
+        self._end_tasks(job, reason)
+        if self.own_tasks is not None and self.own_tasks.begin_release(job, lambda: self._complete_job(job, reason)):
+            if doc.get("state") != "terminating":
+                job_terminating(doc, now_iso(), reason)
+                self.store.update_job(doc)
+            job.state = "terminating"
+            return
+        self._complete_job(job, reason)
+
+    def _end_tasks(self, job: JobRuntime, reason: str) -> None:
         for key in list(job.running):
             self._stop_run(job, key)
         now = now_iso()
         message = f"The task was ended because its job was terminated ({reason})"
-        ended = self.store.list_tasks(job.job_id, states=["running", "active"])
+        ended = self.store.list_tasks(job.job_id, states=["running", "preparing", "active"])
         for task_doc in ended:
             if task_doc.get("state") == "running":
                 self._record_run(job.job_id, task_doc, "terminated", now)
             task_completed(task_doc, now, exit_code=None, failure_info=task_ended_failure(message))
         if ended:
             self.store.update_tasks(job.job_id, ended)
+            for task_doc in ended:
+                self.completed(job.job_id, task_doc)
         for key in list(job.active) + list(job.running):
             job.forget(key)
         job.heap.clear()
-        job_completed(doc, now, reason)
-        self.store.update_job(doc)
+
+    def _complete_job(self, job: JobRuntime, reason: str) -> None:
+        doc = self.store.get_job(job.job_id)
+        if doc is not None and doc.get("state") not in ("completed", "deleting"):
+            job_completed(doc, now_iso(), reason)
+            self.store.update_job(doc)
         job.state = "completed"
         job.ending = False
         self.sched.drop_job(job)  # a completed job never runs anything again; keep dispatch scans short
+        for hook in self.job_end_hooks:
+            hook(job.job_id, "completed")
 
     def delete_job(self, job: JobRuntime) -> None:
-        """Stop the job's running tasks, then delete the job and its tasks from the store."""
+        """Stop the job's running tasks, run its release tasks if it has some, then delete the job and its tasks
+        from the store."""
         job.ending = True
         for key in list(job.running):
             self._stop_run(job, key)
+        if self.own_tasks is not None and self.own_tasks.begin_release(job, lambda: self._finish_delete(job)):
+            return
+        self._finish_delete(job)
+
+    def _finish_delete(self, job: JobRuntime) -> None:
         self.store.delete_job(job.job_id)
         self.sched.drop_job(job)
+        for hook in self.job_end_hooks:
+            hook(job.job_id, "deleted")
 
     def check_job_end(self, job: JobRuntime) -> None:
         """``onAllTasksComplete: terminatejob`` and nothing active or running: the job completes."""
@@ -257,6 +332,7 @@ class Transitions:
         """Terminate jobs past their ``constraints.maxWallClockTime`` (reason ``MaxWallClockTimeExpiry``)."""
         now = time.time()
         for job in list(self.sched.jobs.values()):
-            if job.deadline is not None and job.state == "active" and now >= job.deadline and not job.ending:
+            live = job.state in ("active", "disabling", "disabled")
+            if job.deadline is not None and live and now >= job.deadline and not job.ending:
                 log.info("job %s exceeded its maxWallClockTime", job.job_id)
                 self.end_job(job, "MaxWallClockTimeExpiry")

@@ -8,8 +8,8 @@ returns the stored document the handler renders. Two kinds of arguments, one rul
 * a method that is a transition (``delete``, ``terminate``, ``reactivate``, ``stop_resize``) takes ids: the runtime
   reads the current document, checks its state and edits it itself.
 
-Module per resource: ``pools``, ``nodes``, ``jobs``, ``tasks``, ``agents`` (the private node-agent API). A new
-resource's transitions (job schedules) get a module of their own here and an attribute on ``Runtime``.
+Module per resource: ``pools``, ``nodes``, ``jobs``, ``schedules``, ``tasks``, ``agents`` (the private node-agent
+API). A new resource's transitions get a module of their own here and an attribute on ``Runtime``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,14 @@ from batchbox.emulator.runtime.operations.agents import AgentOperations
 from batchbox.emulator.runtime.operations.jobs import JobOperations
 from batchbox.emulator.runtime.operations.nodes import NodeOperations
 from batchbox.emulator.runtime.operations.pools import PoolOperations
+from batchbox.emulator.runtime.operations.schedules import ScheduleOperations
 from batchbox.emulator.runtime.operations.tasks import TaskOperations
 
-__all__ = ["AgentOperations", "JobOperations", "NodeOperations", "PoolOperations", "TaskOperations"]
+__all__ = [
+    "AgentOperations",
+    "JobOperations",
+    "NodeOperations",
+    "PoolOperations",
+    "ScheduleOperations",
+    "TaskOperations",
+]

@@ -1,7 +1,6 @@
-"""Job transitions: add, update (patch / replace), terminate, delete.
+"""Job transitions: add (with its job manager task), update (patch / replace), disable, enable, terminate, delete.
 
-Future job operations belong here too (disable / enable with ``disableTasks``); their mechanics on running tasks go
-next to ``end_job`` in ``runtime/transitions.py``.
+The mechanics of disable / enable are ``runtime/job_control.py``; of termination ``runtime/transitions.py``.
 """
 
 from __future__ import annotations
@@ -9,9 +8,12 @@ from __future__ import annotations
 from typing import Any
 
 from batchbox.emulator.clock import now_iso
-from batchbox.emulator.errors import not_found, resource_exists
+from batchbox.emulator.errors import BatchError, conflict, not_found, resource_exists
+from batchbox.emulator.resources import build_task
 from batchbox.emulator.resources.guards import check_job_not_deleting, check_job_updatable
+from batchbox.emulator.resources.job_tasks import manager_task_body
 from batchbox.emulator.runtime.documents import DEFAULT_TERMINATE_REASON, job_terminating, set_state
+from batchbox.emulator.runtime.job_control import JobControl
 from batchbox.emulator.runtime.transitions import Transitions
 
 __all__ = ["JobOperations"]
@@ -22,8 +24,9 @@ Doc = dict[str, Any]
 class JobOperations:
     """What handlers ask of jobs (``runtime.jobs``)."""
 
-    def __init__(self, transitions: Transitions) -> None:
+    def __init__(self, transitions: Transitions, control: JobControl) -> None:
         self._trans = transitions
+        self._control = control
         self._sched = transitions.sched
         self._store = transitions.store
 
@@ -34,14 +37,32 @@ class JobOperations:
         return doc
 
     def add(self, doc: Doc) -> Doc:
-        """Store a new job (built by ``resources.build_job``); its tasks wait until its pool has free slots.
+        """Store a new job (built by ``resources.build_job``) with its job manager task, if it has one (that task
+        is queued first); its tasks wait until its pool has free slots.
 
         Raises:
-            BatchError: ``JobExists`` (409).
+            BatchError: ``JobExists`` / ``JobScheduleWithSameIdExists`` (409).
         """
-        if not self._store.insert_job(doc):
-            raise resource_exists("job", doc["id"])
-        self._sched.job_from_doc(doc)
+        if self._store.schedules.get(doc["id"]) is not None:
+            raise conflict(
+                "JobScheduleWithSameIdExists",
+                "A job schedule with the specified job id exists. Job and job schedule cannot have the same id.",
+                {"JobId": str(doc["id"])},
+            )
+        manager = doc.get("jobManagerTask")
+        task = (
+            build_task(manager_task_body(manager), job=doc, base_url=self._sched.config.base_url)
+            if isinstance(manager, dict)
+            else None
+        )
+        with self._sched.batch():
+            if not self._store.insert_job(doc):
+                raise resource_exists("job", doc["id"])
+            job = self._sched.job_from_doc(doc)
+            if task is not None:
+                self._store.insert_tasks(doc["id"], [task])
+                self._sched.activate(job, task)
+                self._sched.dispatch(job.pool_key)
         return doc
 
     def update(self, doc: Doc) -> Doc:
@@ -54,6 +75,45 @@ class JobOperations:
             self._trans.check_job_end(job)
             self._sched.dispatch(job.pool_key)
         return stored
+
+    def disable(self, job_id: str, disable_tasks: str) -> Doc:
+        """Disable a job: no task of it starts until it is enabled; its running tasks are requeued, terminated or
+        left to finish (``disable_tasks``). A job already disabling or disabled stays as it is.
+
+        Returns:
+            The job as stored (``disabling``, or already ``disabled``).
+
+        Raises:
+            BatchError: ``JobNotFound`` (404); ``JobBeingDeleted`` / ``JobBeingTerminated`` / ``JobCompleted`` /
+                ``OperationInvalidForCurrentState`` (enabling) (409).
+        """
+        doc = self._get(job_id)
+        check_job_updatable(doc)
+        state = doc.get("state")
+        if state in ("disabling", "disabled"):
+            return doc
+        if state != "active":
+            raise _wrong_state(doc, "Only an active job can be disabled.")
+        with self._sched.batch():
+            job = self._sched.job_of(job_id)
+            stored = self._control.disable(job, disable_tasks) if job is not None else None
+        return stored or doc
+
+    def enable(self, job_id: str) -> Doc:
+        """Enable a disabled job: ``enabling``, then ``active``; its tasks are scheduled again.
+
+        Raises:
+            BatchError: ``JobNotFound`` (404); ``JobBeingDeleted`` / ``JobBeingTerminated`` / ``JobCompleted`` /
+                ``OperationInvalidForCurrentState`` (a job that is not disabled) (409).
+        """
+        doc = self._get(job_id)
+        check_job_updatable(doc)
+        if doc.get("state") != "disabled":
+            raise _wrong_state(doc, "Only a disabled job can be enabled.")
+        with self._sched.batch():
+            job = self._sched.job_of(job_id)
+            stored = self._control.enable(job) if job is not None else None
+        return stored or doc
 
     def terminate(self, job_id: str, reason: str | None = None) -> Doc:
         """Terminate a job: its running tasks are stopped, its unfinished tasks complete, then the job completes.
@@ -99,3 +159,11 @@ class JobOperations:
             else:
                 self._trans.delete_job(job)
         return stored
+
+
+def _wrong_state(doc: Doc, reason: str) -> BatchError:
+    return conflict(
+        "OperationInvalidForCurrentState",
+        "The specified operation is not valid for the current state of the resource.",
+        {"JobId": str(doc["id"]), "JobState": str(doc.get("state")), "Reason": reason},
+    )

@@ -1,0 +1,162 @@
+"""A job's own tasks: ``jobManagerTask``, ``jobPreparationTask`` and ``jobReleaseTask`` (validation, stored shape).
+
+Stored shapes and defaults are the ones Batch returns (job manager: ``runExclusive``, ``allowLowPriorityNode`` and
+``killJobOnCompletion`` true, the job's retry count; preparation: id ``jobpreparation``, ``waitForSuccess`` and
+``rerunOnNodeRebootAfterSuccess`` true, no retries; release: id ``jobrelease``, ``maxWallClockTime`` at most and by
+default 15 minutes). The job manager also becomes a task of its job (:func:`manager_task_body`).
+
+What the local emulator does not run there is refused: container settings and application packages of these tasks,
+and ``authenticationTokenSettings`` (no token is issued).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from batchbox.emulator.clock import INFINITE_DURATION
+from batchbox.emulator.errors import invalid_property, missing_property
+from batchbox.emulator.resources.common import (
+    Body,
+    check_id,
+    opt_bool,
+    opt_duration,
+    opt_int,
+    opt_list,
+    opt_object,
+    opt_str,
+    req_str,
+    unsupported_property,
+    validate_environment,
+    validate_resource_files,
+    validate_user_identity,
+)
+from batchbox.emulator.resources.tasks import (
+    DEFAULT_RETENTION_TIME,
+    TOKEN_REFUSAL,
+    task_constraints,
+    validate_output_files,
+)
+
+__all__ = [
+    "DEFAULT_PREPARATION_ID",
+    "DEFAULT_RELEASE_ID",
+    "MAX_RELEASE_WALL_CLOCK",
+    "manager_task_body",
+    "validate_job_manager",
+    "validate_job_preparation",
+    "validate_job_release",
+]
+
+DEFAULT_PREPARATION_ID = "jobpreparation"
+DEFAULT_RELEASE_ID = "jobrelease"
+MAX_RELEASE_WALL_CLOCK = timedelta(minutes=15)
+_MANAGER_ONLY = ("runExclusive", "allowLowPriorityNode", "killJobOnCompletion")
+_POOL_USER: Body = {"autoUser": {"scope": "pool", "elevationLevel": "nonadmin"}}
+_NOT_RUN_HERE = {
+    "containerSettings": "The local batchbox emulator runs a job's own tasks on the node, not in a container.",
+    "applicationPackageReferences": "The local batchbox emulator installs no application packages for a job's tasks.",
+    "authenticationTokenSettings": TOKEN_REFUSAL,
+}
+
+
+def _refuse_unrun(value: Body, name: str) -> None:
+    for prop, reason in _NOT_RUN_HERE.items():
+        if value.get(prop) is not None:
+            raise unsupported_property(f"{name}.{prop}", reason)
+
+
+def _common(value: Body, name: str, task_id: str) -> Body:
+    """``id``, ``commandLine``, resource files and environment, as every one of the three has them."""
+    _refuse_unrun(value, name)
+    task: Body = {"id": task_id, "commandLine": req_str(value, "commandLine", name)}
+    files = validate_resource_files(opt_list(value, "resourceFiles", name), f"{name}.resourceFiles")
+    if files:
+        task["resourceFiles"] = files
+    env = validate_environment(opt_list(value, "environmentSettings", name), f"{name}.environmentSettings")
+    if env:
+        task["environmentSettings"] = env
+    return task
+
+
+def _identity(value: Body, name: str) -> Body:
+    return validate_user_identity(opt_object(value, "userIdentity", name), f"{name}.userIdentity") or dict(_POOL_USER)
+
+
+def _id(value: Body, name: str, default: str | None) -> str:
+    raw = value.get("id")
+    if raw is None and default is not None:
+        return default
+    return check_id(f"{name}.id", raw)
+
+
+def validate_job_manager(value: Body | None, job_constraints: Body) -> Body | None:
+    """``jobManagerTask`` as stored in the job (``None`` when absent).
+
+    Args:
+        value: the property's JSON object.
+        job_constraints: the job's validated constraints (its ``maxTaskRetryCount`` is the default).
+    """
+    if value is None:
+        return None
+    name = "jobManagerTask"
+    task = _common(value, name, _id(value, name, None))
+    display = opt_str(value, "displayName", name, max_length=1024)
+    if display is not None:
+        task["displayName"] = display
+    outputs = validate_output_files(opt_list(value, "outputFiles", name), f"{name}.outputFiles")
+    if outputs:
+        task["outputFiles"] = outputs
+    task["constraints"] = task_constraints(
+        opt_object(value, "constraints", name), {"constraints": job_constraints}, f"{name}.constraints"
+    )
+    task["requiredSlots"] = opt_int(value, "requiredSlots", name, minimum=1) or 1
+    task["userIdentity"] = _identity(value, name)
+    for flag in ("runExclusive", "allowLowPriorityNode", "killJobOnCompletion"):
+        given = opt_bool(value, flag, name)
+        task[flag] = True if given is None else given
+    return task
+
+
+def validate_job_preparation(value: Body | None) -> Body | None:
+    """``jobPreparationTask`` as stored in the job (``None`` when absent)."""
+    if value is None:
+        return None
+    name = "jobPreparationTask"
+    task = _common(value, name, _id(value, name, DEFAULT_PREPARATION_ID))
+    constraints = task_constraints(opt_object(value, "constraints", name), {}, f"{name}.constraints")
+    task["constraints"] = constraints
+    task["userIdentity"] = _identity(value, name)
+    for flag in ("waitForSuccess", "rerunOnNodeRebootAfterSuccess"):
+        given = opt_bool(value, flag, name)
+        task[flag] = True if given is None else given
+    return task
+
+
+def validate_job_release(value: Body | None, preparation: Body | None) -> Body | None:
+    """``jobReleaseTask`` as stored in the job (``None`` when absent); it needs a preparation task."""
+    if value is None:
+        return None
+    name = "jobReleaseTask"
+    if preparation is None:
+        raise missing_property("jobPreparationTask")
+    task = _common(value, name, _id(value, name, DEFAULT_RELEASE_ID))
+    if task["id"].lower() == str(preparation["id"]).lower():
+        raise invalid_property(f"{name}.id", task["id"], "The release task's id must differ from the preparation's.")
+    wall = opt_duration(value, "maxWallClockTime", name)
+    if wall is not None and wall[0] > MAX_RELEASE_WALL_CLOCK:
+        raise invalid_property(f"{name}.maxWallClockTime", wall[1], "A job release task may run at most 15 minutes.")
+    retention = opt_duration(value, "retentionTime", name)
+    task["maxWallClockTime"] = wall[1] if wall else "PT15M"
+    task["retentionTime"] = retention[1] if retention else DEFAULT_RETENTION_TIME
+    task["userIdentity"] = _identity(value, name)
+    return task
+
+
+def manager_task_body(manager: Body) -> dict[str, Any]:
+    """The add-task body of the task a job manager becomes (its job-manager-only flags left out)."""
+    body = {k: v for k, v in manager.items() if k not in _MANAGER_ONLY}
+    constraints = dict(body.get("constraints") or {})
+    constraints.setdefault("maxWallClockTime", INFINITE_DURATION)
+    body["constraints"] = constraints
+    return body

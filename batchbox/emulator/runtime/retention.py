@@ -1,0 +1,140 @@
+"""``retentionTime``: a completed task's directory stays on its node that long, then it is removed.
+
+A task's ``constraints.retentionTime`` (default 7 days), a job release task's ``retentionTime`` and a job preparation
+task's ``constraints.retentionTime`` count from the end of its run. When it is over the files API answers for the
+task as Batch does for cleaned-up files (:func:`files_cleaned_up`) and the node's agent is told to remove the
+directory (``remove`` in its next poll answer). Deleting a job removes its whole ``workitems/<job>`` directory from
+every node, as Batch does. A task run again (reactivated) before its time is over keeps its directory.
+
+The keeper is an asyncio task that sleeps until the next directory is due; at start it takes up the completed tasks
+of the store once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import time
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from batchbox.emulator.clock import parse_duration, parse_time
+from batchbox.emulator.runtime.environment import task_dir
+from batchbox.emulator.runtime.transitions import Transitions
+
+__all__ = ["DEFAULT_RETENTION", "Retention", "files_cleaned_up", "retention_deadline"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RETENTION = timedelta(days=7)
+_MAX_SLEEP = 60.0
+
+
+def _retention(doc: Mapping[str, Any]) -> timedelta:
+    text = (doc.get("constraints") or {}).get("retentionTime")
+    try:
+        return parse_duration(text) if isinstance(text, str) else DEFAULT_RETENTION
+    except ValueError:
+        return DEFAULT_RETENTION
+
+
+def retention_deadline(doc: Mapping[str, Any]) -> datetime | None:
+    """When a completed task's directory goes: its run's end plus its retention time (``None``: not completed)."""
+    if doc.get("state") != "completed":
+        return None
+    end = parse_time((doc.get("executionInfo") or {}).get("endTime"))
+    return None if end is None else end + _retention(doc)
+
+
+def files_cleaned_up(doc: Mapping[str, Any], now: datetime) -> bool:
+    """Whether the task's retention time is over (its files are gone, or going)."""
+    deadline = retention_deadline(doc)
+    return deadline is not None and now >= deadline
+
+
+class Retention:
+    """Removes task directories whose retention time is over (hooked to the transitions' task completions)."""
+
+    def __init__(self, transitions: Transitions) -> None:
+        self.trans = transitions
+        self.sched = transitions.sched
+        self.store = transitions.store
+        self._due: list[tuple[float, int, str, str | None, str, str]] = []
+        self._seq = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        transitions.completed_hooks.append(self.task_completed)
+        transitions.job_end_hooks.append(self._job_ended)
+
+    def start(self) -> None:
+        if self._task is None:
+            self.load()
+            self._task = asyncio.get_running_loop().create_task(self._loop(), name="task-retention")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def load(self) -> None:
+        """Take up the completed tasks of the store (at start)."""
+        for job in self.store.list_jobs():
+            for doc in self.store.list_tasks(job["id"], states=["completed"]):
+                self.task_completed(str(job["id"]), doc)
+
+    def _push(self, deadline: datetime, job_id: str, task_id: str | None, node_id: str, directory: str) -> None:
+        self._seq += 1
+        heapq.heappush(self._due, (deadline.timestamp(), self._seq, job_id, task_id, node_id, directory))
+        if self._due[0][1] == self._seq:
+            self._wake.set()
+
+    def task_completed(self, job_id: str, doc: dict[str, Any]) -> None:
+        """A task completed: its directory (when it ran somewhere) goes after its retention time."""
+        info = doc.get("nodeInfo") or {}
+        deadline = retention_deadline(doc)
+        node_id, directory = info.get("nodeId"), info.get("taskRootDirectory")
+        if deadline is not None and isinstance(node_id, str) and isinstance(directory, str):
+            self._push(deadline, job_id, str(doc["id"]), node_id, directory)
+
+    def own_task_completed(self, job_id: str, node_id: str, spec: Mapping[str, Any], end: datetime) -> None:
+        """A job's preparation or release task ended on a node: its directory goes after its retention time."""
+        retention = spec.get("retentionTime") or (spec.get("constraints") or {}).get("retentionTime")
+        span = _retention({"constraints": {"retentionTime": retention}})
+        self._push(end + span, job_id, None, node_id, task_dir(job_id, str(spec["id"])))
+
+    def _job_ended(self, job_id: str, how: str) -> None:
+        if how != "deleted":
+            return
+        for node in self.sched.nodes.values():
+            if not node.removing and not node.lost:
+                node.remove(f"workitems/{job_id}")
+
+    async def _loop(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                self.remove_due(time.time())
+            except Exception:
+                log.exception("task retention pass failed")
+            delay = _MAX_SLEEP if not self._due else max(0.0, min(_MAX_SLEEP, self._due[0][0] - time.time()))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    def remove_due(self, now: float) -> None:
+        """Ask the nodes to remove every directory whose time is over (unless its task ran again since)."""
+        while self._due and self._due[0][0] <= now:
+            deadline, _, job_id, task_id, node_id, directory = heapq.heappop(self._due)
+            if task_id is not None:
+                doc = self.store.get_task(job_id, task_id)
+                current = retention_deadline(doc) if doc is not None else None
+                if doc is not None and (current is None or current.timestamp() > deadline):
+                    continue  # it ran again: its new completion has its own entry
+            node = self.sched.nodes.get(node_id)
+            if node is not None and not node.removing and not node.lost:
+                log.info("removing %s from node %s: its retention time is over", directory, node_id)
+                node.remove(directory)
