@@ -35,7 +35,6 @@ OPEN_GAPS = frozenset(
     {
         ("PoolAddParameter", "maxTasksPerNode"),
         *((body, path) for body in ("PoolAddParameter", "PoolPatchParameter") for path in ("networkConfiguration",)),
-        ("TaskAddParameter", "authenticationTokenSettings"),
     }
 )
 

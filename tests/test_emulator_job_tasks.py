@@ -305,11 +305,57 @@ def test_job_manager_errors(client: BatchClient, emulator: EmulatorProcess, one_
     with SignedClient(emulator.url, emulator.account_name, emulator.account_key) as http:
         answer = http.send("POST", "/jobs", body=no_id).json()
         assert answer["code"] == "MissingRequiredProperty"
-        token = {**no_id, "jobManagerTask": {"id": "m", "commandLine": "x", "authenticationTokenSettings": {}}}
-        answer = http.send("POST", "/jobs", body=token, query="api-version=2024-02-01.19.0").json()
-        assert answer["code"] == "UnsupportedProperty"
+        bad = {**no_id, "jobManagerTask": {"id": "m", "commandLine": "x", "authenticationTokenSettings": {
+            "access": ["pool"]}}}  # fmt: skip
+        answer = http.send("POST", "/jobs", body=bad, query="api-version=2024-02-01.19.0").json()
+        assert answer["code"] == "InvalidPropertyValue"
     manager = m.BatchJobManagerTask(id="boss", command_line="/bin/sleep 20", kill_job_on_completion=False)
     job_id = add_job(client, one_node, job_manager_task=manager)
     twin = m.BatchTaskCreateOptions(id="BOSS", command_line="/bin/true")
     assert error_code(lambda: client.create_task(job_id, twin)) == (409, "TaskExists")
+    terminate(client, job_id)
+
+
+_MANAGER_SCRIPT = """
+import json, os, urllib.error, urllib.request
+base, job = os.environ["AZ_BATCH_ACCOUNT_URL"], os.environ["AZ_BATCH_JOB_ID"]
+token = os.environ["AZ_BATCH_AUTHENTICATION_TOKEN"]
+def call(method, path, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"Authorization": "Bearer " + token, "Content-Type": "application/json; odata=minimalmetadata"}
+    request = urllib.request.Request(base + path + "?api-version=2025-06-01", data, headers, method=method)
+    try:
+        with urllib.request.urlopen(request) as answer:
+            return answer.status
+    except urllib.error.HTTPError as error:
+        return error.code
+print(call("POST", "/jobs/" + job + "/tasks", {"id": "added", "commandLine": "/bin/echo added by the manager"}))
+print(call("GET", "/jobs/" + job))
+print(call("GET", "/pools"))
+print(call("GET", "/jobs/" + job + "x"))
+"""
+
+
+def test_job_manager_adds_tasks_to_its_job_with_its_authentication_token(
+    client: BatchClient, emulator: EmulatorProcess, one_node: str
+) -> None:
+    job_id = unique("tokens")
+    manager = {
+        "id": "manager",
+        "commandLine": f"python3 -c '{_MANAGER_SCRIPT}'",
+        "killJobOnCompletion": False,
+        "authenticationTokenSettings": {"access": ["job"]},
+    }
+    body = {"id": job_id, "poolInfo": {"poolId": one_node}, "jobManagerTask": manager}
+    with SignedClient(emulator.url, emulator.account_name, emulator.account_key) as http:
+        created = http.send("POST", "/jobs", body=body, query="api-version=2024-02-01.19.0")
+        assert created.status_code == 201, created.text
+        stored = http.send("GET", f"/jobs/{job_id}", query="api-version=2024-02-01.19.0").json()
+        assert stored["jobManagerTask"]["authenticationTokenSettings"] == {"access": ["job"]}
+        forged = http.send("GET", f"/jobs/{job_id}", auth="none", headers={"Authorization": "Bearer bbjt1.e30.AAAA"})
+        assert forged.status_code == 403 and forged.json()["code"] == "AuthenticationFailed"
+    task_of(client, job_id, "manager", m.BatchTaskState.COMPLETED)
+    assert stdout_of(client, job_id, "manager").split() == ["201", "200", "403", "403"]
+    added = task_of(client, job_id, "added", m.BatchTaskState.COMPLETED)
+    assert added.execution_info.exit_code == 0 and stdout_of(client, job_id, "added") == "added by the manager\n"
     terminate(client, job_id)

@@ -150,7 +150,7 @@ _JOB_ONLY_AT_ADD = (
     ("jobManagerTask.allowLowPriorityNode", _I, "False keeps it on dedicated nodes."),
     ("jobManagerTask.containerSettings", _R, "The job's own tasks run on the node, not in a container."),
     ("jobManagerTask.applicationPackageReferences", _R, "No packages are installed for the job's own tasks."),
-    ("jobManagerTask.authenticationTokenSettings", _R, "No AZ_BATCH_AUTHENTICATION_TOKEN is issued."),
+    ("jobManagerTask.authenticationTokenSettings", _I, "access job: AZ_BATCH_AUTHENTICATION_TOKEN for its job."),
     ("jobPreparationTask", _I, "Runs on a node before the job's first task there; tasks show preparing meanwhile."),
     ("jobPreparationTask.waitForSuccess", _I, "True: tasks wait for it and never use a node where it failed."),
     ("jobPreparationTask.constraints", _I, "maxTaskRetryCount retries it; maxWallClockTime kills it."),
@@ -275,7 +275,11 @@ PROPERTIES: tuple[PropertyUse, ...] = (
             _I,
             "Installed on the node with AZ_BATCH_APP_PACKAGE_*; a missing one fails the task: ApplicationPackageError.",
         ),
-        ("authenticationTokenSettings", _G, "Stored and returned (access: job); no token is given to the task yet."),
+        (
+            "authenticationTokenSettings",
+            _I,
+            "access job: AZ_BATCH_AUTHENTICATION_TOKEN, a Bearer token good for its own job's operations.",
+        ),
     ),
     *_uses(("TaskAddCollectionParameter",), ("value", _I, "Up to 100 tasks, each answered on its own.")),
     *_uses(

@@ -35,6 +35,7 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import parse_qs, urlparse
 
 from ..errors import BatchError
+from ..job_tokens import TOKEN_PREFIX, token_job
 from .tokens import TokenVerifier, token_authentication_failed
 
 __all__ = [
@@ -86,14 +87,17 @@ class Principal:
     """Who a request was authenticated as.
 
     Attributes:
-        scheme: ``"SharedKey"`` or ``"Bearer"`` (a verified Microsoft Entra ID token).
+        scheme: ``"SharedKey"``, ``"Bearer"`` (a verified Microsoft Entra ID token) or ``"JobToken"`` (a task's
+            ``AZ_BATCH_AUTHENTICATION_TOKEN``, see ``job_tokens``).
         account: the account name of a SharedKey request; None for bearer tokens.
         object_id: the identity (``oid``) of a bearer token; None for SharedKey.
+        job_id: for a job token, the only job it may act on.
     """
 
     scheme: str
     account: str | None
     object_id: str | None = None
+    job_id: str | None = None
 
 
 def authentication_failed(detail: str) -> BatchError:
@@ -275,6 +279,11 @@ class SharedKeyVerifier:
         return Principal("SharedKey", account)
 
     def _verify_bearer(self, token: str) -> Principal:
+        job_id = token_job(self._key, token)
+        if job_id is not None:
+            return Principal("JobToken", None, job_id=job_id)
+        if token.startswith(TOKEN_PREFIX):
+            raise authentication_failed("The job authentication token is not valid, or it expired.")
         if self.tokens is None:
             raise token_authentication_failed(
                 "Microsoft Entra ID tokens are not accepted by this emulator: start it with --entra-issuer "

@@ -5,8 +5,9 @@ For every HTTP request it:
 1. assigns a ``request-id`` (uuid4), answered as a header and kept in ``request.state.request_id``; echoes
    ``client-request-id`` when the client sent ``return-client-request-id: true`` (the Batch rule);
 2. on Batch paths (everything but the node-agent API under ``/_agent/``) checks ``api-version`` (first: the service
-   answers ``MissingRequiredQueryParameter`` even to unauthenticated requests) and then the SharedKey signature or
-   the Entra ID token, keeping the principal in ``request.state.principal``;
+   answers ``MissingRequiredQueryParameter`` even to unauthenticated requests) and then the SharedKey signature, the
+   Entra ID token or a task's job authentication token (good for its own job's paths only), keeping the principal in
+   ``request.state.principal``;
 3. limits the request body (``Content-Length`` up front, streamed bytes while the handler reads) -> 413;
 4. adds ``DataServiceVersion: 3.0`` to every Batch response, as the service does;
 5. renders :class:`BatchError` as a Batch JSON error body, turns Starlette's plain-text 404 / 405 into Batch's
@@ -186,9 +187,10 @@ class BatchProtocolMiddleware:
             check_api_version((parse_qs(query_string).get(API_VERSION_PARAM) or [None])[0])
             raw_path = scope.get("raw_path")
             raw = raw_path.decode("latin-1") if isinstance(raw_path, bytes) else exchange.path
-            exchange.state["principal"] = self._verifier(config).verify(
-                exchange.method, raw, query_string, exchange.headers
-            )
+            principal = self._verifier(config).verify(exchange.method, raw, query_string, exchange.headers)
+            if principal.job_id is not None:
+                _check_job_scope(principal.job_id, exchange.path)
+            exchange.state["principal"] = principal
         declared = exchange.headers.get("content-length", "").strip()
         if declared.isdigit() and int(declared) > self.max_body_bytes:
             raise request_body_too_large(self.max_body_bytes)
@@ -292,6 +294,23 @@ def _unrouted(method: str, path: str, status: int) -> BatchError:
         )
         return unsupported_operation(method, path, operation.sdk_method, reason)
     return invalid_uri(path) if status == 404 else unsupported_http_verb(method)
+
+
+def _check_job_scope(job_id: str, path: str) -> None:
+    """A job authentication token acts on its own job only: ``/jobs/{job}`` and what is below it.
+
+    Raises:
+        BatchError: 403 ``InsufficientAccountPermissions``.
+    """
+    own = f"/jobs/{job_id}".lower()
+    lowered = path.rstrip("/").lower()
+    if lowered != own and not lowered.startswith(own + "/"):
+        raise BatchError(
+            403,
+            "InsufficientAccountPermissions",
+            "The account being accessed does not have sufficient permissions to execute this operation.",
+            {"Reason": "A job authentication token grants access to the operations of its own job only."},
+        )
 
 
 def _is_plain_text(message: Message) -> bool:

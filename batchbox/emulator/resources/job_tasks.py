@@ -5,8 +5,8 @@ Stored shapes and defaults are the ones Batch returns (job manager: ``runExclusi
 ``rerunOnNodeRebootAfterSuccess`` true, no retries; release: id ``jobrelease``, ``maxWallClockTime`` at most and by
 default 15 minutes). The job manager also becomes a task of its job (:func:`manager_task_body`).
 
-What the local emulator does not run there is refused: container settings and application packages of these tasks,
-and ``authenticationTokenSettings`` (no token is issued).
+What the local emulator does not run there is refused: container settings and application packages of these tasks.
+A job manager's ``authenticationTokenSettings`` give it ``AZ_BATCH_AUTHENTICATION_TOKEN``, as any task's do.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from batchbox.emulator.resources.common import (
 )
 from batchbox.emulator.resources.tasks import (
     DEFAULT_RETENTION_TIME,
-    TOKEN_REFUSAL,
+    authentication_token_settings,
     task_constraints,
     validate_output_files,
 )
@@ -56,7 +56,6 @@ _POOL_USER: Body = {"autoUser": {"scope": "pool", "elevationLevel": "nonadmin"}}
 _NOT_RUN_HERE = {
     "containerSettings": "The local batchbox emulator runs a job's own tasks on the node, not in a container.",
     "applicationPackageReferences": "The local batchbox emulator installs no application packages for a job's tasks.",
-    "authenticationTokenSettings": TOKEN_REFUSAL,
 }
 
 
@@ -112,6 +111,9 @@ def validate_job_manager(value: Body | None, job_constraints: Body) -> Body | No
     )
     task["requiredSlots"] = opt_int(value, "requiredSlots", name, minimum=1) or 1
     task["userIdentity"] = _identity(value, name)
+    token = authentication_token_settings(opt_object(value, "authenticationTokenSettings", name), name)
+    if token is not None:
+        task["authenticationTokenSettings"] = token
     for flag in ("runExclusive", "allowLowPriorityNode", "killJobOnCompletion"):
         given = opt_bool(value, flag, name)
         task[flag] = True if given is None else given

@@ -34,8 +34,8 @@ from batchbox.emulator.resources.node_features import validate_package_reference
 __all__ = [
     "DEFAULT_RETENTION_TIME",
     "MAX_TASKS_PER_COLLECTION",
-    "TOKEN_REFUSAL",
     "apply_task_update",
+    "authentication_token_settings",
     "build_task",
     "check_job_accepts_tasks",
     "collection_bodies",
@@ -48,7 +48,6 @@ MAX_TASKS_PER_COLLECTION = 100
 """Batch's limit on the number of tasks in one add-task-collection request."""
 
 DEFAULT_RETENTION_TIME = "P7D"
-TOKEN_REFUSAL = "The local batchbox emulator issues no authentication tokens (AZ_BATCH_AUTHENTICATION_TOKEN)."
 _UPLOAD_CONDITIONS = ("tasksuccess", "taskfailure", "taskcompletion")
 _TOKEN_ACCESS = ("job",)
 _PACKAGES = "applicationPackageReferences"
@@ -96,21 +95,20 @@ def validate_output_files(items: list[Any] | None, name: str = "outputFiles") ->
     return result
 
 
-def _authentication_token_settings(value: Body | None) -> Body | None:
-    """``authenticationTokenSettings``: ``{"access": ["job"]}``, recorded and returned as given.
-
-    The emulator issues no token (tasks get no ``AZ_BATCH_AUTHENTICATION_TOKEN``); ``docs/api-coverage.md`` says so.
-    """
+def authentication_token_settings(value: Body | None, prefix: str = "") -> Body | None:
+    """``authenticationTokenSettings``: ``{"access": ["job"]}`` (the task then gets a token for its job's operations,
+    ``job_tokens``)."""
     if value is None:
         return None
-    access = opt_list(value, "access", "authenticationTokenSettings")
+    name = f"{prefix}.authenticationTokenSettings" if prefix else "authenticationTokenSettings"
+    access = opt_list(value, "access", name)
     if access is None:
         return {}
     checked = []
     for index, item in enumerate(access):
         if not isinstance(item, str) or item.lower() not in _TOKEN_ACCESS:
             raise invalid_property(
-                f"authenticationTokenSettings.access[{index}]",
+                f"{name}.access[{index}]",
                 item,
                 f"The value must be one of: {', '.join(_TOKEN_ACCESS)}.",
             )
@@ -217,7 +215,7 @@ def build_task(body: object, *, job: Body, base_url: str, context: ValidationCon
     identity = validate_user_identity(opt_object(body, "userIdentity"))
     depends_on = _depends_on(opt_object(body, "dependsOn"), job)
     packages = validate_package_references(opt_list(body, "applicationPackageReferences"), _PACKAGES)
-    token_settings = _authentication_token_settings(opt_object(body, "authenticationTokenSettings"))
+    token_settings = authentication_token_settings(opt_object(body, "authenticationTokenSettings"))
 
     now = now_iso()
     doc: Body = {"id": task_id}

@@ -3,17 +3,20 @@
 Paths follow the Linux node layout of Batch (``/mnt/batch/tasks`` with ``shared``, ``startup``, ``fsmounts`` and
 ``workitems/<job>/job-1/<task>/wd``; a job's preparation and release tasks have theirs under their own ids, and
 every task of a job with a preparation task gets ``AZ_BATCH_JOB_PREP_DIR`` / ``AZ_BATCH_JOB_PREP_WORKING_DIR``).
-Precedence of variables: the Batch-defined ones, then the job's ``commonEnvironmentSettings``, then the task's own
-``environmentSettings`` (the task wins).
+A task whose ``authenticationTokenSettings`` ask for ``job`` access gets ``AZ_BATCH_AUTHENTICATION_TOKEN``
+(``job_tokens``). Precedence of variables: the Batch-defined ones, then the job's ``commonEnvironmentSettings``, then
+the task's own ``environmentSettings`` (the task wins).
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from batchbox.emulator.clock import duration_seconds
 from batchbox.emulator.config import EmulatorConfig
+from batchbox.emulator.job_tokens import mint_job_token
 from batchbox.emulator.node_layout import NODE_ROOT, START_TASK_DIR, task_dir
 from batchbox.emulator.runtime.container_payload import container_fields
 
@@ -139,6 +142,12 @@ def package_references(pool_doc: Mapping[str, Any] | None, task_doc: Mapping[str
     ]
 
 
+def _wants_job_token(task_doc: Mapping[str, Any]) -> bool:
+    settings = task_doc.get("authenticationTokenSettings")
+    access = settings.get("access") if isinstance(settings, Mapping) else None
+    return isinstance(access, list) and "job" in access
+
+
 def _retry_count(value: object, default: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         return default
@@ -169,6 +178,8 @@ def task_assignment(
         prep_dir = f"{NODE_ROOT}/{task_dir(job_id, str(preparation['id']))}"
         base["AZ_BATCH_JOB_PREP_DIR"] = prep_dir
         base["AZ_BATCH_JOB_PREP_WORKING_DIR"] = f"{prep_dir}/wd"
+    if _wants_job_token(task_doc):
+        base["AZ_BATCH_AUTHENTICATION_TOKEN"] = mint_job_token(base64.b64decode(config.account_key), job_id)
     env = job_environment(
         base,
         directory=directory,
