@@ -60,3 +60,31 @@ def test_sdk14_pool_and_node_operations(emulator: EmulatorProcess) -> None:
     assert seen["evaluated"] == "$TargetDedicatedNodes=4;$TargetLowPriorityNodes=0;$NodeDeallocationOption=requeue"
     assert seen["target_after_remove"] == 1
     assert seen["usage_pools"] == ["sdk14-nodes"]
+
+
+@pytest.mark.skipif(not SDK14_PYTHON.exists(), reason=".venv-sdk14 is missing: run `make setup`")
+def test_sdk14_job_side_preparation_release_disable_enable_and_schedules(emulator: EmulatorProcess) -> None:
+    driver = REPO / "tests" / "sdk14" / "drive_sdk14_jobs.py"
+    done = subprocess.run(
+        [str(SDK14_PYTHON), str(driver), emulator.url, emulator.account_name, emulator.account_key, "sdk14j"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout)
+    assert seen["subtasks"] == []
+    assert (seen["disabled"], seen["enabled"], seen["enable_again"]) == (
+        "disabled",
+        "active",
+        "OperationInvalidForCurrentState",
+    )
+    assert seen["statuses"] == [["completed", "completed"]]
+    assert seen["exists"] is True
+    assert seen["schedule_jobs"] == ["sdk14j-once:job-1"]
+    assert seen["patch_completed"] == "JobScheduleCompleted"
+    assert seen["schedule_disabled"] == "disabled"
+    assert seen["schedule_metadata"] == [["k", "v"]]
+    assert seen["listed"] == ["sdk14j-later", "sdk14j-once"]
+    assert seen["terminated"] == "completed"
+    assert seen["missing"] == "JobScheduleNotFound"
