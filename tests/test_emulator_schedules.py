@@ -113,6 +113,29 @@ def test_recurring_schedule_creates_jobs_on_time_and_none_after_do_not_run_after
     assert client.get_job_schedule(schedule_id).job_schedule_statistics is None
 
 
+def test_an_occurrence_missed_for_its_start_window_is_skipped(client: BatchClient, pool: str) -> None:
+    start = datetime.now(timezone.utc) + timedelta(seconds=1)
+    interval, window = timedelta(seconds=2), timedelta(seconds=1)
+    schedule_id = _create(
+        client,
+        m.BatchJobScheduleConfiguration(
+            do_not_run_until=start,
+            do_not_run_after=start + timedelta(seconds=9),
+            recurrence_interval=interval,
+            start_window=window,
+        ),
+        _spec(pool, command="/bin/sleep 3"),  # each job outlives the next occurrence's window
+    )
+    _completed(client, schedule_id)
+    jobs = sorted(_jobs(client, schedule_id), key=lambda j: moment(j.creation_time))
+    assert 2 <= len(jobs) <= 3
+    for job in jobs:
+        offset = moment(job.creation_time) - start
+        assert offset % interval < window, f"{job.id} was created {offset} after the start: outside a window"
+    for earlier, later in itertools.pairwise(jobs):
+        assert moment(later.creation_time) - moment(earlier.creation_time) >= 2 * interval, "no occurrence skipped"
+
+
 def test_a_running_job_holds_the_next_one_back_and_terminate_ends_it(client: BatchClient, pool: str) -> None:
     schedule_id = _create(
         client,

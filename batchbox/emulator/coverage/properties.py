@@ -154,7 +154,11 @@ _JOB_ONLY_AT_ADD = (
     ("jobPreparationTask", _I, "Runs on a node before the job's first task there; tasks show preparing meanwhile."),
     ("jobPreparationTask.waitForSuccess", _I, "True: tasks wait for it and never use a node where it failed."),
     ("jobPreparationTask.constraints", _I, "maxTaskRetryCount retries it; maxWallClockTime kills it."),
-    ("jobPreparationTask.rerunOnNodeRebootAfterSuccess", _I, "It runs again on a node that rebooted."),
+    (
+        "jobPreparationTask.rerunOnNodeRebootAfterSuccess",
+        _I,
+        "It runs again on a node after a reboot (nodes reboot only by the node reboot operation).",
+    ),
     ("jobPreparationTask.containerSettings", _R, "The job's own tasks run on the node, not in a container."),
     ("jobReleaseTask", _I, "Runs on every node that ran the preparation task when the job ends."),
     ("jobReleaseTask.maxWallClockTime", _I, "Kills it after this long (at most and by default 15 minutes)."),
