@@ -176,6 +176,16 @@ def _check_not_own_task(task_id: str, job: Body) -> None:
             raise conflict(code, message, {"TaskId": task_id})
 
 
+def _behaviour(body: Body, job: Body) -> Body:
+    """``exitConditions``, ``affinityInfo`` and ``authenticationTokenSettings`` as stored (those given)."""
+    parts = {
+        "exitConditions": validate_exit_conditions(opt_object(body, "exitConditions"), job),
+        "affinityInfo": _affinity(opt_object(body, "affinityInfo")),
+        "authenticationTokenSettings": authentication_token_settings(opt_object(body, "authenticationTokenSettings")),
+    }
+    return {name: value for name, value in parts.items() if value is not None}
+
+
 def _affinity(value: Body | None) -> Body | None:
     """``affinityInfo``: ``affinityId`` (a node's, ``TVM:<node id>``) is required."""
     if value is None:
@@ -204,8 +214,7 @@ def build_task(body: object, *, job: Body, base_url: str, context: ValidationCon
     command_line = container_command_line(body, container is not None)
     if body.get("multiInstanceSettings") is not None:
         raise unsupported_property("multiInstanceSettings", "The local batchbox emulator does not run MPI tasks.")
-    exit_conditions = validate_exit_conditions(opt_object(body, "exitConditions"), job)
-    affinity = _affinity(opt_object(body, "affinityInfo"))
+    behaviour = _behaviour(body, job)
     display_name = opt_str(body, "displayName", max_length=1024)
     resource_files = validate_resource_files(opt_list(body, "resourceFiles"))
     output_files = validate_output_files(opt_list(body, "outputFiles"))
@@ -215,7 +224,6 @@ def build_task(body: object, *, job: Body, base_url: str, context: ValidationCon
     identity = validate_user_identity(opt_object(body, "userIdentity"))
     depends_on = _depends_on(opt_object(body, "dependsOn"), job)
     packages = validate_package_references(opt_list(body, "applicationPackageReferences"), _PACKAGES)
-    token_settings = authentication_token_settings(opt_object(body, "authenticationTokenSettings"))
 
     now = now_iso()
     doc: Body = {"id": task_id}
@@ -234,10 +242,7 @@ def build_task(body: object, *, job: Body, base_url: str, context: ValidationCon
     )
     if container is not None:
         doc["containerSettings"] = container
-    if exit_conditions is not None:
-        doc["exitConditions"] = exit_conditions
-    if affinity is not None:
-        doc["affinityInfo"] = affinity
+    doc.update(behaviour)
     _put_nonempty(doc, resourceFiles=resource_files, outputFiles=output_files, environmentSettings=environment)
     doc["userIdentity"] = identity or {"autoUser": {"scope": "task", "elevationLevel": "nonadmin"}}
     doc["constraints"] = constraints
@@ -246,8 +251,6 @@ def build_task(body: object, *, job: Body, base_url: str, context: ValidationCon
     if depends_on is not None:
         doc["dependsOn"] = depends_on
     _put_nonempty(doc, applicationPackageReferences=packages)
-    if token_settings is not None:
-        doc["authenticationTokenSettings"] = token_settings
     return doc
 
 

@@ -19,12 +19,14 @@ from batchbox.emulator.config import EmulatorConfig
 from batchbox.emulator.job_tokens import mint_job_token
 from batchbox.emulator.node_layout import NODE_ROOT, START_TASK_DIR, task_dir
 from batchbox.emulator.runtime.container_payload import container_fields
+from batchbox.emulator.runtime.model import JobRuntime
 
 __all__ = [
     "NODE_ROOT",
     "RESERVED_DISK_BYTES",
     "START_TASK_DIR",
     "job_environment",
+    "job_environment_doc",
     "named_user",
     "node_environment",
     "package_references",
@@ -140,6 +142,14 @@ def package_references(pool_doc: Mapping[str, Any] | None, task_doc: Mapping[str
         *((pool_doc or {}).get("applicationPackageReferences") or []),
         *((task_doc or {}).get("applicationPackageReferences") or []),
     ]
+
+
+def job_environment_doc(job: JobRuntime) -> dict[str, Any]:
+    """What :func:`task_assignment` reads of a job: its id, common settings and preparation task."""
+    doc: dict[str, Any] = {"id": job.job_id, "commonEnvironmentSettings": job.common_environment}
+    if job.preparation is not None:
+        doc["jobPreparationTask"] = job.preparation
+    return doc
 
 
 def _wants_job_token(task_doc: Mapping[str, Any]) -> bool:

@@ -24,6 +24,7 @@ from typing import Any
 
 from batchbox.emulator.clock import now_iso
 from batchbox.emulator.runtime.documents import is_retryable, set_state, task_ended_failure, task_running
+from batchbox.emulator.runtime.environment import job_environment_doc
 from batchbox.emulator.runtime.job_task_status import (
     INFO_FIELDS,
     PREPARATION,
@@ -37,7 +38,7 @@ from batchbox.emulator.runtime.job_task_status import (
 )
 from batchbox.emulator.runtime.model import Assignment, JobRuntime, NodeRuntime
 from batchbox.emulator.runtime.retention import Retention
-from batchbox.emulator.runtime.scheduler import job_environment_doc, pool_doc_cache
+from batchbox.emulator.runtime.scheduler import pool_doc_cache
 from batchbox.emulator.runtime.transitions import Transitions
 
 __all__ = ["JobTasks"]

@@ -18,7 +18,7 @@ from batchbox.emulator.clock import duration_seconds, now_iso, parse_time
 from batchbox.emulator.config import EmulatorConfig
 from batchbox.emulator.runtime.dependencies import admit, resolve
 from batchbox.emulator.runtime.documents import record_recent_task, task_preparing, task_running
-from batchbox.emulator.runtime.environment import task_assignment, task_dir
+from batchbox.emulator.runtime.environment import job_environment_doc, task_assignment, task_dir
 from batchbox.emulator.runtime.model import (
     Assignment,
     JobRuntime,
@@ -29,7 +29,7 @@ from batchbox.emulator.runtime.model import (
 from batchbox.emulator.runtime.placement import choose_node, job_order_key, manager_settings, occupancy
 from batchbox.emulator.runtime.ports import StoreLike
 
-__all__ = ["REDELIVER_AFTER", "Gate", "Scheduler", "empty_answer", "job_environment_doc"]
+__all__ = ["REDELIVER_AFTER", "Gate", "Scheduler", "empty_answer"]
 
 REDELIVER_AFTER = 15.0
 """Seconds after which an assignment the agent never acknowledged is sent again (its answer was lost)."""
@@ -47,12 +47,17 @@ Gate = Callable[[JobRuntime, NodeRuntime, Assignment], bool]
 """``gate(job, node, held)``: may the run just placed start now?"""
 
 
-def job_environment_doc(job: JobRuntime) -> dict[str, Any]:
-    """What ``environment.task_assignment`` reads of a job: its id, common settings and preparation task."""
-    doc: dict[str, Any] = {"id": job.job_id, "commonEnvironmentSettings": job.common_environment}
-    if job.preparation is not None:
-        doc["jobPreparationTask"] = job.preparation
-    return doc
+def _node_info(node: NodeRuntime, pool: PoolRuntime, directory: str) -> dict[str, Any]:
+    """A placed task's ``nodeInfo``."""
+    node_url = str(node.doc.get("url") or "")
+    return {
+        "affinityId": node.doc.get("affinityId", f"TVM:{node.node_id}"),
+        "nodeUrl": node_url,
+        "poolId": pool.pool_id,
+        "nodeId": node.node_id,
+        "taskRootDirectory": directory,
+        "taskRootDirectoryUrl": f"{node_url}/files/{directory}",
+    }
 
 
 def _object(value: object) -> dict[str, Any] | None:
@@ -85,14 +90,11 @@ class Scheduler:
         self._dirty_nodes: set[str] = set()
         self._next_job_order = 0
         self._placements_made = 0
+        # Hooks: may a placed task start now, or wait `preparing` (job_tasks.py); a job registered (job_tasks.py);
+        # after each dispatch of a pool, stop a lower-priority run for a waiting task (preemption.py).
         self.gate: Gate | None = None
-        """Decides whether a placed task starts now (``True``) or waits ``preparing`` for its job's preparation task
-        on the node (``runtime/job_tasks.py``); the payload of a waiting task is delivered later."""
         self.job_registered: Callable[[JobRuntime], None] | None = None
-        """Called once for each job the scheduler starts to keep (e.g. to restore its excluded nodes)."""
         self.preempt: Callable[[PoolRuntime], None] | None = None
-        """Called after each dispatch of a pool: may stop lower-priority runs for a waiting task
-        (``runtime/preemption.py``)."""
 
     # ----------------------------------------------------------------- persistence of node documents
     @contextmanager
@@ -294,15 +296,7 @@ class Scheduler:
         self.attempt_floor.pop((job.key, task_key), None)
         assignment_id = task_assignment_id(job.job_id, task_id, attempt)
         directory = task_dir(job.job_id, task_id)
-        node_url = str(node.doc.get("url") or "")
-        node_info = {
-            "affinityId": node.doc.get("affinityId", f"TVM:{node.node_id}"),
-            "nodeUrl": node_url,
-            "poolId": pool.pool_id,
-            "nodeId": node.node_id,
-            "taskRootDirectory": directory,
-            "taskRootDirectoryUrl": f"{node_url}/files/{directory}",
-        }
+        node_info = _node_info(node, pool, directory)
         retries = _int((doc.get("constraints") or {}).get("maxTaskRetryCount"), job.max_task_retry_count)
         payload = task_assignment(
             self.config,
