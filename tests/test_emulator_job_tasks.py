@@ -30,7 +30,7 @@ from tests.signing import SignedClient
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
 
-_PREP_CMD = "/bin/sh -c 'sleep 1; echo prepared-on-$AZ_BATCH_NODE_ID > $AZ_BATCH_JOB_PREP_WORKING_DIR/marker'"
+_PREP_CMD = "/bin/sh -c 'sleep 3; echo prepared-on-$AZ_BATCH_NODE_ID > $AZ_BATCH_JOB_PREP_WORKING_DIR/marker'"
 _TASK_CMD = "/bin/sh -c 'cat $AZ_BATCH_JOB_PREP_WORKING_DIR/marker; echo $AZ_BATCH_JOB_PREP_DIR'"
 _RELEASE_CMD = "/bin/sh -c 'echo released $AZ_BATCH_TASK_ID on $AZ_BATCH_NODE_ID; ls $AZ_BATCH_JOB_PREP_WORKING_DIR'"
 

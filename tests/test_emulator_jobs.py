@@ -98,7 +98,7 @@ def test_disable_terminate_ends_running_tasks_and_wait_lets_them_finish(client: 
     assert cut.state == m.BatchTaskState.COMPLETED and cut.execution_info.failure_info.code == "TaskEnded"
 
     waited = add_job(client, pool)
-    client.create_task(waited, m.BatchTaskCreateOptions(id="finish", command_line="/bin/sleep 3"))
+    client.create_task(waited, m.BatchTaskCreateOptions(id="finish", command_line="/bin/sleep 5"))
     _running(client, waited, "finish")
     client.begin_disable_job(waited, m.BatchJobDisableOptions(disable_tasks="wait"))
     assert client.get_job(waited).state == m.BatchJobState.DISABLING  # its task still runs
@@ -243,7 +243,7 @@ def test_retention_time_removes_the_task_directory(client: BatchClient, emulator
         m.BatchTaskCreateOptions(
             id="brief",
             command_line="/bin/sh -c 'echo kept for a while'",
-            constraints=m.BatchTaskConstraints(retention_time=timedelta(seconds=3)),
+            constraints=m.BatchTaskConstraints(retention_time=timedelta(seconds=8)),
         ),
     )
     client.create_task(job_id, m.BatchTaskCreateOptions(id="kept", command_line="/bin/sh -c 'echo kept'"))
@@ -290,7 +290,7 @@ def test_higher_priority_task_preempts_a_preemptible_one(client: BatchClient) ->
     pool_id = create_pool(client, unique("preempt"), 1)
     idle_nodes(client, pool_id, 1)
     low = add_job(client, pool_id, priority=0, allow_task_preemption=True)
-    client.create_task(low, m.BatchTaskCreateOptions(id="low", command_line="/bin/sh -c 'sleep 4; echo low'"))
+    client.create_task(low, m.BatchTaskCreateOptions(id="low", command_line="/bin/sh -c 'sleep 6; echo low'"))
     _running(client, low, "low")
     kept = add_job(client, pool_id, priority=50)  # not preemptible: it must wait like before
     client.create_task(kept, m.BatchTaskCreateOptions(id="waits", command_line="/bin/true"))

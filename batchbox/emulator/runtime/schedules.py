@@ -244,6 +244,9 @@ class ScheduleRunner:
         active = self.active_job(doc)
         if active is not None and active.get("state") not in ("terminating", "deleting"):
             self.jobs.terminate(active["id"], TERMINATE_REASON)
+        if self.active_job(doc) is None:  # it ended at once (no release tasks to wait for)
+            self._complete(doc)
+            return doc
         self.wake()
         return stored
 
