@@ -359,3 +359,34 @@ def test_job_manager_adds_tasks_to_its_job_with_its_authentication_token(
     added = task_of(client, job_id, "added", m.BatchTaskState.COMPLETED)
     assert added.execution_info.exit_code == 0 and stdout_of(client, job_id, "added") == "added by the manager\n"
     terminate(client, job_id)
+
+
+def test_preparation_runs_again_after_a_reboot_only_when_it_asks_for_it(client: BatchClient) -> None:
+    pool_id = create_pool(client, unique("reboot"), 1)
+    node = idle_nodes(client, pool_id, 1)[0]
+    again, once = (
+        add_job(
+            client,
+            pool_id,
+            job_preparation_task=m.BatchJobPreparationTask(
+                command_line="/bin/true", rerun_on_node_reboot_after_success=rerun
+            ),
+        )
+        for rerun in (True, False)
+    )
+    for job_id in (again, once):
+        client.create_task(job_id, m.BatchTaskCreateOptions(id="before", command_line="/bin/true"))
+        task_of(client, job_id, "before", m.BatchTaskState.COMPLETED)
+    first = {job_id: _statuses(client, job_id)[0].job_preparation_task_execution_info for job_id in (again, once)}
+    client.begin_reboot_node(pool_id, node.id, {"nodeRebootOption": "requeue"}, polling_interval=1).result()
+    idle_nodes(client, pool_id, 1)
+    for job_id in (again, once):
+        client.create_task(job_id, m.BatchTaskCreateOptions(id="after", command_line="/bin/true"))
+        task_of(client, job_id, "after", m.BatchTaskState.COMPLETED)
+    rerun = _statuses(client, again)[0].job_preparation_task_execution_info
+    kept = _statuses(client, once)[0].job_preparation_task_execution_info
+    assert moment(rerun.start_time) > moment(first[again].end_time), "the preparation did not run again"
+    assert kept.start_time == first[once].start_time, "a preparation that does not ask to rerun ran again"
+    for job_id in (again, once):
+        terminate(client, job_id)
+    client.begin_delete_pool(pool_id, polling_interval=1)

@@ -356,6 +356,6 @@ def test_integer_properties_sent_as_strings_of_digits(emulator: EmulatorProcess,
 
 
 VM_BODY = {
-    "imageReference": {"publisher": "canonical", "offer": "ubuntu", "sku": "22_04-lts"},
+    "imageReference": {"publisher": "canonical", "offer": "0001-com-ubuntu-server-jammy", "sku": "22_04-lts"},
     "nodeAgentSKUId": "batch.node.ubuntu 22.04",
 }

@@ -4,8 +4,8 @@
   node; with ``waitForSuccess`` (the default) the task waits there in state ``preparing`` (it holds its slots) and
   starts once the preparation succeeded. A preparation that fails is retried up to its ``maxTaskRetryCount``; when it
   fails for good the waiting tasks go back to the queue and none of the job's tasks is placed on that node again.
-  Without ``waitForSuccess`` tasks start at once, beside it. A node runs it once per job (again after a reboot when
-  ``rerunOnNodeRebootAfterSuccess``: :meth:`JobTasks.node_rebooted`).
+  Without ``waitForSuccess`` tasks start at once, beside it. A node runs it once per job: again after a reboot when
+  ``rerunOnNodeRebootAfterSuccess``, and after a reimage in any case (:meth:`JobTasks.node_rebooted`).
 * Release: when the job ends (terminated, completed, deleted), the release task runs on every node that ran the
   preparation task (a preparation still running there is stopped first); the job shows ``terminating`` or
   ``deleting`` until every release has finished (or its node is gone), within the release's ``maxWallClockTime``.
@@ -214,13 +214,19 @@ class JobTasks:
             job.enqueue(held.task_key, job.task_slots.get(held.task_key, 1))
         self.sched.dispatch(node.pool_key)
 
-    def node_rebooted(self, node_id: str) -> None:
-        """A node rebooted: preparations that asked for it (``rerunOnNodeRebootAfterSuccess``) run again there."""
+    def node_rebooted(self, node_id: str, wiped: bool = False) -> None:
+        """A node's container runs again: after a reboot the preparations that ask for it
+        (``rerunOnNodeRebootAfterSuccess``) run again there; after a reimage (``wiped``) every one does, and jobs
+        whose preparation failed there may use the node again."""
         for (job_key, prep_node), prep in list(self._preparations.items()):
+            if prep_node != node_id:
+                continue
             job = self.sched.jobs.get(job_key)
             rerun = job is not None and (job.preparation or {}).get("rerunOnNodeRebootAfterSuccess") is not False
-            if prep_node == node_id and prep.state == "succeeded" and rerun:
+            if wiped or (prep.state == "succeeded" and rerun):
                 del self._preparations[(job_key, prep_node)]
+                if job is not None:
+                    job.excluded_nodes.discard(node_id)
 
     # ----------------------------------------------------------------- release
     def begin_release(self, job: JobRuntime, then: Callable[[], None]) -> bool:

@@ -48,6 +48,8 @@ class NodeActions:
         self.store = lifecycle.store
         self.driver = lifecycle.driver
         self.busy = lifecycle.busy_nodes
+        self.restarted: Callable[[str, bool], None] | None = None
+        """Told ``(node id, disk wiped)`` when a node's container runs again (job preparation tasks rerun)."""
 
     # ----------------------------------------------------------------- running tasks
     def settle_tasks(self, node: NodeRuntime, option: str, reason: str) -> None:
@@ -95,8 +97,10 @@ class NodeActions:
 
         self.lifecycle.spawn(run(), f"{name}-{node.node_id}")
 
-    def _coming_back(self, node: NodeRuntime) -> None:
+    def _coming_back(self, node: NodeRuntime, wiped: bool = False) -> None:
         """The container runs again: the agent registers anew and the start task runs again."""
+        if self.restarted is not None:
+            self.restarted(node.node_id, wiped)
         node.registered = False
         node.draining = False
         node.last_contact = time.monotonic()
@@ -138,7 +142,7 @@ class NodeActions:
                 wipe_root=True,
             )
             node.seen_events.clear()
-            self._coming_back(node)
+            self._coming_back(node, wiped=True)
 
         self._start(node, "reimage", work)
 

@@ -102,6 +102,7 @@ class Runtime:
         self.containers = TaskContainerRuns(config, store, driver.task_containers)
         self.autoscaler = AutoScaler(self.lifecycle)
         self.actions = NodeActions(self.lifecycle)
+        self.actions.restarted = self.job_tasks.node_rebooted
         self.pools = PoolOperations(self.lifecycle, self.autoscaler)
         self.nodes = NodeOperations(self.actions, NodeUsers(driver))
         self.jobs = JobOperations(self.transitions, self.control)
