@@ -142,3 +142,13 @@ def test_usage_metrics_split_core_hours_by_hour() -> None:
     assert by_key == {("p", "10:00"): 1.0, ("p", "11:00"): 1.0, ("q", "10:00"): 1.0, ("q", "11:00"): 1.0}
     later = usage_metrics(lifetimes, now=hour + 7200, start=hour + 3600)
     assert {v["startTime"][11:16] for v in later} == {"11:00"}
+
+
+def test_max_tasks_per_node_is_the_older_name_of_task_slots_per_node() -> None:
+    assert build_pool({**_POOL, "maxTasksPerNode": 3}, base_url="http://h")["taskSlotsPerNode"] == 3
+    assert (
+        build_pool({**_POOL, "maxTasksPerNode": 3, "taskSlotsPerNode": 3}, base_url="http://h")["taskSlotsPerNode"] == 3
+    )
+    with pytest.raises(BatchError) as differ:
+        build_pool({**_POOL, "maxTasksPerNode": 3, "taskSlotsPerNode": 2}, base_url="http://h")
+    assert _values(differ.value)["PropertyName"] == "maxTasksPerNode"

@@ -4,8 +4,7 @@ Each entry names a body type (as the service names it in its errors, e.g. ``Pool
 (dotted for nested properties), and one :class:`Handling`. The top-level names of a body type are exactly the names
 its validator accepts (``known_properties``): a property cannot be accepted without an entry here.
 
-There is no "accepted and ignored" handling. ``GAP`` marks what is still accepted without effect while the work to
-implement or refuse it is under way; ``tests/test_api_coverage.py`` holds the list of open gaps, which only shrinks.
+There is no "accepted and ignored" handling: a property is implemented, a pure description, or refused.
 """
 
 from __future__ import annotations
@@ -25,8 +24,6 @@ class Handling(enum.Enum):
     """Stored and returned, with no local effect by its nature (names, metadata, billing, placement in a region)."""
     REFUSED = "refused"
     """Answered with a Batch error body (``UnsupportedProperty`` or the service's own current error)."""
-    GAP = "gap"
-    """Accepted without its effect, for now: listed as a known gap until it is implemented or refused."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +45,7 @@ class PropertyUse:
     sample: object = None
 
 
-_I, _D, _R, _G = Handling.IMPLEMENTED, Handling.DESCRIPTION, Handling.REFUSED, Handling.GAP
+_I, _D, _R = Handling.IMPLEMENTED, Handling.DESCRIPTION, Handling.REFUSED
 
 
 _Row = tuple[str, Handling, str] | tuple[str, Handling, str, object]
@@ -106,7 +103,12 @@ _POOL_SHARED: tuple[_Row, ...] = (
     ("taskSchedulingPolicy", _I, "nodeFillType spread or pack places tasks on nodes."),
     ("taskSchedulingPolicy.jobDefaultOrder", _I, "Equal-priority jobs take turns (none) or go oldest first."),
     ("enableInterNodeCommunication", _D, "Nodes share the machine's loopback network: they always reach each other."),
-    ("networkConfiguration", _G, "Stored; nodes always use the machine's loopback network."),
+    (
+        "networkConfiguration",
+        _D,
+        "Stored and returned; nodes use the machine's loopback network, so subnets, public IPs and inbound "
+        "endpoints have no local effect.",
+    ),
     (
         "userAccounts",
         _I,
@@ -208,7 +210,7 @@ PROPERTIES: tuple[PropertyUse, ...] = (
             {"osFamily": "4"},
         ),
         ("applicationLicenses", _D, "Stored and returned; no license server is needed locally."),
-        ("maxTasksPerNode", _G, "The pre-2020 name of taskSlotsPerNode: accepted, not applied yet."),
+        ("maxTasksPerNode", _I, "The pre-2020 name of taskSlotsPerNode (older SDKs send it): sets the slots per node."),
         *_POOL_SHARED,
     ),
     *_uses(("PoolPatchParameter",), *_POOL_SHARED),

@@ -79,7 +79,7 @@ def _properties_section() -> list[str]:
         "",
         "What the emulator does with every property it accepts. `implemented`: it takes effect as on Azure. "
         "`description`: stored and returned, with no local effect by its nature. `refused`: answered with a Batch "
-        "error. `gap`: accepted without its effect for now; the list of gaps only shrinks.",
+        "error. Nothing is accepted and ignored.",
         "",
     ]
     for body in body_types():

@@ -259,6 +259,12 @@ def _initial_targets(body: Body, max_nodes: int) -> tuple[int, int]:
 def _node_settings(body: Body, context: ValidationContext) -> Body:
     """What each node of an added pool gets: ``startTask`` (when given), slots per node, the fill policy."""
     slots = opt_int(body, "taskSlotsPerNode", minimum=1, maximum=_MAX_SLOTS)
+    legacy = opt_int(body, "maxTasksPerNode", minimum=1, maximum=_MAX_SLOTS)
+    if slots is not None and legacy is not None and slots != legacy:
+        raise invalid_property(
+            "maxTasksPerNode", legacy, "maxTasksPerNode is the older name of taskSlotsPerNode: give one, or the same."
+        )
+    slots = slots if slots is not None else legacy
     policy = _validate_scheduling_policy(opt_object(body, "taskSchedulingPolicy"))
     start_task = validate_start_task(opt_object(body, "startTask"), context=context)
     settings: Body = {} if start_task is None else {"startTask": start_task}
