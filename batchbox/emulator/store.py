@@ -8,7 +8,6 @@ One connection, used from the event-loop thread only; every call is short and sy
 
 from __future__ import annotations
 
-import base64
 import json
 import sqlite3
 import time
@@ -22,46 +21,26 @@ from batchbox.emulator.job_tables import JobNodeTaskTable, ScheduleTable
 from batchbox.emulator.node_usage import NodeUsage
 from batchbox.emulator.run_history import RunHistory
 from batchbox.emulator.sealing import Sealer, SealError
+from batchbox.emulator.store_schema import COUNT_BUCKETS, SCHEMA_VERSION, StoreError, open_schema, read_task_counts
 
 __all__ = [
     "SCHEMA_VERSION",
+    "TASK_COLUMNS",
     "Store",
     "StoreError",
 ]
 
-SCHEMA_VERSION = 2
-"""Version of the table layout, kept in ``meta.schema_version`` (2: documents and node secrets sealed)."""
-
-_SEALED_TABLES = ("pools", "nodes", "jobs", "tasks")
-_SEAL_CHECK = "batchbox state"
-"""Sealed into ``meta.seal_check``: opening it proves the account key is the one the state was written with."""
-
 _TICKS_AT_UNIX_EPOCH = 621_355_968_000_000_000
 """.NET ticks (100 ns since 0001-01-01) at 1970-01-01: Batch eTags are these ticks in hex."""
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS pools (
-    key TEXT PRIMARY KEY, id TEXT NOT NULL, doc TEXT NOT NULL, etag TEXT NOT NULL, last_modified TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS nodes (
-    id TEXT PRIMARY KEY, pool_key TEXT NOT NULL, doc TEXT NOT NULL, secret TEXT, container_id TEXT);
-CREATE INDEX IF NOT EXISTS nodes_by_pool ON nodes (pool_key);
-CREATE TABLE IF NOT EXISTS jobs (
-    key TEXT PRIMARY KEY, id TEXT NOT NULL, pool_key TEXT, state TEXT NOT NULL, seq INTEGER NOT NULL,
-    doc TEXT NOT NULL, etag TEXT NOT NULL, last_modified TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS tasks (
-    job_key TEXT NOT NULL, key TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL, state TEXT NOT NULL,
-    result TEXT, slots INTEGER NOT NULL, doc TEXT NOT NULL, etag TEXT NOT NULL, last_modified TEXT NOT NULL,
-    PRIMARY KEY (job_key, key));
-CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks (job_key, state, seq);
-CREATE INDEX IF NOT EXISTS tasks_by_seq ON tasks (job_key, seq);
-"""
-
 _COUNT_NAMES = ("active", "running", "completed", "succeeded", "failed")
 
+TASK_COLUMNS = {"id": "id", "state": "state", "eTag": "etag", "lastModified": "last_modified"}
+"""Task properties that are plain columns too (REST name -> column): a listing that selects only these is read
+without opening any document."""
 
-class StoreError(RuntimeError):
-    """The state database cannot be used (e.g. written by a newer batchbox)."""
+_CACHE_KIB = 16 * 1024
+"""SQLite's page cache: enough for the interior pages of a million-task job's indexes."""
 
 
 def _task_result(doc: dict[str, Any]) -> str | None:
@@ -109,6 +88,7 @@ class Store:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA busy_timeout=5000")
+        self._conn.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
         self._depth = 0
         self._last_ticks = 0
         try:
@@ -126,47 +106,7 @@ class Store:
         self._job_seq: int = int(row[0])
 
     def _open_schema(self) -> None:
-        self._conn.executescript(_SCHEMA)
-        found = self.meta_get("schema_version")
-        if found == "1":
-            self._seal_plain_rows()
-        elif found is None:
-            self._mark_current()
-        elif found != str(SCHEMA_VERSION):
-            raise StoreError(
-                f"the state database {self._path} has schema version {found}, this batchbox uses {SCHEMA_VERSION}: "
-                "remove the state directory or use the matching batchbox version"
-            )
-        check = self.meta_get("seal_check") or ""
-        try:
-            self._sealer.open(base64.b64decode(check), "meta")
-        except (SealError, ValueError):
-            raise StoreError(
-                f"the state database {self._path} was written under another Batch account key: start the emulator "
-                "with that key, or remove the state directory"
-            ) from None
-
-    def _mark_current(self) -> None:
-        """Record this schema version and a value sealed under this store's key (checked at every open)."""
-        self.meta_set("schema_version", str(SCHEMA_VERSION))
-        self.meta_set("seal_check", base64.b64encode(self._sealer.seal(_SEAL_CHECK, "meta")).decode("ascii"))
-
-    def _seal_plain_rows(self) -> None:
-        """Upgrade a schema-1 database (plain JSON documents) in place, then compact away the plain pages."""
-        with self.transaction():
-            for table in _SEALED_TABLES:  # fixed names, not input
-                rows = self._conn.execute(f"SELECT rowid, doc FROM {table}").fetchall()
-                self._conn.executemany(
-                    f"UPDATE {table} SET doc = ? WHERE rowid = ?",
-                    [(self._sealer.seal(doc, table), rowid) for rowid, doc in rows],
-                )
-            secrets = self._conn.execute("SELECT rowid, secret FROM nodes WHERE secret IS NOT NULL").fetchall()
-            self._conn.executemany(
-                "UPDATE nodes SET secret = ? WHERE rowid = ?", [(self._seal_secret(v), rowid) for rowid, v in secrets]
-            )
-            self._mark_current()
-        self._conn.execute("VACUUM")
-        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        open_schema(self._conn, self._sealer, self._path)
 
     # -- sealed values --------------------------------------------------------------------------------------
 
@@ -358,6 +298,7 @@ class Store:
         key = job_id.lower()
         with self.transaction():
             self._conn.execute("DELETE FROM tasks WHERE job_key = ?", (key,))
+            self._conn.execute("DELETE FROM task_counts WHERE job_key = ?", (key,))
             self._conn.execute("DELETE FROM jobs WHERE key = ?", (key,))
             self.runs.delete_job(job_id)
             self.job_node_tasks.delete_job(job_id)
@@ -559,30 +500,66 @@ class Store:
         return total, [self._load("tasks", text) for (text,) in rows]
 
     def task_counts(self, job_id: str) -> dict[str, Any]:
-        """Task counts of a job in one GROUP BY.
+        """Task counts of a job, as the database keeps them (``store_schema``: O(1), whatever the job's size).
 
         Returns:
             ``{"active", "running", "completed", "succeeded", "failed"}`` (``running`` includes ``preparing``;
             ``succeeded`` / ``failed`` split ``completed`` by ``executionInfo.result``) plus ``"slots"``: the same
             five keys counting ``requiredSlots`` instead of tasks.
         """
-        counts = dict.fromkeys(_COUNT_NAMES, 0)
-        slots = dict.fromkeys(_COUNT_NAMES, 0)
+        kept = read_task_counts(self._conn, job_id.lower())
+        counts = {name: kept.get(name, (0, 0))[0] for name in COUNT_BUCKETS}
+        slots = {name: kept.get(name, (0, 0))[1] for name in COUNT_BUCKETS}
+        counts["completed"] = counts["succeeded"] + counts["failed"]
+        slots["completed"] = slots["succeeded"] + slots["failed"]
+        return {**{name: counts[name] for name in _COUNT_NAMES}, "slots": {name: slots[name] for name in _COUNT_NAMES}}
+
+    def unfinished_tasks(self, job_id: str) -> int:
+        """How many tasks of the job are active (queued or held) or running (O(1))."""
+        kept = read_task_counts(self._conn, job_id.lower())
+        return kept.get("active", (0, 0))[0] + kept.get("running", (0, 0))[0]
+
+    # -- the dispatch queue -----------------------------------------------------------------------------------
+
+    def queued_tasks(self, job_id: str, limit: int = 1) -> list[tuple[str, int]]:
+        """The first ``limit`` tasks of a job's queue: active and not held, in insertion order.
+
+        Returns:
+            ``(task key, required slots)`` pairs (from the ``tasks_queued`` index: no document is opened).
+        """
         rows = self._conn.execute(
-            "SELECT state, result, COUNT(*), SUM(slots) FROM tasks WHERE job_key = ? GROUP BY state, result",
-            (job_id.lower(),),
+            "SELECT key, slots FROM tasks WHERE job_key = ? AND state = 'active' AND held = 0 ORDER BY seq LIMIT ?",
+            (job_id.lower(), limit),
         )
-        for state, result, number, slot_sum in rows:
-            bucket = "running" if state == "preparing" else state
-            if bucket not in counts:
-                continue
-            counts[bucket] += int(number)
-            slots[bucket] += int(slot_sum or 0)
-            if bucket == "completed":
-                outcome = "succeeded" if result == "success" else "failed"
-                counts[outcome] += int(number)
-                slots[outcome] += int(slot_sum or 0)
-        return {**counts, "slots": slots}
+        return [(str(key), int(slots)) for key, slots in rows]
+
+    def set_held(self, job_id: str, task_ids: Sequence[str], held: bool) -> None:
+        """Take active tasks out of the job's queue (``held``: they wait for the tasks they depend on) or put them
+        back; the flag is not part of any document and does not change the eTag."""
+        job_key = job_id.lower()
+        self._conn.executemany(
+            "UPDATE tasks SET held = ? WHERE job_key = ? AND key = ? AND held != ?",
+            [(int(held), job_key, task_id.lower(), int(held)) for task_id in task_ids],
+        )
+
+    def list_task_columns(
+        self, job_id: str, *, after_seq: int | None = None, limit: int | None = None
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """Like :meth:`list_tasks_page`, but each task as the properties of :data:`TASK_COLUMNS` only, read from
+        the plain columns (no document is opened: a ``$select`` of these costs a fraction of a full listing)."""
+        sql = "SELECT seq, id, state, etag, last_modified FROM tasks WHERE job_key = ?"
+        params: list[Any] = [job_id.lower()]
+        if after_seq is not None:
+            sql += " AND seq > ?"
+            params.append(after_seq)
+        sql += " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(max(0, limit))
+        return [
+            (int(seq), {"id": task_id, "state": state, "eTag": etag, "lastModified": modified})
+            for seq, task_id, state, etag, modified in self._conn.execute(sql, params)
+        ]
 
     # -- secrets taken out of documents -----------------------------------------------------------------------
 

@@ -23,9 +23,10 @@ from batchbox.emulator.handlers.common import (
     validation_context,
 )
 from batchbox.emulator.protocol.middleware import read_json
+from batchbox.emulator.protocol.odata import parse_select
 from batchbox.emulator.protocol.responses import base_url, batch_json, created, error_document, metadata_url, ok_empty
 from batchbox.emulator.resources import apply_task_update, build_task, check_job_accepts_tasks, collection_bodies
-from batchbox.emulator.store import Store
+from batchbox.emulator.store import TASK_COLUMNS, Store
 
 __all__ = ["MAX_COLLECTION_BODY_BYTES", "routes"]
 
@@ -98,10 +99,13 @@ async def add_task_collection(request: Request) -> Response:
 
 
 def _task_fetch(
-    store: Store, job_id: str
+    store: Store, job_id: str, *, columns_only: bool = False
 ) -> tuple[Callable[[str | None, int], Sequence[Mapping[str, Any]]], Callable[[Mapping[str, Any]], str]]:
     """A ``fetch(after_key, limit)`` reading the job's tasks page by page, and its paging key (the task's
-    insertion sequence number, so a page boundary survives the deletion of the task it ended on)."""
+    insertion sequence number, so a page boundary survives the deletion of the task it ended on).
+
+    With ``columns_only`` each task is only the properties of ``TASK_COLUMNS``, read without opening documents.
+    """
     sequence_of: dict[int, int] = {}
 
     def fetch(after_key: str | None, limit: int) -> Sequence[Mapping[str, Any]]:
@@ -110,7 +114,10 @@ def _task_fetch(
             if not after_key.isdigit():
                 raise invalid_query("$skiptoken", after_key, "The continuation token is not valid.")
             after_seq = int(after_key)
-        rows = store.list_tasks_page(job_id, after_seq=after_seq, limit=limit)
+        if columns_only:
+            rows = store.list_task_columns(job_id, after_seq=after_seq, limit=limit)
+        else:
+            rows = store.list_tasks_page(job_id, after_seq=after_seq, limit=limit)
         docs = []
         for seq, doc in rows:
             sequence_of[id(doc)] = seq
@@ -123,9 +130,19 @@ def _task_fetch(
     return fetch, key
 
 
+def _selects_columns_only(request: Request) -> bool:
+    """Whether the listing can be answered from the plain columns: no ``$filter`` and a ``$select`` of
+    ``TASK_COLUMNS`` properties only."""
+    query = request.query_params
+    if (query.get("$filter") or "").strip():
+        return False
+    paths = parse_select(query.get("$select"))
+    return paths is not None and all(len(path) == 1 and path[0] in TASK_COLUMNS for path in paths)
+
+
 async def list_tasks(request: Request) -> Response:
     job = get_job_or_404(request, request.path_params["job_id"])
-    fetch, key = _task_fetch(get_store(request), job["id"])
+    fetch, key = _task_fetch(get_store(request), job["id"], columns_only=_selects_columns_only(request))
     return list_page(request, "tasks", fetch, key=key)
 
 

@@ -8,7 +8,6 @@ long-poll wake-ups). Everything here is touched only from the event-loop thread.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -210,7 +209,11 @@ class ManagerSettings:
 
 @dataclass
 class JobRuntime:
-    """A job's scheduling view: its queue of active tasks (by insertion order) and its running tasks."""
+    """A job's scheduling view: its settings, its running tasks and (with dependencies) its waiting tasks.
+
+    Its queue is not here: the active tasks that do not wait for a parent are the store's queue
+    (``Store.queued_tasks``, in insertion order), so a job of a million queued tasks costs no memory here.
+    """
 
     job_id: str
     order: int
@@ -221,14 +224,7 @@ class JobRuntime:
     on_all_tasks_complete: str = "noaction"
     common_environment: list[dict[str, Any]] = field(default_factory=list)
     max_task_retry_count: int = 0
-    heap: list[tuple[int, str]] = field(default_factory=list)
-    queued: set[str] = field(default_factory=set)
-    active: set[str] = field(default_factory=set)
     running: set[str] = field(default_factory=set)
-    task_order: dict[str, int] = field(default_factory=dict)
-    task_slots: dict[str, int] = field(default_factory=dict)
-    next_task_order: int = 0
-    min_slots: int = 1
     ending: bool = False
     deadline: float | None = None
     uses_dependencies: bool = False
@@ -245,84 +241,36 @@ class JobRuntime:
     affinity: dict[str, str] = field(default_factory=dict)
     """``affinityInfo.affinityId`` of queued tasks that have one (the node they prefer)."""
     last_placed: int = 0
+    task_slots: dict[str, int] = field(default_factory=dict)
+    """Slots of the tasks the scheduler looked at and that have not finished (queued ones live in the store)."""
+    task_order: dict[str, int] = field(default_factory=dict)
+    """The order in which running tasks were started (the latest is preempted first)."""
+    next_task_order: int = 0
 
     @property
     def key(self) -> str:
         return self.job_id.lower()
 
     def schedulable(self) -> bool:
-        """Whether this job's tasks may be started now."""
-        if self.state != "active" or not self.queued or self.ending:
+        """Whether this job's queued tasks may be started now."""
+        if self.state != "active" or self.ending:
             return False
         return self.max_parallel < 0 or len(self.running) < self.max_parallel
 
-    def note_task(self, task_key: str, slots: int) -> int:
-        """Remember a task's place in insertion order (first call wins) and its slot need."""
-        self.task_slots[task_key] = max(1, slots)
-        self.min_slots = max(1, slots) if not self.task_order else min(self.min_slots, max(1, slots))
-        order = self.task_order.get(task_key)
-        if order is None:
-            order = self.next_task_order
-            self.next_task_order += 1
-            self.task_order[task_key] = order
-        return order
-
-    def enqueue(self, task_key: str, slots: int) -> None:
-        """Mark a task active and queue it by insertion order."""
-        order = self.note_task(task_key, slots)
+    def enqueue(self, task_key: str, slots: int = 1) -> None:
+        """A task is active again in the store (retried, requeued): it no longer runs; the store queues it."""
         self.running.discard(task_key)
-        self.active.add(task_key)
-        if task_key not in self.queued:
-            self.queued.add(task_key)
-            heapq.heappush(self.heap, (order, task_key))
-
-    def hold(self, task_key: str, slots: int) -> None:
-        """Mark a task active without queueing it (it waits for the tasks it depends on)."""
-        self.note_task(task_key, slots)
-        self.running.discard(task_key)
-        self.queued.discard(task_key)
-        self.active.add(task_key)
-
-    def peek(self) -> str | None:
-        """The next queued task key (stale heap entries are dropped on the way)."""
-        while self.heap:
-            order, key = self.heap[0]
-            if key in self.queued and self.task_order.get(key) == order:
-                return key
-            heapq.heappop(self.heap)
-        return None
-
-    def lookahead(self, limit: int) -> list[str]:
-        """Up to ``limit`` queued task keys in order (for tasks that need more slots than are free)."""
-        head = self.peek()
-        if head is None:
-            return []
-        if limit <= 1:
-            return [head]
-        found: list[str] = []
-        for order, key in heapq.nsmallest(limit * 2, self.heap):
-            if key in self.queued and self.task_order.get(key) == order and key not in found:
-                found.append(key)
-                if len(found) >= limit:
-                    break
-        return found
 
     def take(self, task_key: str) -> None:
-        """Move a queued task to running."""
-        self.queued.discard(task_key)
-        self.active.discard(task_key)
+        """A queued task starts running."""
         self.running.add(task_key)
+        self.task_order[task_key] = self.next_task_order
+        self.next_task_order += 1
 
     def forget(self, task_key: str) -> None:
-        """The task is completed or deleted: drop it from every set."""
-        self.queued.discard(task_key)
-        self.active.discard(task_key)
+        """The task is completed or deleted."""
         self.running.discard(task_key)
-        self.task_order.pop(task_key, None)
-        self.task_slots.pop(task_key, None)
         self.waiting.pop(task_key, None)
         self.affinity.pop(task_key, None)
-
-    def unfinished(self) -> int:
-        """Number of tasks that are active or running."""
-        return len(self.active) + len(self.running)
+        self.task_slots.pop(task_key, None)
+        self.task_order.pop(task_key, None)

@@ -198,6 +198,17 @@ class StoreLike(Protocol):
         after_key: str | None = None,
         limit: int | None = None,
     ) -> list[dict[str, Any]]: ...
+    def list_tasks_page(
+        self,
+        job_id: str,
+        *,
+        states: Sequence[str] | None = None,
+        after_seq: int | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[int, dict[str, Any]]]: ...
+    def queued_tasks(self, job_id: str, limit: int = 1) -> list[tuple[str, int]]: ...
+    def set_held(self, job_id: str, task_ids: Sequence[str], held: bool) -> None: ...
+    def unfinished_tasks(self, job_id: str) -> int: ...
 
 
 class NodeDriverLike(Protocol):

@@ -47,7 +47,7 @@ class Preemption:
         if not waiting:
             return
         top = max(waiting, key=lambda j: (j.priority, -j.order))
-        task_key = top.peek()
+        task_key = self.sched.queued_head(top)
         if task_key is None:
             return
         nodes = [n for n in pool.nodes.values() if n.schedulable()]

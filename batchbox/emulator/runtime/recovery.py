@@ -160,19 +160,20 @@ def _status(containers: dict[str, NodeContainer], node_id: str) -> str:
 
 
 def _load_tasks(lifecycle: NodeLifecycle, job: JobRuntime) -> None:
+    """Rebuild a job's runtime view: its running tasks on their nodes (or requeued) and, with dependencies, which
+    active tasks wait for which parents. Queued tasks need nothing: the store is their queue."""
     sched = lifecycle.sched
     now = time.monotonic()
     if job.uses_dependencies:
         for doc in lifecycle.store.list_tasks(job.job_id, states=["completed"]):
             if dependency_action(doc) == "satisfy":
                 job.satisfied.add(str(doc["id"]).lower())
-    for doc in lifecycle.store.list_tasks(job.job_id, states=["active", "running", "preparing"]):
+        for doc in lifecycle.store.list_tasks(job.job_id, states=["active"]):
+            sched.activate(job, doc)
+    for doc in lifecycle.store.list_tasks(job.job_id, states=["running", "preparing"]):
         key = str(doc["id"]).lower()
         slots = doc.get("requiredSlots")
         slots = slots if isinstance(slots, int) and not isinstance(slots, bool) and slots > 0 else 1
-        if doc.get("state") == "active":
-            sched.activate(job, doc)
-            continue
         if doc.get("state") == "preparing":  # its preparation task's run is not known any more: place it again
             lifecycle.trans.requeue_doc(job, doc)
             continue
@@ -180,7 +181,6 @@ def _load_tasks(lifecycle: NodeLifecycle, job: JobRuntime) -> None:
         if node is None:
             lifecycle.trans.requeue_doc(job, doc)
             continue
-        job.note_task(key, slots)
         job.running.add(key)
         attempt = sched.next_attempt(job, key, doc)
         held = Assignment(

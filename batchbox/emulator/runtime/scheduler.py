@@ -1,9 +1,11 @@
-"""Tasks -> node slots: the in-memory queues, dispatch, node accounting, mailboxes and long polls.
+"""Tasks -> node slots: dispatch from the store's queue, node accounting, mailboxes and long polls.
 
-Each pool has the jobs bound to it (``poolInfo.poolId``); each job keeps a heap of its active task keys in
-insertion order. Dispatch walks jobs by priority (then the pool's ``jobDefaultOrder``) and places each task on the
-node ``placement.choose_node`` picks (fill type, affinity, job manager flags). A dispatch step costs O(jobs + nodes)
-plus one task read and one task write: the tasks table is never scanned.
+Each pool has the jobs bound to it (``poolInfo.poolId``); a job's queue is its active tasks that wait for no
+parent, in insertion order, read from the store's queue index (``Store.queued_tasks``), so it needs no memory
+here and cannot disagree with the tasks' states. Dispatch walks jobs by priority (then the pool's
+``jobDefaultOrder``) and places each task on the node ``placement.choose_node`` picks (fill type, affinity, job
+manager flags). A dispatch step costs O(jobs + nodes) plus one index read, one task read and one task write: the
+tasks table is never scanned.
 """
 
 from __future__ import annotations
@@ -201,25 +203,27 @@ class Scheduler:
     def pool_of(self, job: JobRuntime) -> PoolRuntime | None:
         return self.pools.get(job.pool_key) if job.pool_key else None
 
-    @staticmethod
-    def activate(job: JobRuntime, doc: dict[str, Any]) -> None:
+    def activate(self, job: JobRuntime, doc: dict[str, Any]) -> None:
         """An active task enters the runtime: queued, or held until the tasks it depends on satisfy it."""
         key = str(doc["id"]).lower()
         slots = max(1, _int(doc.get("requiredSlots"), 1))
         affinity = (doc.get("affinityInfo") or {}).get("affinityId")
         if isinstance(affinity, str) and affinity:
             job.affinity[key] = affinity.lower()
-        if admit(job, doc):
-            job.enqueue(key, slots)
-        else:
-            job.hold(key, slots)
+        job.enqueue(key, slots)
+        queued = admit(job, doc)
+        if job.uses_dependencies:
+            self.store.set_held(job.job_id, [key], not queued)
 
-    @staticmethod
-    def release_dependents(job: JobRuntime, doc: dict[str, Any]) -> None:
+    def release_dependents(self, job: JobRuntime, doc: dict[str, Any]) -> None:
         """A task completed: queue the dependents it was the last pending parent of."""
-        for child in resolve(job, doc):
-            if child in job.active:
-                job.enqueue(child, job.task_slots.get(child, 1))
+        released = resolve(job, doc)
+        if released:
+            self.store.set_held(job.job_id, released, False)
+
+    def unfinished(self, job: JobRuntime) -> int:
+        """How many tasks of the job are active or running (from the store's maintained counts)."""
+        return self.store.unfinished_tasks(job.job_id)
 
     # ----------------------------------------------------------------- dispatch
     def dispatch(self, pool_key: str | None) -> int:
@@ -240,37 +244,56 @@ class Scheduler:
         order = job_order_key(pool)
         jobs = sorted((j for j in self.jobs_by_pool.get(pool.key, {}).values() if j.schedulable()), key=order)
         placed = 0
+        drained: set[str] = set()
         while jobs and nodes:
-            progress = False
             max_free = max(n.free_slots for n in nodes)
+            chosen: tuple[JobRuntime, str, NodeRuntime] | None = None
             for job in jobs:
-                for task_key in self._candidates(job, max_free):
+                candidates = self._candidates(job, max_free)
+                if candidates is None:
+                    drained.add(job.key)
+                    continue
+                for task_key, _slots in candidates:
                     node = choose_node(job, task_key, nodes, pool)
-                    if node is None:
-                        continue
-                    if self._assign(pool, job, task_key, node):
-                        placed += 1
-                    progress = True
+                    if node is not None:
+                        chosen = (job, task_key, node)
+                        break
+                if chosen is not None:
                     break
-                if progress:
-                    break
-            if not progress:
+            if chosen is None:
                 break
-            jobs = sorted((j for j in jobs if j.schedulable()), key=order)
+            job, task_key, node = chosen
+            if self._assign(pool, job, task_key, node):
+                placed += 1
+            else:  # its document disagrees with the queue index (never expected): leave the job for this round
+                drained.add(job.key)
+            jobs = sorted((j for j in jobs if j.key not in drained and j.schedulable()), key=order)
             nodes = [n for n in nodes if n.free_slots > 0]
         return placed
 
     def dispatch_all(self) -> int:
         return sum(self.dispatch(key) for key in list(self.pools))
 
-    @staticmethod
-    def _candidates(job: JobRuntime, max_free: int) -> list[str]:
-        head = job.peek()
-        if head is None:
-            return []
-        if job.task_slots.get(head, 1) <= max_free:
-            return [head]
-        return job.lookahead(_LOOKAHEAD) if job.min_slots <= max_free else []
+    def _candidates(self, job: JobRuntime, max_free: int) -> list[tuple[str, int]] | None:
+        """The queued tasks of ``job`` worth trying on nodes with at most ``max_free`` free slots, in order: the
+        head when it fits, else up to 16 that fit from the front of the queue; None when the queue is empty. Their
+        slots are noted on the job (``placement.occupancy`` reads them there)."""
+        head = self.store.queued_tasks(job.job_id, 1)
+        if not head:
+            return None
+        found = head if head[0][1] <= max_free else self.store.queued_tasks(job.job_id, _LOOKAHEAD)
+        fitting = [(key, slots) for key, slots in found if slots <= max_free]
+        for key, slots in fitting:
+            job.task_slots[key] = slots
+        return fitting
+
+    def queued_head(self, job: JobRuntime) -> str | None:
+        """The first task of the job's queue (its slots noted on the job), or None."""
+        head = self.store.queued_tasks(job.job_id, 1)
+        if not head:
+            return None
+        job.task_slots[head[0][0]] = head[0][1]
+        return head[0][0]
 
     def next_attempt(self, job: JobRuntime, task_key: str, doc: dict[str, Any]) -> int:
         info = doc.get("executionInfo") or {}
@@ -279,16 +302,7 @@ class Scheduler:
 
     def _assign(self, pool: PoolRuntime, job: JobRuntime, task_key: str, node: NodeRuntime) -> bool:
         doc = self.store.get_task(job.job_id, task_key)
-        if doc is None:
-            job.forget(task_key)
-            return False
-        if doc.get("state") != "active":
-            job.queued.discard(task_key)
-            job.active.discard(task_key)
-            return False
-        slots = max(1, _int(doc.get("requiredSlots"), 1))
-        if slots != job.task_slots.get(task_key):
-            job.task_slots[task_key] = slots
+        if doc is None or doc.get("state") != "active":  # the queue index says otherwise: never expected
             return False
         now = now_iso()
         task_id = str(doc["id"])

@@ -35,6 +35,9 @@ __all__ = ["OwnTasks", "Transitions"]
 
 log = logging.getLogger(__name__)
 
+_UNFINISHED = ("running", "active", "preparing")
+_END_PAGE = 1000
+
 
 class OwnTasks(Protocol):
     """A job's preparation and release tasks, as transitions see them (``runtime/job_tasks.py``)."""
@@ -278,18 +281,25 @@ class Transitions:
             self._stop_run(job, key)
         now = now_iso()
         message = f"The task was ended because its job was terminated ({reason})"
-        ended = self.store.list_tasks(job.job_id, states=["running", "preparing", "active"])
-        for task_doc in ended:
-            if task_doc.get("state") == "running":
-                self._record_run(job.job_id, task_doc, "terminated", now)
-            task_completed(task_doc, now, exit_code=None, failure_info=task_ended_failure(message))
-        if ended:
-            self.store.update_tasks(job.job_id, ended)
+        after: int | None = None
+        while True:  # a page at a time: a job may hold a million unfinished tasks
+            page = self.store.list_tasks_page(job.job_id, states=_UNFINISHED, after_seq=after, limit=_END_PAGE)
+            ended = [task_doc for _, task_doc in page]
             for task_doc in ended:
-                self.completed(job.job_id, task_doc)
-        for key in list(job.active) + list(job.running):
+                if task_doc.get("state") == "running":
+                    self._record_run(job.job_id, task_doc, "terminated", now)
+                task_completed(task_doc, now, exit_code=None, failure_info=task_ended_failure(message))
+            if ended:
+                self.store.update_tasks(job.job_id, ended)
+                for task_doc in ended:
+                    self.completed(job.job_id, task_doc)
+            if len(page) < _END_PAGE:
+                break
+            after = page[-1][0]
+        for key in list(job.running):
             job.forget(key)
-        job.heap.clear()
+        job.waiting.clear()
+        job.affinity.clear()
 
     def _complete_job(self, job: JobRuntime, reason: str) -> None:
         doc = self.store.get_job(job.job_id)
@@ -324,7 +334,7 @@ class Transitions:
             job.on_all_tasks_complete == "terminatejob"
             and job.state == "active"
             and not job.ending
-            and job.unfinished() == 0
+            and self.sched.unfinished(job) == 0
         ):
             self.end_job(job, "AllTasksComplete")
 
