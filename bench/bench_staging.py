@@ -225,7 +225,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--files", type=int, default=FILE_COUNT, help=f"files to stage (default {FILE_COUNT})")
     parser.add_argument("--file-kib", type=int, default=FILE_SIZE // 1024, help="size of each file in KiB (64)")
     parser.add_argument(
-        "--sweep", default="1,4,16,32", help="other max_concurrency values to measure for batchbox ('' for none)"
+        "--sweep", default="1,8,16", help="other max_concurrency values to measure for batchbox ('' for none)"
     )
     return parser.parse_args(argv)
 

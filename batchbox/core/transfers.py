@@ -5,6 +5,7 @@ never leaves a partial file under a final name."""
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import secrets
 from collections.abc import Sequence
@@ -12,6 +13,9 @@ from pathlib import Path
 
 from batchbox.core.errors import InvalidRequestError
 from batchbox.core.storage import BlobInfo, UploadItem, validate_container_name
+
+_PART_TOKEN = secrets.token_hex(4)
+_part_numbers = itertools.count()
 
 __all__ = [
     "already_downloaded",
@@ -85,5 +89,9 @@ def already_downloaded(target: Path, blob: BlobInfo) -> bool:
 
 
 def partial_path(target: Path) -> Path:
-    """A fresh temporary name next to ``target``; a download writes there and renames it when complete."""
-    return target.with_name(f"{target.name}.part-{secrets.token_hex(6)}")
+    """A fresh temporary name next to ``target``; a download writes there and renames it when complete.
+
+    The name is the process id, a random token and a counter: unique without asking the kernel for random bytes
+    for every file of a large download.
+    """
+    return target.with_name(f"{target.name}.part-{os.getpid()}-{_PART_TOKEN}-{next(_part_numbers)}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -74,16 +75,25 @@ class BlobTransfers:
     use_env_proxies: bool
     ca_bundle: str | None = None
 
-    def run(self, work: TransferWork[_T, _R], items: Sequence[_T], max_concurrency: int) -> list[_R]:
+    def run(
+        self,
+        work: Callable[[Any, _T], Awaitable[_R]],
+        items: Sequence[_T],
+        max_concurrency: int,
+        *,
+        opener: Callable[[], AbstractAsyncContextManager[Any]] | None = None,
+    ) -> list[_R]:
         """Apply ``work`` to every item, at most ``max_concurrency`` at a time; results in item order.
 
-        The first error (in item order among those that failed) is raised once the transfers in flight have been
-        cancelled; transfers not yet started do not start.
+        ``work`` gets the SDK's async service client, or what ``opener`` opens instead (e.g. a lighter pipeline),
+        once for all items. The first error (in item order among those that failed) is raised once the transfers
+        in flight have been cancelled; transfers not yet started do not start.
         """
         if not items:
             return []
+        opened = opener or self._client
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="batchbox-blob") as loop_thread:
-            return loop_thread.submit(asyncio.run, self._run_all(work, items, max_concurrency)).result()
+            return loop_thread.submit(asyncio.run, self._run_all(opened, work, items, max_concurrency)).result()
 
     def _client(self) -> AsyncBlobServiceClient:
         from azure.core.pipeline.transport import AioHttpTransport
@@ -110,8 +120,14 @@ class BlobTransfers:
             ),
         )
 
-    async def _run_all(self, work: TransferWork[_T, _R], items: Sequence[_T], limit: int) -> list[_R]:
-        async with self._client() as client:
+    async def _run_all(
+        self,
+        opener: Callable[[], AbstractAsyncContextManager[Any]],
+        work: Callable[[Any, _T], Awaitable[_R]],
+        items: Sequence[_T],
+        limit: int,
+    ) -> list[_R]:
+        async with opener() as client:
             gate = asyncio.Semaphore(limit)
 
             async def one(item: _T) -> _R:

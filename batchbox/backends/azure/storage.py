@@ -13,9 +13,11 @@ deleted (``409 ContainerBeingDeleted``); :meth:`BlobStorage.create_container` wa
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -34,6 +36,7 @@ from urllib3.util.retry import Retry
 
 from batchbox.backends.azure._blob_transfers import BlobTransfers
 from batchbox.backends.azure._sas_signing import SAS_START_SKEW, SasSigner
+from batchbox.backends.azure._sas_transfers import SMALL_BLOB, SasTransfers
 from batchbox.backends.azure._storage_errors import (
     install_sas_redaction,
     storage_error_code,
@@ -61,7 +64,13 @@ from batchbox.core.transfers import (
 if TYPE_CHECKING:
     from azure.storage.blob.aio import BlobServiceClient as AsyncBlobServiceClient
 
-__all__ = ["AZURITE_API_VERSION", "SAS_START_SKEW", "BlobStorage", "StorageCredential"]
+__all__ = [
+    "AZURITE_API_VERSION",
+    "DEFAULT_TRANSFER_CONCURRENCY",
+    "SAS_START_SKEW",
+    "BlobStorage",
+    "StorageCredential",
+]
 
 StorageCredential = str | AzureNamedKeyCredential | AzureSasCredential | TokenCredential
 """An account key, a named key, a SAS (no SAS generation then) or an Azure AD token credential."""
@@ -71,6 +80,14 @@ AZURITE_API_VERSION = "2025-11-05"
 
 
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+DEFAULT_TRANSFER_CONCURRENCY = 32
+"""Blob transfers in flight by default: over a network each request waits a round trip, so more in flight means
+more overlap (bench/RESULTS.md, staging over a simulated network); on loopback 32 costs no more than 8."""
+
+_WRITER_THREADS = 2
+_FAST_PATH_SAS_LIFETIME = timedelta(hours=24)
+"""Lifetime of the container SAS one upload or download signs for itself (it never leaves the process)."""
 _BEING_DELETED = "ContainerBeingDeleted"
 _BEING_DELETED_POLL = 5.0
 
@@ -119,6 +136,9 @@ class BlobStorage(StorageBackend):
         self._endpoint = strip_query(account_url).rstrip("/")
         self._account_key: str | None = None
         self._token_credential: TokenCredential | None = None
+        self._sas_credential = credential if isinstance(credential, AzureSasCredential) else None
+        self._retry_total, self._retry_backoff = retry_total, retry_backoff
+        self._connection_timeout, self._read_timeout = connection_timeout, read_timeout
         if isinstance(credential, str):
             self._account_key = credential
         elif isinstance(credential, AzureNamedKeyCredential):
@@ -289,24 +309,60 @@ class BlobStorage(StorageBackend):
         container: str,
         items: Sequence[UploadItem],
         *,
-        max_concurrency: int = 8,
+        max_concurrency: int = DEFAULT_TRANSFER_CONCURRENCY,
         overwrite: bool = True,
         progress: ProgressCallback | None = None,
     ) -> list[str]:
         items = checked_uploads(container, items, max_concurrency)
-        per_blob = _per_transfer_concurrency(max_concurrency, len(items))
+        sizes = {item.blob_name: item.path.stat().st_size for item in items}
+        fast = self._fast_path(container, [ContainerPermission.CREATE, ContainerPermission.WRITE])
+        small = [item for item in items if fast is not None and sizes[item.blob_name] <= SMALL_BLOB]
+        large = [item for item in items if fast is None or sizes[item.blob_name] > SMALL_BLOB]
+        per_blob = _per_transfer_concurrency(max_concurrency, len(large))
+
+        def done(item: UploadItem) -> str:
+            if progress is not None:
+                progress(item.blob_name, sizes[item.blob_name])
+            return item.blob_name
+
+        async def put(pipeline: Any, item: UploadItem) -> str:
+            assert fast is not None
+            with self._errors(container, item.blob_name):
+                await fast.put(pipeline, item.blob_name, item.path.read_bytes(), overwrite=overwrite)
+            return done(item)
 
         async def upload(client: AsyncBlobServiceClient, item: UploadItem) -> str:
             with self._errors(container, item.blob_name), open(item.path, "rb") as stream:
-                size = os.fstat(stream.fileno()).st_size
                 await client.get_blob_client(container, item.blob_name).upload_blob(
-                    stream, length=size, overwrite=overwrite, max_concurrency=per_blob
+                    stream, length=sizes[item.blob_name], overwrite=overwrite, max_concurrency=per_blob
                 )
-            if progress is not None:
-                progress(item.blob_name, size)
-            return item.blob_name
+            return done(item)
 
-        return self._transfers.run(upload, items, max_concurrency)
+        if fast is not None:
+            self._transfers.run(put, small, max_concurrency, opener=fast.pipeline)
+        self._transfers.run(upload, large, max_concurrency)
+        return [item.blob_name for item in items]
+
+    def _fast_path(self, container: str, permissions: Sequence[ContainerPermission]) -> SasTransfers | None:
+        """One-request transfers of small blobs under a container SAS (``_sas_transfers``): with an account key
+        (signed here) or a SAS credential (used as given); None with an Azure AD credential, which keeps the
+        SDK's path."""
+        if self._sas_credential is not None:
+            sas = self._sas_credential.signature.lstrip("?")
+        elif self._account_key is not None:
+            sas = self._signer.container_sas(container, permissions, _FAST_PATH_SAS_LIFETIME)
+        else:
+            return None
+        return SasTransfers(
+            self.container_url(container),
+            sas,
+            api_version=self.api_version,
+            retry_total=self._retry_total,
+            retry_backoff=self._retry_backoff,
+            connection_timeout=self._connection_timeout,
+            read_timeout=self._read_timeout,
+            use_env_proxies=not self._local,
+        )
 
     def upload_bytes(self, container: str, blob_name: str, data: bytes, *, overwrite: bool = True) -> None:
         validate_container_name(container)
@@ -332,23 +388,52 @@ class BlobStorage(StorageBackend):
         destination: Path,
         *,
         prefix: str | None = None,
-        max_concurrency: int = 8,
+        max_concurrency: int = DEFAULT_TRANSFER_CONCURRENCY,
         skip_existing: bool = False,
         progress: ProgressCallback | None = None,
     ) -> list[Path]:
         check_max_concurrency(max_concurrency)
-        plan = download_plan(self.list_blobs(container, prefix), destination, container)
-        per_blob = _per_transfer_concurrency(max_concurrency, len(plan))
+        validate_container_name(container)
+        fast = self._fast_path(container, [ContainerPermission.READ, ContainerPermission.LIST])
+        if fast is None:
+            blobs = self.list_blobs(container, prefix)
+        else:
+
+            async def listing(pipeline: Any, _: None) -> list[BlobInfo]:
+                with self._errors(container):
+                    return await fast.list(pipeline, prefix)
+
+            blobs = self._transfers.run(listing, [None], 1, opener=fast.pipeline)[0]
+        plan = download_plan(blobs, destination, container)
+        wanted = [entry for entry in plan if not (skip_existing and already_downloaded(entry[1], entry[0]))]
+        small = [entry for entry in wanted if fast is not None and entry[0].size <= SMALL_BLOB]
+        large = [entry for entry in wanted if fast is None or entry[0].size > SMALL_BLOB]
+        per_blob = _per_transfer_concurrency(max_concurrency, len(large))
         folders_made: set[Path] = set()  # the transfers share one event loop: no lock needed
 
-        async def download(client: AsyncBlobServiceClient, entry: tuple[BlobInfo, Path]) -> Path:
-            blob, target = entry
-            if skip_existing and already_downloaded(target, blob):
-                return target
+        def part_for(target: Path) -> Path:
             if target.parent not in folders_made:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 folders_made.add(target.parent)
-            part = partial_path(target)
+            return partial_path(target)
+
+        def done(blob: BlobInfo, target: Path) -> Path:
+            if progress is not None:
+                progress(blob.name, blob.size)
+            return target
+
+        async def get(pipeline: Any, entry: tuple[BlobInfo, Path]) -> Path:
+            assert fast is not None
+            blob, target = entry
+            with self._errors(container, blob.name):
+                data = await fast.get(pipeline, blob.name)
+            # Creating a file is mostly kernel time: in a writer thread it overlaps the loop's requests.
+            await asyncio.get_running_loop().run_in_executor(writers, _write_atomically, part_for(target), data, target)
+            return done(blob, target)
+
+        async def download(client: AsyncBlobServiceClient, entry: tuple[BlobInfo, Path]) -> Path:
+            blob, target = entry
+            part = part_for(target)
             try:
                 with self._errors(container, blob.name), open(part, "wb") as sink:
                     stream = await client.get_blob_client(container, blob.name).download_blob(max_concurrency=per_blob)
@@ -357,11 +442,13 @@ class BlobStorage(StorageBackend):
             except BaseException:
                 part.unlink(missing_ok=True)
                 raise
-            if progress is not None:
-                progress(blob.name, blob.size)
-            return target
+            return done(blob, target)
 
-        return self._transfers.run(download, plan, max_concurrency)
+        if fast is not None:
+            with ThreadPoolExecutor(max_workers=_WRITER_THREADS, thread_name_prefix="batchbox-write") as writers:
+                self._transfers.run(get, small, max_concurrency, opener=fast.pipeline)
+        self._transfers.run(download, large, max_concurrency)
+        return [target for _, target in plan]
 
     # -- URLs and SAS -------------------------------------------------------------------------------------------
 
@@ -404,6 +491,16 @@ class BlobStorage(StorageBackend):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _write_atomically(part: Path, data: bytes, target: Path) -> None:
+    """Write ``data`` to ``part``, then rename it to ``target`` (no partial ``target`` is ever seen)."""
+    try:
+        part.write_bytes(data)
+        os.replace(part, target)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
 
 
 def _http_session(pool_size: int, *, use_env_proxies: bool) -> requests.Session:
