@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from batchbox.core.backend import Backend
+from batchbox.core.collector import OutputCollector
 from batchbox.core.errors import BatchboxError, InvalidRequestError
 from batchbox.core.models import ComputeNodeInfo, JobSpec, PoolInfo, TaskCounts, TaskInfo
 from batchbox.core.polling import poll_until, unless_being_deleted
@@ -48,6 +49,11 @@ class RunOptions:
     pool_timeout: float = 900.0
     job_timeout: float | None = None
     max_concurrency: int = 8
+    """Task-collection requests in flight while adding tasks."""
+    transfer_concurrency: int = 32
+    """Blob uploads and downloads in flight while staging and collecting (each waits a round trip to the store)."""
+    collect_while_running: bool = True
+    """Download outputs already written while tasks still run (see ``batchbox.core.collector``)."""
     node_check_interval: float = 30.0
     """Seconds between two looks at the pool's nodes while tasks wait and none runs (see ``NodeWatch``)."""
 
@@ -163,7 +169,7 @@ class Workflow:
             self.reporter.uploaded(container, blob, size, done, len(items))
 
         return self.backend.storage.upload_files(
-            container, items, max_concurrency=self.options.max_concurrency, progress=progress
+            container, items, max_concurrency=self.options.transfer_concurrency, progress=progress
         )
 
     # -- 4: pool ------------------------------------------------------------------------------------------------
@@ -288,7 +294,8 @@ class Workflow:
 
         Polls start :data:`~batchbox.core.polling.FIRST_POLL_DELAY` apart; the delay doubles up to
         ``poll_interval``. While tasks wait and none runs, the pool's nodes are looked at every
-        ``node_check_interval`` seconds.
+        ``node_check_interval`` seconds. With ``collect_while_running``, outputs already written are downloaded
+        meanwhile (:class:`~batchbox.core.collector.OutputCollector`), so the collect step has little left.
 
         Raises:
             WaitTimeoutError: ``job_timeout`` passed first.
@@ -306,6 +313,8 @@ class Workflow:
             self.result.count_requests += 1
             self.reporter.progress(counts, self._expected_total(counts), time.monotonic() - began)
             watch.check(counts)
+            if collector is not None:
+                collector.completed(counts.completed)
             return counts
 
         def finished(counts: TaskCounts) -> bool:
@@ -317,16 +326,37 @@ class Workflow:
                 f"({counts.active} active, {counts.running} running)"
             )
 
-        counts = poll_until(
-            probe,
-            finished,
-            timeout=self.options.job_timeout,
-            poll_interval=self.options.poll_interval,
-            timeout_message=too_late,
-        )
+        collector = self._collector() if self.options.collect_while_running else None
+        try:
+            counts = poll_until(
+                probe,
+                finished,
+                timeout=self.options.job_timeout,
+                poll_interval=self.options.poll_interval,
+                timeout_message=too_late,
+            )
+        finally:
+            if collector is not None:
+                self._finish_collector(collector)
         self.result.counts = counts
         self.result.total_tasks = self._expected_total(counts)
         return counts
+
+    def _collector(self) -> OutputCollector:
+        return OutputCollector(
+            self.backend.storage,
+            self.workload.containers().output,
+            self.output_dir(),
+            max_concurrency=self.options.transfer_concurrency,
+        )
+
+    def _finish_collector(self, collector: OutputCollector) -> None:
+        try:
+            collector.finish()
+        except BatchboxError as exc:  # the collect step lists and downloads again
+            self.reporter.message(f"outputs downloaded during the run are checked again: {exc}")
+        for error in collector.errors[-3:]:
+            self.reporter.message(f"downloading outputs during the run failed once (the collect step retries): {error}")
 
     def _expected_total(self, counts: TaskCounts) -> int:
         return max(self.result.total_tasks, counts.total)
@@ -337,7 +367,7 @@ class Workflow:
         destination = self.output_dir()
         names = self.workload.containers()
         paths = self.backend.storage.download_container(
-            names.output, destination, max_concurrency=self.options.max_concurrency, skip_existing=True
+            names.output, destination, max_concurrency=self.options.transfer_concurrency, skip_existing=True
         )
         self.result.outputs = sorted(paths)
         self.result.output_dir = destination

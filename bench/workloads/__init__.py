@@ -1,0 +1,1 @@
+"""Workloads the benchmarks run through ``batchbox run``."""
