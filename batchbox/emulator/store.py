@@ -8,6 +8,7 @@ One connection, used from the event-loop thread only; every call is short and sy
 
 from __future__ import annotations
 
+import base64
 import json
 import sqlite3
 import time

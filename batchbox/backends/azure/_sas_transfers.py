@@ -48,6 +48,7 @@ class SasTransfers:
             fixed seconds between them.
         connection_timeout / read_timeout: seconds, per attempt.
         use_env_proxies: honour ``HTTP(S)_PROXY`` (off for loopback endpoints).
+        ca_bundle: the CA certificate to verify the endpoint with (None: the system's).
     """
 
     container_url: str
@@ -58,6 +59,7 @@ class SasTransfers:
     connection_timeout: float
     read_timeout: float
     use_env_proxies: bool
+    ca_bundle: str | None = None
 
     @asynccontextmanager
     async def pipeline(self) -> AsyncIterator[AsyncPipeline[Any, Any]]:
@@ -75,6 +77,7 @@ class SasTransfers:
             connection_timeout=self.connection_timeout,
             read_timeout=self.read_timeout,
             use_env_settings=self.use_env_proxies,
+            connection_verify=self.ca_bundle or True,
         )
         async with AsyncPipeline(transport, policies=[retry]) as pipeline:
             yield pipeline

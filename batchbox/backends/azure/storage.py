@@ -362,6 +362,7 @@ class BlobStorage(StorageBackend):
             connection_timeout=self._connection_timeout,
             read_timeout=self._read_timeout,
             use_env_proxies=not self._local,
+            ca_bundle=self._transfers.ca_bundle,
         )
 
     def upload_bytes(self, container: str, blob_name: str, data: bytes, *, overwrite: bool = True) -> None:
