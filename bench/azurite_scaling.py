@@ -1,9 +1,9 @@
-"""Azurite's cost per request against the number of blobs it holds (for benchmark 11's reading).
+"""Azurite's cost per request against the number of blobs it holds (for benchmark 12's reading).
 
 Fills one container of a fresh Azurite (disk persistence) with 1 KiB blobs in steps, and after each step sends
 ``--sample`` Get Blob and then as many Put Blob requests (overwrites) for random blobs of that container, one at a
 time, reading Azurite's CPU from ``/proc`` around them. Prints one line per step: blobs held, Azurite CPU per Get and
-per Put. Not a benchmark of its own: benchmark 11's reading quotes what it prints.
+per Put. Not a benchmark of its own: benchmark 12's reading quotes what it prints.
 
 Run: ``.venv/bin/python -m bench.azurite_scaling [--to 20000] [--step 4000] [--sample 400]``.
 """

@@ -1,4 +1,4 @@
-"""Benchmark 9, a million queued tasks: one job of 1,000,000 tasks queued behind busy nodes.
+"""Benchmark 10, a million queued tasks: one job of 1,000,000 tasks queued behind busy nodes.
 
 On a pool of 4 nodes x 2 slots whose slots are all held by a blocker job (higher priority, 8 ``sleep`` tasks), a
 job gets 1,000,000 ``/bin/true`` tasks, added as ``batchbox run`` adds them (``AzureBatchCompute.add_tasks``: 100

@@ -1,4 +1,4 @@
-"""Benchmark 10, staging over a simulated network: Azurite behind a proxy that adds a 20 ms round trip.
+"""Benchmark 11, staging over a simulated network: Azurite behind a proxy that adds a 20 ms round trip.
 
 What users meet is Azure Storage across a network, where every request waits a round trip; on loopback the
 sequential loop hardly waits at all (benchmark 4). Here ``bench/latency_proxy.py`` (its own process, loopback

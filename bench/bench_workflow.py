@@ -1,4 +1,4 @@
-"""Benchmark 11, the workflow at 20,000 tasks: ``batchbox run`` of a parameter sweep against the tutorial's way.
+"""Benchmark 12, the workflow at 20,000 tasks: ``batchbox run`` of a parameter sweep against the tutorial's way.
 
 ``batchbox run bench/workloads/sweep.py --yes`` on a local stack (Azurite and the emulator, started once before the
 rounds): 20,000 tasks of 0.1 s each on 4 nodes x 2 slots, each writing one small output file that Batch uploads;

@@ -1,4 +1,4 @@
-"""Benchmark 9's figures and their section of bench/RESULTS.md (the measuring is in ``bench_million``)."""
+"""Benchmark 10's figures and their section of bench/RESULTS.md (the measuring is in ``bench_million``)."""
 
 from __future__ import annotations
 
@@ -150,7 +150,7 @@ def render(f: MillionFigures) -> str:
     )
     return "\n".join(
         [
-            f"## 9. A million queued tasks: one job of {n} tasks behind busy nodes",
+            f"## 10. A million queued tasks: one job of {n} tasks behind busy nodes",
             "",
             f"A pool of 4 nodes x 2 slots whose slots are held by a blocker job (priority 1000, 8 `sleep` tasks); "
             f"a job (priority 0) gets {n} `/bin/true` tasks through `AzureBatchCompute.add_tasks` (what `batchbox "

@@ -295,6 +295,6 @@ def _interpretation(readings: dict[str, _Reading], cores: int) -> str:
         f"{down.free_ceiling:.1f}x with a client that cost no CPU at all). batchbox's client spent "
         f"{up.client_ms:.2f} ms of CPU per uploaded file and {down.client_ms:.2f} ms per downloaded one, the probe "
         f"{up.probe_client_ms:.2f} and {down.probe_client_ms:.2f} ms. Over a network the picture changes: see "
-        "benchmark 10. The ceilings are upper bounds, not predictions."
+        "benchmark 11. The ceilings are upper bounds, not predictions."
     )
     return text

@@ -1,4 +1,4 @@
-"""Benchmark 10's cases, figures, section of bench/RESULTS.md and plot (the measuring is in ``bench_staging_wan``)."""
+"""Benchmark 11's cases, figures, section of bench/RESULTS.md and plot (the measuring is in ``bench_staging_wan``)."""
 
 from __future__ import annotations
 
@@ -131,7 +131,7 @@ def render(m: Measured) -> str:
     )
     return "\n".join(
         [
-            f"## 10. Staging over a simulated network: Azurite behind a {m.rtt_ms:g} ms round trip",
+            f"## 11. Staging over a simulated network: Azurite behind a {m.rtt_ms:g} ms round trip",
             "",
             "On loopback the sequential loop hardly waits (benchmark 4); over a network every request waits a "
             f"round trip. `bench/latency_proxy.py`, in its own process and on loopback only, holds every byte for "

@@ -1,4 +1,4 @@
-"""Benchmark 11's figures (one ``batchbox run`` or one tutorial run each) and its section of bench/RESULTS.md."""
+"""Benchmark 12's figures (one ``batchbox run`` or one tutorial run each) and its section of bench/RESULTS.md."""
 
 from __future__ import annotations
 
@@ -202,7 +202,7 @@ def render(big: list[CliRun], small: list[CliRun], tutorial: list[TutorialRun], 
     )
     return "\n".join(
         [
-            f"## 11. The workflow at {n:,} tasks: `batchbox run` of a parameter sweep",
+            f"## 12. The workflow at {n:,} tasks: `batchbox run` of a parameter sweep",
             "",
             f"`batchbox run bench/workloads/sweep.py --yes` on a local stack started once before the rounds: {n:,} "
             f"tasks on 4 nodes x {slots // 4} slots, each waiting 0.1 s (work that needs none of this machine's "

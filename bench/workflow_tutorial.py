@@ -1,4 +1,4 @@
-"""Benchmark 11's baseline: the Azure Batch Python tutorial's way, scaled to a parameter sweep.
+"""Benchmark 12's baseline: the Azure Batch Python tutorial's way, scaled to a parameter sweep.
 
 Every step as the tutorial writes it, one request at a time: ``upload_blob`` of the script, the pool (with the
 sweep's start task) and the job, the tasks added 100 per ``create_task_collection`` request one after another,
