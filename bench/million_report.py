@@ -61,6 +61,27 @@ class MillionFigures:
         return dict(sorted(found.items()))
 
 
+HOW = (
+    "**What makes it O(1)** (the figures before this change, as reported when these targets were set: at "
+    "1,000,000 tasks, counts 541 ms, RSS 343 MB, listing 29.6 s). Task counts were a GROUP BY over the job's "
+    "tasks per request; they are now "
+    "kept by the database: three triggers on the tasks table add and subtract every inserted, deleted or changed "
+    "row (state, result, slots) to one row per job and bucket of `task_counts`, in the same transaction, so no "
+    "code path can change a task and leave the counts behind, and a restart finds them as they were (schema 3; "
+    "`store_schema.py` upgrades older state directories and fills the counts once). The emulator held every queued "
+    "task in memory (a heap entry, set memberships, order and slot dictionaries: ~250 bytes each) and read every "
+    "active task at start; the queue is now a partial index of the tasks table (`state = 'active' AND held = 0`, "
+    "by insertion order), so queued tasks cost no memory, a restart loads only running tasks, and a task that "
+    "becomes active again (retry, requeue, reactivate, or any state change added later) is queued by the write "
+    "that makes it active. A listing whose `$select` names only `id`, `state`, `eTag` or `lastModified` is read "
+    "from those plain columns without unsealing and parsing each document (the SQL already paged through the "
+    "`(job_key, seq)` index: no page re-sorted the job); the SDK's own paging and model building is most of what "
+    "the listing row measures now. Job termination completes unfinished tasks 1,000 at a time instead of loading "
+    "them all. The exactness of the kept counts is tested in `make test` (`tests/test_task_counts.py`: hypothesis "
+    "drives the store and a real emulator through random operations and restarts, and compares with a full scan)."
+)
+
+
 def _spread(values: list[float], scale: float = 1e3, unit: str = "ms") -> str:
     low, high = quantile(values, 0.0), quantile(values, 1.0)
     return f"{low * scale:.2f}-{high * scale:.2f} {unit}"
@@ -171,6 +192,8 @@ def render(f: MillionFigures) -> str:
             f"![time per task per slot against the job's queue depth](plots/{PLOT.name})",
             "",
             verdict,
+            "",
+            HOW,
         ]
     )
 

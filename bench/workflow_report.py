@@ -108,6 +108,36 @@ class TutorialRun:
         )
 
 
+AZURITE_NOTES = (
+    "**Where the time goes at 20,000 outputs: Azurite's cost per request grows with the blobs it holds.** Azurite "
+    "(3.35-3.37) keeps blob metadata in a LokiJS collection; `LokiBlobMetadataStore.getBlobWithLeaseUpdated` and "
+    "`createBlob` find a blob with `findOne({accountName, containerName, name, snapshot})`, which walks every blob "
+    "of the account, and a Put also updates four binary indexes. Measured with `.venv/bin/python -m "
+    "bench.azurite_scaling --to 20000 --step 5000 --sample 200` (one request at a time, Azurite's CPU from `/proc`, "
+    "on this machine while it was busy): 3.8 / 2.9 / 8.2 / 4.8 ms of Azurite CPU per Get Blob and 3.2 / 3.9 / 7.1 "
+    "/ 5.8 ms per Put Blob at 5,000 / 10,000 / 15,000 / 20,000 blobs, against 0.7-0.9 ms at 500 blobs (benchmark "
+    "4). The sweep makes 20,000 Puts (each task's output, by the node agents) and 20,000 Gets (the downloads): "
+    "on the order of 150-250 s of Azurite's single JavaScript thread against an ideal of 250 s for the whole run, "
+    "and the Gets cannot start before the outputs exist. batchbox downloads outputs while tasks still run "
+    "(`batchbox/core/collector.py`), so the Gets overlap the run instead of following it, but they compete with "
+    "the agents' Puts for the same thread. With Azure Storage, whose cost per request does not grow with the "
+    "container, and more than 2 cores, neither limit applies; on this machine the run is bound by Azurite and by "
+    "the other work it shared the cores with."
+)
+
+
+def _reading(big: list[CliRun], slots: int) -> str:
+    """The time per task per slot the run actually took, against the task's own 0.1 s."""
+    if not big:
+        return ""
+    run = big[0]
+    per_task = run.steps.get("monitor", 0.0) * slots / run.tasks
+    return (
+        f"During the monitor step each task took {per_task * 1e3:.0f} ms of a slot on average (0.1 s of it the "
+        f"task's own wait), and the collect step after it took {fmt_seconds(run.steps.get('collect', 0.0))}."
+    )
+
+
 def _spread(values: list[float], fmt: str = "{:.0%}") -> str:
     return f"{fmt.format(min(values))}-{fmt.format(max(values))}"
 
@@ -223,6 +253,8 @@ def render(big: list[CliRun], small: list[CliRun], tutorial: list[TutorialRun], 
             "",
             f"Every round (share of the ideal): {every}.",
             "",
-            f"{sum(bool(x) for x in met)} of {len(met)} targets met.",
+            f"{sum(bool(x) for x in met)} of {len(met)} targets met. " + _reading(big, slots),
+            "",
+            AZURITE_NOTES,
         ]
     )

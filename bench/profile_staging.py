@@ -1,0 +1,71 @@
+"""A staging workload to run under a profiler: what the staging benchmarks' profiles were taken on.
+
+``small``: 500 files of 64 KiB uploaded once to a fresh Azurite, then ``download_container`` ``--rounds`` times.
+``wan8``: 20 files of 8 MiB uploaded and downloaded ``--rounds`` times through ``bench/latency_proxy.py`` (20 ms).
+Each round prints its wall time and the CPU seconds of Azurite, the proxy (``wan8``) and this process.
+
+Run: ``.venv/bin/py-spy record -r 200 -f raw -o OUT -- .venv/bin/python -m bench.profile_staging small``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from batchbox.backends.azure import BlobStorage
+from batchbox.backends.local.azurite import connection_string
+from batchbox.core.storage import UploadItem
+from bench.bench_staging import make_files
+from bench.common import azurite, process_cpu_seconds
+from bench.latency_proxy import run_proxy
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("mode", choices=["small", "wan8"])
+    parser.add_argument("--rounds", type=int, default=6)
+    args = parser.parse_args(argv)
+    os.environ["NO_PROXY"] = "127.0.0.1,localhost"
+    count, size = (500, 64 * 1024) if args.mode == "small" else (20, 8 * 1024 * 1024)
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="batchbox-profile-")))
+        az = stack.enter_context(azurite(tmp / "azurite"))
+        port, proxy_pid = az.port, None
+        if args.mode == "wan8":
+            proxy = stack.enter_context(run_proxy(az.port, 20.0))
+            port, proxy_pid = proxy.port, proxy.process.pid
+        storage = stack.enter_context(BlobStorage.from_connection_string(connection_string("127.0.0.1", port)))
+        files = make_files(tmp / "src", count, size)
+        items = [UploadItem(p, p.name) for p in files]
+        storage.create_container("profiled")
+        storage.upload_files("profiled", items)
+        for index in range(args.rounds):
+            for direction in ("up", "down") if args.mode == "wan8" else ("down",):
+                before = (process_cpu_seconds(az.pid), process_cpu_seconds(proxy_pid) if proxy_pid else 0.0)
+                cpu, began = time.process_time(), time.perf_counter()
+                if direction == "up":
+                    storage.upload_files("profiled", items)
+                else:
+                    storage.download_container("profiled", tmp / f"out{index}")
+                wall = time.perf_counter() - began
+                proxy_cpu = process_cpu_seconds(proxy_pid) - before[1] if proxy_pid else 0.0
+                print(
+                    f"round {index + 1} {direction}: {wall:.3f} s; CPU s: Azurite "
+                    f"{process_cpu_seconds(az.pid) - before[0]:.2f}, proxy {proxy_cpu:.2f}, "
+                    f"client {time.process_time() - cpu:.2f}",
+                    flush=True,
+                )
+                shutil.rmtree(tmp / f"out{index}", ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
