@@ -152,8 +152,9 @@ class AutoScaler:
         for job in self._sched.jobs_by_pool.get(key, {}).values():
             if job.state != "active":
                 continue
-            active += len(job.active)
-            running += len(job.running)
+            counts = self._sched.store.task_counts(job.job_id)  # kept by the store: O(1) per job
+            active += int(counts["active"])
+            running += int(counts["running"])
         return {"$ActiveTasks": active, "$RunningTasks": running, "$PendingTasks": active + running}
 
     @staticmethod
