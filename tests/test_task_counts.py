@@ -200,7 +200,9 @@ def test_a_schema_2_database_is_upgraded_with_its_counts(tmp_path: Path) -> None
 # ------------------------------------------------------------------------------ the emulator, randomized, restarts
 
 _VM = m.VirtualMachineConfiguration(
-    image_reference=m.BatchVmImageReference(publisher="canonical", offer="ubuntu", sku="22_04-lts"),
+    image_reference=m.BatchVmImageReference(
+        publisher="canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts"
+    ),
     node_agent_sku_id="batch.node.ubuntu 22.04",
 )
 _COMMANDS = ("/bin/true", "/bin/false", "/bin/sleep 60")
