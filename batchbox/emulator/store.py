@@ -22,7 +22,14 @@ from batchbox.emulator.job_tables import JobNodeTaskTable, ScheduleTable
 from batchbox.emulator.node_usage import NodeUsage
 from batchbox.emulator.run_history import RunHistory
 from batchbox.emulator.sealing import Sealer, SealError
-from batchbox.emulator.store_schema import COUNT_BUCKETS, SCHEMA_VERSION, StoreError, open_schema, read_task_counts
+from batchbox.emulator.store_schema import (
+    COUNT_BUCKETS,
+    SCHEMA_VERSION,
+    StoreError,
+    open_schema,
+    read_task_counts,
+    refuse_newer_schema,
+)
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -86,13 +93,14 @@ class Store:
         self._path = path
         self._sealer = sealer
         self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute("PRAGMA busy_timeout=5000")
-        self._conn.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
         self._depth = 0
         self._last_ticks = 0
         try:
+            refuse_newer_schema(self._conn, path)  # before the pragmas below write to the file
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA busy_timeout=5000")
+            self._conn.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
             self._open_schema()
             self.runs = RunHistory(self._conn)
             self.usage = NodeUsage(self._conn)

@@ -33,6 +33,7 @@ __all__ = [
     "StoreError",
     "open_schema",
     "read_task_counts",
+    "refuse_newer_schema",
 ]
 
 SCHEMA_VERSION = 3
@@ -155,6 +156,27 @@ _UPGRADES: dict[int, Callable[[sqlite3.Connection, Sealer], None]] = {1: _seal_p
 """The upgrade from each version to the next."""
 
 
+def refuse_newer_schema(conn: sqlite3.Connection, path: object) -> None:
+    """Refuse a database written by a newer batchbox, reading only: a newer release's state is left as it is.
+
+    Raises:
+        StoreError: the stored schema version is newer than this release's, or not a version at all.
+    """
+    try:
+        found = _meta(conn, "schema_version")
+    except sqlite3.OperationalError:  # a new database: no meta table yet
+        return
+    if found is None:
+        return
+    if not found.isdigit() or int(found) < 1:
+        raise StoreError(f"the state database {path} has an unknown schema version {found!r}")
+    if int(found) > SCHEMA_VERSION:
+        raise StoreError(
+            f"the state database {path} was written by a newer batchbox (schema version {found}; this "
+            f"batchbox reads up to {SCHEMA_VERSION}): upgrade batchbox, or use another state directory"
+        )
+
+
 def open_schema(conn: sqlite3.Connection, sealer: Sealer, path: object) -> None:
     """Create the tables of a new database, or upgrade an older one in place, and check the account key.
 
@@ -174,13 +196,8 @@ def open_schema(conn: sqlite3.Connection, sealer: Sealer, path: object) -> None:
         _set_meta(conn, "schema_version", str(SCHEMA_VERSION))
         _set_meta(conn, "seal_check", base64.b64encode(sealer.seal(SEAL_CHECK, "meta")).decode("ascii"))
     else:
-        version = int(found) if found.isdigit() else SCHEMA_VERSION + 1
-        if version > SCHEMA_VERSION or version < 1:
-            raise StoreError(
-                f"the state database {path} has schema version {found}, this batchbox uses {SCHEMA_VERSION}: "
-                "remove the state directory or use the matching batchbox version"
-            )
-        _upgrade(conn, sealer, version)
+        refuse_newer_schema(conn, path)
+        _upgrade(conn, sealer, int(found))
     check = _meta(conn, "seal_check") or ""
     try:
         sealer.open(base64.b64decode(check), "meta")
