@@ -24,6 +24,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
 from batchbox.emulator.config import EmulatorConfig
+from batchbox.emulator.disk_space import StateDisk
 from batchbox.emulator.faults import Faults
 from batchbox.emulator.faults import admin as fault_admin
 from batchbox.emulator.faults.middleware import CutAnswerLogFilter, FaultMiddleware
@@ -122,13 +123,17 @@ async def _storage_proxy(config: EmulatorConfig, faults: Faults) -> AsyncIterato
         await proxy.stop()
 
 
-def open_store(config: EmulatorConfig) -> Store:
+def open_store(config: EmulatorConfig, disk: StateDisk | None = None) -> Store:
     """Open (or create) the state database of ``config``, sealed under its account key.
 
+    Args:
+        config: the emulator's settings.
+        disk: checks the state directory's free space before each transaction (see ``disk_space``).
+
     Raises:
-        StoreError: the state was written by another schema version or under another account key.
+        StoreError: the state was written by a newer schema version or under another account key.
     """
-    return Store(config.database_path, Sealer(config.account_key, config.account_name))
+    return Store(config.database_path, Sealer(config.account_key, config.account_name), disk=disk)
 
 
 def create_app(config: EmulatorConfig, *, runtime_factory: RuntimeFactory | None = None) -> Starlette:
@@ -140,15 +145,15 @@ def create_app(config: EmulatorConfig, *, runtime_factory: RuntimeFactory | None
             (``connect_docker``) and builds ``Runtime(config, store, NodeDriver(client, config))``.
 
     Returns:
-        The Starlette app; ``app.state`` holds ``config``, ``faults`` (the live fault settings), ``store`` and
-        ``runtime`` while it runs.
+        The Starlette app; ``app.state`` holds ``config``, ``faults`` (the live fault settings), ``state_disk``
+        (free space checks of the state directory), ``store`` and ``runtime`` while it runs.
     """
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         config.state_dir.mkdir(parents=True, exist_ok=True)
         config.nodes_dir.mkdir(parents=True, exist_ok=True)
-        store = open_store(config)
+        store = open_store(config, app.state.state_disk)
         app.state.store = store
         try:
             if runtime_factory is None:
@@ -179,6 +184,7 @@ def create_app(config: EmulatorConfig, *, runtime_factory: RuntimeFactory | None
     )
     app.state.config = config
     app.state.faults = faults
+    app.state.state_disk = StateDisk(config.state_dir)
     server_log = logging.getLogger("uvicorn.error")
     server_log.filters = [f for f in server_log.filters if not isinstance(f, CutAnswerLogFilter)]
     server_log.addFilter(CutAnswerLogFilter(faults))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from batchbox.emulator.clock import now_iso
+from batchbox.emulator.disk_space import StateDisk, is_disk_full
 from batchbox.emulator.job_tables import JobNodeTaskTable, ScheduleTable
 from batchbox.emulator.node_usage import NodeUsage
 from batchbox.emulator.run_history import RunHistory
@@ -37,6 +39,8 @@ __all__ = [
     "Store",
     "StoreError",
 ]
+
+log = logging.getLogger(__name__)
 
 _TICKS_AT_UNIX_EPOCH = 621_355_968_000_000_000
 """.NET ticks (100 ns since 0001-01-01) at 1970-01-01: Batch eTags are these ticks in hex."""
@@ -78,6 +82,9 @@ class Store:
     Args:
         path: the database file (created with its directory when missing).
         sealer: seals documents and node secrets; built from the account key the state belongs to.
+        disk: checked before every transaction starts (a full disk refuses it with nothing changed); the store
+            keeps ``disk.room`` bytes allocated in its write-ahead log for a commit the disk fills up under.
+            None: no checks.
 
     Attributes:
         runs: the history of the runs of tasks that ended (the portal's timeline; in no REST document).
@@ -88,10 +95,11 @@ class Store:
         StoreError: the database was written with a newer schema version or under another account key.
     """
 
-    def __init__(self, path: Path, sealer: Sealer) -> None:
+    def __init__(self, path: Path, sealer: Sealer, *, disk: StateDisk | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._path = path
         self._sealer = sealer
+        self._disk = disk
         self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._depth = 0
         self._last_ticks = 0
@@ -106,6 +114,8 @@ class Store:
             self.usage = NodeUsage(self._conn)
             self.schedules = ScheduleTable(self._conn, sealer, path, StoreError, self._stamp)
             self.job_node_tasks = JobNodeTaskTable(self._conn, sealer, path, StoreError)
+            if disk is not None:
+                self._keep_room(disk.room)
         except BaseException:
             self._conn.close()
             raise
@@ -116,6 +126,18 @@ class Store:
 
     def _open_schema(self) -> None:
         open_schema(self._conn, self._sealer, self._path)
+
+    def _keep_room(self, size: int) -> None:
+        """Write ``size`` bytes through the write-ahead log and free them: the log keeps them allocated (SQLite
+        reuses it from its start after a checkpoint and never shrinks it), so a commit needs no new disk space."""
+        try:
+            self._conn.execute("INSERT OR REPLACE INTO meta (k, v) VALUES ('disk-room', zeroblob(?))", (size,))
+            self._conn.execute("DELETE FROM meta WHERE k = 'disk-room'")
+            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.OperationalError as exc:
+            if not is_disk_full(exc):
+                raise
+            log.warning("no room for the state database's write-ahead log reserve: %s", exc)
 
     # -- sealed values --------------------------------------------------------------------------------------
 
@@ -145,7 +167,11 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """Group writes in one transaction; nested use joins the outer one, which commits (or rolls back)."""
+        """Group writes in one transaction; nested use joins the outer one, which commits (or rolls back).
+
+        Raises:
+            BatchError: 503 ``StateDiskFull`` before the outer transaction starts, when the disk is full.
+        """
         if self._depth:
             self._depth += 1
             try:
@@ -153,16 +179,29 @@ class Store:
             finally:
                 self._depth -= 1
             return
+        if self._disk is not None:
+            self._disk.check()
         self._conn.execute("BEGIN")
         self._depth = 1
         try:
             yield
         except BaseException:
             self._depth = 0
-            self._conn.execute("ROLLBACK")
+            self._rollback_if_open()
             raise
         self._depth = 0
-        self._conn.execute("COMMIT")
+        self._commit()
+
+    def _commit(self) -> None:
+        try:
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._rollback_if_open()
+            raise
+
+    def _rollback_if_open(self) -> None:
+        if self._conn.in_transaction:  # SQLite may have rolled back already (a full disk, an I/O error)
+            self._conn.execute("ROLLBACK")
 
     # -- stamps -----------------------------------------------------------------------------------------------
 

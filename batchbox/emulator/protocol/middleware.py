@@ -35,6 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import EmulatorConfig
 from ..coverage.operations import RETIRED_OPERATIONS, match_operation
+from ..disk_space import StateDisk, is_disk_full, state_disk_full
 from ..errors import (
     BatchError,
     internal_error,
@@ -64,6 +65,11 @@ AGENT_PATH_PREFIX = "/_agent/"
 MAX_BODY_BYTES = 4 * 1024 * 1024
 _DATA_SERVICE_VERSION = (b"dataserviceversion", b"3.0")
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_DISK_FULL = (
+    "The emulator's state directory ran out of space while writing: the request was not applied. Free space there "
+    "and send it again; the emulator carries on by itself."
+)
 
 
 def request_id(conn: HTTPConnection) -> str:
@@ -169,9 +175,18 @@ class BatchProtocolMiddleware:
             await self.app(scope, self._limited_receive(receive), exchange.send)
         except BatchError as error:
             await exchange.fail(error)
-        except Exception:
-            _log.exception("%s %s failed (request-id %s)", exchange.method, exchange.path, exchange.rid)
-            await exchange.fail(internal_error())
+        except Exception as exc:
+            if is_disk_full(exc):
+                _log.error(
+                    "%s %s: the state directory's disk is full (request-id %s)",
+                    exchange.method,
+                    exchange.path,
+                    exchange.rid,
+                )
+                await exchange.fail(state_disk_full(_DISK_FULL))
+            else:
+                _log.exception("%s %s failed (request-id %s)", exchange.method, exchange.path, exchange.rid)
+                await exchange.fail(internal_error())
         finally:
             exchange.log_done()
 
@@ -194,6 +209,10 @@ class BatchProtocolMiddleware:
         declared = exchange.headers.get("content-length", "").strip()
         if declared.isdigit() and int(declared) > self.max_body_bytes:
             raise request_body_too_large(self.max_body_bytes)
+        if exchange.batch and exchange.method in _WRITES:
+            disk = getattr(getattr(scope.get("app"), "state", None), "state_disk", None)
+            if isinstance(disk, StateDisk):
+                disk.check()  # a full disk refuses the request before anything changes
 
     def _limited_receive(self, receive: Receive) -> Receive:
         limit = self.max_body_bytes
