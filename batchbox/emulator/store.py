@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from batchbox.emulator.clock import now_iso
+from batchbox.emulator.crash_points import crash_point
 from batchbox.emulator.disk_space import StateDisk, is_disk_full
 from batchbox.emulator.job_tables import JobNodeTaskTable, ScheduleTable
 from batchbox.emulator.node_usage import NodeUsage
@@ -142,6 +143,7 @@ class Store:
     # -- sealed values --------------------------------------------------------------------------------------
 
     def _dump(self, table: str, doc: dict[str, Any]) -> bytes:
+        crash_point("store.seal", table)
         return self._sealer.seal(json.dumps(doc, separators=(",", ":"), ensure_ascii=False), table)
 
     def _load(self, table: str, sealed: bytes) -> dict[str, Any]:
@@ -193,11 +195,13 @@ class Store:
         self._commit()
 
     def _commit(self) -> None:
+        crash_point("store.commit")
         try:
             self._conn.execute("COMMIT")
         except BaseException:
             self._rollback_if_open()
             raise
+        crash_point("store.committed")
 
     def _rollback_if_open(self) -> None:
         if self._conn.in_transaction:  # SQLite may have rolled back already (a full disk, an I/O error)

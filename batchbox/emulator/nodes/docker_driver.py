@@ -24,6 +24,7 @@ import docker.errors
 import batchbox.node
 from batchbox.core.errors import BatchboxError
 from batchbox.emulator.config import EmulatorConfig
+from batchbox.emulator.crash_points import crash_point
 from batchbox.emulator.nodes.docker_control import NodeControl
 from batchbox.emulator.nodes.docker_engine import DEFAULT_DOCKER_TIMEOUT, docker_host
 from batchbox.emulator.nodes.task_containers import TaskContainers
@@ -231,6 +232,7 @@ class NodeDriver(NodeControl):
         except (docker.errors.DockerException, OSError) as exc:
             self._remove_quietly(container.id)
             raise NodeDriverError(f"cannot start the container of node {node_id}: {_one_line(exc)}") from exc
+        crash_point("driver.created")
         return str(container.id)
 
     def _wipe_root(self, pool_id: str, node_id: str, root: Path) -> None:
@@ -291,6 +293,7 @@ class NodeDriver(NodeControl):
             self.task_containers.remove_for_node(node_id)
         except (docker.errors.DockerException, OSError) as exc:
             raise NodeDriverError(f"cannot remove the container of node {node_id}: {_one_line(exc)}") from exc
+        crash_point("driver.removed")
 
     def _list_raw(self) -> list[dict[str, Any]]:
         try:
