@@ -21,9 +21,7 @@ pytestmark = [pytest.mark.docker]
 
 
 @pytest.fixture
-def crash_emulator(
-    tmp_path: Path, docker_client: docker.DockerClient, node_image: str
-) -> Iterator[EmulatorProcess]:
+def crash_emulator(tmp_path: Path, docker_client: docker.DockerClient, node_image: str) -> Iterator[EmulatorProcess]:
     """An emulator the sweep starts itself (with each kill point's settings); stopped and cleaned up after."""
     emulator = EmulatorProcess(
         port=find_free_port(),
@@ -52,4 +50,5 @@ def test_every_kill_point_of_the_sweep_leaves_a_consistent_state(
 ) -> None:
     report = run_sweep(crash_emulator, FULL_SWEEP, tmp_path / "arm")
     print(f"\ncrash sweep (full): {report.summary()}")
-    assert len(report.killed) >= 200, f"only {len(report.killed)} kill points reached; not reached: {report.not_reached}"
+    reached = len(report.killed)
+    assert reached >= 200, f"only {reached} kill points reached; not reached: {report.not_reached}"
