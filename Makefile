@@ -16,11 +16,12 @@ VENV_STAMP := $(VENV)/.batchbox-dev-installed
 SDK14_STAMP := $(SDK14_VENV)/.batchbox-sdk14-installed
 NPM_STAMP := node_modules/.batchbox-npm-installed
 
-.PHONY: help setup venv npm docker node-image sdk14-venv browser test demo bench lint clean
+.PHONY: help setup venv npm docker node-image sdk14-venv browser test soak demo bench lint clean
 
 help:
 	@echo "make setup       venv (.venv), npm ci (Azurite), Docker engine, node image, .venv-sdk14, chromium"
 	@echo "make test        setup, then pytest over tests/ (extra arguments: PYTEST_ARGS=...)"
+	@echo "make soak        setup, then the long soaks and sweeps (tests marked soak; about 40 minutes)"
 	@echo "make demo        setup, then the top-N words demo"
 	@echo "make bench       setup, then every benchmark in bench/ (numbers go to bench/RESULTS.md)"
 	@echo "make lint        ruff check, ruff format --check, mypy"
@@ -93,6 +94,10 @@ browser:
 
 test: setup
 	$(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+# The chaos soak, the whole crash sweep and the long model-based run (skipped by `make test`); -s shows their figures.
+soak: setup
+	BATCHBOX_SOAK=1 $(VENV)/bin/pytest -p no:cacheprovider -m soak -s $(PYTEST_ARGS)
 
 demo: setup
 	$(VENV)/bin/python examples/topn_words/run_demo.py
