@@ -14,6 +14,7 @@ import docker
 import pytest
 
 from batchbox.backends.local.azurite import find_free_port
+from batchbox.emulator.crash_points import CrashPlan, parse_plan
 from tests.crash_sweep import FULL_SWEEP, SAMPLE, run_sweep
 from tests.fixtures.emulator import EmulatorProcess
 
@@ -52,3 +53,18 @@ def test_every_kill_point_of_the_sweep_leaves_a_consistent_state(
     print(f"\ncrash sweep (full): {report.summary()}")
     reached = len(report.killed)
     assert reached >= 200, f"only {reached} kill points reached; not reached: {report.not_reached}"
+
+
+def test_a_crash_plan_counts_only_its_point_and_only_while_armed(tmp_path: Path) -> None:
+    arm = tmp_path / "arm"
+    plan = parse_plan("store.seal/tasks:2", str(arm))
+    assert plan == CrashPlan("store.seal", "tasks", 2, arm)
+    assert not plan.hit("store.seal", "tasks")  # not armed: not counted
+    arm.touch()
+    assert not plan.hit("store.seal", "jobs") and not plan.hit("store.commit", "")
+    assert not plan.hit("store.seal", "tasks") and plan.hit("store.seal", "tasks")
+    assert parse_plan("store.commit:1") == CrashPlan("store.commit", "", 1)
+    assert parse_plan("") is None and parse_plan(None) is None
+    for bad in ("store.commit", "store.commit:0", ":3", "store.commit:x"):
+        with pytest.raises(ValueError, match="BATCHBOX_EMULATOR_CRASH_AT"):
+            parse_plan(bad)

@@ -8,11 +8,12 @@ For every HTTP request it:
    answers ``MissingRequiredQueryParameter`` even to unauthenticated requests) and then the SharedKey signature, the
    Entra ID token or a task's job authentication token (good for its own job's paths only), keeping the principal in
    ``request.state.principal``;
-3. limits the request body (``Content-Length`` up front, streamed bytes while the handler reads) -> 413;
+3. limits the request body (``Content-Length`` up front, streamed bytes while the handler reads) -> 413, and
+   refuses Batch writes while the state directory's disk is full (``disk_space``) -> 503 ``StateDiskFull``;
 4. adds ``DataServiceVersion: 3.0`` to every Batch response, as the service does;
 5. renders :class:`BatchError` as a Batch JSON error body, turns Starlette's plain-text 404 / 405 into Batch's
-   ``InvalidUri`` / ``UnsupportedHttpVerb`` errors, and turns any other exception into a logged 500
-   ``InternalError``: a bad request never takes the server down.
+   ``InvalidUri`` / ``UnsupportedHttpVerb`` errors, a full disk met while writing into 503 ``StateDiskFull``, and
+   any other exception into a logged 500 ``InternalError``: a bad request never takes the server down.
 
 The emulator's settings come from the constructor or, when not given, from ``scope["app"].state.config`` (the app
 factory sets ``app.state.config``).
