@@ -47,7 +47,7 @@ __all__ = ["FULL_SWEEP", "SAMPLE", "KillPoint", "SweepReport", "run_sweep"]
 T = TypeVar("T")
 API = "api-version=2025-06-01"
 _VM = {
-    "imageReference": {"publisher": "canonical", "offer": "ubuntu", "sku": "22_04-lts"},
+    "imageReference": {"publisher": "canonical", "offer": "0001-com-ubuntu-server-jammy", "sku": "22_04-lts"},
     "nodeAgentSKUId": "batch.node.ubuntu 22.04",
 }
 RUNNING_TASKS = 12

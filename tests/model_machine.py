@@ -6,7 +6,9 @@ model's prediction does not depend on their order):
 * add a task or a collection of 2-4 tasks; each task is ``ok`` (exits 0 at once), ``fail`` (exits 1: one retry, then
   failed) or ``hang`` (runs until it is terminated);
 * terminate, delete and reactivate a task; terminate and delete a job; add a job;
-* resize the pool (1 or 2 nodes); SIGKILL the emulator and restart it; ``docker kill`` a node container.
+* resize the pool (1 or 2 dedicated nodes beside its one low-priority node); SIGKILL the emulator and restart it;
+  ``docker kill`` a node container; reboot a node (``requeue``); preempt the low-priority node (the emulator's admin
+  endpoint).
 
 The model knows what Batch promises and, where a race decides (a task may finish just before a terminate), accepts
 each answer Batch may give and follows the one it got. Invariants, after every step:
@@ -40,6 +42,7 @@ from azure.batch import BatchClient
 from azure.batch import models as m
 from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.exceptions import AzureError, HttpResponseError
+from azure.core.rest import HttpRequest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -57,7 +60,9 @@ _COMMANDS = {
     "hang": "/bin/sh -c 'sleep 3600'",
 }
 _VM = m.VirtualMachineConfiguration(
-    image_reference=m.BatchVmImageReference(publisher="canonical", offer="ubuntu", sku="22_04-lts"),
+    image_reference=m.BatchVmImageReference(
+        publisher="canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts"
+    ),
     node_agent_sku_id="batch.node.ubuntu 22.04",
 )
 
@@ -114,6 +119,7 @@ class ModelWorld:
                     vm_size="standard_d2_v3",
                     virtual_machine_configuration=_VM,
                     target_dedicated_nodes=self.pool_target,
+                    target_low_priority_nodes=1,
                     task_slots_per_node=SLOTS,
                 )
             )
@@ -247,6 +253,13 @@ class BatchModel(RuleBasedStateMachine):
 
         return act
 
+    @staticmethod
+    def _pick(data: st.DataObject, items: list[T], label: str) -> T | None:
+        """One of ``items``, or None when there is none. The draw does not depend on the list, whose length follows
+        what the emulator answered: hypothesis needs the same draws whatever the environment did."""
+        index = data.draw(st.integers(0, 1_000_000), label=label)
+        return items[index % len(items)] if items else None
+
     @rule(data=st.data())
     def step(self, data: st.DataObject) -> None:
         """1-3 actions at once from as many threads, each on its own task or job."""
@@ -256,22 +269,19 @@ class BatchModel(RuleBasedStateMachine):
         busy_tasks: set[str] = set()
         for _ in range(count):
             kind = data.draw(st.sampled_from(["add", "collection", "terminate", "delete", "reactivate"]))
+            size = 1 if kind != "collection" else data.draw(st.integers(2, 4), label="size")
+            kinds = data.draw(st.lists(st.sampled_from(KINDS), min_size=size, max_size=size), label="kinds")
             if kind in ("add", "collection"):
-                jobs = [j for j in self._active_jobs() if j.id not in busy_jobs]
-                if not jobs:
-                    continue
-                job = data.draw(st.sampled_from(jobs), label="job")
-                busy_jobs.add(job.id)  # one add per job per step
-                size = 1 if kind == "add" else data.draw(st.integers(2, 4), label="size")
-                kinds = data.draw(st.lists(st.sampled_from(KINDS), min_size=size, max_size=size), label="kinds")
-                actions.append(self._act_add(job, kinds))
+                job = self._pick(data, [j for j in self._active_jobs() if j.id not in busy_jobs], "job")
+                if job is not None:
+                    busy_jobs.add(job.id)  # one add per job per step
+                    actions.append(self._act_add(job, kinds))
             else:
                 tasks = [t for t in self._tasks(("kind", "either", "terminated")) if t.id not in busy_tasks]
-                if not tasks:
-                    continue
-                task = data.draw(st.sampled_from(tasks), label="task")
-                busy_tasks.add(task.id)
-                actions.append(self._act_on_task(task, kind))
+                task = self._pick(data, tasks, "task")
+                if task is not None:
+                    busy_tasks.add(task.id)
+                    actions.append(self._act_on_task(task, kind))
         if actions:
             self._concurrently(actions)
 
@@ -284,7 +294,8 @@ class BatchModel(RuleBasedStateMachine):
     @precondition(lambda self: len(self._active_jobs()) > 0)
     @rule(data=st.data(), delete=st.booleans())
     def end_job(self, data: st.DataObject, delete: bool) -> None:
-        job = data.draw(st.sampled_from(self._active_jobs()), label="job")
+        job = self._pick(data, self._active_jobs(), "job")
+        assert job is not None
         if delete:
             self.client.begin_delete_job(job.id, polling_interval=1).result()
             job.state = "deleted"
@@ -302,7 +313,9 @@ class BatchModel(RuleBasedStateMachine):
     def resize(self, nodes: int) -> None:
         wait_for("the pool to be steady", lambda: self.client.get_pool(POOL).allocation_state == "steady")
         self.client.begin_resize_pool(
-            POOL, m.BatchPoolResizeOptions(target_dedicated_nodes=nodes), polling_interval=1
+            POOL,
+            m.BatchPoolResizeOptions(target_dedicated_nodes=nodes, target_low_priority_nodes=1),
+            polling_interval=1,
         ).result()
         self.world.pool_target = nodes
 
@@ -310,13 +323,9 @@ class BatchModel(RuleBasedStateMachine):
     def restart_emulator(self) -> None:
         self.world.restart()
 
-    @rule(data=st.data())
-    def kill_node(self, data: st.DataObject) -> None:
-        containers = [c for c in self.world.emulator.containers() if c.status == "running"]
-        if not containers:
-            return
-        victim = data.draw(st.sampled_from(sorted(containers, key=lambda c: c.name)), label="node")
-        node_id = victim.labels["batchbox.node"]
+    def _running_on(self, node_id: str) -> list[TaskModel]:
+        """Mark the tasks running on the node as disturbed; returns the hanging ones (they cannot end by
+        themselves, so whatever happens to the node now certainly requeues them)."""
         running = {
             (job.id, t.id): t for job in self._active_jobs() for t in job.tasks.values() if t.fate in ("kind", "either")
         }
@@ -330,8 +339,47 @@ class BatchModel(RuleBasedStateMachine):
                     model.disturbed = True
                     if model.kind == "hang":
                         hanging_here.append(model)
+        return hanging_here
+
+    @rule(data=st.data())
+    def kill_node(self, data: st.DataObject) -> None:
+        containers = [c for c in self.world.emulator.containers() if c.status == "running"]
+        victim = self._pick(data, sorted(containers, key=lambda c: c.name), "node")
+        if victim is None:
+            return
+        hanging_here = self._running_on(victim.labels["batchbox.node"])
         victim.kill()
-        for model in hanging_here:  # still running there: certainly requeued
+        for model in hanging_here:
+            model.requeues += 1
+
+    def _usable_nodes(self, dedicated: bool) -> list[str]:
+        usable = (m.BatchNodeState.IDLE, m.BatchNodeState.RUNNING)
+        return sorted(
+            n.id
+            for n in self.client.list_nodes(POOL)
+            if n.state in usable and bool(n.is_dedicated is not False) == dedicated
+        )
+
+    @rule(data=st.data())
+    def reboot_node(self, data: st.DataObject) -> None:
+        node_id = self._pick(data, self._usable_nodes(dedicated=True), "node")
+        if node_id is None:
+            return
+        hanging_here = self._running_on(node_id)
+        self.client.begin_reboot_node(POOL, node_id, {"nodeRebootOption": "requeue"}, polling_interval=1).result()
+        for model in hanging_here:
+            model.requeues += 1
+
+    @rule()
+    def preempt_node(self) -> None:
+        nodes = self._usable_nodes(dedicated=False)
+        if not nodes:
+            return
+        hanging_here = self._running_on(nodes[0])
+        url = f"{self.world.emulator.url}/_admin/v1/pools/{POOL}/preempt?api-version=2025-06-01"
+        answer = self.client.send_request(HttpRequest("POST", url, json={"nodeIds": [nodes[0]]}))
+        assert answer.status_code == 200, answer.text()
+        for model in hanging_here:
             model.requeues += 1
 
     # ------------------------------------------------------------------------------------------- invariants

@@ -59,7 +59,9 @@ POOL = "chaos-pool"
 AUTO_POOL = "chaos-auto"
 API = "api-version=2025-06-01"
 _VM = m.VirtualMachineConfiguration(
-    image_reference=m.BatchVmImageReference(publisher="canonical", offer="ubuntu", sku="22_04-lts"),
+    image_reference=m.BatchVmImageReference(
+        publisher="canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts"
+    ),
     node_agent_sku_id="batch.node.ubuntu 22.04",
 )
 FIRST_ATTEMPT = b"""\
@@ -159,8 +161,12 @@ class Soak:
             "taskSlotsPerNode": 4,
             "startTask": start.as_dict(),
             "enableAutoScale": True,
-            "autoScaleFormula": "$TargetDedicatedNodes = $PendingTasks.GetSample(1) > 0 ? 2 : 1;",
-            "autoScaleEvaluationInterval": "PT5M",
+            "autoScaleFormula": (
+                "$tasks = max($PendingTasks.GetSample(1));\n"
+                "$TargetDedicatedNodes = max(1, min(2, $tasks));\n"
+                "$NodeDeallocationOption = taskcompletion;"
+            ),
+            "autoScaleEvaluationInterval": "PT30S",
         }
         status, data = self.raw("POST", "/pools", auto)
         self.parts["autoscale pool"] = status == 201
@@ -274,6 +280,7 @@ def soak_emulator(tmp_path: Path, docker_client: docker.DockerClient, node_image
         instance_label=f"test-{uuid.uuid4().hex[:12]}",
         node_image=node_image,
         docker_client=docker_client,
+        extra_args=("--autoscale-min-interval", "5"),  # Batch's minimum is 5 minutes: too long for a soak
     )
     try:
         emulator.start()

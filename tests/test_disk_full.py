@@ -44,7 +44,9 @@ pytestmark = [pytest.mark.timeout(240)]
 
 T = TypeVar("T")
 _VM = m.VirtualMachineConfiguration(
-    image_reference=m.BatchVmImageReference(publisher="canonical", offer="ubuntu", sku="22_04-lts"),
+    image_reference=m.BatchVmImageReference(
+        publisher="canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts"
+    ),
     node_agent_sku_id="batch.node.ubuntu 22.04",
 )
 MiB = 1024 * 1024

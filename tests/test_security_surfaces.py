@@ -10,12 +10,17 @@ extended to registry passwords, the portal token and the portal's own pages.
   key appears in the emulator's log, in any file of its state directory (the database and its WAL; not the token
   file itself), in Batch GET answers (passwords) or in any portal page or JSON answer; the portal also shows no SAS
   signature (a control checks the scan finds the registry password in the request the test sent).
+* Node users: the password and SSH key of a node user are never in the emulator's log or state, in Batch answers,
+  in the node's files, in its container's configuration or log; the node keeps only the password's hash.
+* ``uploadbatchservicelogs`` writes only into the container of the SAS it is given, under ``<pool>/<node>/``, and
+  what it uploads carries no node secret and no SAS signature; the SAS does not reach the log.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -23,6 +28,8 @@ import pytest
 from azure.batch import BatchClient
 from azure.batch import models as m
 
+from batchbox.backends.azure import BlobStorage
+from batchbox.core.storage import ContainerPermission
 from batchbox.emulator.config import DEFAULT_ACCOUNT_KEY
 from batchbox.emulator.portal import read_token
 from tests.fixtures.emulator import EmulatorProcess
@@ -135,10 +142,8 @@ def _container_pool_and_task(client: BatchClient) -> tuple[str, str]:
             id=pool_id,
             vm_size="standard_d2_v3",
             virtual_machine_configuration=m.VirtualMachineConfiguration(
-                image_reference=m.BatchVmImageReference(
-                    publisher="microsoft-azure-batch", offer="ubuntu-server-container", sku="20-04-lts"
-                ),
-                node_agent_sku_id="batch.node.ubuntu 20.04",
+                image_reference=m.BatchVmImageReference(publisher="microsoft-dsvm", offer="ubuntu-hpc", sku="2204"),
+                node_agent_sku_id="batch.node.ubuntu 22.04",
                 container_configuration=m.BatchContainerConfiguration(
                     type=m.ContainerType.DOCKER_COMPATIBLE,
                     container_image_names=["127.0.0.1:9/sec/image:1"],
@@ -244,3 +249,89 @@ def test_no_registry_password_portal_token_or_key_in_state_logs_rest_or_portal(
     assert POOL_REGISTRY_PASSWORD in repr(sent.as_dict())
     returned = repr(client.get_task(planted["job"], "sas").as_dict())  # Batch returns what users submitted
     assert "sig=CMDSECRET" in returned and "sig=URLSECRET" in returned
+
+
+NODE_USER_PASSWORD = "node-user-Pa55word-91c3e7"
+NODE_USER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIsecuritysurfacekey0123456789 bob@test"
+
+
+def _node_exec(emulator: EmulatorProcess, node_id: str, command: str) -> str:
+    (container,) = [c for c in emulator.containers() if c.labels.get("batchbox.node") == node_id]
+    code, output = container.exec_run(["/bin/sh", "-c", command], user="root")
+    assert code == 0, output
+    return output.decode("utf-8", "replace")
+
+
+def test_node_user_password_and_key_are_never_stored_logged_or_returned(
+    emulator: EmulatorProcess, client: BatchClient, planted: dict[str, str]
+) -> None:
+    pool, node = planted["pool"], planted["node"]
+    client.create_node_user(
+        pool,
+        node,
+        m.BatchNodeUserCreateOptions(name="bob", password=NODE_USER_PASSWORD, ssh_public_key=NODE_USER_KEY),
+    )
+    try:
+        hashed = _node_exec(emulator, node, "getent shadow bob | cut -d: -f2").strip()
+        assert hashed.startswith("$") and NODE_USER_PASSWORD not in hashed  # a hash, in the node only
+        texts = {
+            "GET node": repr(client.get_node(pool, node).as_dict()),
+            "list nodes": repr([n.as_dict() for n in client.list_nodes(pool)]),
+            "emulator log": emulator.log_text(),
+        }
+        for path in sorted(emulator.state_dir.glob("*")):
+            if path.is_file():
+                texts[path.name] = path.read_bytes().decode("utf-8", "replace")
+        for path in sorted((emulator.state_dir / "nodes" / node).rglob("*")):
+            if path.is_file() and not path.is_symlink():
+                texts[str(path.relative_to(emulator.state_dir))] = path.read_bytes().decode("utf-8", "replace")
+        (container,) = [c for c in emulator.containers() if c.labels.get("batchbox.node") == node]
+        container.reload()
+        texts["container configuration"] = repr(container.attrs)
+        texts["container log"] = container.logs().decode("utf-8", "replace")
+        texts["node passwd and shadow"] = _node_exec(emulator, node, "cat /etc/passwd /etc/shadow")
+        findings = [
+            f"{what} in {where}"
+            for where, text in texts.items()
+            for what, value in (("password", NODE_USER_PASSWORD), ("ssh key", "securitysurfacekey0123456789"))
+            if value in text
+        ]
+        assert findings == [], findings
+        assert any("agent.log" in where for where in texts) and "bob" in texts["node passwd and shadow"]
+        # The key is where it belongs (the control: the scan would find it).
+        assert "securitysurfacekey0123456789" in _node_exec(emulator, node, "cat /home/bob/.ssh/authorized_keys")
+    finally:
+        client.delete_node_user(pool, node, "bob")
+
+
+def test_node_logs_go_only_to_the_container_of_the_given_sas(
+    emulator: EmulatorProcess,
+    client: BatchClient,
+    planted: dict[str, str],
+    blob_storage: BlobStorage,
+    unique_container: Callable[[], str],
+) -> None:
+    target, other = unique_container(), unique_container()
+    for name in (target, other):
+        blob_storage.create_container(name)
+    blob_storage.upload_bytes(other, "keep.txt", b"untouched")
+    url = blob_storage.container_sas_url(
+        target, [ContainerPermission.CREATE, ContainerPermission.WRITE], expiry=timedelta(hours=1)
+    )
+    before = {c: sorted(b.name for b in blob_storage.list_blobs(c)) for c in (target, other)}
+    result = client.upload_node_logs(
+        planted["pool"],
+        planted["node"],
+        m.UploadBatchServiceLogsOptions(container_url=url, start_time=datetime(2020, 1, 1)),
+    )
+    after = {c: sorted(b.name for b in blob_storage.list_blobs(c)) for c in (target, other)}
+    assert before[target] == [] and after[other] == before[other] == ["keep.txt"]
+    prefix = f"{planted['pool']}/{planted['node']}/"
+    assert after[target] and all(name.startswith(prefix) for name in after[target])
+    assert len(after[target]) == result.number_of_files_uploaded
+    secret = _node_exec(emulator, planted["node"], "cat /proc/1/environ | tr '\\0' '\\n' | grep NODE_SECRET")
+    secret = secret.strip().split("=", 1)[1]
+    for name in after[target]:
+        content = blob_storage.read_blob(target, name).decode("utf-8", "replace")
+        assert secret not in content and not _SIG.search(content), name
+    assert url.split("sig=", 1)[1][:20] not in emulator.log_text()

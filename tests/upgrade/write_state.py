@@ -60,7 +60,9 @@ SECRETS = {
 database file in plain text. They are made up for the fixture and grant nothing."""
 
 _VM = m.VirtualMachineConfiguration(
-    image_reference=m.BatchVmImageReference(publisher="canonical", offer="ubuntu", sku="22_04-lts"),
+    image_reference=m.BatchVmImageReference(
+        publisher="canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts"
+    ),
     node_agent_sku_id="batch.node.ubuntu 22.04",
 )
 
