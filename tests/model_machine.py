@@ -312,6 +312,11 @@ class BatchModel(RuleBasedStateMachine):
     @rule(nodes=st.integers(1, 2))
     def resize(self, nodes: int) -> None:
         wait_for("the pool to be steady", lambda: self.client.get_pool(POOL).allocation_state == "steady")
+        if nodes < (self.client.get_pool(POOL).current_dedicated_nodes or 0):
+            # Shrinking removes a node and requeues what runs there (Batch's default nodeDeallocationOption); which
+            # node goes is the emulator's choice, so every running task may run again.
+            for node in self._usable_nodes(dedicated=True):
+                self._running_on(node)
         self.client.begin_resize_pool(
             POOL,
             m.BatchPoolResizeOptions(target_dedicated_nodes=nodes, target_low_priority_nodes=1),
