@@ -5,7 +5,8 @@ model's prediction does not depend on their order):
 
 * add a task or a collection of 2-4 tasks; each task is ``ok`` (exits 0 at once), ``fail`` (exits 1: one retry, then
   failed) or ``hang`` (runs until it is terminated);
-* terminate, delete and reactivate a task; terminate and delete a job; add a job;
+* terminate, delete and reactivate a task; terminate and delete a job; add a job; disable a job (``requeue`` or
+  ``wait``) and enable it again, when the emulator serves those operations;
 * resize the pool (1 or 2 dedicated nodes beside its one low-priority node); SIGKILL the emulator and restart it;
   ``docker kill`` a node container; reboot a node (``requeue``); preempt the low-priority node (the emulator's admin
   endpoint).
@@ -104,6 +105,8 @@ class ModelWorld:
         self.client = self._client()
         self.pool_target = 1
         self.requeues_caused: dict[tuple[str, str], int] = {}
+        self.disable_served: bool | None = None
+        """Whether the emulator serves job disable / enable (None: not asked yet)."""
 
     def _client(self) -> BatchClient:
         credential = AzureNamedKeyCredential(self.emulator.account_name, self.emulator.account_key)
@@ -149,7 +152,7 @@ class TaskModel:
 class JobModel:
     id: str
     state: str = "active"
-    """``active``, ``terminated`` or ``deleted``."""
+    """``active``, ``disabled``, ``terminated`` or ``deleted``."""
     tasks: dict[str, TaskModel] = field(default_factory=dict)
 
 
@@ -291,6 +294,43 @@ class BatchModel(RuleBasedStateMachine):
     def add_job(self) -> None:
         self._add_job()
 
+    @precondition(lambda self: self.world.disable_served is not False)
+    @rule(data=st.data(), requeue=st.booleans())
+    def disable_or_enable_job(self, data: st.DataObject, requeue: bool) -> None:
+        """Disable an active job (``requeue``: its running tasks go back to the queue; ``wait``: they finish), or
+        enable a disabled one. While disabled, no task of it starts and the other rules leave it alone."""
+        job = self._pick(data, [j for j in self.jobs.values() if j.state in ("active", "disabled")], "job")
+        if job is None:
+            return
+        try:
+            if job.state == "disabled":
+                self.client.begin_enable_job(job.id, polling_interval=1).result()
+                job.state = "active"
+                return
+            hanging = [] if not requeue else self._running_in(job)
+            option = m._models.BatchJobDisableOptions(disable_tasks="requeue" if requeue else "wait")
+            self.client.begin_disable_job(job.id, option, polling_interval=1).result()
+        except HttpResponseError as exc:
+            if _code(exc) in ("UnsupportedOperation", "InvalidUri"):
+                self.world.disable_served = False
+                return
+            raise
+        self.world.disable_served = True
+        job.state = "disabled"
+        for model in hanging:
+            model.requeues += 1
+
+    def _running_in(self, job: JobModel) -> list[TaskModel]:
+        """Mark the job's running tasks disturbed; returns the hanging ones (certainly requeued by a disable)."""
+        hanging = []
+        for task in self.client.list_tasks(job.id):
+            model = job.tasks.get(str(task.id))
+            if model is not None and task.state == m.BatchTaskState.RUNNING and model.fate in ("kind", "either"):
+                model.disturbed = True
+                if model.kind == "hang":
+                    hanging.append(model)
+        return hanging
+
     @precondition(lambda self: len(self._active_jobs()) > 0)
     @rule(data=st.data(), delete=st.booleans())
     def end_job(self, data: st.DataObject, delete: bool) -> None:
@@ -331,11 +371,10 @@ class BatchModel(RuleBasedStateMachine):
     def _running_on(self, node_id: str) -> list[TaskModel]:
         """Mark the tasks running on the node as disturbed; returns the hanging ones (they cannot end by
         themselves, so whatever happens to the node now certainly requeues them)."""
-        running = {
-            (job.id, t.id): t for job in self._active_jobs() for t in job.tasks.values() if t.fate in ("kind", "either")
-        }
+        live = [j for j in self.jobs.values() if j.state in ("active", "disabled")]
+        running = {(job.id, t.id): t for job in live for t in job.tasks.values() if t.fate in ("kind", "either")}
         hanging_here = []
-        for job in self._active_jobs():
+        for job in live:
             for task in self.client.list_tasks(job.id):
                 model = running.get((job.id, task.id))
                 if model is None or task.state != m.BatchTaskState.RUNNING:
@@ -449,6 +488,10 @@ class BatchModel(RuleBasedStateMachine):
                         self.client.begin_delete_job(job.id, polling_interval=1).result()
 
     def _quiesce_and_check(self) -> None:
+        for job in self.jobs.values():
+            if job.state == "disabled":
+                self.client.begin_enable_job(job.id, polling_interval=1).result()
+                job.state = "active"
         for job in self._active_jobs():
             for task in job.tasks.values():
                 if task.kind == "hang" and task.fate in ("kind", "either"):
