@@ -22,6 +22,9 @@ Operations (scenarios) and what must hold after the restart:
 * ``pool-grow``: resizing a pool from 0 to 2 nodes. After the restart the pool reaches 2 idle nodes, each in its
   own container, and no container is left that belongs to no node (a container made but not recorded is removed,
   a node recorded but not made is replaced).
+* ``schedule-firing``: a job schedule (every 3 s) reaching its first occurrence. The schedule is there with at most
+  one job, whole, and its ``recentJob`` names a job that exists; it goes on firing after the restart (the test ends
+  each job as it comes), and no occurrence makes two jobs (a missed one may still fire late, within its window).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -79,6 +83,7 @@ FULL_SWEEP: list[KillPoint] = [
         "pool-grow",
         {"driver.created": 2, "store.seal/nodes": 6, "store.seal/pools": 2, "store.commit": 5, "store.committed": 5},
     ),
+    *_points("schedule-firing", {"store.seal/jobs": 2, "store.commit": 3, "store.committed": 3}),
 ]
 """Every kill point of the long sweep (``make soak``); a few are not reached in every run (timing)."""
 
@@ -95,6 +100,7 @@ SAMPLE: list[KillPoint] = [
     KillPoint("pool-delete", "driver.removed", 1),
     KillPoint("pool-delete", "store.seal/nodes", 1),
     KillPoint("pool-grow", "driver.created", 1),
+    KillPoint("schedule-firing", "store.committed", 1),
 ]
 """The kill points ``make test`` runs: each operation, before and after its commit, each container call."""
 
@@ -296,11 +302,13 @@ class Scenario:
 class Collection(Scenario):
     pool = "crash-empty"
 
+    @classmethod
+    def pool_exists(cls, rig: Rig) -> None:
+        if rig.get(f"/pools/{cls.pool}") is None:
+            rig.call("POST", "/pools", {"id": cls.pool, "vmSize": "standard_d2_v3", "virtualMachineConfiguration": _VM})
+
     def prepare(self, rig: Rig, index: int) -> dict[str, Any]:
-        if rig.get(f"/pools/{self.pool}") is None:
-            rig.call(
-                "POST", "/pools", {"id": self.pool, "vmSize": "standard_d2_v3", "virtualMachineConfiguration": _VM}
-            )
+        self.pool_exists(rig)
         job_id = f"col-{index}"
         rig.call("POST", "/jobs", {"id": job_id, "poolInfo": {"poolId": self.pool}})
         return {"job": job_id, "tasks": [_task(f"t{i:03d}") for i in range(100)]}
@@ -455,12 +463,76 @@ class PoolGrow(Scenario):
         rig.delete_pool_fully(pool)
 
 
+SCHEDULE_INTERVAL = 3.0
+"""Seconds between a test schedule's occurrences (the sweep's emulator allows intervals from 1 s)."""
+
+
+def _when(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+class ScheduleFiring(Scenario):
+    """A job schedule whose first occurrence comes just after the sweep armed the crash point."""
+
+    def prepare(self, rig: Rig, index: int) -> dict[str, Any]:
+        Collection.pool_exists(rig)
+        schedule = f"sch-{index}"
+        start = datetime.now(timezone.utc) + timedelta(seconds=1)
+        rig.call(
+            "POST",
+            "/jobschedules",
+            {
+                "id": schedule,
+                "schedule": {
+                    "doNotRunUntil": start.isoformat().replace("+00:00", "Z"),
+                    "recurrenceInterval": f"PT{SCHEDULE_INTERVAL:g}S",
+                },
+                "jobSpecification": {"poolInfo": {"poolId": Collection.pool}},
+            },
+        )
+        return {"schedule": schedule, "start": start.timestamp()}
+
+    @staticmethod
+    def jobs(rig: Rig, schedule: str) -> list[dict[str, Any]]:
+        return [j for j in rig.listing("/jobs") if j["id"].startswith(f"{schedule}:job-")]
+
+    def operate(self, rig: Rig, ctx: dict[str, Any]) -> str:
+        with contextlib.suppress(SweepFailure):
+            wait_for("a job", lambda: rig.emulator.returncode is not None or self.jobs(rig, ctx["schedule"]), 8)
+        return "ok"  # nothing was asked: the schedule fires by itself
+
+    def verify(self, rig: Rig, ctx: dict[str, Any], outcome: str) -> None:
+        schedule = ctx["schedule"]
+        doc = rig.get(f"/jobschedules/{schedule}")
+        _check(doc is not None, f"{schedule}: the schedule is gone")
+        jobs = self.jobs(rig, schedule)
+        _check(len(jobs) <= 1, f"{schedule}: {len(jobs)} jobs at once")
+        recent = ((doc.get("executionInfo") or {}).get("recentJob") or {}).get("id")
+        _check(recent is None or recent in {j["id"] for j in jobs}, f"{schedule}: recentJob {recent} does not exist")
+        # Let it fire on: end each job as it comes, so the schedule creates the next one at its next occurrence.
+        deadline = time.monotonic() + 3 * SCHEDULE_INTERVAL
+        while time.monotonic() < deadline:
+            for job in self.jobs(rig, schedule):
+                if job["state"] == "active":
+                    rig.call("POST", f"/jobs/{job['id']}/terminate", {})
+            time.sleep(0.3)
+        created = sorted(_when(j["creationTime"]) for j in self.jobs(rig, schedule))
+        _check(len(created) >= 2, f"{schedule}: it stopped firing after the restart ({len(created)} job(s))")
+        # Occurrences are start + k * interval, each open for one interval (its window): a job made at time c belongs
+        # to occurrence k = (c - start) // interval, late or not. Two jobs of one occurrence would share k.
+        occurrences = [int((c - ctx["start"]) // SCHEDULE_INTERVAL) for c in created]
+        _check(len(set(occurrences)) == len(occurrences), f"{schedule}: an occurrence fired twice: {occurrences}")
+        rig.call("DELETE", f"/jobschedules/{schedule}")
+        wait_for(f"{schedule} to be deleted", lambda: rig.get(f"/jobschedules/{schedule}") is None, 30)
+
+
 SCENARIOS: dict[str, Scenario] = {
     "collection": Collection(),
     "running": Running(),
     "job-delete": JobDelete(),
     "pool-delete": PoolDelete(),
     "pool-grow": PoolGrow(),
+    "schedule-firing": ScheduleFiring(),
 }
 
 

@@ -280,7 +280,9 @@ def soak_emulator(tmp_path: Path, docker_client: docker.DockerClient, node_image
         instance_label=f"test-{uuid.uuid4().hex[:12]}",
         node_image=node_image,
         docker_client=docker_client,
-        extra_args=("--autoscale-min-interval", "5"),  # Batch's minimum is 5 minutes: too long for a soak
+        # Batch's minimums (5 minutes between autoscale evaluations, 1 minute between schedule occurrences) are
+        # longer than the soak wants.
+        extra_args=("--autoscale-min-interval", "5", "--min-schedule-interval", "30"),
     )
     try:
         emulator.start()
@@ -338,6 +340,9 @@ def test_chaos_soak_20000_tasks(soak_emulator: EmulatorProcess, blob_storage: Bl
         assert (counts.active, counts.running, counts.completed) == (0, 0, TASKS_PER_JOB), (job_id, counts.as_dict())
         assert listed == {m.BatchTaskState.COMPLETED: TASKS_PER_JOB}, (job_id, listed)
         assert counts.succeeded == TASKS_PER_JOB, (job_id, counts.as_dict())
+    scheduled = [j for j in soak.client.list_jobs() if j.id.startswith("chaos-schedule:job-")]
+    if soak.parts["job schedule"]:
+        assert scheduled, "the schedule made no job"
     every = [t for job in tasks.values() for t in job]
     retries = Counter(t.execution_info.retry_count for t in every)
     requeues = sum(t.execution_info.requeue_count for t in every)
@@ -369,6 +374,8 @@ def test_chaos_soak_20000_tasks(soak_emulator: EmulatorProcess, blob_storage: Bl
         "duplicated outputs": len(repeated_by_the_emulator),
         "outputs written again after their node died": len(duplicated) - len(repeated_by_the_emulator),
         "chaos": dict(soak.chaos),
+        "jobs the schedule made": len(scheduled),
+        "their states": dict(Counter(str(j.state) for j in scheduled)),
         "parts on": {k: v for k, v in soak.parts.items()},
         "emulator restarts": soak.restarts,
         "rss KiB": soak.rss,

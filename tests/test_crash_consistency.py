@@ -1,7 +1,7 @@
 """Crash consistency: the emulator SIGKILLed at chosen points of a 100-task collection add, a collection whose tasks
-run, a job delete with running tasks, a pool delete and a pool resize; each restart is checked (what holds is in
-``tests/crash_sweep.py``). ``make test`` runs a sample of 12 kill points (each operation before and after its
-commit, and each container call); ``make soak`` runs the whole sweep (over 200 kill points).
+run, a job delete with running tasks, a pool delete, a pool resize and a job schedule firing; each restart is
+checked (what holds is in ``tests/crash_sweep.py``). ``make test`` runs a sample of 13 kill points (each operation
+before and after its commit, and each container call); ``make soak`` runs the whole sweep (over 200 kill points).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ def crash_emulator(tmp_path: Path, docker_client: docker.DockerClient, node_imag
         instance_label=f"test-{uuid.uuid4().hex[:12]}",
         node_image=node_image,
         docker_client=docker_client,
+        extra_args=("--min-schedule-interval", "1"),  # the schedule scenario fires every 3 s
     )
     try:
         yield emulator

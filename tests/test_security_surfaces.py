@@ -2,9 +2,10 @@
 extended to registry passwords, the portal token and the portal's own pages.
 
 * File APIs: a task (as admin) plants links that lead out of its working directory, the node's shared directory,
-  the node root and the applications directory (absolute links to the host's ``/etc`` and ``/``, relative ``..``
-  chains). The Batch file APIs (task files, node files; get, properties, list) and the portal's file views refuse
-  every one with ``FileNotFound`` and never list what lies outside; a real file next to them is served (control).
+  the node root, the applications directory and a job preparation task's directory (absolute links to the host's
+  ``/etc`` and ``/``, relative ``..`` chains). The Batch file APIs (task files, node files; get, properties, list)
+  and the portal's file views refuse every one with ``FileNotFound`` and never list what lies outside; a real file
+  next to them is served (control).
 * Secrets: a container pool with a registry password, a container task with its own registry password, and tasks
   with SAS signatures in their command line and resource file. No registry password, no portal token and no account
   key appears in the emulator's log, in any file of its state directory (the database and its WAL; not the token
@@ -82,8 +83,8 @@ def rest(emulator: EmulatorProcess) -> Iterator[SignedClient]:
         yield signed
 
 
-def test_file_apis_follow_no_link_out_of_the_task_node_shared_or_application_dirs(
-    emulator: EmulatorProcess, rest: SignedClient, planted: dict[str, str]
+def test_file_apis_follow_no_link_out_of_the_task_node_shared_application_or_prep_dirs(
+    emulator: EmulatorProcess, client: BatchClient, rest: SignedClient, planted: dict[str, str]
 ) -> None:
     job, task, pool, node = planted["job"], planted["task"], planted["pool"], planted["node"]
     task_files = f"/jobs/{job}/tasks/{task}/files"
@@ -109,6 +110,28 @@ def test_file_apis_follow_no_link_out_of_the_task_node_shared_or_application_dir
         assert answer.status_code == 200, listing
         names = [entry["name"] for entry in answer.json()["value"]]
         assert names and not [n for n in names if "passwd" in n or n.startswith(("shared/hostroot/", "escape/"))]
+
+    # A job preparation task's directory (beside the job's tasks) is confined the same way.
+    prep_job = unique("sec-prep")
+    client.create_job(
+        m.BatchJobCreateOptions(
+            id=prep_job,
+            pool_info=m.BatchPoolInfo(pool_id=pool),
+            job_preparation_task=m.BatchJobPreparationTask(
+                command_line="/bin/sh -c 'ln -s /etc/passwd leak; ln -s / $AZ_BATCH_JOB_PREP_DIR/hostroot'"
+            ),
+        )
+    )
+    client.create_task(prep_job, m.BatchTaskCreateOptions(id="after-prep", command_line="/bin/true"))
+    all_done(client, prep_job, 1)
+    prep_dir = f"{node_files}/workitems/{prep_job}/job-1/jobpreparation"
+    listed = rest.send("GET", node_files, query="recursive=true&api-version=2025-06-01").json()["value"]
+    names = {entry["name"] for entry in listed}
+    assert f"workitems/{prep_job}/job-1/jobpreparation/stdout.txt" in names  # control: the directory is served
+    assert not [n for n in names if "/jobpreparation/hostroot/" in n or n.endswith("passwd")]
+    for path in (f"{prep_dir}/wd/leak", f"{prep_dir}/hostroot/etc/passwd"):
+        answer = rest.send("GET", path)
+        assert answer.status_code == 404 and _HOST_PASSWD not in answer.text, path
 
     session = portal_session(emulator)
     try:
