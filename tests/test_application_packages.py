@@ -231,6 +231,26 @@ def test_container_task_sees_its_packages(client: BatchClient, app_id: str, task
     client.begin_delete_pool(pool_id, polling_interval=1)
 
 
+def test_job_manager_in_a_container_sees_its_packages(client: BatchClient, app_id: str, task_image: str) -> None:
+    pool_id = create_container_pool(client, "pkgmanager", [task_image])
+    idle_nodes(client, pool_id, 1)
+    variable = f"$AZ_BATCH_APP_PACKAGE_{flat(app_id)}_2_0"
+    manager = m.BatchJobManagerTask(
+        id="manager",
+        command_line=f"/bin/sh -c 'test -f {MARKER_PATH} && {variable}/bin/hello.sh manager'",
+        container_settings=settings(task_image),
+        application_package_references=[m.BatchApplicationPackageReference(application_id=app_id, version="2.0")],
+    )
+    job_id = add_job(client, pool_id, job_manager_task=manager)
+    stored = client.get_job(job_id).job_manager_task
+    assert stored.application_package_references[0].application_id == app_id
+    assert stored.container_settings.image_name == task_image
+    task = completed_task(client, job_id, "manager")
+    assert task.execution_info.exit_code == 0, task.execution_info.failure_info
+    assert stdout_of(client, job_id, "manager").strip() == "hello from version manager"
+    client.begin_delete_pool(pool_id, polling_interval=1)
+
+
 # ------------------------------------------------------------------------------------------------ batchbox app
 def test_batchbox_app_commands(tmp_path: Path, node_image: str) -> None:
     home = tmp_path / "home"

@@ -235,10 +235,10 @@ def test_preparation_and_release_errors(client: BatchClient, emulator: EmulatorP
         assert error_code(lambda add=add: client.create_task(job_id, add)) == (409, code)
     with SignedClient(emulator.url, emulator.account_name, emulator.account_key) as http:
         body = {"id": unique("c"), "poolInfo": {"poolId": one_node}, "jobPreparationTask": {
-            "commandLine": "/bin/true", "containerSettings": {"imageName": "x"}}}  # fmt: skip
+            "commandLine": "/bin/true", "containerSettings": {"workingDirectory": "taskWorkingDirectory"}}}  # fmt: skip
         answer = http.send("POST", "/jobs", body=body).json()
-        assert answer["code"] == "UnsupportedProperty"
-        assert {"key": "PropertyName", "value": "jobPreparationTask.containerSettings"} in answer["values"]
+        assert answer["code"] == "MissingRequiredProperty"
+        assert {"key": "PropertyName", "value": "jobPreparationTask.containerSettings.imageName"} in answer["values"]
     for job in (plain, job_id):
         terminate(client, job)
 

@@ -150,8 +150,16 @@ _JOB_ONLY_AT_ADD = (
     ("jobManagerTask.killJobOnCompletion", _I, "When it completes the job is terminated (reason JMComplete)."),
     ("jobManagerTask.runExclusive", _I, "It takes all the slots of its node while it runs."),
     ("jobManagerTask.allowLowPriorityNode", _I, "False keeps it on dedicated nodes."),
-    ("jobManagerTask.containerSettings", _R, "The job's own tasks run on the node, not in a container."),
-    ("jobManagerTask.applicationPackageReferences", _R, "No packages are installed for the job's own tasks."),
+    (
+        "jobManagerTask.containerSettings",
+        _I,
+        "Runs in its image as a task's does (a container pool is needed); the registry password is kept sealed.",
+    ),
+    (
+        "jobManagerTask.applicationPackageReferences",
+        _I,
+        "Installed as a task's (AZ_BATCH_APP_PACKAGE_*); a missing one fails it: ApplicationPackageError.",
+    ),
     ("jobManagerTask.authenticationTokenSettings", _I, "access job: AZ_BATCH_AUTHENTICATION_TOKEN for its job."),
     ("jobPreparationTask", _I, "Runs on a node before the job's first task there; tasks show preparing meanwhile."),
     ("jobPreparationTask.waitForSuccess", _I, "True: tasks wait for it and never use a node where it failed."),
@@ -161,11 +169,19 @@ _JOB_ONLY_AT_ADD = (
         _I,
         "It runs again on a node after a reboot (nodes reboot only by the node reboot operation).",
     ),
-    ("jobPreparationTask.containerSettings", _R, "The job's own tasks run on the node, not in a container."),
+    (
+        "jobPreparationTask.containerSettings",
+        _I,
+        "Runs in its image (a container pool is needed); without it, it runs on the node, as in Batch.",
+    ),
     ("jobReleaseTask", _I, "Runs on every node that ran the preparation task when the job ends."),
     ("jobReleaseTask.maxWallClockTime", _I, "Kills it after this long (at most and by default 15 minutes)."),
     ("jobReleaseTask.retentionTime", _I, "Its directory is removed this long after it ended."),
-    ("jobReleaseTask.containerSettings", _R, "The job's own tasks run on the node, not in a container."),
+    (
+        "jobReleaseTask.containerSettings",
+        _I,
+        "Runs in its image (a container pool is needed); without it, it runs on the node, as in Batch.",
+    ),
     ("onTaskFailure", _I, "performexitoptionsjobaction applies the failed task's exit options' jobAction."),
 )
 _JOB_SHARED = (

@@ -18,7 +18,9 @@ from batchbox.emulator.handlers.common import (
     get_job_or_404,
     get_runtime,
     get_store,
+    keep_secrets,
     list_page,
+    validation_context,
 )
 from batchbox.emulator.protocol.middleware import read_json
 from batchbox.emulator.protocol.responses import accepted, base_url, batch_json, created, metadata_url, ok_empty
@@ -35,7 +37,9 @@ _COUNT_NAMES = ("active", "running", "completed", "succeeded", "failed")
 
 async def add_job(request: Request) -> Response:
     body = await read_json(request)
-    doc = get_runtime(request).jobs.add(build_job(body, base_url=get_config(request).base_url))
+    context = validation_context(request)
+    doc = get_runtime(request).jobs.add(build_job(body, base_url=get_config(request).base_url, context=context))
+    keep_secrets(request, context)
     return created(doc["url"], doc["eTag"], doc["lastModified"])
 
 

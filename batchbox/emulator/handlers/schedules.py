@@ -19,8 +19,10 @@ from batchbox.emulator.handlers.common import (
     get_config,
     get_runtime,
     get_store,
+    keep_secrets,
     list_page,
     not_modified_response,
+    validation_context,
 )
 from batchbox.emulator.protocol.filters import FILTER_PROPERTIES
 from batchbox.emulator.protocol.middleware import read_json
@@ -73,8 +75,10 @@ def _with_stats(request: Request, doc: Doc) -> Doc:
 async def add_schedule(request: Request) -> Response:
     body = await read_json(request)
     config = get_config(request)
-    doc = build_schedule(body, base_url=config.base_url, min_interval=_min_interval(request))
+    context = validation_context(request)
+    doc = build_schedule(body, base_url=config.base_url, min_interval=_min_interval(request), context=context)
     doc = get_runtime(request).schedules.add(doc)
+    keep_secrets(request, context)
     return created(doc["url"], doc["eTag"], doc["lastModified"])
 
 
@@ -100,8 +104,12 @@ async def _update(request: Request, apply: Callable[..., Doc]) -> Response:
     body = await read_json(request)
     doc = _get(request)
     check_preconditions(request, doc)
-    updated = apply(doc, body, base_url=get_config(request).base_url, min_interval=_min_interval(request))
+    context = validation_context(request)
+    updated = apply(
+        doc, body, base_url=get_config(request).base_url, min_interval=_min_interval(request), context=context
+    )
     stored = get_runtime(request).schedules.update(doc, updated)
+    keep_secrets(request, context)
     return ok_empty(etag=stored["eTag"], last_modified=stored["lastModified"], data_service_id=stored["url"])
 
 

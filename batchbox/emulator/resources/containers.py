@@ -67,11 +67,15 @@ class ValidationContext:
         secrets: receives the secrets found (registry passwords, mount keys) for the handler to seal.
         allow_privileged: whether container run options may ask for privileges (the emulator's setting).
         storage_account: the emulator's linked storage account name (``None`` when it has none).
+        stored: the body is one the emulator validated and stored before (a job manager becoming its job's task, a
+            schedule's job specification becoming a job): a registry's password was kept as a secret then, so a
+            username may come without it.
     """
 
     secrets: list[Secret] = field(default_factory=list)
     allow_privileged: bool = False
     storage_account: str | None = None
+    stored: bool = False
 
 
 def registry_key(server: str) -> str:
@@ -117,7 +121,7 @@ def _canonical_enum(body: Body, name: str, allowed: tuple[str, ...], prefix: str
     raise invalid_property(f"{prefix}.{name}", value, f"The value must be one of: {', '.join(allowed)}.")
 
 
-def _registry(item: Body, prefix: str, secrets: list[Secret]) -> Body:
+def _registry(item: Body, prefix: str, secrets: list[Secret], *, stored: bool = False) -> Body:
     if item.get("identityReference") is not None:
         raise unsupported_property(
             f"{prefix}.identityReference",
@@ -128,13 +132,14 @@ def _registry(item: Body, prefix: str, secrets: list[Secret]) -> Body:
     password = opt_str(item, "password", prefix)
     if password and not username:
         raise missing_property(f"{prefix}.username")
-    if username and not password:
+    if username and not password and not stored:
         raise missing_property(f"{prefix}.password")
     registry: Body = {}
     if server:
         registry["registryServer"] = server
-    if username and password:
+    if username:
         registry["username"] = username
+    if username and password:
         secrets.append(Secret(registry_secret_name(server, username), password))
     return registry
 
@@ -219,7 +224,7 @@ def validate_container_settings(value: Body, name: str, *, context: ValidationCo
         settings["containerRunOptions"] = run_options
     registry = opt_object(value, "registry", name)
     if registry is not None:
-        settings["registry"] = _registry(registry, f"{name}.registry", context.secrets)
+        settings["registry"] = _registry(registry, f"{name}.registry", context.secrets, stored=context.stored)
     directory = _canonical_enum(value, "workingDirectory", WORKING_DIRECTORIES, name)
     if directory is not None:
         settings["workingDirectory"] = directory

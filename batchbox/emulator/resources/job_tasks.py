@@ -5,32 +5,36 @@ Stored shapes and defaults are the ones Batch returns (job manager: ``runExclusi
 ``rerunOnNodeRebootAfterSuccess`` true, no retries; release: id ``jobrelease``, ``maxWallClockTime`` at most and by
 default 15 minutes). The job manager also becomes a task of its job (:func:`manager_task_body`).
 
-What the local emulator does not run there is refused: container settings and application packages of these tasks.
-A job manager's ``authenticationTokenSettings`` give it ``AZ_BATCH_AUTHENTICATION_TOKEN``, as any task's do.
+``containerSettings`` are validated as a task's (the registry password goes to the validation context's secrets) and
+run the same way; the job manager's ``applicationPackageReferences`` are installed as a task's. A job manager's
+``authenticationTokenSettings`` give it ``AZ_BATCH_AUTHENTICATION_TOKEN``, as any task's do.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from batchbox.emulator.clock import INFINITE_DURATION
 from batchbox.emulator.errors import invalid_property, missing_property
+from batchbox.emulator.node_layout import task_bind_roots, task_dir
 from batchbox.emulator.resources.common import (
     Body,
     check_id,
+    invalid_body,
     opt_bool,
     opt_duration,
     opt_int,
     opt_list,
     opt_object,
     opt_str,
-    req_str,
-    unsupported_property,
     validate_environment,
     validate_resource_files,
     validate_user_identity,
 )
+from batchbox.emulator.resources.containers import ValidationContext, command_line, validate_container_settings
+from batchbox.emulator.resources.node_features import validate_package_references
 from batchbox.emulator.resources.tasks import (
     DEFAULT_RETENTION_TIME,
     authentication_token_settings,
@@ -42,6 +46,7 @@ __all__ = [
     "DEFAULT_PREPARATION_ID",
     "DEFAULT_RELEASE_ID",
     "MAX_RELEASE_WALL_CLOCK",
+    "OwnTaskContext",
     "manager_task_body",
     "validate_job_manager",
     "validate_job_preparation",
@@ -53,22 +58,41 @@ DEFAULT_RELEASE_ID = "jobrelease"
 MAX_RELEASE_WALL_CLOCK = timedelta(minutes=15)
 _MANAGER_ONLY = ("runExclusive", "allowLowPriorityNode", "killJobOnCompletion")
 _POOL_USER: Body = {"autoUser": {"scope": "pool", "elevationLevel": "nonadmin"}}
-_NOT_RUN_HERE = {
-    "containerSettings": "The local batchbox emulator runs a job's own tasks on the node, not in a container.",
-    "applicationPackageReferences": "The local batchbox emulator installs no application packages for a job's tasks.",
-}
+_PACKAGES = "applicationPackageReferences"
+_TYPE_NAMES = {"jobPreparationTask": "JobPreparationTask", "jobReleaseTask": "JobReleaseTask"}
 
 
-def _refuse_unrun(value: Body, name: str) -> None:
-    for prop, reason in _NOT_RUN_HERE.items():
-        if value.get(prop) is not None:
-            raise unsupported_property(f"{name}.{prop}", reason)
+@dataclass(frozen=True)
+class OwnTaskContext:
+    """What validating a job's own tasks needs: the job's id (the task directories container mounts may use) and
+    the validation context (registry passwords, the emulator's settings)."""
+
+    job_id: str
+    validation: ValidationContext
 
 
-def _common(value: Body, name: str, task_id: str) -> Body:
-    """``id``, ``commandLine``, resource files and environment, as every one of the three has them."""
-    _refuse_unrun(value, name)
-    task: Body = {"id": task_id, "commandLine": req_str(value, "commandLine", name)}
+def _no_packages(value: Body, name: str) -> None:
+    """Batch's preparation and release tasks have no application packages (only the job manager has them)."""
+    if value.get(_PACKAGES) is not None:
+        raise invalid_body(
+            f"{name}.{_PACKAGES}",
+            f"The property '{_PACKAGES}' does not exist on type "
+            f"'Microsoft.Azure.Batch.Protocol.Entities.{_TYPE_NAMES[name]}'. Make sure to only use property names "
+            "that are defined by the type.",
+        )
+
+
+def _common(value: Body, name: str, task_id: str, context: OwnTaskContext) -> Body:
+    """``id``, ``commandLine``, ``containerSettings``, resource files and environment, as all three have them."""
+    container = opt_object(value, "containerSettings", name)
+    task: Body = {"id": task_id, "commandLine": command_line(value, container is not None, name)}
+    if container is not None:
+        task["containerSettings"] = validate_container_settings(
+            container,
+            f"{name}.containerSettings",
+            context=context.validation,
+            bind_roots=task_bind_roots(task_dir(context.job_id, task_id), context.job_id),
+        )
     files = validate_resource_files(opt_list(value, "resourceFiles", name), f"{name}.resourceFiles")
     if files:
         task["resourceFiles"] = files
@@ -89,17 +113,18 @@ def _id(value: Body, name: str, default: str | None) -> str:
     return check_id(f"{name}.id", raw)
 
 
-def validate_job_manager(value: Body | None, job_constraints: Body) -> Body | None:
+def validate_job_manager(value: Body | None, job_constraints: Body, context: OwnTaskContext) -> Body | None:
     """``jobManagerTask`` as stored in the job (``None`` when absent).
 
     Args:
         value: the property's JSON object.
         job_constraints: the job's validated constraints (its ``maxTaskRetryCount`` is the default).
+        context: the job's id and the validation context.
     """
     if value is None:
         return None
     name = "jobManagerTask"
-    task = _common(value, name, _id(value, name, None))
+    task = _common(value, name, _id(value, name, None), context)
     display = opt_str(value, "displayName", name, max_length=1024)
     if display is not None:
         task["displayName"] = display
@@ -114,18 +139,22 @@ def validate_job_manager(value: Body | None, job_constraints: Body) -> Body | No
     token = authentication_token_settings(opt_object(value, "authenticationTokenSettings", name), name)
     if token is not None:
         task["authenticationTokenSettings"] = token
+    packages = validate_package_references(opt_list(value, _PACKAGES, name), f"{name}.{_PACKAGES}")
+    if packages:
+        task[_PACKAGES] = packages
     for flag in ("runExclusive", "allowLowPriorityNode", "killJobOnCompletion"):
         given = opt_bool(value, flag, name)
         task[flag] = True if given is None else given
     return task
 
 
-def validate_job_preparation(value: Body | None) -> Body | None:
+def validate_job_preparation(value: Body | None, context: OwnTaskContext) -> Body | None:
     """``jobPreparationTask`` as stored in the job (``None`` when absent)."""
     if value is None:
         return None
     name = "jobPreparationTask"
-    task = _common(value, name, _id(value, name, DEFAULT_PREPARATION_ID))
+    _no_packages(value, name)
+    task = _common(value, name, _id(value, name, DEFAULT_PREPARATION_ID), context)
     constraints = task_constraints(opt_object(value, "constraints", name), {}, f"{name}.constraints")
     task["constraints"] = constraints
     task["userIdentity"] = _identity(value, name)
@@ -135,14 +164,15 @@ def validate_job_preparation(value: Body | None) -> Body | None:
     return task
 
 
-def validate_job_release(value: Body | None, preparation: Body | None) -> Body | None:
+def validate_job_release(value: Body | None, preparation: Body | None, context: OwnTaskContext) -> Body | None:
     """``jobReleaseTask`` as stored in the job (``None`` when absent); it needs a preparation task."""
     if value is None:
         return None
     name = "jobReleaseTask"
     if preparation is None:
         raise missing_property("jobPreparationTask")
-    task = _common(value, name, _id(value, name, DEFAULT_RELEASE_ID))
+    _no_packages(value, name)
+    task = _common(value, name, _id(value, name, DEFAULT_RELEASE_ID), context)
     if task["id"].lower() == str(preparation["id"]).lower():
         raise invalid_property(f"{name}.id", task["id"], "The release task's id must differ from the preparation's.")
     wall = opt_duration(value, "maxWallClockTime", name)

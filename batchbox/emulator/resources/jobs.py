@@ -21,8 +21,14 @@ from batchbox.emulator.resources.common import (
     validate_environment,
     validate_metadata,
 )
+from batchbox.emulator.resources.containers import ValidationContext
 from batchbox.emulator.resources.guards import check_job_updatable
-from batchbox.emulator.resources.job_tasks import validate_job_manager, validate_job_preparation, validate_job_release
+from batchbox.emulator.resources.job_tasks import (
+    OwnTaskContext,
+    validate_job_manager,
+    validate_job_preparation,
+    validate_job_release,
+)
 
 __all__ = [
     "apply_job_patch",
@@ -78,19 +84,24 @@ def _pool_info(value: Body | None) -> Body:
     return {"poolId": pool_id}
 
 
-def build_job(body: object, *, base_url: str) -> Body:
+def build_job(body: object, *, base_url: str, context: ValidationContext | None = None) -> Body:
     """Validate an add-job body (``BatchJobCreateOptions``) and build the stored job document.
+
+    Args:
+        body: the parsed JSON body.
+        base_url: the emulator's base URL.
+        context: receives the registry passwords of the job's own tasks' containers; the emulator's settings.
 
     Raises:
         BatchError: MissingRequiredProperty / InvalidPropertyValue / InvalidRequestBody / OutOfRangePriority /
-            UnsupportedProperty (auto pools; what the job's own tasks cannot do locally).
+            UnsupportedProperty (auto pools, what the emulator does not emulate).
     """
     body = req_object(body)
     reject_unknown_properties(body, "JobAddParameter")
-    return job_document(body, check_id("id", body.get("id")), base_url=base_url)
+    return job_document(body, check_id("id", body.get("id")), base_url=base_url, context=context)
 
 
-def job_document(body: Body, job_id: str, *, base_url: str) -> Body:
+def job_document(body: Body, job_id: str, *, base_url: str, context: ValidationContext | None = None) -> Body:
     """The stored job document of a validated-by-name job body (an add-job body or a schedule's
     ``jobSpecification``) with the id ``job_id``.
 
@@ -104,9 +115,10 @@ def job_document(body: Body, job_id: str, *, base_url: str) -> Body:
     preemption = opt_bool(body, "allowTaskPreemption")
     max_parallel = _max_parallel(body)
     constraints = _constraints(opt_object(body, "constraints"))
-    manager = validate_job_manager(opt_object(body, "jobManagerTask"), constraints)
-    preparation = validate_job_preparation(opt_object(body, "jobPreparationTask"))
-    release = validate_job_release(opt_object(body, "jobReleaseTask"), preparation)
+    own = OwnTaskContext(job_id, context or ValidationContext())
+    manager = validate_job_manager(opt_object(body, "jobManagerTask"), constraints, own)
+    preparation = validate_job_preparation(opt_object(body, "jobPreparationTask"), own)
+    release = validate_job_release(opt_object(body, "jobReleaseTask"), preparation, own)
     _check_own_task_ids(manager, preparation, release)
     environment = validate_environment(opt_list(body, "commonEnvironmentSettings"), "commonEnvironmentSettings")
     on_complete = opt_enum(body, "onAllTasksComplete", _ALL_TASKS_COMPLETE)

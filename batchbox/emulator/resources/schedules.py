@@ -23,6 +23,7 @@ from batchbox.emulator.resources.common import (
     req_object,
     validate_metadata,
 )
+from batchbox.emulator.resources.containers import ValidationContext
 from batchbox.emulator.resources.jobs import job_document
 
 __all__ = [
@@ -86,13 +87,14 @@ def validate_schedule(value: Body | None, min_interval: timedelta) -> Body:
     return result
 
 
-def _specification(value: Body | None, base_url: str) -> Body:
-    """A validated job specification, as the jobs built from it will store it."""
+def _specification(value: Body | None, base_url: str, context: ValidationContext | None) -> Body:
+    """A validated job specification, as the jobs built from it will store it (registry passwords of its tasks'
+    containers go to ``context``)."""
     if value is None:
         raise missing_property("jobSpecification")
     reject_unknown_properties(value, "JobSpecification")
     try:
-        probe = job_document(dict(value), _SPEC_PROBE_ID, base_url=base_url)
+        probe = job_document(dict(value), _SPEC_PROBE_ID, base_url=base_url, context=context)
     except BatchError as error:
         name = error.values.get("PropertyName")
         if name:
@@ -101,8 +103,15 @@ def _specification(value: Body | None, base_url: str) -> Body:
     return {name: probe[name] for name in SPECIFICATION_FIELDS if name in probe}
 
 
-def build_schedule(body: object, *, base_url: str, min_interval: timedelta = BATCH_MIN_SCHEDULE_INTERVAL) -> Body:
-    """Validate an add-job-schedule body (``BatchJobScheduleCreateOptions``) and build the stored document.
+def build_schedule(
+    body: object,
+    *,
+    base_url: str,
+    min_interval: timedelta = BATCH_MIN_SCHEDULE_INTERVAL,
+    context: ValidationContext | None = None,
+) -> Body:
+    """Validate an add-job-schedule body (``BatchJobScheduleCreateOptions``) and build the stored document
+    (``context`` receives the registry passwords of its job specification's containers).
 
     Raises:
         BatchError: MissingRequiredProperty / InvalidPropertyValue / InvalidRequestBody / UnsupportedProperty (400).
@@ -112,7 +121,7 @@ def build_schedule(body: object, *, base_url: str, min_interval: timedelta = BAT
     schedule_id = check_id("id", body.get("id"))
     display_name = opt_str(body, "displayName", max_length=1024)
     schedule = validate_schedule(opt_object(body, "schedule"), min_interval)
-    specification = _specification(opt_object(body, "jobSpecification"), base_url)
+    specification = _specification(opt_object(body, "jobSpecification"), base_url, context)
     metadata = validate_metadata(opt_list(body, "metadata"))
     now = now_iso()
     doc: Body = {"id": schedule_id}
@@ -136,7 +145,9 @@ def build_schedule(body: object, *, base_url: str, min_interval: timedelta = BAT
     return doc
 
 
-def apply_schedule_patch(doc: Body, body: object, *, base_url: str, min_interval: timedelta) -> Body:
+def apply_schedule_patch(
+    doc: Body, body: object, *, base_url: str, min_interval: timedelta, context: ValidationContext | None = None
+) -> Body:
     """Apply a PATCH (``BatchJobScheduleUpdateOptions``): ``schedule``, ``jobSpecification`` and ``metadata``
     change when present. A new job specification applies to the jobs created afterwards.
 
@@ -153,14 +164,16 @@ def apply_schedule_patch(doc: Body, body: object, *, base_url: str, min_interval
         updated["schedule"] = validate_schedule(schedule, min_interval)
     specification = opt_object(body, "jobSpecification")
     if specification is not None:
-        updated["jobSpecification"] = _specification(specification, base_url)
+        updated["jobSpecification"] = _specification(specification, base_url, context)
     metadata = validate_metadata(opt_list(body, "metadata"))
     if metadata is not None:
         _set_metadata(updated, metadata)
     return updated
 
 
-def apply_schedule_replace(doc: Body, body: object, *, base_url: str, min_interval: timedelta) -> Body:
+def apply_schedule_replace(
+    doc: Body, body: object, *, base_url: str, min_interval: timedelta, context: ValidationContext | None = None
+) -> Body:
     """Apply an update (PUT, ``BatchJobSchedule``): ``schedule`` and ``jobSpecification`` are required and
     replaced; ``metadata`` is replaced (removed when absent). Read-only properties in the body are ignored.
 
@@ -171,7 +184,7 @@ def apply_schedule_replace(doc: Body, body: object, *, base_url: str, min_interv
     check_schedule_updatable(doc)
     updated = dict(doc)
     updated["schedule"] = validate_schedule(opt_object(body, "schedule"), min_interval)
-    updated["jobSpecification"] = _specification(opt_object(body, "jobSpecification"), base_url)
+    updated["jobSpecification"] = _specification(opt_object(body, "jobSpecification"), base_url, context)
     _set_metadata(updated, validate_metadata(opt_list(body, "metadata")) or [])
     return updated
 

@@ -175,8 +175,13 @@ def task_assignment(
     node_id: str,
     dedicated: bool,
     max_task_retry_count: int,
+    container_required: bool = True,
 ) -> dict[str, Any]:
-    """The Assignment JSON for one run of a task (see the node-agent protocol in the design doc)."""
+    """The Assignment JSON for one run of a task (see the node-agent protocol in the design doc).
+
+    ``container_required`` is false for a job's preparation and release tasks: on a container pool they may run on
+    the node itself, where a task (or a job manager) must name its container.
+    """
     job_id = str(job_doc["id"])
     task_id = str(task_doc["id"])
     pool_id = str((pool_doc or {}).get("id") or (job_doc.get("poolInfo") or {}).get("poolId") or "")
@@ -218,7 +223,7 @@ def task_assignment(
         "maxTaskRetryCount": max_task_retry_count,
         "requiredSlots": max(1, _retry_count(task_doc.get("requiredSlots"), 1)),
         "applicationPackageReferences": package_references(pool_doc, task_doc),
-        **container_fields(task_doc, pool_doc, required=True),
+        **container_fields(task_doc, pool_doc, required=container_required),
     }
 
 

@@ -117,6 +117,7 @@ def own_task_run(
         node_id=node.node_id,
         dedicated=node.dedicated,
         max_task_retry_count=retries if isinstance(retries, int) else 0,
+        container_required=False,
     )
     return Assignment(
         assignment_id=assignment_id,

@@ -27,7 +27,7 @@ from batchbox.emulator.config import EmulatorConfig
 from batchbox.emulator.errors import BatchError
 from batchbox.emulator.resources.jobs import job_document
 from batchbox.emulator.runtime.documents import set_state
-from batchbox.emulator.runtime.operations.jobs import JobOperations
+from batchbox.emulator.runtime.operations.jobs import JobOperations, stored_body_context
 from batchbox.emulator.runtime.transitions import Transitions
 
 __all__ = ["MAX_SLEEP", "TERMINATE_REASON", "ScheduleRunner", "schedule_job_prefix"]
@@ -204,8 +204,10 @@ class ScheduleRunner:
     def _create_job(self, doc: Doc, now: datetime) -> Doc | None:
         number = self.store.schedules.next_job_number(doc["id"])
         job_id = f"{doc['id']}:job-{number}"
+        specification = dict(doc["jobSpecification"])
         try:
-            job = self.jobs.add(job_document(dict(doc["jobSpecification"]), job_id, base_url=self.config.base_url))
+            context = stored_body_context(self.config)
+            job = self.jobs.add(job_document(specification, job_id, base_url=self.config.base_url, context=context))
         except BatchError as error:
             log.warning("job schedule %s could not create job %s: %s", doc["id"], job_id, error)
             return None

@@ -8,17 +8,27 @@ from __future__ import annotations
 from typing import Any
 
 from batchbox.emulator.clock import now_iso
+from batchbox.emulator.config import EmulatorConfig
 from batchbox.emulator.errors import BatchError, conflict, not_found, resource_exists
 from batchbox.emulator.resources import build_task
+from batchbox.emulator.resources.containers import ValidationContext
 from batchbox.emulator.resources.guards import check_job_not_deleting, check_job_updatable
 from batchbox.emulator.resources.job_tasks import manager_task_body
 from batchbox.emulator.runtime.documents import DEFAULT_TERMINATE_REASON, job_terminating, set_state
 from batchbox.emulator.runtime.job_control import JobControl
 from batchbox.emulator.runtime.transitions import Transitions
 
-__all__ = ["JobOperations"]
+__all__ = ["JobOperations", "stored_body_context"]
 
 Doc = dict[str, Any]
+
+
+def stored_body_context(config: EmulatorConfig) -> ValidationContext:
+    """The validation context of a body the emulator validated and stored before (a job manager becoming its job's
+    task, a schedule's job specification becoming a job): its registry passwords are store secrets already."""
+    return ValidationContext(
+        allow_privileged=config.allow_privileged_containers, storage_account=config.storage_account_name, stored=True
+    )
 
 
 class JobOperations:
@@ -50,8 +60,11 @@ class JobOperations:
                 {"JobId": str(doc["id"])},
             )
         manager = doc.get("jobManagerTask")
+        config = self._sched.config
         task = (
-            build_task(manager_task_body(manager), job=doc, base_url=self._sched.config.base_url)
+            build_task(
+                manager_task_body(manager), job=doc, base_url=config.base_url, context=stored_body_context(config)
+            )
             if isinstance(manager, dict)
             else None
         )
