@@ -25,6 +25,7 @@ from batchbox.emulator.job_tables import JobNodeTaskTable, ScheduleTable
 from batchbox.emulator.node_usage import NodeUsage
 from batchbox.emulator.run_history import RunHistory
 from batchbox.emulator.sealing import Sealer, SealError
+from batchbox.emulator.secret_owners import job_owner, job_tasks_prefix, owned, pool_owner, task_owner
 from batchbox.emulator.store_schema import (
     COUNT_BUCKETS,
     SCHEMA_VERSION,
@@ -253,6 +254,7 @@ class Store:
                 self.usage.ended(str(node_id), time.time())
             self._conn.execute("DELETE FROM nodes WHERE pool_key = ?", (key,))
             self._conn.execute("DELETE FROM pools WHERE key = ?", (key,))
+            self.delete_secrets(owned(pool_owner(pool_id), ""))
 
     # -- nodes ------------------------------------------------------------------------------------------------
 
@@ -354,6 +356,8 @@ class Store:
             self._conn.execute("DELETE FROM jobs WHERE key = ?", (key,))
             self.runs.delete_job(job_id)
             self.job_node_tasks.delete_job(job_id)
+            self.delete_secrets(owned(job_owner(job_id), ""))
+            self.delete_secrets(job_tasks_prefix(job_id))
 
     # -- tasks ------------------------------------------------------------------------------------------------
 
@@ -452,6 +456,7 @@ class Store:
         with self.transaction():
             self._conn.execute("DELETE FROM tasks WHERE job_key = ? AND key = ?", (job_id.lower(), task_id.lower()))
             self.runs.delete_task(job_id, task_id)
+            self.delete_secrets(owned(task_owner(job_id, task_id), ""))
 
     def list_tasks(
         self,
@@ -629,6 +634,35 @@ class Store:
             return self._sealer.open(base64.b64decode(stored), f"meta.secret:{name}")
         except (SealError, ValueError):
             return None
+
+    def find_secret(self, names: list[str]) -> str | None:
+        """The first secret kept under one of ``names`` (see ``secret_owners.lookup_names``), or None."""
+        for name in names:
+            value = self.get_secret(name)
+            if value is not None:
+                return value
+        return None
+
+    def secret_names(self, prefix: str) -> list[str]:
+        """The names of the secrets kept under names that start with ``prefix``."""
+        low, high = f"secret:{prefix}", f"secret:{prefix}\U0010ffff"
+        rows = self._conn.execute("SELECT k FROM meta WHERE k >= ? AND k < ? ORDER BY k", (low, high))
+        return [str(key)[len("secret:") :] for (key,) in rows]
+
+    def delete_secrets(self, prefix: str) -> None:
+        """Delete every secret whose name starts with ``prefix`` (an owner's: ``secret_owners.owned(owner, "")``)."""
+        self._conn.execute(
+            "DELETE FROM meta WHERE k >= ? AND k < ?", (f"secret:{prefix}", f"secret:{prefix}\U0010ffff")
+        )
+
+    def copy_secrets(self, source_owner: str, target_owner: str) -> None:
+        """Give ``target_owner`` a copy of every secret of ``source_owner`` (a schedule's, for a job it creates)."""
+        source = owned(source_owner, "")
+        with self.transaction():
+            for name in self.secret_names(source):
+                value = self.get_secret(name)
+                if value is not None:
+                    self.put_secret(owned(target_owner, name[len(source) :]), value)
 
     # -- meta -------------------------------------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from batchbox.emulator.protocol.responses import (
 from batchbox.emulator.resources.containers import ValidationContext
 from batchbox.emulator.resources.pool_checks import PoolRules
 from batchbox.emulator.runtime import Runtime
+from batchbox.emulator.secret_owners import owned
 from batchbox.emulator.store import Store
 
 __all__ = [
@@ -78,12 +79,15 @@ def validation_context(request: Request) -> ValidationContext:
     )
 
 
-def keep_secrets(request: Request, context: ValidationContext) -> None:
-    """Seal the secrets a validated body carried into the store (after the change they belong to succeeded)."""
+def keep_secrets(request: Request, context: ValidationContext, owner: str) -> None:
+    """Seal the secrets a validated body carried into the store under their ``owner`` (a ``secret_owners`` name),
+    after the change they belong to succeeded; deleting the owner deletes them."""
+    if not context.secrets:
+        return
     store = get_store(request)
     with store.transaction():
         for secret in context.secrets:
-            store.put_secret(secret.name, secret.value)
+            store.put_secret(owned(owner, secret.name), secret.value)
 
 
 def max_nodes_per_pool(request: Request) -> int:

@@ -27,6 +27,7 @@ from batchbox.emulator.protocol.responses import accepted, base_url, batch_json,
 from batchbox.emulator.resources import apply_job_patch, apply_job_replace, build_job
 from batchbox.emulator.resources.common import opt_enum, opt_str, reject_unknown_properties, req_object
 from batchbox.emulator.runtime.job_control import DISABLE_TASKS
+from batchbox.emulator.secret_owners import job_owner
 
 __all__ = ["PREPARATION_STATUS_FILTER_PROPERTIES", "routes"]
 
@@ -39,7 +40,7 @@ async def add_job(request: Request) -> Response:
     body = await read_json(request)
     context = validation_context(request)
     doc = get_runtime(request).jobs.add(build_job(body, base_url=get_config(request).base_url, context=context))
-    keep_secrets(request, context)
+    keep_secrets(request, context, job_owner(doc["id"]))
     return created(doc["url"], doc["eTag"], doc["lastModified"])
 
 

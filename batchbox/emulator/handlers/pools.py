@@ -33,6 +33,7 @@ from batchbox.emulator.resources import (
     apply_resize,
     build_pool,
 )
+from batchbox.emulator.secret_owners import pool_owner
 
 __all__ = ["routes"]
 
@@ -66,7 +67,7 @@ async def add_pool(request: Request) -> Response:
     )
     await check_pool_references(get_runtime(request).applications, doc.get("applicationPackageReferences"))
     doc = get_runtime(request).pools.add(doc)
-    keep_secrets(request, context)
+    keep_secrets(request, context, pool_owner(doc["id"]))
     return created(doc["url"], doc["eTag"], doc["lastModified"])
 
 
@@ -103,7 +104,7 @@ async def patch_pool(request: Request) -> Response:
     if isinstance(body, dict) and body.get("applicationPackageReferences"):
         await check_pool_references(get_runtime(request).applications, updated.get("applicationPackageReferences"))
     doc = get_runtime(request).pools.update(updated)
-    keep_secrets(request, context)
+    keep_secrets(request, context, pool_owner(doc["id"]))
     return ok_empty(etag=doc["eTag"], last_modified=doc["lastModified"], data_service_id=doc["url"])
 
 
@@ -114,7 +115,7 @@ async def replace_pool_properties(request: Request) -> Response:
     updated = apply_pool_replace(doc, body, context)
     await check_pool_references(get_runtime(request).applications, updated.get("applicationPackageReferences"))
     doc = get_store(request).update_pool(updated)
-    keep_secrets(request, context)
+    keep_secrets(request, context, pool_owner(doc["id"]))
     return no_content(etag=doc["eTag"], last_modified=doc["lastModified"], data_service_id=doc["url"])
 
 

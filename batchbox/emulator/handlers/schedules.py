@@ -30,6 +30,7 @@ from batchbox.emulator.protocol.responses import accepted, created, http_date, o
 from batchbox.emulator.resources.schedules import apply_schedule_patch, apply_schedule_replace, build_schedule
 from batchbox.emulator.resources.statistics import usage_statistics
 from batchbox.emulator.runtime.schedules import schedule_job_prefix
+from batchbox.emulator.secret_owners import schedule_owner
 
 __all__ = ["SCHEDULE_FILTER_PROPERTIES", "routes"]
 
@@ -78,7 +79,7 @@ async def add_schedule(request: Request) -> Response:
     context = validation_context(request)
     doc = build_schedule(body, base_url=config.base_url, min_interval=_min_interval(request), context=context)
     doc = get_runtime(request).schedules.add(doc)
-    keep_secrets(request, context)
+    keep_secrets(request, context, schedule_owner(doc["id"]))
     return created(doc["url"], doc["eTag"], doc["lastModified"])
 
 
@@ -109,7 +110,7 @@ async def _update(request: Request, apply: Callable[..., Doc]) -> Response:
         doc, body, base_url=get_config(request).base_url, min_interval=_min_interval(request), context=context
     )
     stored = get_runtime(request).schedules.update(doc, updated)
-    keep_secrets(request, context)
+    keep_secrets(request, context, schedule_owner(doc["id"]))
     return ok_empty(etag=stored["eTag"], last_modified=stored["lastModified"], data_service_id=stored["url"])
 
 

@@ -26,6 +26,8 @@ from batchbox.emulator.protocol.middleware import read_json
 from batchbox.emulator.protocol.odata import parse_select
 from batchbox.emulator.protocol.responses import base_url, batch_json, created, error_document, metadata_url, ok_empty
 from batchbox.emulator.resources import apply_task_update, build_task, check_job_accepts_tasks, collection_bodies
+from batchbox.emulator.resources.containers import ValidationContext
+from batchbox.emulator.secret_owners import task_owner
 from batchbox.emulator.store import TASK_COLUMNS, Store
 
 __all__ = ["MAX_COLLECTION_BODY_BYTES", "routes"]
@@ -44,7 +46,7 @@ async def add_task(request: Request) -> Response:
     doc = build_task(body, job=job, base_url=get_config(request).base_url, context=context)
     if not get_runtime(request).tasks.add(job["id"], [doc])[0]:
         raise resource_exists("task", doc["id"])
-    keep_secrets(request, context)
+    keep_secrets(request, context, task_owner(job["id"], doc["id"]))
     return created(doc["url"], doc["eTag"], doc["lastModified"])
 
 
@@ -65,8 +67,9 @@ async def add_task_collection(request: Request) -> Response:
     docs: list[Doc] = []
     positions: list[int] = []
     seen: set[str] = set()
-    context = validation_context(request)
+    contexts: list[ValidationContext] = []
     for body in bodies:
+        context = validation_context(request)
         raw_id = body.get("id") if isinstance(body, Mapping) else None
         task_id = raw_id if isinstance(raw_id, str) else ""
         try:
@@ -81,11 +84,12 @@ async def add_task_collection(request: Request) -> Response:
         positions.append(len(results))
         results.append(None)
         docs.append(doc)
+        contexts.append(context)
     if docs:
         flags = get_runtime(request).tasks.add(job["id"], docs)
-        keep_secrets(request, context)
-        for position, doc, ok in zip(positions, docs, flags, strict=True):
+        for position, doc, context, ok in zip(positions, docs, contexts, flags, strict=True):
             if ok:
+                keep_secrets(request, context, task_owner(job["id"], doc["id"]))
                 results[position] = {
                     "status": "success",
                     "taskId": doc["id"],

@@ -22,6 +22,7 @@ from batchbox.emulator.mounts import BlobDirectorySync
 from batchbox.emulator.node_layout import MOUNTS_DIR
 from batchbox.emulator.resources.node_features import mount_secret_name
 from batchbox.emulator.runtime.ports import StoreLike
+from batchbox.emulator.secret_owners import lookup_names, pool_owner
 from batchbox.emulator.storage_link import LinkedStorage
 
 __all__ = ["MOUNT_FAILED", "SYNC_INTERVAL", "MountSync"]
@@ -60,7 +61,8 @@ class MountSync:
             if not isinstance(blob, Mapping) or self._storage is None:
                 continue
             path = str(blob["relativeMountPath"])
-            credential = self._store.get_secret(mount_secret_name(str(pool_doc["id"]), path)) or ""
+            names = lookup_names([pool_owner(str(pool_doc["id"]))], mount_secret_name(str(pool_doc["id"]), path))
+            credential = self._store.find_secret(names) or ""
             kind, _, value = credential.partition(":")
             client = self._storage.container_with(
                 str(blob["containerName"]), key=value if kind == "key" else None, sas=value if kind == "sas" else None

@@ -31,6 +31,7 @@ from batchbox.emulator.runtime.ports import AllocationGate, ContainerImageError,
 from batchbox.emulator.runtime.scheduler import Scheduler
 from batchbox.emulator.runtime.task_containers import pool_images, pool_registries, registry_credentials
 from batchbox.emulator.runtime.transitions import Transitions
+from batchbox.emulator.secret_owners import pool_owner
 
 __all__ = ["CREATE_CONCURRENCY", "MONITOR_INTERVAL", "ORPHAN_GRACE", "NodeLifecycle", "pool_settings"]
 
@@ -299,7 +300,7 @@ class NodeLifecycle:
         error = None
         images = pool_images(pool.doc)
         if images:
-            credentials = registry_credentials(self.store, pool_registries(pool.doc))
+            credentials = registry_credentials(self.store, pool_registries(pool.doc), [pool_owner(pool.pool_id)])
             try:
                 await asyncio.to_thread(self.driver.task_containers.ensure_images, images, credentials)
             except ContainerImageError as exc:

@@ -29,6 +29,7 @@ from batchbox.emulator.resources.jobs import job_document
 from batchbox.emulator.runtime.documents import set_state
 from batchbox.emulator.runtime.operations.jobs import JobOperations, stored_body_context
 from batchbox.emulator.runtime.transitions import Transitions
+from batchbox.emulator.secret_owners import job_owner, owned, schedule_owner
 
 __all__ = ["MAX_SLEEP", "TERMINATE_REASON", "ScheduleRunner", "schedule_job_prefix"]
 
@@ -150,7 +151,9 @@ class ScheduleRunner:
         state = doc.get("state")
         if state == "deleting":
             if not self.schedule_jobs(doc["id"]):
-                self.store.schedules.delete(doc["id"])
+                with self.store.transaction():
+                    self.store.schedules.delete(doc["id"])
+                    self.store.delete_secrets(owned(schedule_owner(doc["id"]), ""))
             return None
         if state == "completed":
             return None
@@ -211,6 +214,7 @@ class ScheduleRunner:
         except BatchError as error:
             log.warning("job schedule %s could not create job %s: %s", doc["id"], job_id, error)
             return None
+        self.store.copy_secrets(schedule_owner(doc["id"]), job_owner(job_id))
         doc.setdefault("executionInfo", {})["recentJob"] = {"id": job["id"], "url": job["url"]}
         log.info("job schedule %s created job %s", doc["id"], job_id)
         return job

@@ -45,6 +45,7 @@ from batchbox.emulator.runtime.ports import (
     TaskContainersLike,
     TaskContainerSpec,
 )
+from batchbox.emulator.secret_owners import job_owner, lookup_names, pool_owner, task_owner
 
 __all__ = ["ANSWER_KEEP_SECONDS", "TaskContainerRuns", "pool_images", "pool_registries", "registry_credentials"]
 
@@ -73,14 +74,14 @@ def _exited(exit_code: int | None, failure: dict[str, Any] | None = None) -> Ans
     return {"state": "exited", "exitCode": exit_code, "failureInfo": failure}
 
 
-def registry_credentials(store: StoreLike, registries: list[Any]) -> list[RegistryCredential]:
-    """The credentials of REST registry references whose password the store keeps."""
+def registry_credentials(store: StoreLike, registries: list[Any], owners: list[str]) -> list[RegistryCredential]:
+    """The credentials of REST registry references whose password the store keeps under one of ``owners``."""
     credentials: list[RegistryCredential] = []
     for registry in registries:
         if not isinstance(registry, Mapping) or not registry.get("username"):
             continue
         server = str(registry.get("registryServer") or "")
-        password = store.get_secret(registry_secret_name(server, str(registry["username"])))
+        password = store.find_secret(lookup_names(owners, registry_secret_name(server, str(registry["username"]))))
         if password is not None:
             credentials.append(RegistryCredential(registry_key(server), str(registry["username"]), password))
     return credentials
@@ -171,9 +172,12 @@ class TaskContainerRuns:
         environment = {str(k): str(v) for k, v in (payload.get("environment") or {}).items()}
         environment.update({k: str(v) for k, v in extra.items() if str(k).startswith(_PACKAGE_VARIABLE)})
         registry = container.get("registry")
-        registries = ([registry] if isinstance(registry, Mapping) else []) + pool_registries(
-            self.store.get_pool(node.pool_id)
-        )
+        task_id = payload.get("taskId")
+        owners = [task_owner(job_id, str(task_id))] if job_id and task_id else []
+        owners += [job_owner(job_id)] if job_id else []
+        credentials = registry_credentials(self.store, [registry] if isinstance(registry, Mapping) else [], owners)
+        pool_registry = pool_registries(self.store.get_pool(node.pool_id))
+        credentials += registry_credentials(self.store, pool_registry, [pool_owner(node.pool_id)])
         return TaskContainerSpec(
             node_id=node.node_id,
             pool_id=node.pool_id,
@@ -186,7 +190,7 @@ class TaskContainerRuns:
             node_mounts=node_mounts,
             stdout_path=f"{directory}/stdout.txt",
             stderr_path=f"{directory}/stderr.txt",
-            credentials=registry_credentials(self.store, registries),
+            credentials=credentials,
         )
 
     # ----------------------------------------------------------------- the threads
