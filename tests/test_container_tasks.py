@@ -351,3 +351,34 @@ def test_a_container_task_survives_an_emulator_crash(
     assert task.execution_info.result == m.BatchTaskExecutionResult.SUCCESS, task.execution_info.failure_info
     assert (task.execution_info.exit_code, task.execution_info.requeue_count) == (0, 0)
     assert stdout_of(restarted, job_id, "survivor").splitlines() == ["before", "after"]
+
+
+def test_container_info_names_the_container_and_its_state_as_the_engine_saw_it(
+    client: BatchClient, emulator: EmulatorProcess, container_pool: str, task_image: str
+) -> None:
+    job_id = add_job(client, container_pool)
+    # Docker mounts each container's hosts, hostname and resolv.conf from a directory named by the container's id.
+    own_id = "grep -o 'containers/[0-9a-f]*' /proc/self/mountinfo | head -n 1 | cut -d/ -f2"
+    add_container_task(client, job_id, "info", f"/bin/sh -c '{own_id} > $AZ_BATCH_TASK_WORKING_DIR/id; exit 3'",
+        task_image)  # fmt: skip
+    client.create_task(job_id, m.BatchTaskCreateOptions(id="plain", command_line="/bin/true"))
+    add_container_task(client, job_id, "long", "/bin/sleep 60", task_image)
+    running = wait_for(
+        "the running task's containerInfo",
+        lambda: (
+            (t := client.get_task(job_id, "long")).execution_info and t.execution_info.container_info is not None and t
+        ),
+    )
+    assert running.state == m.BatchTaskState.RUNNING
+    assert running.execution_info.container_info.state == "running"
+    assert len(running.execution_info.container_info.container_id) == 64
+    client.terminate_task(job_id, "long")
+    task = completed_task(client, job_id, "info")
+    info = task.execution_info.container_info
+    assert info is not None and info.state == "exited" and info.error is None
+    assert len(info.container_id) == 64 and int(info.container_id, 16) >= 0
+    assert (host_task_dir(emulator, task) / "wd" / "id").read_text().strip() == info.container_id
+    assert task.execution_info.exit_code == 3
+    plain = completed_task(client, job_id, "plain")
+    assert plain.execution_info.failure_info.code == "ContainerTaskSettingsNotFound"
+    assert plain.execution_info.container_info is None

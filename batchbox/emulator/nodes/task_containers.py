@@ -21,7 +21,7 @@ import hashlib
 import logging
 import os
 import re
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -214,8 +214,9 @@ class TaskContainers:
                 env[name] = spec.environment[name]
         return env
 
-    def run(self, spec: TaskContainerSpec) -> ContainerExit:
-        """Pull the image if missing, create and start the container, stream its output, return its exit.
+    def run(self, spec: TaskContainerSpec, started: Callable[[str], None] | None = None) -> ContainerExit:
+        """Pull the image if missing, create and start the container, stream its output, return its exit;
+        ``started`` is called with the container's id once it runs.
 
         The container is left for :meth:`remove` (call it once the exit is recorded).
 
@@ -234,6 +235,8 @@ class TaskContainers:
                 self._remove_quietly(container_id)
                 message = _one_line(exc)
                 raise ContainerSettingsError(message, program_missing=bool(_MISSING_PROGRAM.search(message))) from exc
+            if started is not None:
+                started(container_id)
             return self._finish(container_id, stream, *outputs)
 
     def _create(self, spec: TaskContainerSpec, name: str) -> str:
@@ -305,7 +308,13 @@ class TaskContainers:
             status = self._api.wait(container_id, timeout=None)
         except docker.errors.NotFound:
             return ContainerExit(container_id, 137)  # removed under it: its node went away
-        return ContainerExit(container_id, int(status.get("StatusCode", 137)))
+        exit_code = int(status.get("StatusCode", 137))
+        try:
+            state = self._api.inspect_container(container_id).get("State") or {}
+        except docker.errors.NotFound:  # removed on exit (--rm): it exited
+            return ContainerExit(container_id, exit_code)
+        error = str(state.get("Error") or (status.get("Error") or {}).get("Message") or "")
+        return ContainerExit(container_id, exit_code, str(state.get("Status") or "exited"), error)
 
     def follow(self, node_id: str, assignment_id: str, stdout_path: str, stderr_path: str) -> ContainerExit | None:
         """Take up a task container started before an emulator restart: rewrite its output, wait for its exit.

@@ -90,10 +90,13 @@ class TaskContainerSpec:
 
 @dataclass(frozen=True)
 class ContainerExit:
-    """How a task container ended: its id and exit code (the exit code of the task)."""
+    """How a task container ended: its id and exit code (the exit code of the task), and the engine's view of it
+    (``state``: the container's status as ``docker inspect`` gives it; ``error``: the engine's error, if any)."""
 
     container_id: str
     exit_code: int
+    state: str = "exited"
+    error: str = ""
 
 
 class ContainerImageError(Exception):
@@ -119,7 +122,7 @@ class TaskContainersLike(Protocol):
     """The task containers of a driver (blocking calls; the runtime runs them in threads of their own)."""
 
     def ensure_images(self, images: Sequence[str], credentials: Sequence[RegistryCredential]) -> None: ...
-    def run(self, spec: TaskContainerSpec) -> ContainerExit: ...
+    def run(self, spec: TaskContainerSpec, started: Callable[[str], None] | None = None) -> ContainerExit: ...
     def follow(self, node_id: str, assignment_id: str, stdout_path: str, stderr_path: str) -> ContainerExit | None: ...
     def remove(self, container_id: str) -> None: ...
     def kill(self, node_id: str, assignment_id: str) -> bool: ...

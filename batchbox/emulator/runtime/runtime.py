@@ -100,6 +100,8 @@ class Runtime:
         )
         self.sessions = AgentSessions(config, self.scheduler, self.transitions)
         self.containers = TaskContainerRuns(config, store, driver.task_containers)
+        self.transitions.container_info = self.containers.take_container_info
+        self.containers.container_started = self.transitions.container_started
         self.autoscaler = AutoScaler(self.lifecycle)
         self.actions = NodeActions(self.lifecycle)
         self.actions.restarted = self.job_tasks.node_rebooted

@@ -117,6 +117,9 @@ class TaskContainerRuns:
         self.store = store
         self.driver = driver
         self._runs: dict[tuple[str, str], _Run] = {}
+        self._ended: dict[tuple[str, str], dict[str, str]] = {}
+        self.container_started: Callable[[str, str, dict[str, str]], None] = lambda _node, _assignment, _info: None
+        """Called on the event loop with ``(node id, assignment id, containerInfo)`` when a run's container starts."""
 
     # ----------------------------------------------------------------- what to run
     def _payload(self, node: NodeRuntime, assignment_id: str) -> Mapping[str, Any] | None:
@@ -211,13 +214,15 @@ class TaskContainerRuns:
         threading.Thread(target=target, name=f"container {key[1]}", daemon=True).start()
         return run
 
-    def _run_container(self, spec: TaskContainerSpec, retry: bool = False) -> tuple[Answer, str | None]:
+    def _run_container(
+        self, spec: TaskContainerSpec, retry: bool = False, started: Callable[[str], None] | None = None
+    ) -> tuple[Answer, str | None]:
         if retry:
             taken_up = self._follow_container(spec.node_id, spec.assignment_id, spec.stdout_path.rpartition("/")[0])
             if taken_up[0].get("state") != "missing":
                 return taken_up
         try:
-            ended: ContainerExit = self.driver.run(spec)
+            ended: ContainerExit = self.driver.run(spec, started)
         except ContainerImageError as exc:
             details = {"ContainerImage": exc.image, "Message": str(exc)}
             return _exited(None, container_failure(CONTAINER_INVALID_IMAGE, details)), None
@@ -232,12 +237,24 @@ class TaskContainerRuns:
                 }
                 return _exited(127, failure), None
             return _exited(None, container_failure(CONTAINER_INVALID_SETTINGS, {"Message": str(exc)})), None
+        self._keep_info(spec.node_id, spec.assignment_id, ended)
         return {**_exited(ended.exit_code), "containerId": ended.container_id}, ended.container_id
+
+    def _keep_info(self, node_id: str, assignment_id: str, ended: ContainerExit) -> None:
+        info = {"containerId": ended.container_id, "state": ended.state}
+        if ended.error:
+            info["error"] = ended.error
+        self._ended[(node_id, assignment_id)] = info
+
+    def take_container_info(self, node_id: str, assignment_id: str) -> dict[str, str] | None:
+        """The ``containerInfo`` of the run's container as it ended (once; ``None`` when it ran in none)."""
+        return self._ended.pop((node_id, assignment_id), None)
 
     def _follow_container(self, node_id: str, assignment_id: str, directory: str) -> tuple[Answer, str | None]:
         ended = self.driver.follow(node_id, assignment_id, f"{directory}/stdout.txt", f"{directory}/stderr.txt")
         if ended is None:
             return {"state": "missing"}, None
+        self._keep_info(node_id, assignment_id, ended)
         return {**_exited(ended.exit_code), "containerId": ended.container_id}, ended.container_id
 
     async def _answer(self, run: _Run, wait: float) -> Answer:
@@ -261,6 +278,7 @@ class TaskContainerRuns:
         for key, run in list(self._runs.items()):
             if run.answered_at is not None and now - run.answered_at > ANSWER_KEEP_SECONDS:
                 del self._runs[key]
+                self._ended.pop(key, None)
 
     # ----------------------------------------------------------------- what the agent asks
     async def run(
@@ -282,7 +300,13 @@ class TaskContainerRuns:
                 spec = self._spec(node, payload, extra)
             except _Refused as exc:
                 return _exited(None, exc.failure)
-            run = self._start(key, lambda: self._run_container(spec, retry))
+            loop = asyncio.get_running_loop()
+
+            def started(container_id: str) -> None:
+                info = {"containerId": container_id, "state": "running"}
+                loop.call_soon_threadsafe(self.container_started, spec.node_id, spec.assignment_id, info)
+
+            run = self._start(key, lambda: self._run_container(spec, retry, started))
         return await self._answer(run, min(wait, _MAX_WAIT))
 
     async def wait(self, node: NodeRuntime, assignment_id: str, wait: float) -> Answer:

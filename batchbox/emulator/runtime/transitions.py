@@ -61,6 +61,8 @@ class Transitions:
         """Called when a run of the job stops holding its task (completed, retried, requeued, ended)."""
         self.job_end_hooks: list[Callable[[str, str], None]] = []
         """Called with ``(job id, "completed" | "deleted")`` when a job has ended."""
+        self.container_info: Callable[[str, str], dict[str, str] | None] = lambda _node, _assignment: None
+        """The ``containerInfo`` of a run's container as it ended, by node and assignment id (set by the runtime)."""
         self.completed_hooks: list[Callable[[str, dict[str, Any]], None]] = []
         """Called with ``(job id, task document)`` whenever a task document becomes ``completed``, however."""
 
@@ -72,6 +74,18 @@ class Transitions:
         if (doc.get("nodeInfo") or {}).get("nodeId") != node.node_id:
             return None
         return doc
+
+    def container_started(self, node_id: str, assignment_id: str, info: dict[str, str]) -> None:
+        """A run's container started: its running task shows ``executionInfo.containerInfo``."""
+        node = self.sched.nodes.get(node_id)
+        held = node.running.get(assignment_id) if node is not None else None
+        if node is None or held is None or held.kind != "task":
+            return
+        doc = self._current_doc(node, held)
+        if doc is None or doc.get("state") != "running":
+            return
+        doc.setdefault("executionInfo", {})["containerInfo"] = info
+        self.store.update_task(held.job_id, doc)
 
     @staticmethod
     def run_started(held: Assignment) -> None:
@@ -117,6 +131,9 @@ class Transitions:
         outcome = "succeeded" if failure is None else "failed"
         self._record_run(held.job_id, doc, outcome, end, start=start, exit_code=exit_code)
         task_completed(doc, now, exit_code=exit_code, failure_info=failure, start_time=start, end_time=end)
+        container = self.container_info(node.node_id, held.assignment_id)
+        if container is not None:
+            doc["executionInfo"]["containerInfo"] = container
         self.store.update_task(held.job_id, doc)
         record_recent_task(node.doc, doc, held.job_id)
         self.completed(held.job_id, doc)
