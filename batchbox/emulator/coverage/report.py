@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Match
 
 from batchbox.emulator.coverage.operations import OPERATIONS, RETIRED_OPERATIONS, Operation
 from batchbox.emulator.coverage.properties import PROPERTIES, Handling, body_types
+from batchbox.emulator.coverage.query_parameters import QUERY_PARAMETERS
 
 __all__ = ["OperationStatus", "operation_statuses", "render", "served_by"]
 
@@ -89,6 +90,22 @@ def _properties_section() -> list[str]:
     return lines
 
 
+def _query_parameters_section() -> list[str]:
+    lines = [
+        "## Query parameters",
+        "",
+        "Query parameters beyond `api-version` and the listing options (`$filter`, `$select`, `maxresults`), and "
+        "what the emulator does with their values. A value it cannot honour is answered with a 400 "
+        "`InvalidQueryParameterValue` naming the parameter.",
+        "",
+        "| parameter | operations | handling | what it does |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| `{q.name}` | {q.operations} | {q.handling} | {q.note} |" for q in QUERY_PARAMETERS]
+    lines.append("")
+    return lines
+
+
 def _summary() -> list[str]:
     counts = {handling: 0 for handling in Handling}
     for use in PROPERTIES:
@@ -108,6 +125,7 @@ def render(routes: Sequence[BaseRoute]) -> str:
         *_summary(),
         *_operations_section(operation_statuses(routes)),
         "",
+        *_query_parameters_section(),
         *_properties_section(),
     ]
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -4,13 +4,14 @@ the status of the job's preparation and release tasks per node."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from batchbox.emulator.errors import conflict, missing_property
+from batchbox.emulator.errors import conflict, invalid_query, missing_property
 from batchbox.emulator.handlers.common import (
     check_preconditions,
     entity_response,
@@ -23,9 +24,11 @@ from batchbox.emulator.handlers.common import (
     validation_context,
 )
 from batchbox.emulator.protocol.middleware import read_json
+from batchbox.emulator.protocol.query_checks import FORCE_PARAM, check_force
 from batchbox.emulator.protocol.responses import accepted, base_url, batch_json, created, metadata_url, ok_empty
 from batchbox.emulator.resources import apply_job_patch, apply_job_replace, build_job
 from batchbox.emulator.resources.common import opt_enum, opt_str, reject_unknown_properties, req_object
+from batchbox.emulator.resources.statistics import usage_statistics
 from batchbox.emulator.runtime.job_control import DISABLE_TASKS
 from batchbox.emulator.secret_owners import job_owner
 
@@ -44,15 +47,39 @@ async def add_job(request: Request) -> Response:
     return created(doc["url"], doc["eTag"], doc["lastModified"])
 
 
+def _expand_stats(request: Request) -> bool:
+    """Whether ``$expand`` asks for ``stats`` (the only expansion of a job); any other value is refused."""
+    expand = request.query_params.get("$expand")
+    if expand is None or not expand.strip():
+        return False
+    if [part.strip() for part in expand.split(",")] != ["stats"]:
+        raise invalid_query("$expand", expand, "A job can only be expanded with stats.")
+    return True
+
+
+def _with_stats(request: Request, doc: Doc) -> Doc:
+    """``doc`` with its ``stats`` (``BatchJobStatistics``: its tasks and their ended runs)."""
+    store = get_store(request)
+    tasks = store.list_tasks(doc["id"])
+    runs = store.runs.list(doc["id"])
+    stats = usage_statistics(doc["url"], doc["creationTime"], datetime.now(timezone.utc), tasks, runs)
+    return {**doc, "stats": stats}
+
+
 async def list_jobs(request: Request) -> Response:
-    return list_page(request, "jobs", get_store(request).list_jobs())
+    jobs = get_store(request).list_jobs()
+    if _expand_stats(request):
+        jobs = [_with_stats(request, job) for job in jobs]
+    return list_page(request, "jobs", jobs)
 
 
 async def get_job(request: Request) -> Response:
-    return entity_response(request, get_job_or_404(request, request.path_params["job_id"]), "jobs")
+    doc = get_job_or_404(request, request.path_params["job_id"])
+    return entity_response(request, _with_stats(request, doc) if _expand_stats(request) else doc, "jobs")
 
 
 async def delete_job(request: Request) -> Response:
+    check_force(request.query_params.get(FORCE_PARAM))
     doc = get_job_or_404(request, request.path_params["job_id"])
     check_preconditions(request, doc)
     get_runtime(request).jobs.delete(doc["id"])
@@ -66,6 +93,7 @@ async def _optional_json(request: Request) -> object:
 
 
 async def terminate_job(request: Request) -> Response:
+    check_force(request.query_params.get(FORCE_PARAM))
     body = await _optional_json(request)
     doc = get_job_or_404(request, request.path_params["job_id"])
     reason = None if body is None else opt_str(req_object(body), "terminateReason", max_length=4096)

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from batchbox.emulator.applications.references import check_pool_references
+from batchbox.emulator.errors import invalid_query
 from batchbox.emulator.handlers.common import (
     NotModified,
     check_preconditions,
@@ -71,7 +72,15 @@ async def add_pool(request: Request) -> Response:
     return created(doc["url"], doc["eTag"], doc["lastModified"])
 
 
+def _refuse_expand(request: Request) -> None:
+    """Pool statistics (``$expand=stats``) are not kept by the emulator: the parameter is refused, not ignored."""
+    expand = request.query_params.get("$expand")
+    if expand is not None and expand.strip():
+        raise invalid_query("$expand", expand, "The local batchbox emulator keeps no pool statistics.")
+
+
 async def list_pools(request: Request) -> Response:
+    _refuse_expand(request)
     return list_page(request, "pools", get_store(request).list_pools())
 
 
@@ -85,6 +94,7 @@ async def pool_exists(request: Request) -> Response:
 
 
 async def get_pool(request: Request) -> Response:
+    _refuse_expand(request)
     return entity_response(request, get_pool_or_404(request, request.path_params["pool_id"]), "pools")
 
 

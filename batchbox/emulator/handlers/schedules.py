@@ -26,6 +26,7 @@ from batchbox.emulator.handlers.common import (
 )
 from batchbox.emulator.protocol.filters import FILTER_PROPERTIES
 from batchbox.emulator.protocol.middleware import read_json
+from batchbox.emulator.protocol.query_checks import FORCE_PARAM, check_force
 from batchbox.emulator.protocol.responses import accepted, created, http_date, ok_empty
 from batchbox.emulator.resources.schedules import apply_schedule_patch, apply_schedule_replace, build_schedule
 from batchbox.emulator.resources.statistics import usage_statistics
@@ -140,6 +141,7 @@ async def enable_schedule(request: Request) -> Response:
 
 
 async def terminate_schedule(request: Request) -> Response:
+    check_force(request.query_params.get(FORCE_PARAM))
     doc = _get(request)
     check_preconditions(request, doc)
     doc = get_runtime(request).schedules.terminate(doc["id"])
@@ -147,6 +149,7 @@ async def terminate_schedule(request: Request) -> Response:
 
 
 async def delete_schedule(request: Request) -> Response:
+    check_force(request.query_params.get(FORCE_PARAM))
     doc = _get(request)
     check_preconditions(request, doc)
     get_runtime(request).schedules.delete(doc["id"])

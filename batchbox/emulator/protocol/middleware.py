@@ -7,7 +7,7 @@ For every HTTP request it:
 2. on Batch paths (everything but the node-agent API under ``/_agent/``) checks ``api-version`` (first: the service
    answers ``MissingRequiredQueryParameter`` even to unauthenticated requests) and then the SharedKey signature, the
    Entra ID token or a task's job authentication token (good for its own job's paths only), keeping the principal in
-   ``request.state.principal``;
+   ``request.state.principal``, then the query parameters every operation takes (``query_checks``: ``timeout``);
 3. limits the request body (``Content-Length`` up front, streamed bytes while the handler reads) -> 413, and
    refuses Batch writes while the state directory's disk is full (``disk_space``) -> 503 ``StateDiskFull``;
 4. adds ``DataServiceVersion: 3.0`` to every Batch response, as the service does;
@@ -47,6 +47,7 @@ from ..errors import (
     unsupported_operation,
 )
 from .auth import Principal, SharedKeyVerifier, headers_from_scope
+from .query_checks import check_common_query
 from .responses import JSON_CONTENT_TYPE, base_url, error_document, json_bytes
 from .tokens import TokenVerifier
 from .versions import API_VERSION_PARAM, check_api_version
@@ -200,6 +201,7 @@ class BatchProtocolMiddleware:
         config = self._config_for(scope)
         if exchange.batch:
             query_string = scope.get("query_string", b"").decode("latin-1")
+            query = parse_qs(query_string, keep_blank_values=True)
             check_api_version((parse_qs(query_string).get(API_VERSION_PARAM) or [None])[0])
             raw_path = scope.get("raw_path")
             raw = raw_path.decode("latin-1") if isinstance(raw_path, bytes) else exchange.path
@@ -207,6 +209,7 @@ class BatchProtocolMiddleware:
             if principal.job_id is not None:
                 _check_job_scope(principal.job_id, exchange.path)
             exchange.state["principal"] = principal
+            check_common_query(query)
         declared = exchange.headers.get("content-length", "").strip()
         if declared.isdigit() and int(declared) > self.max_body_bytes:
             raise request_body_too_large(self.max_body_bytes)
