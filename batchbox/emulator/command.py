@@ -20,6 +20,7 @@ from batchbox.emulator.config import (
     LOG_LEVELS,
     EmulatorConfig,
 )
+from batchbox.emulator.faults.config import FaultConfig, FaultConfigError, load_fault_file
 
 __all__ = ["STORAGE_ENV", "emulator"]
 
@@ -202,44 +203,11 @@ def emulator(
     """
     # The server stack (Starlette, uvicorn) is imported only by this command, not by every `batchbox` call.
     from batchbox.emulator.app import open_store
-    from batchbox.emulator.faults import FaultConfig, FaultConfigError, load_fault_file
-    from batchbox.emulator.protocol.auth import decode_account_key
-    from batchbox.emulator.protocol.tokens import TokenVerifier
     from batchbox.emulator.server import run
 
-    if not account_name or any(c in account_name for c in ":/ "):
-        raise click.BadParameter("must be a plain account name", param_hint="--account-name")
-    key = account_key if account_key is not None else DEFAULT_ACCOUNT_KEY
-    try:
-        decode_account_key(key)
-    except ValueError:
-        raise click.BadParameter("is not valid base64", param_hint="--account-key") from None
-    try:
-        faults = load_fault_file(faults_file) if faults_file is not None else FaultConfig()
-    except FaultConfigError as exc:
-        raise click.BadParameter(str(exc), param_hint="--faults") from None
-    if (storage_upstream is None) != (storage_proxy_port is None):
-        raise click.UsageError("--storage-upstream and --storage-proxy-port go together")
-    if faults.storage.enabled and storage_upstream is None:
-        raise click.UsageError(
-            "[faults.storage] needs the storage proxy: give --storage-upstream and --storage-proxy-port"
-        )
-    if storage_connection_string:
-        from batchbox.emulator.storage_link import LinkedStorage
-
-        try:
-            LinkedStorage(storage_connection_string).close()
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--storage-connection-string") from None
-    if (tls_cert is None) != (tls_key is None):
-        raise click.UsageError("--tls-cert and --tls-key go together")
-    if disable_shared_key and entra_issuer is None:
-        raise click.UsageError("--disable-shared-key needs --entra-issuer: no request could authenticate otherwise")
-    if entra_issuer is not None:
-        try:
-            TokenVerifier.from_openid_configuration(entra_issuer)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--entra-issuer") from None
+    key = _checked_account(account_name, account_key)
+    faults = _checked_faults(faults_file, storage_upstream, storage_proxy_port)
+    _check_links(storage_connection_string, tls_cert, tls_key, disable_shared_key, entra_issuer)
 
     def absolute(path: Path | None) -> Path | None:
         return path.expanduser().resolve() if path is not None else None
@@ -276,3 +244,63 @@ def emulator(
         run(config, log_level=log_level, allow_non_loopback=host_given)
     except (ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _checked_account(account_name: str, account_key: str | None) -> str:
+    """The account key to serve (the well-known one when none is given), once name and key are well formed."""
+    from batchbox.emulator.protocol.auth import decode_account_key
+
+    if not account_name or any(c in account_name for c in ":/ "):
+        raise click.BadParameter("must be a plain account name", param_hint="--account-name")
+    key = account_key if account_key is not None else DEFAULT_ACCOUNT_KEY
+    try:
+        decode_account_key(key)
+    except ValueError:
+        raise click.BadParameter("is not valid base64", param_hint="--account-key") from None
+    return key
+
+
+def _checked_faults(
+    faults_file: Path | None, storage_upstream: str | None, storage_proxy_port: int | None
+) -> FaultConfig:
+    """The fault configuration of ``--faults``, with the storage proxy options it needs."""
+
+    try:
+        faults = load_fault_file(faults_file) if faults_file is not None else FaultConfig()
+    except FaultConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--faults") from None
+    if (storage_upstream is None) != (storage_proxy_port is None):
+        raise click.UsageError("--storage-upstream and --storage-proxy-port go together")
+    if faults.storage.enabled and storage_upstream is None:
+        raise click.UsageError(
+            "[faults.storage] needs the storage proxy: give --storage-upstream and --storage-proxy-port"
+        )
+    return faults
+
+
+def _check_links(
+    storage_connection_string: str | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    disable_shared_key: bool,
+    entra_issuer: Path | None,
+) -> None:
+    """The linked storage account, TLS and authentication options are usable together."""
+    from batchbox.emulator.protocol.tokens import TokenVerifier
+
+    if storage_connection_string:
+        from batchbox.emulator.storage_link import LinkedStorage
+
+        try:
+            LinkedStorage(storage_connection_string).close()
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--storage-connection-string") from None
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    if disable_shared_key and entra_issuer is None:
+        raise click.UsageError("--disable-shared-key needs --entra-issuer: no request could authenticate otherwise")
+    if entra_issuer is not None:
+        try:
+            TokenVerifier.from_openid_configuration(entra_issuer)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--entra-issuer") from None

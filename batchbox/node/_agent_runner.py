@@ -214,17 +214,8 @@ def _launch(
         return None, failure_info(USER_ERROR, COMMAND_LAUNCH_FAILED, f"The command line cannot be parsed: {exc}"), False
     if not argv:
         return None, failure_info(USER_ERROR, COMMAND_LAUNCH_FAILED, "The command line is empty"), False
-    # Every task shares the node's Batch group (like Batch's auto-user group), so files an admin start task
-    # writes with the default mode 0770 stay readable by nonadmin tasks.
-    options: dict[str, Any] = {"group": NONADMIN_GID, "extra_groups": []}
     user = _named_user(assignment)
-    owner = NONADMIN_UID if nonadmin else 0
-    if user is not None:
-        # A pool user account: its own uid, the Batch group first, its own groups (sudo for an admin) after.
-        owner = user.pw_uid
-        options.update(user=user.pw_uid, extra_groups=os.getgrouplist(user.pw_name, user.pw_gid))
-    elif nonadmin:
-        options["user"] = NONADMIN_UID
+    options, owner = _process_identity(user, nonadmin)
     with (
         open(os.path.join(task_dir, "stdout.txt"), "wb") as out,
         open(os.path.join(task_dir, "stderr.txt"), "wb") as err,
@@ -233,39 +224,9 @@ def _launch(
         try:
             env = _task_environment(assignment, nonadmin, wd, user)
             process = _start(argv, wd, env, out, err, nonadmin and user is None, options)
-        except FileNotFoundError:
-            return (
-                127,
-                failure_info(
-                    USER_ERROR,
-                    COMMAND_PROGRAM_NOT_FOUND,
-                    f"The program '{argv[0]}' of the command line was not found",
-                    {"Program": argv[0]},
-                ),
-                False,
-            )
-        except PermissionError:
-            return (
-                126,
-                failure_info(
-                    USER_ERROR,
-                    COMMAND_LAUNCH_FAILED,
-                    f"The program '{argv[0]}' of the command line is not executable",
-                    {"Program": argv[0]},
-                ),
-                False,
-            )
         except OSError as exc:
-            return (
-                126,
-                failure_info(
-                    USER_ERROR,
-                    COMMAND_LAUNCH_FAILED,
-                    f"The program '{argv[0]}' could not be started: {exc.strerror}",
-                    {"Program": argv[0]},
-                ),
-                False,
-            )
+            code, failure = _start_failure(exc, argv[0])
+            return code, failure, False
     if not control.attach(process):
         return _exit_code(process.wait()), _cancel_failure(), True
     limit = assignment.get("maxWallClockSeconds")
@@ -279,6 +240,34 @@ def _launch(
         returncode = process.wait()
     exit_code = _exit_code(returncode)
     return exit_code, ended_failure(exit_code, cancelled=control.cancelled, timed_out=timed_out, limit=limit), True
+
+
+def _process_identity(user: pwd.struct_passwd | None, nonadmin: bool) -> tuple[dict[str, Any], int]:
+    """The ``Popen`` user and group options of a task's process, and the uid that owns its directory."""
+    # Every task shares the node's Batch group (like Batch's auto-user group), so files an admin start task
+    # writes with the default mode 0770 stay readable by nonadmin tasks.
+    options: dict[str, Any] = {"group": NONADMIN_GID, "extra_groups": []}
+    if user is not None:
+        # A pool user account: its own uid, the Batch group first, its own groups (sudo for an admin) after.
+        options.update(user=user.pw_uid, extra_groups=os.getgrouplist(user.pw_name, user.pw_gid))
+        return options, user.pw_uid
+    if nonadmin:
+        options["user"] = NONADMIN_UID
+        return options, NONADMIN_UID
+    return options, 0
+
+
+def _start_failure(exc: OSError, program: str) -> tuple[int, FailureInfo]:
+    """The exit code and failureInfo of a command line whose program could not be started."""
+    details = {"Program": program}
+    if isinstance(exc, FileNotFoundError):
+        message = f"The program '{program}' of the command line was not found"
+        return 127, failure_info(USER_ERROR, COMMAND_PROGRAM_NOT_FOUND, message, details)
+    if isinstance(exc, PermissionError):
+        message = f"The program '{program}' of the command line is not executable"
+        return 126, failure_info(USER_ERROR, COMMAND_LAUNCH_FAILED, message, details)
+    message = f"The program '{program}' could not be started: {exc.strerror}"
+    return 126, failure_info(USER_ERROR, COMMAND_LAUNCH_FAILED, message, details)
 
 
 def _cancel_failure() -> FailureInfo:
@@ -335,6 +324,63 @@ def _prepare_dirs(node_root: str, task_dir_rel: str) -> tuple[str, str]:
     return task_dir, wd
 
 
+def _node_failure(exc: Exception) -> FailureInfo:
+    """The failureInfo of a run the node could not carry through (an error of the node, not of the task)."""
+    return failure_info(SERVER_ERROR, UNKNOWN, f"The node could not run the task: {type(exc).__name__}: {exc}")
+
+
+def _upload_outputs(
+    output_files: list[Any], wd: str, task_dir: str, exit_code: int | None, failure: FailureInfo | None
+) -> FailureInfo | None:
+    """Upload the run's output files; the run's failureInfo afterwards (an upload error is added to it; an
+    unexpected error replaces it, and the run keeps its exit code)."""
+    try:
+        upload_failure = upload_output_files(output_files, wd, task_dir, exit_code == 0 and failure is None)
+    except Exception as exc:  # e.g. a full node disk: the run still completes, with the exit code it had
+        log.exception("the output files of a run could not be uploaded")
+        return _node_failure(exc)
+    if upload_failure is None:
+        return failure
+    if failure is None:
+        return upload_failure
+    failure.setdefault("details", []).append({"name": "FileUploadError", "value": upload_failure["message"]})
+    return failure
+
+
+def _execute(
+    assignment: Mapping[str, Any],
+    node_root: str,
+    control: TaskControl,
+    began: float,
+    containers: ContainerTasks | None,
+    packages: PackageInstaller | None,
+) -> tuple[int | None, FailureInfo | None]:
+    """Directories, packages, resource files, the process or container, then the output files.
+
+    Raises:
+        TaskFailure: a step before the process failed (the run's failureInfo).
+    """
+    task_dir, wd = _prepare_dirs(node_root, str(assignment.get("taskDir") or ""))
+    if isinstance(assignment.get("failureInfo"), dict):
+        raise TaskFailure.from_info(assignment["failureInfo"])
+    extra = _install_packages(assignment, packages)
+    download_resource_files(assignment.get("resourceFiles") or [], wd)
+    if control.cancelled:
+        raise TaskFailure(USER_ERROR, TASK_ENDED, "Task was ended by user request")
+    if assignment.get("container") is not None:
+        exit_code, failure, ran = _launch_container(assignment, control, began, containers, extra)
+    else:
+        nonadmin = str(assignment.get("elevationLevel") or "nonadmin").lower() != "admin"
+        environment = {**(assignment.get("environment") or {}), **extra}
+        exit_code, failure, ran = _launch(
+            {**assignment, "environment": environment}, wd, task_dir, nonadmin, control, began
+        )
+    output_files = assignment.get("outputFiles") or []
+    if ran and output_files and not control.cancelled:
+        failure = _upload_outputs(output_files, wd, task_dir, exit_code, failure)
+    return exit_code, failure
+
+
 def run_assignment(
     assignment: Mapping[str, Any],
     node_root: str,
@@ -362,41 +408,15 @@ def run_assignment(
     if emit is not None:
         emit(started_event(assignment_id, start_time))
     began = time.monotonic()
-    nonadmin = str(assignment.get("elevationLevel") or "nonadmin").lower() != "admin"
     exit_code: int | None = None
     failure: FailureInfo | None = None
-    ran = False
     try:
-        task_dir, wd = _prepare_dirs(node_root, str(assignment.get("taskDir") or ""))
-        if isinstance(assignment.get("failureInfo"), dict):
-            raise TaskFailure.from_info(assignment["failureInfo"])
-        extra = _install_packages(assignment, packages)
-        download_resource_files(assignment.get("resourceFiles") or [], wd)
-        if control.cancelled:
-            raise TaskFailure(USER_ERROR, TASK_ENDED, "Task was ended by user request")
-        if assignment.get("container") is not None:
-            exit_code, failure, ran = _launch_container(assignment, control, began, containers, extra)
-        else:
-            environment = {**(assignment.get("environment") or {}), **extra}
-            exit_code, failure, ran = _launch(
-                {**assignment, "environment": environment}, wd, task_dir, nonadmin, control, began
-            )
-        output_files = assignment.get("outputFiles") or []
-        if ran and output_files and not control.cancelled:
-            succeeded = exit_code == 0 and failure is None
-            upload_failure = upload_output_files(output_files, wd, task_dir, succeeded)
-            if upload_failure is not None:
-                if failure is None:
-                    failure = upload_failure
-                else:
-                    failure.setdefault("details", []).append(
-                        {"name": "FileUploadError", "value": upload_failure["message"]}
-                    )
+        exit_code, failure = _execute(assignment, node_root, control, began, containers, packages)
     except TaskFailure as exc:
         failure = exc.info
     except Exception as exc:  # the assignment must complete whatever went wrong on the node
         log.exception("assignment %s failed on the node", assignment_id)
-        failure = failure_info(SERVER_ERROR, UNKNOWN, f"The node could not run the task: {type(exc).__name__}: {exc}")
+        failure = _node_failure(exc)
     event = completed_event(assignment_id, start_time, exit_code, failure)
     # One line per failed run; successful ones only at debug level (a line per task costs the agent, and Docker's
     # log driver, more CPU than starting a short task).

@@ -94,6 +94,18 @@ _BEING_DELETED_POLL = 5.0
 log = logging.getLogger(__name__)
 
 
+def _key_or_token(credential: StorageCredential) -> tuple[str | None, TokenCredential | None]:
+    """The account key (signing SAS with it) or the token credential (signing them with a user delegation key)
+    of ``credential``; neither for a SAS credential."""
+    if isinstance(credential, str):
+        return credential, None
+    if isinstance(credential, AzureNamedKeyCredential):
+        return credential.named_key.key, None
+    if isinstance(credential, AzureSasCredential):
+        return None, None
+    return None, credential
+
+
 class BlobStorage(StorageBackend):
     """:class:`~batchbox.core.storage.StorageBackend` on Azure Blob Storage or Azurite.
 
@@ -134,17 +146,10 @@ class BlobStorage(StorageBackend):
         self._owned_credential: TokenCredential | None = None
         self._local = parts.scheme == "http" or (parts.hostname or "") in _LOOPBACK_HOSTS
         self._endpoint = strip_query(account_url).rstrip("/")
-        self._account_key: str | None = None
-        self._token_credential: TokenCredential | None = None
+        self._account_key, self._token_credential = _key_or_token(credential)
         self._sas_credential = credential if isinstance(credential, AzureSasCredential) else None
         self._retry_total, self._retry_backoff = retry_total, retry_backoff
         self._connection_timeout, self._read_timeout = connection_timeout, read_timeout
-        if isinstance(credential, str):
-            self._account_key = credential
-        elif isinstance(credential, AzureNamedKeyCredential):
-            self._account_key = credential.named_key.key
-        elif not isinstance(credential, AzureSasCredential):
-            self._token_credential = credential
         install_sas_redaction()
         session = _http_session(pool_size, use_env_proxies=not self._local)
         try:

@@ -23,6 +23,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from batchbox.emulator.clock import format_time
+from batchbox.emulator.confined_paths import resolve_inside
 from batchbox.emulator.errors import BatchError, conflict, not_found
 from batchbox.emulator.handlers.common import (
     get_config,
@@ -75,7 +76,7 @@ def _task_root(request: Request) -> tuple[Path, str]:
     if not isinstance(relative, str) or not relative:
         relative = f"workitems/{job['id']}/job-1/{doc['id']}"
     node_root = get_config(request).node_root(node_id)
-    root = _inside(node_root, relative)
+    root = resolve_inside(node_root, relative)
     if root is None or not root.is_dir():
         raise _task_files_unavailable(doc["id"])
     return root, f"{doc['url']}/files"
@@ -94,18 +95,6 @@ def _node_root(request: Request) -> tuple[Path, str]:
     if not root.is_dir():
         raise _file_not_found("")
     return root, f"{node['url']}/files"
-
-
-def _inside(root: Path, relative: str) -> Path | None:
-    """``root / relative`` resolved, or None when it leaves ``root``."""
-    cleaned = relative.replace("\\", "/").strip("/")
-    if "\0" in cleaned or any(part == ".." for part in cleaned.split("/")):  # the OS refuses NUL: not a file
-        return None
-    real_root = os.path.realpath(root)
-    real = os.path.realpath(os.path.join(real_root, cleaned)) if cleaned else real_root
-    if real != real_root and not real.startswith(real_root + os.sep):
-        return None
-    return Path(real)
 
 
 def _entry(name: str, path: Path, url_prefix: str) -> dict[str, Any] | None:
@@ -140,7 +129,7 @@ def _walk(root: Path, url_prefix: str, recursive: bool) -> list[dict[str, Any]]:
             continue
         for child in children:
             name = f"{relative}/{child.name}" if relative else child.name
-            path = _inside(root, name)
+            path = resolve_inside(root, name)
             if path is None:
                 continue
             entry = _entry(name, path, url_prefix)
@@ -200,7 +189,7 @@ def _file_headers(path: Path, url: str, info: os.stat_result) -> dict[str, str]:
 
 def _stat_file(request: Request, root: Path, url_prefix: str) -> tuple[Path, str, os.stat_result, dict[str, str]]:
     relative = request.path_params["file_path"]
-    path = _inside(root, relative)
+    path = resolve_inside(root, relative)
     try:
         if path is None or path == Path(os.path.realpath(root)):
             raise FileNotFoundError(relative)
@@ -262,7 +251,7 @@ def _properties(request: Request, root: Path, url_prefix: str) -> Response:
 
 def _delete(request: Request, root: Path, _url_prefix: str) -> Response:
     relative = request.path_params["file_path"]
-    path = _inside(root, relative)
+    path = resolve_inside(root, relative)
     if path is None or path == Path(os.path.realpath(root)) or not os.path.lexists(path):
         raise _file_not_found(relative)
     if path.is_dir():

@@ -17,6 +17,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
+from batchbox.emulator.confined_paths import resolve_inside
 from batchbox.emulator.errors import BatchError
 from batchbox.emulator.portal.common import Doc, get_config, json_answer, query_int
 
@@ -41,24 +42,12 @@ def task_root(request: Request, job: Mapping[str, Any], task: Mapping[str, Any])
     relative = info.get("taskRootDirectory") if isinstance(info, Mapping) else None
     if not isinstance(relative, str) or not relative:
         relative = f"workitems/{job['id']}/job-1/{task['id']}"
-    return _inside(get_config(request).node_root(node_id), relative)
-
-
-def _inside(root: Path, relative: str) -> Path | None:
-    """``root / relative`` resolved, or None when it leaves ``root``."""
-    cleaned = relative.replace("\\", "/").strip("/")
-    if "\0" in cleaned:
-        return None
-    real_root = os.path.realpath(root)
-    real = os.path.realpath(os.path.join(real_root, cleaned)) if cleaned else real_root
-    if real != real_root and not real.startswith(real_root + os.sep):
-        return None
-    return Path(real)
+    return resolve_inside(get_config(request).node_root(node_id), relative)
 
 
 def _requested(request: Request, root: Path | None) -> tuple[Path, str]:
     relative = request.query_params.get("path", "")
-    path = _inside(root, relative) if root is not None else None
+    path = resolve_inside(root, relative) if root is not None else None
     if path is None or not path.exists():
         raise _file_not_found(relative)
     return path, relative.replace("\\", "/").strip("/")
@@ -94,7 +83,7 @@ def tail_response(request: Request, root: Path | None) -> Response:
     """``?path=FILE&bytes=N``: the last N bytes of a file as text (``exists: false`` when there is no such file)."""
     relative = request.query_params.get("path", "")
     limit = query_int(request, "bytes", TAIL_BYTES, low=1, high=_MAX_TAIL_BYTES)
-    path = _inside(root, relative) if root is not None else None
+    path = resolve_inside(root, relative) if root is not None else None
     if path is None or not path.is_file():
         return json_answer({"path": relative, "exists": False, "size": 0, "text": "", "truncated": False})
     with path.open("rb") as handle:

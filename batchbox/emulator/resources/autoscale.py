@@ -13,7 +13,7 @@ from typing import Any
 
 from batchbox.emulator.autoscale import FormulaError, parse_formula
 from batchbox.emulator.clock import format_duration
-from batchbox.emulator.errors import BatchError, conflict, invalid_property, missing_property
+from batchbox.emulator.errors import BatchError, invalid_property, missing_property
 from batchbox.emulator.resources.common import (
     Body,
     opt_duration,
@@ -21,7 +21,7 @@ from batchbox.emulator.resources.common import (
     req_object,
     req_str,
 )
-from batchbox.emulator.resources.guards import check_pool_not_deleting
+from batchbox.emulator.resources.guards import check_pool_not_deleting, check_pool_steady
 
 __all__ = [
     "DEFAULT_EVALUATION_INTERVAL",
@@ -103,12 +103,8 @@ def apply_enable_autoscale(doc: Body, body: object, min_interval: float) -> Body
     reject_unknown_properties(body, "PoolEnableAutoScaleParameter")
     check_pool_not_deleting(doc)
     enabled = bool(doc.get("enableAutoScale"))
-    if not enabled and doc.get("allocationState") != "steady":
-        raise conflict(
-            "PoolBeingResized",
-            "The specified pool is already being resized.",
-            {"PoolId": str(doc["id"]), "AllocationState": str(doc.get("allocationState"))},
-        )
+    if not enabled:
+        check_pool_steady(doc)
     formula = body.get("autoScaleFormula")
     interval = _interval(body, min_interval)
     updated = dict(doc)

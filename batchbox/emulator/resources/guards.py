@@ -16,6 +16,7 @@ __all__ = [
     "check_job_not_deleting",
     "check_job_updatable",
     "check_pool_not_deleting",
+    "check_pool_steady",
     "check_task_not_completed",
     "check_task_reactivatable",
 ]
@@ -33,6 +34,17 @@ def check_pool_not_deleting(pool: Doc) -> None:
     """Raises ``PoolBeingDeleted`` (409) for a pool that is being deleted."""
     if pool.get("state") == "deleting":
         raise conflict("PoolBeingDeleted", "The specified pool is being deleted.", {"PoolId": str(pool["id"])})
+
+
+def check_pool_steady(pool: Doc) -> None:
+    """Raises ``PoolBeingResized`` (409) unless the pool's ``allocationState`` is ``steady``."""
+    if pool.get("allocationState") != "steady":
+        raise BatchError(
+            409,
+            "PoolBeingResized",
+            "The specified pool is already being resized.",
+            {"PoolId": str(pool["id"]), "AllocationState": str(pool.get("allocationState"))},
+        )
 
 
 def _refuse_job_in(job: Doc, states: tuple[str, ...]) -> None:

@@ -32,7 +32,7 @@ from batchbox.emulator.resources.containers import (
     command_line,
     validate_container_settings,
 )
-from batchbox.emulator.resources.guards import check_pool_not_deleting
+from batchbox.emulator.resources.guards import check_pool_not_deleting, check_pool_steady
 from batchbox.emulator.resources.node_features import (
     MAX_POOL_PACKAGE_REFERENCES,
     apply_pool_features,
@@ -163,7 +163,8 @@ def build_pool(
     context: ValidationContext | None = None,
     rules: PoolRules | None = None,
 ) -> Body:
-    """Validate an add-pool body and build the stored pool document.
+    """Validate an add-pool body and build the stored pool document: the REST document GET returns, with
+    ``allocationState`` ``resizing`` when nodes are wanted.
 
     Args:
         body: the parsed JSON body (``BatchPoolCreateOptions``).
@@ -171,9 +172,6 @@ def build_pool(
         max_nodes: the per-pool node cap of the local emulator.
         context: receives the body's secrets (registry passwords, mount keys); the emulator's settings.
         rules: the emulator's switches (VM size and image checks, the autoscale interval floor).
-
-    Returns:
-        The REST document GET returns, with ``allocationState`` ``resizing`` when nodes are wanted.
 
     Raises:
         BatchError: MissingRequiredProperty / InvalidPropertyValue / InvalidRequestBody / UnsupportedProperty /
@@ -187,9 +185,8 @@ def build_pool(
     refuse_cloud_service(body)
     vm_config = _validate_vm_configuration(opt_object(body, "virtualMachineConfiguration"), context)
     rules = rules or PoolRules()
-    autoscale = None
-    if opt_bool(body, "enableAutoScale"):
-        autoscale = autoscale_add_settings(body, rules.autoscale_min_interval)
+    enabled = opt_bool(body, "enableAutoScale")
+    autoscale = autoscale_add_settings(body, rules.autoscale_min_interval) if enabled else None
     dedicated, low_priority = (0, 0) if autoscale else _initial_targets(body, max_nodes)
     timeout = opt_duration(body, "resizeTimeout", minimum=rules.resize_timeout_min)
     node_settings = _node_settings(body, context)
@@ -199,29 +196,14 @@ def build_pool(
     described = _described_properties(body)
     check_pool_machine(vm_size, vm_config, rules)
 
-    now = now_iso()
-    doc: Body = {"id": pool_id}
-    if display_name is not None:
-        doc["displayName"] = display_name
-    doc.update(
-        {
-            "url": f"{base_url}/pools/{pool_id}",
-            "eTag": "",
-            "lastModified": now,
-            "creationTime": now,
-            "state": "active",
-            "stateTransitionTime": now,
-            "allocationState": "resizing" if dedicated + low_priority else "steady",
-            "allocationStateTransitionTime": now,
-            "vmSize": vm_size.lower(),
-            "resizeTimeout": timeout[1] if timeout else _DEFAULT_RESIZE_TIMEOUT,
-            "currentDedicatedNodes": 0,
-            "targetDedicatedNodes": dedicated,
-            "currentLowPriorityNodes": 0,
-            "targetLowPriorityNodes": low_priority,
-            "enableAutoScale": False,
-            "enableInterNodeCommunication": bool(inter_node),
-        }
+    doc = _new_pool_document(
+        pool_id,
+        base_url=base_url,
+        display_name=display_name,
+        vm_size=vm_size,
+        resize_timeout=timeout[1] if timeout else _DEFAULT_RESIZE_TIMEOUT,
+        targets=(dedicated, low_priority),
+        inter_node=bool(inter_node),
     )
     if autoscale is not None:
         doc.update(autoscale)
@@ -233,6 +215,45 @@ def build_pool(
     if metadata is not None:
         doc["metadata"] = metadata
     doc.update(described)
+    return doc
+
+
+def _new_pool_document(
+    pool_id: str,
+    *,
+    base_url: str,
+    display_name: str | None,
+    vm_size: str,
+    resize_timeout: str,
+    targets: tuple[int, int],
+    inter_node: bool,
+) -> Body:
+    """The state and allocation properties of a new pool (``resizing`` when it wants nodes)."""
+    now = now_iso()
+    doc: Body = {"id": pool_id}
+    if display_name is not None:
+        doc["displayName"] = display_name
+    dedicated, low_priority = targets
+    doc.update(
+        {
+            "url": f"{base_url}/pools/{pool_id}",
+            "eTag": "",
+            "lastModified": now,
+            "creationTime": now,
+            "state": "active",
+            "stateTransitionTime": now,
+            "allocationState": "resizing" if dedicated + low_priority else "steady",
+            "allocationStateTransitionTime": now,
+            "vmSize": vm_size.lower(),
+            "resizeTimeout": resize_timeout,
+            "currentDedicatedNodes": 0,
+            "targetDedicatedNodes": dedicated,
+            "currentLowPriorityNodes": 0,
+            "targetLowPriorityNodes": low_priority,
+            "enableAutoScale": False,
+            "enableInterNodeCommunication": inter_node,
+        }
+    )
     return doc
 
 
@@ -414,13 +435,7 @@ def apply_resize(
     reject_unknown_properties(body, "PoolResizeParameter")
     check_pool_not_deleting(doc)
     check_not_autoscaling(doc, "resize")
-    if doc.get("allocationState") != "steady":
-        raise BatchError(
-            409,
-            "PoolBeingResized",
-            "The specified pool is already being resized.",
-            {"PoolId": doc["id"], "AllocationState": str(doc.get("allocationState"))},
-        )
+    check_pool_steady(doc)
     dedicated = opt_int(body, "targetDedicatedNodes", minimum=0)
     low_priority = opt_int(body, "targetLowPriorityNodes", minimum=0)
     timeout = opt_duration(body, "resizeTimeout", minimum=(rules or PoolRules()).resize_timeout_min)

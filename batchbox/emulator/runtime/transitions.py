@@ -67,6 +67,14 @@ class Transitions:
         """Called with ``(job id, task document)`` whenever a task document becomes ``completed``, however."""
 
     # ----------------------------------------------------------------- runs reported by agents
+    def _release(self, node: NodeRuntime, held: Assignment) -> dict[str, Any] | None:
+        """Free the run's slots on ``node``; the task's document when the run is still its current one (not
+        cancelled, the task running or preparing on this node), else None."""
+        self.sched.release(node, held)
+        if held.cancelled:
+            return None
+        return self._current_doc(node, held)
+
     def _current_doc(self, node: NodeRuntime, held: Assignment) -> dict[str, Any] | None:
         doc = self.store.get_task(held.job_id, held.task_id)
         if doc is None or doc.get("state") not in ("running", "preparing"):
@@ -100,13 +108,10 @@ class Transitions:
         if held.kind != "task" and self.own_tasks is not None:
             self.own_tasks.run_completed(node, held, event)
             return
-        self.sched.release(node, held)
-        if held.cancelled:
-            return
-        doc = self._current_doc(node, held)
-        job = self.sched.jobs.get(held.job_key)
+        doc = self._release(node, held)
         if doc is None:
             return
+        job = self.sched.jobs.get(held.job_key)
         now = now_iso()
         exit_code = parse_exit_code(event.get("exitCode"))
         failure = parse_failure_info(event.get("failureInfo"))
@@ -187,10 +192,7 @@ class Transitions:
         if held.kind != "task" and self.own_tasks is not None:
             self.own_tasks.run_lost(node, held)
             return
-        self.sched.release(node, held)
-        if held.cancelled:
-            return
-        doc = self._current_doc(node, held)
+        doc = self._release(node, held)
         if doc is None:
             return
         now = now_iso()
@@ -205,13 +207,10 @@ class Transitions:
     def end_run(self, node: NodeRuntime, held: Assignment, message: str) -> None:
         """The node of a run goes away and its task must not run again (``nodeDeallocationOption: terminate``): the
         task completes with ``TaskEnded``."""
-        self.sched.release(node, held)
-        if held.cancelled:
-            return
-        doc = self._current_doc(node, held)
-        job = self.sched.jobs.get(held.job_key)
+        doc = self._release(node, held)
         if doc is None:
             return
+        job = self.sched.jobs.get(held.job_key)
         now = now_iso()
         self._record_run(held.job_id, doc, "terminated", now)
         task_completed(doc, now, exit_code=None, failure_info=task_ended_failure(message))

@@ -7,9 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 from batchbox.emulator.clock import now_iso
-from batchbox.emulator.errors import BatchError, not_found, resource_exists
+from batchbox.emulator.errors import not_found, resource_exists
 from batchbox.emulator.resources.autoscale import check_not_autoscaling
-from batchbox.emulator.resources.guards import check_pool_not_deleting
+from batchbox.emulator.resources.guards import check_pool_not_deleting, check_pool_steady
 from batchbox.emulator.resources.nodes import RemoveNodes
 from batchbox.emulator.resources.pools import apply_stop_resize
 from batchbox.emulator.runtime.autoscale import AutoScaler
@@ -126,13 +126,7 @@ class PoolOperations:
         doc = self._get(pool_id)
         check_pool_not_deleting(doc)
         check_not_autoscaling(doc, "remove nodes")
-        if doc.get("allocationState") != "steady":
-            raise BatchError(
-                409,
-                "PoolBeingResized",
-                "The specified pool is already being resized.",
-                {"PoolId": doc["id"], "AllocationState": str(doc.get("allocationState"))},
-            )
+        check_pool_steady(doc)
         pool = self._sched.pools.get(pool_id.lower())
         nodes = {n.node_id.lower(): n for n in (pool.live_nodes() if pool is not None else [])}
         chosen = []
