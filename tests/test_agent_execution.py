@@ -30,7 +30,7 @@ from batchbox.backends.azure import BlobStorage
 from batchbox.backends.local.azurite import find_free_port
 from batchbox.core.storage import ContainerPermission
 from batchbox.emulator.config import EmulatorConfig
-from batchbox.emulator.nodes import NodeDriver
+from batchbox.emulator.nodes.docker_driver import NodeDriver
 from batchbox.node._agent_common import setup_logging
 from batchbox.node._agent_files import blob_name_for
 from batchbox.node._agent_http import AgentClient, Backoff, ServerUnreachable

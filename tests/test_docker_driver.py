@@ -13,8 +13,14 @@ import docker
 import pytest
 
 from batchbox.emulator.config import DEFAULT_ACCOUNT_KEY
-from batchbox.emulator.nodes import NodeDriver, NodeImageMissingError
-from batchbox.emulator.nodes.docker_driver import AGENT_COMMAND, AGENT_MOUNT, NODE_ROOT_MOUNT, agent_dir
+from batchbox.emulator.nodes.docker_driver import (
+    AGENT_COMMAND,
+    AGENT_MOUNT,
+    NODE_ROOT_MOUNT,
+    NodeDriver,
+    NodeImageMissingError,
+    agent_dir,
+)
 
 pytestmark = pytest.mark.docker
 

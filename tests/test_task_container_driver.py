@@ -12,7 +12,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from batchbox.emulator.nodes import NodeDriver
+from batchbox.emulator.nodes.docker_driver import NodeDriver
 from batchbox.emulator.resources.run_options import parse_run_options
 from batchbox.emulator.runtime.ports import ContainerExit, ContainerSettingsError, TaskContainerSpec
 from tests.fixtures.task_images import MARKER_PATH, MARKER_TEXT

@@ -36,7 +36,7 @@ from azure.batch import models as m
 
 from batchbox.backends.local.azurite import find_free_port
 from batchbox.emulator.config import DEFAULT_ACCOUNT_KEY, DEFAULT_ACCOUNT_NAME, EmulatorConfig
-from batchbox.emulator.nodes import NodeDriver
+from batchbox.emulator.nodes.docker_driver import NodeDriver
 from batchbox.emulator.sealing import Sealer
 from batchbox.emulator.store import SCHEMA_VERSION, Store, StoreError
 from tests.fixtures.docker import TEST_LABELS

@@ -46,7 +46,7 @@ from batchbox.emulator.nodes.docker_engine import connect_docker
 from batchbox.emulator.portal import site as portal
 from batchbox.emulator.protocol.middleware import AGENT_PATH_PREFIX, BatchProtocolMiddleware
 from batchbox.emulator.resources import DEFAULT_MAX_NODES
-from batchbox.emulator.runtime import Runtime
+from batchbox.emulator.runtime.runtime import Runtime
 from batchbox.emulator.sealing import Sealer
 from batchbox.emulator.store import Store
 

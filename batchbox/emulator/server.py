@@ -23,7 +23,7 @@ from starlette.types import ASGIApp
 from batchbox.core.pidfiles import claim_pid_file, release_pid_file
 
 from .config import LOG_LEVELS, EmulatorConfig, is_loopback
-from .runtime import Runtime
+from .runtime.runtime import Runtime
 
 __all__ = ["LOG_LEVELS", "PID_FILE_NAME", "AppFactory", "is_loopback", "pid_file", "run"]
 

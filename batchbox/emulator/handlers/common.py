@@ -31,7 +31,7 @@ from batchbox.emulator.protocol.responses import (
 )
 from batchbox.emulator.resources.containers import ValidationContext
 from batchbox.emulator.resources.pool_checks import PoolRules
-from batchbox.emulator.runtime import Runtime
+from batchbox.emulator.runtime.runtime import Runtime
 from batchbox.emulator.secret_owners import owned
 from batchbox.emulator.store import Store
 

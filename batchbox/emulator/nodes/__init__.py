@@ -1,10 +1,7 @@
-"""The emulator's compute nodes as Docker containers (see :mod:`batchbox.emulator.nodes.docker_driver`)."""
+"""The emulator's compute nodes as Docker containers (see :mod:`batchbox.emulator.nodes.docker_driver`).
 
-from batchbox.emulator.nodes.docker_driver import (
-    NodeContainer,
-    NodeDriver,
-    NodeDriverError,
-    NodeImageMissingError,
-)
+The package imports none of its modules: the local backend uses :mod:`~batchbox.emulator.nodes.docker_engine`
+without loading the emulator's runtime.
+"""
 
-__all__ = ["NodeContainer", "NodeDriver", "NodeDriverError", "NodeImageMissingError"]
+__all__: list[str] = []
