@@ -126,3 +126,18 @@ def test_importing_core_loads_no_sdk() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == ""
+
+
+def test_the_local_backend_does_not_load_the_emulator_runtime() -> None:
+    """The CLI's local backend starts the emulator as a process: importing it must not load the emulator's runtime,
+    server or autoscale parser (they cost start-up time on every `batchbox` call)."""
+    import subprocess
+
+    code = (
+        "import sys, batchbox.cli.main, batchbox.backends.local.backend; "
+        "bad = [m for m in sys.modules if m.startswith(('batchbox.emulator.runtime.runtime', "
+        "'batchbox.emulator.autoscale', 'batchbox.emulator.app', 'starlette', 'uvicorn', 'lark'))]; "
+        "print(','.join(sorted(bad)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == ""
