@@ -202,7 +202,7 @@ class BatchProtocolMiddleware:
         if exchange.batch:
             query_string = scope.get("query_string", b"").decode("latin-1")
             query = parse_qs(query_string, keep_blank_values=True)
-            check_api_version((parse_qs(query_string).get(API_VERSION_PARAM) or [None])[0])
+            check_api_version(next((v for v in query.get(API_VERSION_PARAM, ()) if v), None))  # blank = absent
             raw_path = scope.get("raw_path")
             raw = raw_path.decode("latin-1") if isinstance(raw_path, bytes) else exchange.path
             principal = self._verifier(config).verify(exchange.method, raw, query_string, exchange.headers)
