@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import docker.errors
 from azure.batch import BatchClient
 from azure.batch import models as m
 from azure.core.credentials import AzureNamedKeyCredential
@@ -392,7 +393,16 @@ class BatchModel(RuleBasedStateMachine):
         if victim is None:
             return
         hanging_here = self._running_on(victim.labels["batchbox.node"])
-        victim.kill()
+        try:
+            victim.kill()
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as error:
+            # The emulator may stop the container between the listing and the kill (a preempted or removed
+            # node going away); that node is already down, so this step kills nothing.
+            if error.status_code == 409:
+                return
+            raise
         for model in hanging_here:
             model.requeues += 1
 
