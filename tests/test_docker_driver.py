@@ -21,6 +21,7 @@ from batchbox.emulator.nodes.docker_driver import (
     NodeImageMissingError,
     agent_dir,
 )
+from tests.fixtures.docker import TEST_LABELS
 
 pytestmark = pytest.mark.docker
 
@@ -204,3 +205,20 @@ def test_missing_image_fails_fast_with_a_hint(node_driver_factory: Callable[...,
     assert "make node-image" in message
     assert "\n" not in message
     assert driver.list_nodes() == {}
+
+
+def test_follow_removes_a_task_container_that_was_created_but_never_started(
+    node_driver: NodeDriver, docker_client: docker.DockerClient, node_image: str
+) -> None:
+    # An emulator killed between creating a task's container and starting it leaves it in "created": the next
+    # emulator must start the run afresh rather than wait for that container to exit (it never would).
+    node_id = _node_id()
+    node_driver.create_node("pool-a", node_id, "s3cret")
+    containers = node_driver.task_containers
+    name = containers.container_name(node_id, "job-1/task-1/0")
+    created = docker_client.api.create_container(node_image, command=["/bin/true"], name=name, labels=TEST_LABELS)
+    assert docker_client.api.inspect_container(created["Id"])["State"]["Status"] == "created"
+
+    assert containers.follow(node_id, "job-1/task-1/0", "stdout.txt", "stderr.txt") is None
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.api.inspect_container(created["Id"])

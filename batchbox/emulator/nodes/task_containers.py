@@ -320,7 +320,8 @@ class TaskContainers:
         """Take up a task container started before an emulator restart: rewrite its output, wait for its exit.
 
         Returns:
-            Its exit, or ``None`` when no such container exists.
+            Its exit, or ``None`` when no such container exists. A container created but never started (the
+            emulator went away between the two) is removed and counts as none: the caller starts the run afresh.
         """
         name = self.container_name(node_id, assignment_id)
         try:
@@ -328,6 +329,9 @@ class TaskContainers:
         except docker.errors.NotFound:
             return None
         container_id = str(info["Id"])
+        if (info.get("State") or {}).get("Status") == "created":
+            self._remove_quietly(container_id)
+            return None
         with self._outputs(node_id, stdout_path, stderr_path) as outputs:
             return self._finish(container_id, self._attach(container_id, logs=True), *outputs)
 
