@@ -345,6 +345,12 @@ def test_a_container_task_survives_an_emulator_crash(
     job_id = add_job(client, container_pool)
     add_container_task(client, job_id, "survivor", "/bin/sh -c 'echo before; sleep 6; echo after'", task_image)
     running_task(client, job_id, "survivor")
+    # "running" is set when the emulator hands the task to the node; crash only once its container has started
+    # (a crash before the agent got the task would rightly requeue it).
+    wait_for(
+        "the survivor's container to start",
+        lambda: (info := client.get_task(job_id, "survivor").execution_info) and info.container_info is not None,
+    )
     emulator.restart(crash=True)  # the task's container runs on; the new emulator takes it up when the agent asks
     restarted = emulator.batch_client()
     task = completed_task(restarted, job_id, "survivor", timeout=120)

@@ -222,3 +222,25 @@ def test_follow_removes_a_task_container_that_was_created_but_never_started(
     assert containers.follow(node_id, "job-1/task-1/0", "stdout.txt", "stderr.txt") is None
     with pytest.raises(docker.errors.NotFound):
         docker_client.api.inspect_container(created["Id"])
+
+
+def test_follow_rewrites_the_whole_output_of_a_running_task_container(
+    node_driver: NodeDriver, docker_client: docker.DockerClient, node_image: str
+) -> None:
+    node_id = _node_id()
+    node_driver.create_node("pool-a", node_id, "s3cret")
+    containers = node_driver.task_containers
+    name = containers.container_name(node_id, "job-1/task-1/0")
+    script = "echo before; echo oops >&2; sleep 2; echo after"
+    created = docker_client.api.create_container(
+        node_image, command=["/bin/sh", "-c", script], name=name, labels=TEST_LABELS
+    )
+    docker_client.api.start(created["Id"])
+    assert _wait_for(lambda: b"oops" in docker_client.api.logs(created["Id"], stdout=False, stderr=True))
+
+    ended = containers.follow(node_id, "job-1/task-1/0", "stdout.txt", "stderr.txt")
+    assert ended is not None and ended.exit_code == 0
+    root = node_driver.node_root(node_id)
+    assert (root / "stdout.txt").read_text() == "before\nafter\n"
+    assert (root / "stderr.txt").read_text() == "oops\n"
+    containers.remove(ended.container_id)

@@ -21,6 +21,7 @@ import hashlib
 import logging
 import os
 import re
+import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -229,7 +230,7 @@ class TaskContainers:
         with self._outputs(spec.node_id, spec.stdout_path, spec.stderr_path) as outputs:
             container_id = self._create(spec, name)
             try:
-                stream = self._attach(container_id, logs=False)
+                stream = self._attach(container_id)
                 self._api.start(container_id)
             except (docker.errors.DockerException, OSError) as exc:
                 self._remove_quietly(container_id)
@@ -283,9 +284,9 @@ class TaskContainers:
         ):
             yield out, err
 
-    def _attach(self, container_id: str, *, logs: bool) -> Iterator[tuple[bytes | None, bytes | None]]:
+    def _attach(self, container_id: str) -> Iterator[tuple[bytes | None, bytes | None]]:
         stream: Iterator[tuple[bytes | None, bytes | None]] = self._api.attach(
-            container_id, stdout=True, stderr=True, stream=True, logs=logs, demux=True
+            container_id, stdout=True, stderr=True, stream=True, logs=False, demux=True
         )
         return stream
 
@@ -304,6 +305,18 @@ class TaskContainers:
             log.warning("the output stream of task container %s broke: %s", container_id[:12], _one_line(exc))
         out.flush()
         err.flush()
+        return self._exit(container_id)
+
+    def _copy_logs(self, container_id: str, stderr: bool, target: BinaryIO) -> None:
+        """Copy one of the container's log streams, from its first byte, into ``target`` until the container exits."""
+        try:
+            for chunk in self._api.logs(container_id, stdout=not stderr, stderr=stderr, stream=True, follow=True):
+                target.write(chunk)
+                target.flush()
+        except (docker.errors.DockerException, OSError) as exc:
+            log.warning("the log stream of task container %s broke: %s", container_id[:12], _one_line(exc))
+
+    def _exit(self, container_id: str) -> ContainerExit:
         try:
             status = self._api.wait(container_id, timeout=None)
         except docker.errors.NotFound:
@@ -332,8 +345,13 @@ class TaskContainers:
         if (info.get("State") or {}).get("Status") == "created":
             self._remove_quietly(container_id)
             return None
-        with self._outputs(node_id, stdout_path, stderr_path) as outputs:
-            return self._finish(container_id, self._attach(container_id, logs=True), *outputs)
+        # The engine's logs replay the whole output reliably (an attach asking for the logs may skip them).
+        with self._outputs(node_id, stdout_path, stderr_path) as (out, err):
+            errors = threading.Thread(target=self._copy_logs, args=(container_id, True, err), daemon=True)
+            errors.start()
+            self._copy_logs(container_id, False, out)
+            errors.join()
+            return self._exit(container_id)
 
     # ----------------------------------------------------------------- stopping and cleaning up
     def kill(self, node_id: str, assignment_id: str) -> bool:
