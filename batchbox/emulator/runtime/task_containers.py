@@ -7,7 +7,8 @@ packages it installed): its image, the parsed and checked ``containerRunOptions`
 registry credentials (passwords from the store's sealed secrets). Each run has a thread of its own (it streams the
 container's output into the task directory until the container exits); ``run`` and ``wait`` answer as soon as the
 container exits or after ``wait`` seconds (``{"state": "running"}``), so short tasks need one request. ``kill`` is
-the agent's cancel and wall-clock kill. After an emulator restart, ``wait`` takes up a container still running (its output rewritten from the engine's logs).
+the agent's cancel and wall-clock kill. After an emulator restart, ``wait`` takes up a container still running
+(its output rewritten from the engine's logs).
 
 Answers: ``{"state": "running"}``, ``{"state": "exited", "exitCode": n | null, "failureInfo": {...} | null}`` or
 ``{"state": "missing"}`` (no such run or container).
