@@ -53,8 +53,11 @@ TASK_COLUMNS = {"id": "id", "state": "state", "eTag": "etag", "lastModified": "l
 """Task properties that are plain columns too (REST name -> column): a listing that selects only these is read
 without opening any document."""
 
-_CACHE_KIB = 16 * 1024
-"""SQLite's page cache: enough for the interior pages of a million-task job's indexes."""
+_CACHE_KIB = 4 * 1024
+"""SQLite's page cache of the store's one connection. It fills up as tasks are read and stays full, so it is memory
+the emulator holds for good; pages beyond it are read again from the operating system's file cache. Listing a
+million-task job (plain columns), reading its queue and fetching random tasks took no longer with 4 MiB than with
+16 MiB (store-level timings); 2 MiB made random fetches slower."""
 
 
 def _task_result(doc: dict[str, Any]) -> str | None:
@@ -136,6 +139,7 @@ class Store:
             self._conn.execute("INSERT OR REPLACE INTO meta (k, v) VALUES ('disk-room', zeroblob(?))", (size,))
             self._conn.execute("DELETE FROM meta WHERE k = 'disk-room'")
             self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self._conn.execute("PRAGMA shrink_memory")  # the reserve's pages are free pages: no use in the cache
         except sqlite3.OperationalError as exc:
             if not is_disk_full(exc):
                 raise

@@ -6,8 +6,11 @@ task as Batch does for cleaned-up files (:func:`files_cleaned_up`) and the node'
 directory (``remove`` in its next poll answer). Deleting a job removes its whole ``workitems/<job>`` directory from
 every node, as Batch does. A task run again (reactivated) before its time is over keeps its directory.
 
-The keeper is an asyncio task that sleeps until the next directory is due; at start it takes up the completed tasks
-of the store once.
+The keeper is an asyncio task that sleeps until the next directory is due. It holds in memory only the directories
+due within :data:`HORIZON` (a completed task with the default 7 days costs no memory for most of them); the others
+are read again from the store, a page of tasks at a time, when the horizon reaches them. It reads the store's
+completed tasks at start, and again only when a directory it left there comes within the horizon. A completed task
+deleted before its time keeps its entry in memory (its document is gone from the store).
 """
 
 from __future__ import annotations
@@ -25,12 +28,16 @@ from batchbox.emulator.clock import parse_duration, parse_time
 from batchbox.emulator.runtime.environment import task_dir
 from batchbox.emulator.runtime.transitions import Transitions
 
-__all__ = ["DEFAULT_RETENTION", "Retention", "files_cleaned_up", "retention_deadline"]
+__all__ = ["DEFAULT_RETENTION", "HORIZON", "Retention", "files_cleaned_up", "retention_deadline"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_RETENTION = timedelta(days=7)
+HORIZON = 6 * 3600.0
+"""Seconds ahead within which due directories are held in memory; the store is read again every half of it at most,
+and only when a directory left there comes within it."""
 _MAX_SLEEP = 60.0
+_PAGE = 500
 
 
 def _retention(doc: Mapping[str, Any]) -> timedelta:
@@ -64,9 +71,14 @@ class Retention:
         self.store = transitions.store
         self._due: list[tuple[float, int, str, str | None, str, str]] = []
         self._seq = 0
+        self._until = 0.0
+        """Every directory due by then (epoch seconds) is in ``_due``."""
+        self._later: float | None = None
+        """The earliest deadline of a completed task in the store that is not in ``_due`` (None: there is none)."""
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         transitions.completed_hooks.append(self.task_completed)
+        transitions.deleted_hooks.append(self.task_deleted)
         transitions.job_end_hooks.append(self._job_ended)
 
     def start(self) -> None:
@@ -81,11 +93,39 @@ class Retention:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    def load(self) -> None:
-        """Take up the completed tasks of the store (at start)."""
+    def load(self, now: float | None = None) -> None:
+        """Take up the completed tasks of the store whose directories are due within the horizon (at start)."""
+        self._until = (time.time() if now is None else now) + HORIZON
+        self._later = None
+        self._scan(float("-inf"))
+
+    def held(self) -> int:
+        """How many directories are held in memory."""
+        return len(self._due)
+
+    def _scan(self, after: float) -> None:
+        """Push the directories of the store's completed tasks due after ``after`` and by ``_until``."""
         for job in self.store.list_jobs():
-            for doc in self.store.list_tasks(job["id"], states=["completed"]):
-                self.task_completed(str(job["id"]), doc)
+            job_id, cursor = str(job["id"]), None
+            while True:
+                page = self.store.list_tasks_page(job_id, states=["completed"], after_seq=cursor, limit=_PAGE)
+                for _, doc in page:
+                    deadline = retention_deadline(doc)
+                    if deadline is not None and deadline.timestamp() > after:
+                        self.task_completed(job_id, doc)
+                if len(page) < _PAGE:
+                    break
+                cursor = page[-1][0]
+
+    def advance(self, now: float) -> None:
+        """Move the horizon to ``now`` + :data:`HORIZON` once half of it has passed, reading the store again when a
+        directory left there comes within it."""
+        if now + HORIZON / 2 < self._until:
+            return
+        before, self._until = self._until, now + HORIZON
+        if self._later is not None and self._later <= self._until:
+            self._later = None
+            self._scan(before)
 
     def _push(self, deadline: datetime, job_id: str, task_id: str | None, node_id: str, directory: str) -> None:
         self._seq += 1
@@ -93,13 +133,30 @@ class Retention:
         if self._due[0][1] == self._seq:
             self._wake.set()
 
-    def task_completed(self, job_id: str, doc: dict[str, Any]) -> None:
-        """A task completed: its directory (when it ran somewhere) goes after its retention time."""
+    def task_completed(self, job_id: str, doc: dict[str, Any], *, hold: bool = False) -> None:
+        """A task completed: its directory (when it ran somewhere) goes after its retention time.
+
+        Args:
+            job_id: its job.
+            doc: its document.
+            hold: keep it in memory even beyond the horizon (the store no longer has it).
+        """
         info = doc.get("nodeInfo") or {}
         deadline = retention_deadline(doc)
         node_id, directory = info.get("nodeId"), info.get("taskRootDirectory")
-        if deadline is not None and isinstance(node_id, str) and isinstance(directory, str):
+        if deadline is None or not isinstance(node_id, str) or not isinstance(directory, str):
+            return
+        due = deadline.timestamp()
+        if hold or due <= self._until:
             self._push(deadline, job_id, str(doc["id"]), node_id, directory)
+        elif self._later is None or due < self._later:
+            self._later = due
+
+    def task_deleted(self, job_id: str, doc: dict[str, Any]) -> None:
+        """A task was deleted: a completed one's directory still goes after its retention time."""
+        deadline = retention_deadline(doc)
+        if deadline is not None and deadline.timestamp() > self._until:
+            self.task_completed(job_id, doc, hold=True)
 
     def own_task_completed(self, job_id: str, node_id: str, spec: Mapping[str, Any], end: datetime) -> None:
         """A job's preparation or release task ended on a node: its directory goes after its retention time."""
@@ -118,7 +175,9 @@ class Retention:
         while True:
             self._wake.clear()
             try:
-                self.remove_due(time.time())
+                now = time.time()
+                self.advance(now)
+                self.remove_due(now)
             except Exception:
                 log.exception("task retention pass failed")
             delay = _MAX_SLEEP if not self._due else max(0.0, min(_MAX_SLEEP, self._due[0][0] - time.time()))

@@ -65,6 +65,8 @@ class Transitions:
         """The ``containerInfo`` of a run's container as it ended, by node and assignment id (set by the runtime)."""
         self.completed_hooks: list[Callable[[str, dict[str, Any]], None]] = []
         """Called with ``(job id, task document)`` whenever a task document becomes ``completed``, however."""
+        self.deleted_hooks: list[Callable[[str, dict[str, Any]], None]] = []
+        """Called with ``(job id, task document as it was)`` when a task is deleted on its own (not with its job)."""
 
     # ----------------------------------------------------------------- runs reported by agents
     def _release(self, node: NodeRuntime, held: Assignment) -> dict[str, Any] | None:
@@ -257,11 +259,13 @@ class Transitions:
         self.run_ended(job)
         self.check_job_end(job)
 
-    def task_deleted(self, job: JobRuntime, task_id: str) -> None:
-        """The task is gone from the store: stop its run, drop it from the queue."""
-        key = task_id.lower()
+    def task_deleted(self, job: JobRuntime, doc: dict[str, Any]) -> None:
+        """The task (its document as it was) is gone from the store: stop its run, drop it from the queue."""
+        key = str(doc["id"]).lower()
         self._stop_run(job, key)
         job.forget(key)
+        for hook in self.deleted_hooks:
+            hook(job.job_id, doc)
         self.run_ended(job)
         self.check_job_end(job)
 

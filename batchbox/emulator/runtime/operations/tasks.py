@@ -81,7 +81,7 @@ class TaskOperations:
         check_job_not_deleting(job_doc)
         with self._sched.batch():
             self._store.delete_task(job.job_id, doc["id"])
-            self._trans.task_deleted(job, doc["id"])
+            self._trans.task_deleted(job, doc)
             self._sched.dispatch(job.pool_key)
 
     def reactivate(self, job_id: str, task_id: str) -> Doc:
