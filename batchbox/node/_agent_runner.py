@@ -13,7 +13,8 @@ Choices where Batch leaves room or differs by OS:
   The limit counts from the assignment's start, so resource file downloads count too.
 * A cancel kills the process group and completes with ``usererror``/``TaskEnded``; no output files are uploaded.
 * When no process ran (a resource file or the launch failed) no output files are uploaded.
-* Processes a task leaves running in the background after a normal exit are not killed.
+* Processes a task leaves running in the background after a normal exit are not killed (those of a multi-instance
+  task are, when its instance ends: see ``_agent_multi``).
 
 Stdlib only, Python >= 3.9.
 """
@@ -53,6 +54,7 @@ from batchbox.node._agent_common import (
 )
 from batchbox.node._agent_container import ContainerTasks
 from batchbox.node._agent_files import download_resource_files, upload_output_files
+from batchbox.node._agent_multi import run_instance
 from batchbox.node._agent_packages import PackageInstaller
 from batchbox.node._agent_spawner import SpawnerGone, shared_spawner
 
@@ -73,28 +75,40 @@ class _Process(Protocol):
 
 
 class TaskControl:
-    """Lets another thread cancel a running assignment (kills its process group, or prevents its start)."""
+    """Lets another thread cancel a running assignment (kills its process groups, or prevents their start)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._process: _Process | None = None
+        self._processes: list[_Process] = []
+        self._cancel = threading.Event()
         self.cancelled = False
 
     def cancel(self) -> None:
-        """Cancel: kill the process group now, or make the process never start."""
+        """Cancel: kill the process groups now, or make the process never start."""
         with self._lock:
             self.cancelled = True
-            if self._process is not None:
-                _kill_group(self._process)
+            self._cancel.set()
+            for process in self._processes:
+                _kill_group(process)
 
     def attach(self, process: _Process) -> bool:
-        """Record the started process; False (and the process killed) when a cancel came first."""
+        """Record a started process; False (and the process killed) when a cancel came first."""
         with self._lock:
             if self.cancelled:
                 _kill_group(process)
                 return False
-            self._process = process
+            self._processes.append(process)
             return True
+
+    def wait_cancelled(self, timeout: float | None) -> bool:
+        """Wait until a cancel comes (True) or ``timeout`` seconds passed (False)."""
+        return self._cancel.wait(timeout)
+
+    def end(self) -> None:
+        """Kill the process groups of every process started so far (what they left in the background)."""
+        with self._lock:
+            for process in self._processes:
+                _kill_group(process)
 
 
 def _kill_group(process: _Process) -> None:
@@ -202,11 +216,18 @@ def _start(
 
 
 def _launch(
-    assignment: Mapping[str, Any], wd: str, task_dir: str, nonadmin: bool, control: TaskControl, began: float
+    assignment: Mapping[str, Any],
+    wd: str,
+    task_dir: str,
+    nonadmin: bool,
+    control: TaskControl,
+    began: float,
+    append: bool = False,
 ) -> tuple[int | None, FailureInfo | None, bool]:
     """Start the process and wait for it; return ``(exit code, failureInfo, ran)``.
 
-    The wall clock limit counts from ``began`` (the assignment's start, so resource downloads count too).
+    The wall clock limit counts from ``began`` (the assignment's start, so resource downloads count too). With
+    ``append`` the process's output is added to ``stdout.txt`` / ``stderr.txt`` instead of replacing them.
     """
     try:
         argv = shlex.split(str(assignment.get("commandLine") or ""))
@@ -216,9 +237,10 @@ def _launch(
         return None, failure_info(USER_ERROR, COMMAND_LAUNCH_FAILED, "The command line is empty"), False
     user = _named_user(assignment)
     options, owner = _process_identity(user, nonadmin)
+    mode = "ab" if append else "wb"
     with (
-        open(os.path.join(task_dir, "stdout.txt"), "wb") as out,
-        open(os.path.join(task_dir, "stderr.txt"), "wb") as err,
+        open(os.path.join(task_dir, "stdout.txt"), mode) as out,
+        open(os.path.join(task_dir, "stderr.txt"), mode) as err,
     ):
         chown_tree(task_dir, owner, NONADMIN_GID)
         try:
@@ -354,6 +376,7 @@ def _execute(
     began: float,
     containers: ContainerTasks | None,
     packages: PackageInstaller | None,
+    emit: Callable[[dict[str, Any]], None] | None,
 ) -> tuple[int | None, FailureInfo | None]:
     """Directories, packages, resource files, the process or container, then the output files.
 
@@ -364,6 +387,16 @@ def _execute(
     if isinstance(assignment.get("failureInfo"), dict):
         raise TaskFailure.from_info(assignment["failureInfo"])
     extra = _install_packages(assignment, packages)
+    if isinstance(assignment.get("multiInstance"), Mapping):
+        nonadmin = str(assignment.get("elevationLevel") or "nonadmin").lower() != "admin"
+        environment = {**(assignment.get("environment") or {}), **extra}
+
+        def launch(command_line: str, append: bool) -> tuple[int | None, FailureInfo | None, bool]:
+            command = {**assignment, "commandLine": command_line, "environment": environment}
+            return _launch(command, wd, task_dir, nonadmin, control, began, append)
+
+        exit_code, failure, ran = run_instance(assignment, task_dir, wd, control, launch, emit, began)
+        return exit_code, _outputs(assignment, ran, control, wd, task_dir, exit_code, failure)
     download_resource_files(assignment.get("resourceFiles") or [], wd)
     if control.cancelled:
         raise TaskFailure(USER_ERROR, TASK_ENDED, "Task was ended by user request")
@@ -375,10 +408,23 @@ def _execute(
         exit_code, failure, ran = _launch(
             {**assignment, "environment": environment}, wd, task_dir, nonadmin, control, began
         )
+    return exit_code, _outputs(assignment, ran, control, wd, task_dir, exit_code, failure)
+
+
+def _outputs(
+    assignment: Mapping[str, Any],
+    ran: bool,
+    control: TaskControl,
+    wd: str,
+    task_dir: str,
+    exit_code: int | None,
+    failure: FailureInfo | None,
+) -> FailureInfo | None:
+    """Upload the output files of a run whose process ran and was not cancelled; its failureInfo afterwards."""
     output_files = assignment.get("outputFiles") or []
     if ran and output_files and not control.cancelled:
-        failure = _upload_outputs(output_files, wd, task_dir, exit_code, failure)
-    return exit_code, failure
+        return _upload_outputs(output_files, wd, task_dir, exit_code, failure)
+    return failure
 
 
 def run_assignment(
@@ -411,7 +457,7 @@ def run_assignment(
     exit_code: int | None = None
     failure: FailureInfo | None = None
     try:
-        exit_code, failure = _execute(assignment, node_root, control, began, containers, packages)
+        exit_code, failure = _execute(assignment, node_root, control, began, containers, packages, emit)
     except TaskFailure as exc:
         failure = exc.info
     except Exception as exc:  # the assignment must complete whatever went wrong on the node

@@ -278,7 +278,13 @@ PROPERTIES: tuple[PropertyUse, ...] = (
         ("userIdentity", _I, "autoUser elevationLevel admin or nonadmin."),
         ("userIdentity.username", _I, "The task runs as that pool user account (a task fails if it does not exist)."),
         ("dependsOn", _I, "taskIds and taskIdRanges hold the task until they succeed."),
-        ("multiInstanceSettings", _R, "Multi-instance (MPI) tasks are not run.", {"numberOfInstances": 2}),
+        (
+            "multiInstanceSettings",
+            _I,
+            "Runs on numberOfInstances free nodes at once (pool with inter-node communication, 1 slot per node): "
+            "commonResourceFiles and the coordination command on each, then the command line on the primary; "
+            "not with containerSettings or a job preparation task (refused).",
+        ),
         ("exitConditions", _I, "Exit options by exit code, range or error: dependencyAction and jobAction apply."),
         ("affinityInfo", _I, "The task goes to the node of that affinityId when it has room."),
         (

@@ -156,9 +156,10 @@ async def get_task(request: Request) -> Response:
 
 
 async def list_subtasks(request: Request) -> Response:
-    """``GET .../tasks/{taskId}/subtasksinfo``: the emulator runs no multi-instance tasks, so every task has none."""
-    get_task_or_404(request, request.path_params["job_id"], request.path_params["task_id"])
-    return list_page(request, "subtaskinformation", [])
+    """``GET .../tasks/{taskId}/subtasksinfo``: the subtasks of a multi-instance task's latest run (none for other
+    tasks)."""
+    subtasks = get_runtime(request).tasks.subtasks(request.path_params["job_id"], request.path_params["task_id"])
+    return list_page(request, "subtaskinformation", subtasks, key=lambda doc: f"{int(doc['id']):010d}")
 
 
 async def delete_task(request: Request) -> Response:

@@ -20,7 +20,6 @@ from batchbox.emulator.resources.common import (
     reject_unknown_properties,
     req_object,
     req_str,
-    unsupported_property,
     validate_environment,
     validate_resource_files,
     validate_user_identity,
@@ -29,6 +28,7 @@ from batchbox.emulator.resources.containers import ValidationContext, validate_c
 from batchbox.emulator.resources.containers import command_line as container_command_line
 from batchbox.emulator.resources.exit_conditions import validate_exit_conditions
 from batchbox.emulator.resources.guards import check_job_updatable, check_task_not_completed
+from batchbox.emulator.resources.multi_instance import validate_multi_instance
 from batchbox.emulator.resources.node_features import validate_package_references
 
 __all__ = [
@@ -212,8 +212,7 @@ def build_task(body: object, *, job: Body, base_url: str, context: ValidationCon
     _check_not_own_task(task_id, job)
     container = _container_settings(opt_object(body, "containerSettings"), str(job["id"]), task_id, context)
     command_line = container_command_line(body, container is not None)
-    if body.get("multiInstanceSettings") is not None:
-        raise unsupported_property("multiInstanceSettings", "The local batchbox emulator does not run MPI tasks.")
+    multi_instance = validate_multi_instance(body, job)
     behaviour = _behaviour(body, job)
     display_name = opt_str(body, "displayName", max_length=1024)
     resource_files = validate_resource_files(opt_list(body, "resourceFiles"))
@@ -242,6 +241,8 @@ def build_task(body: object, *, job: Body, base_url: str, context: ValidationCon
     )
     if container is not None:
         doc["containerSettings"] = container
+    if multi_instance is not None:
+        doc["multiInstanceSettings"] = multi_instance
     doc.update(behaviour)
     _put_nonempty(doc, resourceFiles=resource_files, outputFiles=output_files, environmentSettings=environment)
     doc["userIdentity"] = identity or {"autoUser": {"scope": "task", "elevationLevel": "nonadmin"}}

@@ -176,11 +176,13 @@ def task_assignment(
     dedicated: bool,
     max_task_retry_count: int,
     container_required: bool = True,
+    batch_variables: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The Assignment JSON for one run of a task (see the node-agent protocol in the design doc).
 
     ``container_required`` is false for a job's preparation and release tasks: on a container pool they may run on
-    the node itself, where a task (or a job manager) must name its container.
+    the node itself, where a task (or a job manager) must name its container. ``batch_variables`` are more
+    Batch-defined variables (those of a multi-instance task), set before the job's and the task's own settings.
     """
     job_id = str(job_doc["id"])
     task_id = str(task_doc["id"])
@@ -193,6 +195,7 @@ def task_assignment(
         prep_dir = f"{NODE_ROOT}/{task_dir(job_id, str(preparation['id']))}"
         base["AZ_BATCH_JOB_PREP_DIR"] = prep_dir
         base["AZ_BATCH_JOB_PREP_WORKING_DIR"] = f"{prep_dir}/wd"
+    base.update(batch_variables or {})
     if _wants_job_token(task_doc):
         base["AZ_BATCH_AUTHENTICATION_TOKEN"] = mint_job_token(base64.b64decode(config.account_key), job_id)
     env = job_environment(

@@ -15,7 +15,9 @@ from typing import Any
 
 __all__ = [
     "SCHEDULABLE_NODE_STATES",
+    "TASK_KINDS",
     "Assignment",
+    "Gang",
     "JobRuntime",
     "ManagerSettings",
     "NodeRuntime",
@@ -24,6 +26,8 @@ __all__ = [
 ]
 
 SCHEDULABLE_NODE_STATES = frozenset({"idle", "running"})
+TASK_KINDS = frozenset({"task", "subtask"})
+"""Assignment kinds that run (part of) a task of a job: a task, or a subtask of a multi-instance task."""
 _OUTSIDE_TARGET_STATES = frozenset({"preempted", "leavingpool"})
 _SEEN_EVENTS_KEPT = 4096
 
@@ -38,8 +42,8 @@ class Assignment:
     """One run of a task (or of a node's start task) handed to a node.
 
     Attributes:
-        assignment_id: the protocol id, ``job/task/attempt`` for tasks.
-        kind: ``task`` or ``starttask``.
+        assignment_id: the protocol id, ``job/task/attempt`` for tasks (``job/task/attempt/n`` for subtask n).
+        kind: ``task``, ``subtask`` (of a multi-instance task), ``starttask``, or a job preparation / release.
         payload: the Assignment JSON sent to the agent (kept for redelivery).
         slots: task slots it occupies on the node.
         delivered_at: monotonic time it left the mailbox (``None`` while still queued there).
@@ -48,6 +52,7 @@ class Assignment:
             the agent reports the process gone.
         orphan_since: set after a re-registration that did not list it: a buffered ``completed`` event may
             still arrive; after a grace period the task is requeued.
+        gang: the run of a multi-instance task this assignment is the primary or a subtask of.
     """
 
     assignment_id: str
@@ -62,6 +67,7 @@ class Assignment:
     cancelled: bool = False
     cancelled_at: float | None = None
     orphan_since: float | None = None
+    gang: Gang | None = None
 
     @property
     def job_key(self) -> str:
@@ -70,6 +76,33 @@ class Assignment:
     @property
     def task_key(self) -> str:
         return self.task_id.lower()
+
+
+@dataclass
+class Gang:
+    """One run of a multi-instance task: its primary and subtasks, one per node, placed together.
+
+    Attributes:
+        members: ``(node, assignment)`` of every instance; index 0 is the primary (on the master node), index n
+            is subtask n.
+        coordinated: exit codes of the subtasks whose coordination command succeeded, by subtask id.
+        ended: the primary's run is over (completed, cancelled or lost): the subtasks are being ended.
+    """
+
+    members: list[tuple[NodeRuntime, Assignment]] = field(default_factory=list)
+    coordinated: dict[int, int] = field(default_factory=dict)
+    ended: bool = False
+
+    @property
+    def primary(self) -> tuple[NodeRuntime, Assignment]:
+        return self.members[0]
+
+    def index_of(self, held: Assignment) -> int | None:
+        """The instance number of ``held`` (0: the primary), or None when it is not a member."""
+        for index, (_node, member) in enumerate(self.members):
+            if member is held:
+                return index
+        return None
 
 
 @dataclass

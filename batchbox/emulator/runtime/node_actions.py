@@ -25,7 +25,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from batchbox.emulator.clock import now_iso
-from batchbox.emulator.runtime.model import NodeRuntime
+from batchbox.emulator.runtime.model import TASK_KINDS, NodeRuntime
 from batchbox.emulator.runtime.nodes import DRAIN_POLL, WAITING_OPTIONS, NodeLifecycle
 
 __all__ = ["PREEMPTED_LINGER", "NodeActions"]
@@ -58,7 +58,7 @@ class NodeActions:
             return
         with self.sched.batch():
             for held in list(node.running.values()):
-                if held.kind != "task" or held.cancelled:
+                if held.kind not in TASK_KINDS or held.cancelled:
                     continue
                 if option == "terminate":
                     self.trans.end_run(node, held, f"The task was terminated because its node was {reason}")
@@ -76,7 +76,7 @@ class NodeActions:
             self._set_state(node, transient)
 
     async def _tasks_done(self, node: NodeRuntime) -> None:
-        while any(a.kind == "task" and not a.cancelled for a in node.running.values()):
+        while any(a.kind in TASK_KINDS and not a.cancelled for a in node.running.values()):
             await asyncio.sleep(DRAIN_POLL)
 
     def _set_state(self, node: NodeRuntime, state: str) -> None:

@@ -7,7 +7,8 @@
 * containers of this emulator instance that the store does not know are removed, and so are the task containers
   (container tasks) of nodes that are gone;
 * jobs that were ``terminating`` or ``deleting`` when the emulator stopped finish that now (their release tasks run
-  again), tasks that were ``preparing`` are queued again.
+  again), tasks that were ``preparing`` are queued again, and so are running multi-instance tasks (their runs on
+  the nodes are cancelled when the agents re-register, so none of their nodes stays held).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import logging
 import time
 from typing import Any
 
+from batchbox.emulator.resources.multi_instance import instance_count
 from batchbox.emulator.runtime.dependencies import dependency_action
 from batchbox.emulator.runtime.documents import DEFAULT_TERMINATE_REASON
 from batchbox.emulator.runtime.model import Assignment, JobRuntime, NodeRuntime, PoolRuntime, task_assignment_id
@@ -174,7 +176,8 @@ def _load_tasks(lifecycle: NodeLifecycle, job: JobRuntime) -> None:
         key = str(doc["id"]).lower()
         slots = doc.get("requiredSlots")
         slots = slots if isinstance(slots, int) and not isinstance(slots, bool) and slots > 0 else 1
-        if doc.get("state") == "preparing":  # its preparation task's run is not known any more: place it again
+        if doc.get("state") == "preparing" or instance_count(doc) is not None:
+            # its preparation task's run, or its subtasks, are not known any more: place it again
             lifecycle.trans.requeue_doc(job, doc)
             continue
         node = sched.nodes.get(str((doc.get("nodeInfo") or {}).get("nodeId") or ""))

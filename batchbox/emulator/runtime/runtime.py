@@ -6,12 +6,13 @@ Its interface is its four attributes, one per concern (``runtime/operations/``):
     runtime.nodes      NodeOperations      reboot, reimage, deallocate, start, scheduling, users, logs, preempt
     runtime.jobs       JobOperations       add, update, disable, enable, terminate, delete
     runtime.schedules  ScheduleOperations  add, update, disable, enable, terminate, delete
-    runtime.tasks      TaskOperations      add, terminate, delete, reactivate
+    runtime.tasks      TaskOperations      add, terminate, delete, reactivate, subtasks
     runtime.agents     AgentOperations     authenticate, register, poll, events, task containers (the node-agent API)
 
 Behind them: the :class:`Scheduler` (queues, node slots, long polls), :class:`Transitions` (task and job state
 changes), :class:`JobControl` (disable / enable, job actions of finished tasks), :class:`JobTasks` (job preparation
-and release tasks), :class:`Preemption`, :class:`ScheduleRunner` (jobs from job schedules, on time),
+and release tasks), :class:`MultiInstance` (multi-instance tasks and their subtasks), :class:`Preemption`,
+:class:`ScheduleRunner` (jobs from job schedules, on time),
 :class:`Retention` (task directories removed after their ``retentionTime``), :class:`NodeLifecycle` (containers,
 heartbeats, node loss) and :class:`AgentSessions` (the agent protocol). All of it runs on the event loop; Docker
 calls go to worker threads.
@@ -27,6 +28,7 @@ from batchbox.emulator.runtime.autoscale import AutoScaler
 from batchbox.emulator.runtime.job_control import JobControl
 from batchbox.emulator.runtime.job_tasks import JobTasks
 from batchbox.emulator.runtime.mount_sync import MountSync
+from batchbox.emulator.runtime.multi_instance import MultiInstance
 from batchbox.emulator.runtime.node_actions import NodeActions
 from batchbox.emulator.runtime.node_users import NodeUsers
 from batchbox.emulator.runtime.nodes import NodeLifecycle
@@ -94,6 +96,7 @@ class Runtime:
         self.control = JobControl(self.transitions)
         self.retention = Retention(self.transitions)
         self.job_tasks = JobTasks(self.transitions, self.retention)
+        self.multi_instance = MultiInstance(self.transitions)
         self.preemption = Preemption(self.transitions)
         self.lifecycle = NodeLifecycle(
             config, driver, self.scheduler, self.transitions, allocation_gate, mounts=self.mounts

@@ -18,11 +18,14 @@ from typing import Any
 
 from batchbox.emulator.clock import duration_seconds, now_iso, parse_time
 from batchbox.emulator.config import EmulatorConfig
+from batchbox.emulator.resources.multi_instance import instance_count
 from batchbox.emulator.runtime.dependencies import admit, resolve
 from batchbox.emulator.runtime.documents import record_recent_task, task_preparing, task_running
 from batchbox.emulator.runtime.environment import job_environment_doc, task_assignment, task_dir
 from batchbox.emulator.runtime.model import (
+    TASK_KINDS,
     Assignment,
+    Gang,
     JobRuntime,
     NodeRuntime,
     PoolRuntime,
@@ -31,7 +34,7 @@ from batchbox.emulator.runtime.model import (
 from batchbox.emulator.runtime.placement import choose_node, job_order_key, manager_settings, occupancy
 from batchbox.emulator.runtime.ports import StoreLike
 
-__all__ = ["REDELIVER_AFTER", "Gate", "Scheduler", "empty_answer"]
+__all__ = ["REDELIVER_AFTER", "GangPlacer", "Gate", "Scheduler", "empty_answer", "node_info", "pool_doc_cache"]
 
 REDELIVER_AFTER = 15.0
 """Seconds after which an assignment the agent never acknowledged is sent again (its answer was lost)."""
@@ -47,9 +50,12 @@ def empty_answer() -> dict[str, Any]:
 
 Gate = Callable[[JobRuntime, NodeRuntime, Assignment], bool]
 """``gate(job, node, held)``: may the run just placed start now?"""
+GangPlacer = Callable[[PoolRuntime, JobRuntime, dict[str, Any], NodeRuntime, list[NodeRuntime]], bool]
+"""``place(pool, job, task doc, first node, free nodes)``: place a multi-instance task on its nodes now (False: it
+waits)."""
 
 
-def _node_info(node: NodeRuntime, pool: PoolRuntime, directory: str) -> dict[str, Any]:
+def node_info(node: NodeRuntime, pool: PoolRuntime, directory: str) -> dict[str, Any]:
     """A placed task's ``nodeInfo``."""
     node_url = str(node.doc.get("url") or "")
     return {
@@ -97,6 +103,9 @@ class Scheduler:
         self.gate: Gate | None = None
         self.job_registered: Callable[[JobRuntime], None] | None = None
         self.preempt: Callable[[PoolRuntime], None] | None = None
+        # Multi-instance tasks (multi_instance.py): place one on its nodes; its primary's run is over.
+        self.place_gang: GangPlacer | None = None
+        self.gang_ended: Callable[[Gang], None] | None = None
 
     # ----------------------------------------------------------------- persistence of node documents
     @contextmanager
@@ -117,7 +126,7 @@ class Scheduler:
     def touch_node(self, node: NodeRuntime, state: str | None = None) -> None:
         """Recompute a node's running counters (and idle/running state), optionally set a new state."""
         doc = node.doc
-        tasks = [a for a in node.running.values() if a.kind == "task"]
+        tasks = [a for a in node.running.values() if a.kind in TASK_KINDS]
         doc["runningTasksCount"] = len(tasks)
         doc["runningTaskSlotsCount"] = sum(a.slots for a in tasks)
         new_state = state
@@ -263,9 +272,9 @@ class Scheduler:
             if chosen is None:
                 break
             job, task_key, node = chosen
-            if self._assign(pool, job, task_key, node):
+            if self._assign(pool, job, task_key, node, nodes):
                 placed += 1
-            else:  # its document disagrees with the queue index (never expected): leave the job for this round
+            else:  # a multi-instance task waits for its nodes (or the queue index disagreed): the job waits too
                 drained.add(job.key)
             jobs = sorted((j for j in jobs if j.key not in drained and j.schedulable()), key=order)
             nodes = [n for n in nodes if n.free_slots > 0]
@@ -300,17 +309,21 @@ class Scheduler:
         attempt = _int(info.get("retryCount"), 0) + _int(info.get("requeueCount"), 0)
         return max(attempt, self.attempt_floor.get((job.key, task_key), 0))
 
-    def _assign(self, pool: PoolRuntime, job: JobRuntime, task_key: str, node: NodeRuntime) -> bool:
+    def _assign(
+        self, pool: PoolRuntime, job: JobRuntime, task_key: str, node: NodeRuntime, nodes: list[NodeRuntime]
+    ) -> bool:
         doc = self.store.get_task(job.job_id, task_key)
         if doc is None or doc.get("state") != "active":  # the queue index says otherwise: never expected
             return False
+        if instance_count(doc) is not None:
+            return self.place_gang is not None and self.place_gang(pool, job, doc, node, nodes)
         now = now_iso()
         task_id = str(doc["id"])
         attempt = self.next_attempt(job, task_key, doc)
         self.attempt_floor.pop((job.key, task_key), None)
         assignment_id = task_assignment_id(job.job_id, task_id, attempt)
         directory = task_dir(job.job_id, task_id)
-        node_info = _node_info(node, pool, directory)
+        placed_on = node_info(node, pool, directory)
         retries = _int((doc.get("constraints") or {}).get("maxTaskRetryCount"), job.max_task_retry_count)
         payload = task_assignment(
             self.config,
@@ -333,35 +346,46 @@ class Scheduler:
             payload=payload,
         )
         ready = self.gate is None or self.gate(job, node, held)
-        (task_running if ready else task_preparing)(doc, node_info, now)
+        (task_running if ready else task_preparing)(doc, placed_on, now)
         self.store.update_task(job.job_id, doc)
         record_recent_task(node.doc, doc, job.job_id)
         node.running[assignment_id] = held
         self.placements[(job.key, task_key)] = (node, held)
         job.take(task_key)
-        self._placements_made += 1
-        job.last_placed = self._placements_made
+        self.count_placement(job)
         self.touch_node(node)
         if ready:
             node.deliver(payload)
         return True
 
+    def count_placement(self, job: JobRuntime) -> None:
+        """A task of ``job`` was placed (equal-priority jobs take turns by their latest placement)."""
+        self._placements_made += 1
+        job.last_placed = self._placements_made
+
     def release(self, node: NodeRuntime, held: Assignment) -> None:
-        """Free the slots of a run that ended (or was abandoned)."""
+        """Free the slots of a run that ended (or was abandoned); a multi-instance primary's subtasks are ended."""
         node.running.pop(held.assignment_id, None)
         key = (held.job_key, held.task_key)
         placed = self.placements.get(key)
         if placed is not None and placed[1] is held:
             del self.placements[key]
         self.touch_node(node)
+        self._end_gang(held)
 
     def cancel_run(self, node: NodeRuntime, held: Assignment) -> None:
-        """Detach a run from its task and ask the agent to stop it; its slots stay busy until it is gone."""
+        """Detach a run from its task and ask the agent to stop it (a multi-instance primary's subtasks too); its
+        slots stay busy until it is gone."""
         key = (held.job_key, held.task_key)
         placed = self.placements.get(key)
         if placed is not None and placed[1] is held:
             del self.placements[key]
         self.attempt_floor[key] = max(self.attempt_floor.get(key, 0), held.attempt + 1)
+        self._stop(node, held)
+        self._end_gang(held)
+
+    def _stop(self, node: NodeRuntime, held: Assignment) -> None:
+        """Take back a run not sent yet, else ask the agent to kill it (its slots stay busy until it is gone)."""
         if held.delivered_at is None and not held.confirmed:
             node.mailbox = [p for p in node.mailbox if p.get("assignmentId") != held.assignment_id]
             self.release(node, held)
@@ -369,6 +393,18 @@ class Scheduler:
         held.cancelled = True
         held.cancelled_at = time.monotonic()
         node.cancel(held.assignment_id)
+
+    def _end_gang(self, held: Assignment) -> None:
+        """The primary of a multi-instance task stopped holding its task: stop its subtasks (once)."""
+        gang = held.gang
+        if gang is None or gang.ended or gang.primary[1] is not held:
+            return
+        gang.ended = True
+        for node, subtask in gang.members[1:]:
+            if not subtask.cancelled and node.running.get(subtask.assignment_id) is subtask:
+                self._stop(node, subtask)
+        if self.gang_ended is not None:
+            self.gang_ended(gang)
 
     # ----------------------------------------------------------------- the agent session
     def reconcile_running(self, node: NodeRuntime, running: set[str]) -> None:

@@ -197,6 +197,8 @@ class AgentSessions:
             self.trans.run_started(held)
         elif kind == "completed":
             self.trans.run_completed(node, held, event)
+        elif kind == "coordinated":
+            self.trans.run_coordinated(node, held, event)
 
     @staticmethod
     def _orphan_for(node: NodeRuntime, assignment_id: str) -> Assignment | None:

@@ -31,7 +31,7 @@ from batchbox.emulator.runtime.documents import (
 from batchbox.emulator.runtime.model import Assignment, JobRuntime, NodeRuntime
 from batchbox.emulator.runtime.scheduler import Scheduler
 
-__all__ = ["OwnTasks", "Transitions"]
+__all__ = ["OwnTasks", "Subtasks", "Transitions"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,16 @@ class OwnTasks(Protocol):
     def begin_release(self, job: JobRuntime, then: Callable[[], None]) -> bool: ...
 
 
+class Subtasks(Protocol):
+    """The subtasks of multi-instance tasks, as transitions see them (``runtime/multi_instance.py``)."""
+
+    def subtask_completed(self, node: NodeRuntime, held: Assignment, event: Mapping[str, Any]) -> None: ...
+    def subtask_lost(self, node: NodeRuntime, held: Assignment, end_message: str | None) -> None: ...
+    def coordinated(self, node: NodeRuntime, held: Assignment, event: Mapping[str, Any]) -> None: ...
+    def subtasks(self, job_id: str, task_id: str) -> list[dict[str, Any]]: ...
+    def forget(self, job_id: str, task_id: str) -> None: ...
+
+
 class Transitions:
     """Applies lifecycle changes to task and job documents and keeps the scheduler's queues in step."""
 
@@ -55,6 +65,8 @@ class Transitions:
         self.store = scheduler.store
         self.own_tasks: OwnTasks | None = None
         """The job preparation and release tasks (``runtime/job_tasks.py``): their runs, and releases at job end."""
+        self.multi: Subtasks | None = None
+        """The subtasks of multi-instance tasks (``runtime/multi_instance.py``): their runs and their information."""
         self.task_done_hooks: list[Callable[[JobRuntime, dict[str, Any]], None]] = []
         """Called when a task completes for good (after its dependents are released, before the job-end check)."""
         self.run_end_hooks: list[Callable[[JobRuntime], None]] = []
@@ -105,14 +117,27 @@ class Transitions:
         held.confirmed = True
         held.orphan_since = None
 
+    def run_coordinated(self, node: NodeRuntime, held: Assignment, event: Mapping[str, Any]) -> None:
+        """A ``coordinated`` event: a subtask of a multi-instance task ran its coordination command."""
+        if held.kind == "subtask" and self.multi is not None:
+            self.multi.coordinated(node, held, event)
+
     def run_completed(self, node: NodeRuntime, held: Assignment, event: Mapping[str, Any]) -> None:
         """A ``completed`` event: success, a retry, or a final failure."""
+        if held.kind == "subtask" and self.multi is not None:
+            self.multi.subtask_completed(node, held, event)
+            return
         if held.kind != "task" and self.own_tasks is not None:
             self.own_tasks.run_completed(node, held, event)
             return
         doc = self._release(node, held)
         if doc is None:
             return
+        self.apply_result(node, held, doc, event)
+
+    def apply_result(self, node: NodeRuntime, held: Assignment, doc: dict[str, Any], event: Mapping[str, Any]) -> None:
+        """The run ``held`` of the task ``doc`` (running on ``node``) ended with ``event``'s result: the task is
+        retried or completes."""
         job = self.sched.jobs.get(held.job_key)
         now = now_iso()
         exit_code = parse_exit_code(event.get("exitCode"))
@@ -191,6 +216,9 @@ class Transitions:
 
     def requeue(self, node: NodeRuntime, held: Assignment) -> None:
         """The node of a run is lost or removed: the task goes back to active, ``requeueCount`` + 1."""
+        if held.kind == "subtask" and self.multi is not None:
+            self.multi.subtask_lost(node, held, None)
+            return
         if held.kind != "task" and self.own_tasks is not None:
             self.own_tasks.run_lost(node, held)
             return
@@ -209,16 +237,23 @@ class Transitions:
     def end_run(self, node: NodeRuntime, held: Assignment, message: str) -> None:
         """The node of a run goes away and its task must not run again (``nodeDeallocationOption: terminate``): the
         task completes with ``TaskEnded``."""
+        if held.kind == "subtask" and self.multi is not None:
+            self.multi.subtask_lost(node, held, message)
+            return
         doc = self._release(node, held)
         if doc is None:
             return
-        job = self.sched.jobs.get(held.job_key)
+        self.end_doc(held.job_id, doc, message)
+
+    def end_doc(self, job_id: str, doc: dict[str, Any], message: str) -> None:
+        """A running task whose run was stopped must not run again: it completes with ``TaskEnded``."""
+        job = self.sched.jobs.get(job_id.lower())
         now = now_iso()
-        self._record_run(held.job_id, doc, "terminated", now)
+        self._record_run(job_id, doc, "terminated", now)
         task_completed(doc, now, exit_code=None, failure_info=task_ended_failure(message))
-        self.store.update_task(held.job_id, doc)
+        self.store.update_task(job_id, doc)
         if job is not None:
-            job.forget(held.task_key)
+            job.forget(str(doc["id"]).lower())
             self.sched.release_dependents(job, doc)
             self.check_job_end(job)
 

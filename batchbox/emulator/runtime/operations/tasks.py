@@ -1,4 +1,4 @@
-"""Task transitions: add (one or a collection), terminate, delete, reactivate."""
+"""Task transitions: add (one or a collection), terminate, delete, reactivate; the subtasks of a task."""
 
 from __future__ import annotations
 
@@ -82,7 +82,18 @@ class TaskOperations:
         with self._sched.batch():
             self._store.delete_task(job.job_id, doc["id"])
             self._trans.task_deleted(job, doc)
+            if self._trans.multi is not None:
+                self._trans.multi.forget(job.job_id, doc["id"])
             self._sched.dispatch(job.pool_key)
+
+    def subtasks(self, job_id: str, task_id: str) -> list[Doc]:
+        """The subtasks of a multi-instance task's latest run (none for other tasks).
+
+        Raises:
+            BatchError: ``JobNotFound`` / ``TaskNotFound`` (404).
+        """
+        _job_doc, doc, _job = self._get(job_id, task_id)
+        return self._trans.multi.subtasks(job_id, doc["id"]) if self._trans.multi is not None else []
 
     def reactivate(self, job_id: str, task_id: str) -> Doc:
         """Make a task that completed with a failure active again (``retryCount`` reset to 0) and queue it.
