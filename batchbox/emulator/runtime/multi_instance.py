@@ -21,7 +21,9 @@
   document's ``ipAddress`` (``127.0.0.1``).
 
 ``GET .../subtasksinfo`` reads the subtasks of the latest run, kept in memory: after an emulator restart a running
-multi-instance task is requeued (recovery) and the subtasks of earlier runs are not listed any more.
+multi-instance task is requeued (recovery) and the subtasks of earlier runs are not listed any more. A task's
+``retentionTime`` removes its directory on the master node; the subtasks' directories stay on their nodes until
+the job is deleted.
 """
 
 from __future__ import annotations
