@@ -75,9 +75,10 @@ def _task_slots(doc: dict[str, Any]) -> int:
 
 
 def _pool_key_of_job(doc: dict[str, Any]) -> str | None:
-    info = doc.get("poolInfo")
-    if isinstance(info, dict) and isinstance(info.get("poolId"), str):
-        return str(info["poolId"]).lower()
+    """The job's pool: the one it names, else the auto pool created for it (``executionInfo.poolId``)."""
+    for info in (doc.get("poolInfo"), doc.get("executionInfo")):
+        if isinstance(info, dict) and isinstance(info.get("poolId"), str):
+            return str(info["poolId"]).lower()
     return None
 
 

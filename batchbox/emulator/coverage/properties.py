@@ -189,7 +189,26 @@ _JOB_SHARED = (
     ("allowTaskPreemption", _I, "Its running tasks are requeued to make room for a higher-priority job's task."),
     ("maxParallelTasks", _I, "At most this many of the job's tasks run at once."),
     ("constraints", _I, "maxWallClockTime ends the job; maxTaskRetryCount is the tasks' default."),
-    ("poolInfo", _I, "The pool the job runs on (changed only while it is disabled); autoPoolSpecification is refused."),
+    ("poolInfo", _I, "The pool the job runs on (changed only while it is disabled), or the auto pool made for it."),
+    (
+        "poolInfo.autoPoolSpecification",
+        _I,
+        "A pool, {autoPoolIdPrefix}_{GUID}, created for the job as POST /pools creates one (real nodes); one that "
+        "cannot be created completes the job with executionInfo.schedulingError. An update may not change it.",
+    ),
+    (
+        "poolInfo.autoPoolSpecification.poolLifetimeOption",
+        _I,
+        "job: deleted when its job completes or is deleted; jobschedule (job schedules only, else 400): one pool for "
+        "all the schedule's jobs, deleted when the schedule completes or is deleted.",
+    ),
+    ("poolInfo.autoPoolSpecification.keepAlive", _I, "The pool stays when its lifetime ends."),
+    ("poolInfo.autoPoolSpecification.autoPoolIdPrefix", _I, "Up to 20 characters before the generated id."),
+    (
+        "poolInfo.autoPoolSpecification.pool",
+        _I,
+        "A pool add body without id: validated and handled as PoolAddParameter says, when the pool is created.",
+    ),
     ("onAllTasksComplete", _I, "terminatejob ends the job when no task is active or running."),
     ("metadata", _D, "Stored and returned."),
     (

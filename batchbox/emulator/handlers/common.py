@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, cast
 
@@ -30,7 +30,7 @@ from batchbox.emulator.protocol.responses import (
     metadata_url,
 )
 from batchbox.emulator.resources.containers import ValidationContext
-from batchbox.emulator.resources.pool_checks import PoolRules
+from batchbox.emulator.resources.pool_checks import PoolRules, pool_rules_of
 from batchbox.emulator.runtime.runtime import Runtime
 from batchbox.emulator.secret_owners import owned
 from batchbox.emulator.store import Store
@@ -97,13 +97,7 @@ def max_nodes_per_pool(request: Request) -> int:
 
 def pool_rules(request: Request) -> PoolRules:
     """The emulator's switches for pool bodies (VM size and image checks, autoscale and resize-timeout floors)."""
-    config = get_config(request)
-    return PoolRules(
-        vm_sizes=config.vm_size_limits,
-        images=config.image_checks,
-        autoscale_min_interval=config.autoscale_min_interval,
-        resize_timeout_min=timedelta(seconds=config.resize_timeout_min),
-    )
+    return pool_rules_of(get_config(request))
 
 
 def query_flag(request: Request, name: str) -> bool:

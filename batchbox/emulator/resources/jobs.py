@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from batchbox.emulator.clock import INFINITE_DURATION, now_iso
 from batchbox.emulator.errors import BatchError, invalid_property, missing_property
+from batchbox.emulator.resources.auto_pools import validate_auto_pool
 from batchbox.emulator.resources.common import (
     Body,
     check_id,
@@ -72,13 +73,16 @@ def _constraints(value: Body | None) -> Body:
     }
 
 
-def _pool_info(value: Body | None) -> Body:
+def _pool_info(value: Body | None, *, on_schedule: bool = False, context: ValidationContext | None = None) -> Body:
+    """``poolInfo``: a pool id, or an auto pool specification (``resources/auto_pools.py``), not both."""
     if value is None:
         raise missing_property("poolInfo")
-    if value.get("autoPoolSpecification") is not None:
-        raise unsupported_property(
-            "poolInfo.autoPoolSpecification", "The local batchbox emulator does not create auto pools."
-        )
+    auto = opt_object(value, "autoPoolSpecification", "poolInfo")
+    if auto is not None:
+        if value.get("poolId") is not None:
+            raise invalid_property("poolInfo", "poolId", "Specify either poolId or autoPoolSpecification, not both.")
+        spec = validate_auto_pool(auto, on_schedule=on_schedule, context=context or ValidationContext(stored=True))
+        return {"autoPoolSpecification": spec}
     pool_id = req_str(value, "poolId", "poolInfo")
     check_id("poolInfo.poolId", pool_id)
     return {"poolId": pool_id}
@@ -94,21 +98,30 @@ def build_job(body: object, *, base_url: str, context: ValidationContext | None 
 
     Raises:
         BatchError: MissingRequiredProperty / InvalidPropertyValue / InvalidRequestBody / OutOfRangePriority /
-            UnsupportedProperty (auto pools, what the emulator does not emulate).
+            UnsupportedProperty (what the emulator does not emulate).
     """
     body = req_object(body)
     reject_unknown_properties(body, "JobAddParameter")
     return job_document(body, check_id("id", body.get("id")), base_url=base_url, context=context)
 
 
-def job_document(body: Body, job_id: str, *, base_url: str, context: ValidationContext | None = None) -> Body:
+def job_document(
+    body: Body,
+    job_id: str,
+    *,
+    base_url: str,
+    context: ValidationContext | None = None,
+    on_schedule: bool = False,
+) -> Body:
     """The stored job document of a validated-by-name job body (an add-job body or a schedule's
-    ``jobSpecification``) with the id ``job_id``.
+    ``jobSpecification``: ``on_schedule``) with the id ``job_id``.
 
     Raises:
         BatchError: as :func:`build_job`.
     """
-    pool_info = _pool_info(opt_object(body, "poolInfo"))
+    pool_info = _pool_info(
+        opt_object(body, "poolInfo"), on_schedule=on_schedule, context=context or ValidationContext()
+    )
     display_name = opt_str(body, "displayName", max_length=1024)
     uses_dependencies = opt_bool(body, "usesTaskDependencies")
     priority = _priority(body)
@@ -151,7 +164,9 @@ def job_document(body: Body, job_id: str, *, base_url: str, context: ValidationC
     if environment:
         doc["commonEnvironmentSettings"] = environment
     doc["poolInfo"] = pool_info
-    doc["executionInfo"] = {"startTime": now, "poolId": pool_info["poolId"]}
+    doc["executionInfo"] = {"startTime": now}
+    if "poolId" in pool_info:  # an auto pool's id is set once the pool is created
+        doc["executionInfo"]["poolId"] = pool_info["poolId"]
     doc["onAllTasksComplete"] = on_complete or "noaction"
     doc["onTaskFailure"] = on_failure or "noaction"
     if metadata:
@@ -177,6 +192,13 @@ def _check_own_task_ids(manager: Body | None, preparation: Body | None, release:
 
 
 def _change_pool(doc: Body, updated: Body, pool_info: Body) -> None:
+    if "autoPoolSpecification" in pool_info:
+        if pool_info == doc.get("poolInfo"):
+            return
+        raise unsupported_property(
+            "poolInfo.autoPoolSpecification",
+            "The local batchbox emulator does not move an existing job to a new or changed auto pool.",
+        )
     if pool_info["poolId"].lower() == str(doc["poolInfo"].get("poolId", "")).lower():
         return
     if doc.get("state") != "disabled":
@@ -192,6 +214,11 @@ def _change_pool(doc: Body, updated: Body, pool_info: Body) -> None:
         )
     updated["poolInfo"] = pool_info
     updated["executionInfo"] = {**doc.get("executionInfo", {}), "poolId": pool_info["poolId"]}
+
+
+def _on_schedule(doc: Body) -> bool:
+    """Whether a job was created by a job schedule (its id is ``{scheduleId}:job-{n}``; clients cannot send ``:``)."""
+    return ":" in str(doc["id"])
 
 
 def _set_on_all_complete(doc: Body, updated: Body, value: str) -> None:
@@ -227,7 +254,7 @@ def apply_job_patch(doc: Body, body: object) -> Body:
         updated["constraints"] = _constraints(constraints)
     pool_info = opt_object(body, "poolInfo")
     if pool_info is not None:
-        _change_pool(doc, updated, _pool_info(pool_info))
+        _change_pool(doc, updated, _pool_info(pool_info, on_schedule=_on_schedule(doc)))
     on_complete = opt_enum(body, "onAllTasksComplete", _ALL_TASKS_COMPLETE)
     if on_complete is not None:
         _set_on_all_complete(doc, updated, on_complete)
@@ -259,7 +286,7 @@ def apply_job_replace(doc: Body, body: object) -> Body:
     max_parallel = _max_parallel(body)
     updated["maxParallelTasks"] = -1 if max_parallel is None else max_parallel
     updated["constraints"] = _constraints(opt_object(body, "constraints"))
-    _change_pool(doc, updated, _pool_info(opt_object(body, "poolInfo")))
+    _change_pool(doc, updated, _pool_info(opt_object(body, "poolInfo"), on_schedule=_on_schedule(doc)))
     on_complete = opt_enum(body, "onAllTasksComplete", _ALL_TASKS_COMPLETE)
     _set_on_all_complete(doc, updated, on_complete or "noaction")
     metadata = validate_metadata(opt_list(body, "metadata"))

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from batchbox.emulator.config import EmulatorConfig
 from batchbox.emulator.supported_images import check_image_reference, check_node_agent_sku
 from batchbox.emulator.vm_sizes import lookup_vm_size, unknown_vm_size_error
 
-__all__ = ["WINDOWS_SKU_PREFIX", "PoolRules", "check_pool_machine"]
+__all__ = ["WINDOWS_SKU_PREFIX", "PoolRules", "check_pool_machine", "pool_rules_of"]
 
 WINDOWS_SKU_PREFIX = "batch.node.windows"
 """Node agent SKUs of Windows images: not checked (the supported-images table lists Linux images only)."""
@@ -38,6 +39,16 @@ class PoolRules:
     images: bool = True
     autoscale_min_interval: float = 300.0
     resize_timeout_min: timedelta = timedelta(minutes=5)
+
+
+def pool_rules_of(config: EmulatorConfig) -> PoolRules:
+    """The emulator's switches for pool bodies (VM size and image checks, autoscale and resize-timeout floors)."""
+    return PoolRules(
+        vm_sizes=config.vm_size_limits,
+        images=config.image_checks,
+        autoscale_min_interval=config.autoscale_min_interval,
+        resize_timeout_min=timedelta(seconds=config.resize_timeout_min),
+    )
 
 
 def check_pool_machine(

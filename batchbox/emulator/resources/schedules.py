@@ -94,7 +94,7 @@ def _specification(value: Body | None, base_url: str, context: ValidationContext
         raise missing_property("jobSpecification")
     reject_unknown_properties(value, "JobSpecification")
     try:
-        probe = job_document(dict(value), _SPEC_PROBE_ID, base_url=base_url, context=context)
+        probe = job_document(dict(value), _SPEC_PROBE_ID, base_url=base_url, context=context, on_schedule=True)
     except BatchError as error:
         name = error.values.get("PropertyName")
         if name:

@@ -12,10 +12,10 @@ Its interface is its four attributes, one per concern (``runtime/operations/``):
 Behind them: the :class:`Scheduler` (queues, node slots, long polls), :class:`Transitions` (task and job state
 changes), :class:`JobControl` (disable / enable, job actions of finished tasks), :class:`JobTasks` (job preparation
 and release tasks), :class:`MultiInstance` (multi-instance tasks and their subtasks), :class:`Preemption`,
-:class:`ScheduleRunner` (jobs from job schedules, on time),
-:class:`Retention` (task directories removed after their ``retentionTime``), :class:`NodeLifecycle` (containers,
-heartbeats, node loss) and :class:`AgentSessions` (the agent protocol). All of it runs on the event loop; Docker
-calls go to worker threads.
+:class:`ScheduleRunner` (jobs from job schedules, on time), :class:`AutoPools` (the pools of jobs with an auto pool
+specification), :class:`Retention` (task directories removed after their ``retentionTime``), :class:`NodeLifecycle`
+(containers, heartbeats, node loss) and :class:`AgentSessions` (the agent protocol). All of it runs on the event
+loop; Docker calls go to worker threads.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import logging
 
 from batchbox.emulator.applications import PackageCatalog
 from batchbox.emulator.config import EmulatorConfig
+from batchbox.emulator.runtime.auto_pools import AutoPools
 from batchbox.emulator.runtime.autoscale import AutoScaler
 from batchbox.emulator.runtime.job_control import JobControl
 from batchbox.emulator.runtime.job_tasks import JobTasks
@@ -113,6 +114,7 @@ class Runtime:
         self.jobs = JobOperations(self.transitions, self.control)
         self.runner = ScheduleRunner(config, self.transitions, self.jobs)
         self.schedules = ScheduleOperations(self.runner)
+        self.auto_pools = AutoPools(config, self.transitions, self.pools, self.jobs, self.runner, self.applications)
         self.tasks = TaskOperations(self.transitions)
         self.agents = AgentOperations(self.sessions, self.containers, self.applications)
         self._running = False
@@ -126,6 +128,7 @@ class Runtime:
             log.warning("--vm-size-limits off: node containers get no CPU or memory limits; any vmSize is accepted")
         self.job_tasks.load()
         await restore(self.lifecycle)
+        self.auto_pools.resume()
         self.lifecycle.start_monitor()
         self.autoscaler.start()
         self.actions.start_chaos(self.config.preempt_rate)
@@ -139,6 +142,7 @@ class Runtime:
             return
         self._running = False
         await self.runner.stop()
+        await self.auto_pools.stop()
         await self.retention.stop()
         await self.lifecycle.stop()
         await self.mounts.stop()

@@ -165,7 +165,7 @@ class Scheduler:
             self._next_job_order += 1
             self.jobs[key] = job
         old_pool = job.pool_key
-        pool_id = (doc.get("poolInfo") or {}).get("poolId")
+        pool_id = (doc.get("poolInfo") or {}).get("poolId") or (doc.get("executionInfo") or {}).get("poolId")
         job.pool_key = pool_id.lower() if isinstance(pool_id, str) and pool_id else None
         job.priority = _int(doc.get("priority"), 0)
         job.state = str(doc.get("state") or "active")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -90,6 +91,8 @@ class ScheduleRunner:
         self.jobs = jobs
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.schedule_end_hooks: list[Callable[[Doc], None]] = []
+        """Called with a schedule's document when it completes or is removed (its auto pool's lifetime ends)."""
         transitions.job_end_hooks.append(self._job_ended)
 
     # ----------------------------------------------------------------- the loop
@@ -154,6 +157,8 @@ class ScheduleRunner:
                 with self.store.transaction():
                     self.store.schedules.delete(doc["id"])
                     self.store.delete_secrets(owned(schedule_owner(doc["id"]), ""))
+                    for hook in self.schedule_end_hooks:
+                        hook(doc)
             return None
         if state == "completed":
             return None
@@ -210,7 +215,10 @@ class ScheduleRunner:
         specification = dict(doc["jobSpecification"])
         try:
             context = stored_body_context(self.config)
-            job = self.jobs.add(job_document(specification, job_id, base_url=self.config.base_url, context=context))
+            built = job_document(
+                specification, job_id, base_url=self.config.base_url, context=context, on_schedule=True
+            )
+            job = self.jobs.add(built)
         except BatchError as error:
             log.warning("job schedule %s could not create job %s: %s", doc["id"], job_id, error)
             return None
@@ -226,6 +234,8 @@ class ScheduleRunner:
         info.pop("nextRunTime", None)
         info["endTime"] = now
         self.store.schedules.update(doc)
+        for hook in self.schedule_end_hooks:
+            hook(doc)
 
     # ----------------------------------------------------------------- requests
     def scheduled(self, doc: Doc) -> None:

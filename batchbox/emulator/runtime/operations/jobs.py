@@ -5,6 +5,7 @@ The mechanics of disable / enable are ``runtime/job_control.py``; of termination
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from batchbox.emulator.clock import now_iso
@@ -39,6 +40,8 @@ class JobOperations:
         self._control = control
         self._sched = transitions.sched
         self._store = transitions.store
+        self.added_hooks: list[Callable[[Doc], None]] = []
+        """Called with each new job's document once it is stored (an auto pool job gets its pool)."""
 
     def _get(self, job_id: str) -> Doc:
         doc = self._store.get_job(job_id)
@@ -76,6 +79,8 @@ class JobOperations:
                 self._store.insert_tasks(doc["id"], [task])
                 self._sched.activate(job, task)
                 self._sched.dispatch(job.pool_key)
+        for hook in self.added_hooks:
+            hook(doc)
         return doc
 
     def update(self, doc: Doc) -> Doc:

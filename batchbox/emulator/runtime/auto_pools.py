@@ -1,0 +1,242 @@
+"""Auto pools: the pools Batch creates for jobs that give ``poolInfo.autoPoolSpecification``.
+
+* A new job with an auto pool specification gets its pool just after it is stored: the add-pool body is the pool
+  specification as given (kept as a store secret) with a generated id, ``{autoPoolIdPrefix}_{GUID}``, and it goes
+  through the same validation and creation as ``POST /pools``. The job's ``executionInfo.poolId`` then names the
+  pool and its tasks run there.
+* A pool that cannot be created (a refused specification, a missing application package) ends the job: it completes
+  with ``executionInfo.schedulingError`` (category ``UserError``; the auto-pool codes of Batch where one fits, else the
+  code the pool creation answered with, its values as details).
+* Lifetime ``job``: the pool is deleted when its job completes or is deleted. Lifetime ``jobschedule``: the first job
+  of the schedule creates the pool, later jobs run on it, and it is deleted when the schedule completes or is deleted.
+  With ``keepAlive`` the pool stays. Which pool belongs to which job or schedule is kept in the store's ``meta``
+  table, so it survives a restart; jobs still waiting for their pool at a restart get it at the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from typing import Any
+
+from batchbox.emulator.applications import PackageCatalog
+from batchbox.emulator.applications.references import check_pool_references
+from batchbox.emulator.config import EmulatorConfig
+from batchbox.emulator.errors import BatchError
+from batchbox.emulator.resources.auto_pools import AUTO_POOL_SECRET, auto_pool_body
+from batchbox.emulator.resources.containers import ValidationContext
+from batchbox.emulator.resources.pool_checks import pool_rules_of
+from batchbox.emulator.resources.pools import DEFAULT_MAX_NODES, build_pool
+from batchbox.emulator.runtime.operations.jobs import JobOperations
+from batchbox.emulator.runtime.operations.pools import PoolOperations
+from batchbox.emulator.runtime.schedules import ScheduleRunner
+from batchbox.emulator.runtime.transitions import Transitions
+from batchbox.emulator.secret_owners import job_owner, owned, pool_owner
+
+__all__ = ["AUTO_POOL_FAILED", "AutoPools", "scheduling_error"]
+
+log = logging.getLogger(__name__)
+
+Doc = dict[str, Any]
+
+AUTO_POOL_FAILED = "AutoPoolCreationFailed"
+"""Internal reason the runtime ends a job whose pool could not be created (not shown: Batch shows none)."""
+
+_AUTO_POOL_CODES = {
+    "invalidapplicationpackagereferences": "InvalidApplicationPackageReferencesInAutoPool",
+    "certificateretired": "InvalidCertificatesInAutoPool",
+    "invalidautoscaleformula": "InvalidAutoScaleFormulaInAutoPool",
+}
+_LIVE_POOL_STATES = ("active",)
+
+
+def _job_key(job_id: str) -> str:
+    return f"auto-pool:job:{job_id.lower()}"
+
+
+def _schedule_key(schedule_id: str) -> str:
+    return f"auto-pool:jobschedule:{schedule_id.lower()}"
+
+
+def scheduling_error(error: BatchError) -> Doc:
+    """The job's ``executionInfo.schedulingError`` for an auto pool that could not be created."""
+    code = _AUTO_POOL_CODES.get(error.code.lower(), error.code)
+    details = [{"name": str(name), "value": str(value)} for name, value in error.values.items()]
+    return {"category": "UserError", "code": code, "message": error.message, "details": details}
+
+
+def _specification(doc: Doc) -> Doc | None:
+    spec = (doc.get("poolInfo") or {}).get("autoPoolSpecification")
+    return spec if isinstance(spec, dict) else None
+
+
+def _waiting_for_pool(doc: Doc) -> bool:
+    info = doc.get("executionInfo") or {}
+    return (
+        _specification(doc) is not None
+        and doc.get("state") in ("active", "disabling", "disabled")
+        and not info.get("poolId")
+        and not info.get("schedulingError")
+    )
+
+
+class AutoPools:
+    """Creates the auto pools of jobs and deletes them when their lifetime ends."""
+
+    def __init__(
+        self,
+        config: EmulatorConfig,
+        transitions: Transitions,
+        pools: PoolOperations,
+        jobs: JobOperations,
+        runner: ScheduleRunner,
+        applications: PackageCatalog | None,
+    ) -> None:
+        self.config = config
+        self.trans = transitions
+        self.sched = transitions.sched
+        self.store = transitions.store
+        self.pools = pools
+        self.applications = applications
+        self._tasks: set[asyncio.Task[None]] = set()
+        jobs.added_hooks.append(self._job_added)
+        transitions.job_end_hooks.append(self._job_ended)
+        runner.schedule_end_hooks.append(self._schedule_ended)
+
+    # ----------------------------------------------------------------- creation
+    async def stop(self) -> None:
+        """Cancel pool creations in flight (the jobs get their pools at the next start)."""
+        tasks, self._tasks = set(self._tasks), set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def resume(self) -> None:
+        """At start: jobs stored before a restart that still wait for their auto pool get it now."""
+        for doc in self.store.list_jobs():
+            if _waiting_for_pool(doc):
+                self._start(str(doc["id"]))
+
+    def _job_added(self, doc: Doc) -> None:
+        if _waiting_for_pool(doc):
+            self._start(str(doc["id"]))
+
+    def _start(self, job_id: str) -> None:
+        task = asyncio.get_running_loop().create_task(self.provide(job_id), name=f"auto-pool-{job_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def provide(self, job_id: str) -> None:
+        """Give the job its pool: the schedule's shared one, or a new one; a pool that cannot be created ends it."""
+        doc = self.store.get_job(job_id)
+        if doc is None or not _waiting_for_pool(doc):
+            return
+        spec = _specification(doc) or {}
+        schedule_id = job_id.split(":", 1)[0] if ":" in job_id else None
+        shared = spec.get("poolLifetimeOption") == "jobschedule" and schedule_id is not None
+        if shared and schedule_id is not None:
+            existing = self.store.meta_get(_schedule_key(schedule_id))
+            pool = self.store.get_pool(existing) if existing else None
+            if pool is not None and pool.get("state") in _LIVE_POOL_STATES:
+                self._bind(job_id, str(pool["id"]))
+                return
+        prefix = spec.get("autoPoolIdPrefix")
+        suffix = str(uuid.uuid4()).upper()
+        pool_id = f"{prefix}_{suffix}" if prefix else suffix
+        try:
+            await self._create(job_id, spec, pool_id)
+        except BatchError as error:
+            log.info("job %s: its auto pool could not be created: %s", job_id, error.code)
+            self._fail(job_id, pool_id, error)
+            return
+        with self.store.transaction():
+            if shared and schedule_id is not None:
+                self.store.meta_set(_schedule_key(schedule_id), pool_id)
+            elif not spec.get("keepAlive"):
+                self.store.meta_set(_job_key(job_id), pool_id)
+        if not self._bind(job_id, pool_id) and not shared and not spec.get("keepAlive"):
+            self._delete_pool(pool_id)  # the job went while its pool was being created
+
+    async def _create(self, job_id: str, spec: Doc, pool_id: str) -> None:
+        """Create the pool ``pool_id`` exactly as ``POST /pools`` does."""
+        given = self.store.get_secret(owned(job_owner(job_id), AUTO_POOL_SECRET))
+        body = auto_pool_body(spec, json.loads(given) if given else None, pool_id)
+        context = ValidationContext(
+            allow_privileged=self.config.allow_privileged_containers,
+            storage_account=self.config.storage_account_name,
+        )
+        doc = build_pool(
+            body,
+            base_url=self.config.base_url,
+            max_nodes=DEFAULT_MAX_NODES,
+            context=context,
+            rules=pool_rules_of(self.config),
+        )
+        await check_pool_references(self.applications, doc.get("applicationPackageReferences"))
+        job = self.store.get_job(job_id)
+        if job is None or not _waiting_for_pool(job):
+            raise BatchError(409, "JobNotActive", "The job ended before its auto pool was created.", {})
+        with self.sched.batch():
+            self.pools.add(doc)
+            for secret in context.secrets:
+                self.store.put_secret(owned(pool_owner(pool_id), secret.name), secret.value)
+        log.info("job %s: auto pool %s created", job_id, pool_id)
+
+    def _bind(self, job_id: str, pool_id: str) -> bool:
+        """The job runs on ``pool_id`` from now on; False when the job no longer waits for a pool."""
+        with self.sched.batch():
+            doc = self.store.get_job(job_id)
+            if doc is None or not _waiting_for_pool(doc):
+                return False
+            doc.setdefault("executionInfo", {})["poolId"] = pool_id
+            stored = self.store.update_job(doc)
+            job = self.sched.job_from_doc(stored)
+            self.sched.dispatch(job.pool_key)
+        return True
+
+    def _fail(self, job_id: str, pool_id: str, error: BatchError) -> None:
+        """The job completes with the pool creation's error as its ``schedulingError``; its ``poolId`` names the pool
+        it was to get, as on Batch."""
+        with self.sched.batch():
+            doc = self.store.get_job(job_id)
+            if doc is None or not _waiting_for_pool(doc):
+                return
+            info = doc.setdefault("executionInfo", {})
+            info["poolId"] = pool_id
+            info["schedulingError"] = scheduling_error(error)
+            self.store.update_job(doc)
+            job = self.sched.job_of(job_id)
+            if job is not None:
+                self.trans.end_job(job, AUTO_POOL_FAILED)
+            ended = self.store.get_job(job_id)
+            if ended is not None and (ended.get("executionInfo") or {}).pop("terminateReason", None) is not None:
+                self.store.update_job(ended)
+
+    # ----------------------------------------------------------------- lifetime
+    def _job_ended(self, job_id: str, how: str) -> None:
+        key = _job_key(job_id)
+        pool_id = self.store.meta_get(key)
+        if pool_id:
+            with self.store.transaction():
+                self.store.meta_set(key, "")
+            self._delete_pool(pool_id)
+
+    def _schedule_ended(self, schedule: Doc) -> None:
+        key = _schedule_key(str(schedule["id"]))
+        pool_id = self.store.meta_get(key)
+        if not pool_id:
+            return
+        with self.store.transaction():
+            self.store.meta_set(key, "")
+        spec = ((schedule.get("jobSpecification") or {}).get("poolInfo") or {}).get("autoPoolSpecification") or {}
+        if not spec.get("keepAlive"):
+            self._delete_pool(pool_id)
+
+    def _delete_pool(self, pool_id: str) -> None:
+        pool = self.store.get_pool(pool_id)
+        if pool is None or pool.get("state") == "deleting":
+            return
+        log.info("auto pool %s: its lifetime ended, deleting it", pool_id)
+        self.pools.delete(pool_id)
