@@ -146,21 +146,17 @@ class AutoPools:
         suffix = str(uuid.uuid4()).upper()
         pool_id = f"{prefix}_{suffix}" if prefix else suffix
         try:
-            await self._create(job_id, spec, pool_id)
+            pool, context = await self._build(job_id, spec, pool_id)
         except BatchError as error:
             log.info("job %s: its auto pool could not be created: %s", job_id, error.code)
             self._fail(job_id, pool_id, error)
             return
-        with self.store.transaction():
-            if shared and schedule_id is not None:
-                self.store.meta_set(_schedule_key(schedule_id), pool_id)
-            elif not spec.get("keepAlive"):
-                self.store.meta_set(_job_key(job_id), pool_id)
-        if not self._bind(job_id, pool_id) and not shared and not spec.get("keepAlive"):
-            self._delete_pool(pool_id)  # the job went while its pool was being created
+        owner_key = _schedule_key(schedule_id) if shared and schedule_id is not None else _job_key(job_id)
+        self._install(job_id, pool, context, None if spec.get("keepAlive") and not shared else owner_key)
 
-    async def _create(self, job_id: str, spec: Doc, pool_id: str) -> None:
-        """Create the pool ``pool_id`` exactly as ``POST /pools`` does."""
+    async def _build(self, job_id: str, spec: Doc, pool_id: str) -> tuple[Doc, ValidationContext]:
+        """Validate the pool ``pool_id`` exactly as ``POST /pools`` does: its document, and the context holding its
+        secrets."""
         given = self.store.get_secret(owned(job_owner(job_id), AUTO_POOL_SECRET))
         body = auto_pool_body(spec, json.loads(given) if given else None, pool_id)
         context = ValidationContext(
@@ -175,13 +171,22 @@ class AutoPools:
             rules=pool_rules_of(self.config),
         )
         await check_pool_references(self.applications, doc.get("applicationPackageReferences"))
-        job = self.store.get_job(job_id)
-        if job is None or not _waiting_for_pool(job):
-            raise BatchError(409, "JobNotActive", "The job ended before its auto pool was created.", {})
+        return doc, context
+
+    def _install(self, job_id: str, pool: Doc, context: ValidationContext, owner_key: str | None) -> None:
+        """In one transaction: add the pool, seal its secrets, record whose lifetime it follows (``owner_key``; None
+        with keepAlive) and bind the job to it. Nothing is created when the job no longer waits for a pool."""
+        pool_id = str(pool["id"])
         with self.sched.batch():
-            self.pools.add(doc)
+            job = self.store.get_job(job_id)
+            if job is None or not _waiting_for_pool(job):
+                return
+            self.pools.add(pool)
             for secret in context.secrets:
                 self.store.put_secret(owned(pool_owner(pool_id), secret.name), secret.value)
+            if owner_key is not None:
+                self.store.meta_set(owner_key, pool_id)
+            self._bind(job_id, pool_id)
         log.info("job %s: auto pool %s created", job_id, pool_id)
 
     def _bind(self, job_id: str, pool_id: str) -> bool:

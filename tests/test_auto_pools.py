@@ -1,0 +1,232 @@
+"""Auto pools on a real emulator with real node containers, driven by the 15.x SDK: a job's auto pool runs its task
+and goes when the job ends (or stays with keepAlive); a schedule's ``jobschedule`` pool serves its jobs and goes with
+the schedule; a pool that cannot be created becomes the job's scheduling error; what Batch refuses at once is
+refused; the pool's lifetime survives an emulator restart."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import docker
+import pytest
+from azure.batch import BatchClient
+from azure.batch import models as m
+from azure.core.exceptions import ResourceNotFoundError
+
+from tests.fixtures.emulator import EmulatorProcess, running_emulator
+from tests.job_helpers import VM, error_code, gone, stdout_of, task_of, terminate, unique, wait_for, wait_state
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
+
+
+@pytest.fixture(scope="module")
+def fast_emulator(
+    docker_client: docker.DockerClient, node_image: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[EmulatorProcess]:
+    yield from running_emulator(docker_client, node_image, tmp_path_factory, ["--min-schedule-interval", "1"])
+
+
+@pytest.fixture(scope="module")
+def client(fast_emulator: EmulatorProcess) -> BatchClient:
+    return fast_emulator.batch_client()
+
+
+def _auto_pool(
+    lifetime: m.BatchPoolLifetimeOption, *, nodes: int = 1, keep_alive: bool = False, prefix: str = "auto", **pool: Any
+) -> m.BatchPoolInfo:
+    return m.BatchPoolInfo(
+        auto_pool_specification=m.BatchAutoPoolSpecification(
+            auto_pool_id_prefix=prefix,
+            pool_lifetime_option=lifetime,
+            keep_alive=keep_alive,
+            pool=m.BatchPoolSpecification(
+                vm_size="standard_d2_v3",
+                virtual_machine_configuration=VM,
+                target_dedicated_nodes=nodes,
+                **pool,
+            ),
+        )
+    )
+
+
+def _pool_of(client: BatchClient, job_id: str) -> str:
+    """The id of the job's auto pool, once it has one."""
+    return wait_for(
+        f"job {job_id} has its auto pool",
+        lambda: (client.get_job(job_id).execution_info or m.BatchJobExecutionInfo()).pool_id or None,
+    )
+
+
+def _completed(client: BatchClient, job_id: str) -> m.BatchJob:
+    """Wait until the job exists (a schedule creates it on time) and has completed."""
+
+    def probe() -> m.BatchJob | None:
+        try:
+            job = client.get_job(job_id)
+        except ResourceNotFoundError:
+            return None
+        return job if job.state == m.BatchJobState.COMPLETED else None
+
+    return wait_for(f"job {job_id} completed", probe, timeout=180)
+
+
+def _pool_ids(client: BatchClient) -> set[str]:
+    return {str(pool.id) for pool in client.list_pools()}
+
+
+def _pool_gone(client: BatchClient, pool_id: str) -> None:
+    wait_for(f"auto pool {pool_id} deleted", lambda: gone(lambda: client.get_pool(pool_id)), timeout=120)
+
+
+def test_job_auto_pool_runs_the_task_and_is_deleted_when_the_job_ends(client: BatchClient) -> None:
+    job_id = unique("apjob")
+    client.create_job(
+        m.BatchJobCreateOptions(id=job_id, pool_info=_auto_pool(m.BatchPoolLifetimeOption.JOB, prefix="apjob"))
+    )
+    pool_id = _pool_of(client, job_id)
+    assert pool_id.startswith("apjob_") and len(pool_id) == len("apjob_") + 36
+    assert pool_id in _pool_ids(client)
+    job = client.get_job(job_id)
+    assert job.pool_info.pool_id is None
+    assert job.pool_info.auto_pool_specification.pool_lifetime_option == m.BatchPoolLifetimeOption.JOB
+    assert job.pool_info.auto_pool_specification.pool.task_slots_per_node == 1
+
+    client.create_task(
+        job_id, m.BatchTaskCreateOptions(id="hello", command_line="/bin/sh -c 'echo on $AZ_BATCH_POOL_ID'")
+    )
+    task = task_of(client, job_id, "hello", m.BatchTaskState.COMPLETED, timeout=180)
+    assert task.execution_info.exit_code == 0
+    assert task.node_info.pool_id == pool_id
+    assert stdout_of(client, job_id, "hello").strip() == f"on {pool_id}"
+    assert client.get_pool(pool_id).state == m.BatchPoolState.ACTIVE
+
+    terminate(client, job_id)
+    wait_state(client, job_id, m.BatchJobState.COMPLETED)
+    _pool_gone(client, pool_id)
+    client.begin_delete_job(job_id, polling_interval=1).result()
+
+
+def test_keep_alive_keeps_the_auto_pool_after_its_job(client: BatchClient) -> None:
+    job_id = unique("apkeep")
+    client.create_job(
+        m.BatchJobCreateOptions(
+            id=job_id, pool_info=_auto_pool(m.BatchPoolLifetimeOption.JOB, nodes=0, keep_alive=True, prefix="keep")
+        )
+    )
+    pool_id = _pool_of(client, job_id)
+    job = client.get_job(job_id)
+    job.priority = 7
+    client.replace_job(job_id, job)  # the same auto pool specification back: accepted
+    assert client.get_job(job_id).priority == 7
+    job.pool_info.auto_pool_specification.keep_alive = False
+    assert error_code(lambda: client.replace_job(job_id, job)) == (400, "UnsupportedProperty")
+    terminate(client, job_id)
+    wait_state(client, job_id, m.BatchJobState.COMPLETED)
+    client.begin_delete_job(job_id, polling_interval=1).result()
+    wait_for(f"job {job_id} deleted", lambda: gone(lambda: client.get_job(job_id)))
+    assert client.get_pool(pool_id).state == m.BatchPoolState.ACTIVE
+    client.begin_delete_pool(pool_id, polling_interval=1)
+    _pool_gone(client, pool_id)
+
+
+def test_schedule_pool_serves_every_job_and_goes_with_the_schedule(client: BatchClient) -> None:
+    schedule_id = unique("apsch")
+    spec = m.BatchJobSpecification(
+        pool_info=_auto_pool(m.BatchPoolLifetimeOption.JOB_SCHEDULE, prefix="sched"),
+        job_manager_task=m.BatchJobManagerTask(id="manager", command_line="/bin/sh -c 'echo $AZ_BATCH_POOL_ID'"),
+    )
+    client.create_job_schedule(
+        m.BatchJobScheduleCreateOptions(
+            id=schedule_id,
+            schedule=m.BatchJobScheduleConfiguration(recurrence_interval=timedelta(seconds=2)),
+            job_specification=spec,
+        )
+    )
+    first, second = f"{schedule_id}:job-1", f"{schedule_id}:job-2"
+    _completed(client, first)
+    pool_id = _pool_of(client, first)
+    assert pool_id.startswith("sched_")
+    _completed(client, second)
+    assert _pool_of(client, second) == pool_id
+    assert stdout_of(client, second, "manager").strip() == pool_id
+    assert client.get_pool(pool_id).state == m.BatchPoolState.ACTIVE  # the schedule still lives
+
+    client.begin_delete_job_schedule(schedule_id, polling_interval=1).result()
+    _pool_gone(client, pool_id)
+    assert gone(lambda: client.get_job_schedule(schedule_id))
+
+
+def _scheduling_error(client: BatchClient, job_id: str) -> m.BatchJobSchedulingError:
+    job = wait_state(client, job_id, m.BatchJobState.COMPLETED)
+    info = job.execution_info
+    assert info is not None and info.scheduling_error is not None and info.end_time is not None
+    assert job.previous_state == m.BatchJobState.ACTIVE
+    assert info.termination_reason is None
+    assert info.pool_id and info.pool_id not in _pool_ids(client)
+    return info.scheduling_error
+
+
+def test_a_pool_that_cannot_be_created_becomes_the_jobs_scheduling_error(client: BatchClient) -> None:
+    retired = unique("apbad")
+    body = {
+        "id": retired,
+        "poolInfo": {
+            "autoPoolSpecification": {
+                "poolLifetimeOption": "job",
+                "pool": {"vmSize": "standard_d2_v3", "cloudServiceConfiguration": {"osFamily": "6"}},
+            }
+        },
+    }
+    client.create_job(body)  # type: ignore[arg-type]  # a raw body: the 15.x models have no cloud service pools
+    error = _scheduling_error(client, retired)
+    assert str(error.category).lower() == "usererror"
+    assert error.code == "InvalidPropertyValue"
+    assert {(d.name, d.value) for d in error.details or []} >= {("PropertyName", "cloudServiceConfiguration")}
+
+    missing_package = unique("apapp")
+    client.create_job(
+        m.BatchJobCreateOptions(
+            id=missing_package,
+            pool_info=_auto_pool(
+                m.BatchPoolLifetimeOption.JOB,
+                nodes=0,
+                application_package_references=[m.BatchApplicationPackageReference(application_id="nosuchapp")],
+            ),
+        )
+    )
+    error = _scheduling_error(client, missing_package)
+    assert error.code == "InvalidApplicationPackageReferencesInAutoPool"
+    assert [d.name for d in error.details or []] == ["nosuchapp"]
+
+
+def test_what_batch_refuses_at_once_is_refused(client: BatchClient) -> None:
+    def create(pool_info: m.BatchPoolInfo) -> None:
+        client.create_job(m.BatchJobCreateOptions(id=unique("aprefused"), pool_info=pool_info))
+
+    assert error_code(lambda: create(_auto_pool(m.BatchPoolLifetimeOption.JOB_SCHEDULE))) == (
+        400,
+        "InvalidPropertyValue",
+    )
+    assert error_code(lambda: create(_auto_pool(m.BatchPoolLifetimeOption.JOB, prefix="p" * 21))) == (
+        400,
+        "InvalidPropertyValue",
+    )
+    both = _auto_pool(m.BatchPoolLifetimeOption.JOB)
+    both.pool_id = "named"
+    assert error_code(lambda: create(both)) == (400, "InvalidPropertyValue")
+
+
+def test_the_pool_lifetime_survives_a_restart(fast_emulator: EmulatorProcess) -> None:
+    client = fast_emulator.batch_client()
+    job_id = unique("aprestart")
+    client.create_job(m.BatchJobCreateOptions(id=job_id, pool_info=_auto_pool(m.BatchPoolLifetimeOption.JOB)))
+    pool_id = _pool_of(client, job_id)
+    fast_emulator.restart()
+    client = fast_emulator.batch_client()
+    assert client.get_job(job_id).execution_info.pool_id == pool_id
+    client.create_task(job_id, m.BatchTaskCreateOptions(id="after", command_line="/bin/sh -c 'echo $AZ_BATCH_POOL_ID'"))
+    assert task_of(client, job_id, "after", m.BatchTaskState.COMPLETED, timeout=180).node_info.pool_id == pool_id
+    client.begin_delete_job(job_id, polling_interval=1).result()
+    _pool_gone(client, pool_id)
