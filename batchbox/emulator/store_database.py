@@ -166,10 +166,12 @@ class StoreDatabase:
     # -- meta -------------------------------------------------------------------------------------------------
 
     def meta_get(self, key: str) -> str | None:
+        """The value kept under ``key`` in the meta table, or None."""
         row = self._conn.execute("SELECT v FROM meta WHERE k = ?", (key,)).fetchone()
         return str(row[0]) if row else None
 
     def meta_set(self, key: str, value: str) -> None:
+        """Keep ``value`` under ``key`` in the meta table (replacing what was there)."""
         self._conn.execute(
             "INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v", (key, value)
         )

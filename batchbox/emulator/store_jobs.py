@@ -58,6 +58,7 @@ class JobRows(SecretRows):
         return False
 
     def get_job(self, job_id: str) -> dict[str, Any] | None:
+        """The job's document, or None when there is no such job."""
         return self._fetch_doc("jobs", "SELECT doc FROM jobs WHERE key = ?", job_id.lower())
 
     def list_jobs(self) -> list[dict[str, Any]]:

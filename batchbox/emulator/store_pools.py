@@ -33,6 +33,7 @@ class PoolRows(SecretRows):
         return cursor.rowcount == 1
 
     def get_pool(self, pool_id: str) -> dict[str, Any] | None:
+        """The pool's document, or None when there is no such pool."""
         return self._fetch_doc("pools", "SELECT doc FROM pools WHERE key = ?", pool_id.lower())
 
     def list_pools(self) -> list[dict[str, Any]]:
@@ -74,9 +75,11 @@ class PoolRows(SecretRows):
         self.usage.started(doc["id"], pool_id, str(doc.get("vmSize") or ""), time.time())
 
     def get_node(self, node_id: str) -> dict[str, Any] | None:
+        """The node's document, or None when there is no such node."""
         return self._fetch_doc("nodes", "SELECT doc FROM nodes WHERE id = ?", node_id.lower())
 
     def get_node_secret(self, node_id: str) -> str | None:
+        """The secret the node's agent signs in with, or None when none is kept."""
         row = self._conn.execute("SELECT secret FROM nodes WHERE id = ?", (node_id.lower(),)).fetchone()
         if not row or row[0] is None:
             return None
@@ -86,6 +89,7 @@ class PoolRows(SecretRows):
             raise StoreError(f"the secret of node {node_id} in the state database {self._path} is corrupt") from None
 
     def get_node_container(self, node_id: str) -> str | None:
+        """The id of the container that runs the node, or None when none is recorded."""
         row = self._conn.execute("SELECT container_id FROM nodes WHERE id = ?", (node_id.lower(),)).fetchone()
         return str(row[0]) if row and row[0] is not None else None
 
@@ -98,6 +102,7 @@ class PoolRows(SecretRows):
         return [self._load("nodes", r[0]) for r in rows]
 
     def delete_node(self, node_id: str) -> None:
+        """Remove a node's row and record the end of its lifetime."""
         self._conn.execute("DELETE FROM nodes WHERE id = ?", (node_id.lower(),))
         self.usage.ended(node_id, time.time())
 

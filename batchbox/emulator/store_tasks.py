@@ -106,6 +106,7 @@ class TaskRows(SecretRows):
         return flags
 
     def get_task(self, job_id: str, task_id: str) -> dict[str, Any] | None:
+        """The task's document, or None when the job has no such task."""
         return self._fetch_doc(
             "tasks", "SELECT doc FROM tasks WHERE job_key = ? AND key = ?", job_id.lower(), task_id.lower()
         )
