@@ -13,37 +13,36 @@ deleted (``409 ContainerBeingDeleted``); :meth:`BlobStorage.create_container` wa
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
-import requests
-from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential, TokenCredential
+from azure.core.credentials import AzureSasCredential, TokenCredential
 from azure.core.exceptions import HttpResponseError
-from azure.storage.blob import (
-    BlobServiceClient,
-    LinearRetry,
-)
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
 from batchbox.backends.azure._blob_transfers import BlobTransfers
+from batchbox.backends.azure._bulk_transfers import DEFAULT_TRANSFER_CONCURRENCY, BulkTransfers
 from batchbox.backends.azure._sas_signing import SAS_START_SKEW, SasSigner
-from batchbox.backends.azure._sas_transfers import SMALL_BLOB, SasTransfers
+from batchbox.backends.azure._sas_transfers import SasTransfers
+from batchbox.backends.azure._storage_client import (
+    AZURITE_API_VERSION,
+    StorageCredential,
+    credential_from_connection_string,
+    is_local_endpoint,
+    key_or_token,
+    service_client,
+)
 from batchbox.backends.azure._storage_errors import (
     install_sas_redaction,
     storage_error_code,
     strip_query,
     translated_errors,
 )
-from batchbox.core.errors import ConfigurationError, ResourceError, ResourceExistsError, ResourceNotFoundError
+from batchbox.core.errors import ResourceError, ResourceExistsError, ResourceNotFoundError
 from batchbox.core.polling import poll_until
 from batchbox.core.storage import (
     BlobInfo,
@@ -53,16 +52,7 @@ from batchbox.core.storage import (
     UploadItem,
     validate_container_name,
 )
-from batchbox.core.transfers import (
-    already_downloaded,
-    check_max_concurrency,
-    checked_uploads,
-    download_plan,
-    partial_path,
-)
-
-if TYPE_CHECKING:
-    from azure.storage.blob.aio import BlobServiceClient as AsyncBlobServiceClient
+from batchbox.core.transfers import already_downloaded, check_max_concurrency, checked_uploads, download_plan
 
 __all__ = [
     "AZURITE_API_VERSION",
@@ -72,38 +62,12 @@ __all__ = [
     "StorageCredential",
 ]
 
-StorageCredential = str | AzureNamedKeyCredential | AzureSasCredential | TokenCredential
-"""An account key, a named key, a SAS (no SAS generation then) or an Azure AD token credential."""
-
-AZURITE_API_VERSION = "2025-11-05"
-"""The x-ms-version pinned for Azurite (accepted by Azurite 3.35 to 3.37 without --skipApiVersionCheck)."""
-
-
-_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
-
-DEFAULT_TRANSFER_CONCURRENCY = 32
-"""Blob transfers in flight by default: over a network each request waits a round trip, so more in flight means
-more overlap (bench/RESULTS.md, staging over a simulated network); on loopback 32 costs no more than 8."""
-
-_WRITER_THREADS = 2
 _FAST_PATH_SAS_LIFETIME = timedelta(hours=24)
 """Lifetime of the container SAS one upload or download signs for itself (it never leaves the process)."""
 _BEING_DELETED = "ContainerBeingDeleted"
 _BEING_DELETED_POLL = 5.0
 
 log = logging.getLogger(__name__)
-
-
-def _key_or_token(credential: StorageCredential) -> tuple[str | None, TokenCredential | None]:
-    """The account key (signing SAS with it) or the token credential (signing them with a user delegation key)
-    of ``credential``; neither for a SAS credential."""
-    if isinstance(credential, str):
-        return credential, None
-    if isinstance(credential, AzureNamedKeyCredential):
-        return credential.named_key.key, None
-    if isinstance(credential, AzureSasCredential):
-        return None, None
-    return None, credential
 
 
 class BlobStorage(StorageBackend):
@@ -141,33 +105,26 @@ class BlobStorage(StorageBackend):
         container_delete_wait: float = 120.0,
         ca_bundle: str | None = None,
     ) -> None:
-        parts = urlsplit(account_url)
+        self._endpoint = strip_query(account_url).rstrip("/")
+        self._local = is_local_endpoint(self._endpoint)
         self._container_delete_wait = container_delete_wait
         self._owned_credential: TokenCredential | None = None
-        self._local = parts.scheme == "http" or (parts.hostname or "") in _LOOPBACK_HOSTS
-        self._endpoint = strip_query(account_url).rstrip("/")
-        self._account_key, self._token_credential = _key_or_token(credential)
+        self._account_key, self._token_credential = key_or_token(credential)
         self._sas_credential = credential if isinstance(credential, AzureSasCredential) else None
         self._retry_total, self._retry_backoff = retry_total, retry_backoff
         self._connection_timeout, self._read_timeout = connection_timeout, read_timeout
         install_sas_redaction()
-        session = _http_session(pool_size, use_env_proxies=not self._local)
-        try:
-            self._client = BlobServiceClient(
-                self._endpoint,
-                credential=credential,
-                api_version=api_version or (AZURITE_API_VERSION if self._local else None),
-                retry_policy=LinearRetry(
-                    backoff=retry_backoff, retry_total=retry_total, random_jitter_range=1 if retry_backoff >= 2 else 0
-                ),
-                connection_timeout=connection_timeout,
-                read_timeout=read_timeout,
-                session=session,
-                connection_verify=ca_bundle or True,
-            )
-        except ValueError as exc:  # e.g. no account name in the URL, unknown api_version
-            session.close()
-            raise ConfigurationError("blob storage", str(exc).splitlines()[0]) from None
+        self._client = service_client(
+            self._endpoint,
+            credential,
+            api_version=api_version,
+            retry_total=retry_total,
+            retry_backoff=retry_backoff,
+            connection_timeout=connection_timeout,
+            read_timeout=read_timeout,
+            pool_size=pool_size,
+            ca_bundle=ca_bundle,
+        )
         self._transfers = BlobTransfers(
             self._endpoint,
             credential,
@@ -179,6 +136,7 @@ class BlobStorage(StorageBackend):
             use_env_proxies=not self._local,
             ca_bundle=ca_bundle,
         )
+        self._bulk = BulkTransfers(self._transfers, self._errors)
         self._account_name = self._client.account_name or ""
         self._secrets = tuple(s for s in (self._account_key,) if s)
         self._signer = SasSigner(
@@ -201,22 +159,8 @@ class BlobStorage(StorageBackend):
         Raises:
             ConfigurationError: the connection string is malformed or carries no credential.
         """
-        try:
-            parsed = BlobServiceClient.from_connection_string(conn_str)
-        except ValueError as exc:
-            raise ConfigurationError("connection string", str(exc).splitlines()[0]) from None
-        with parsed:
-            url = parsed.url
-            account_name = getattr(parsed.credential, "account_name", None)
-            account_key = getattr(parsed.credential, "account_key", None)
-        credential: StorageCredential
-        if isinstance(account_name, str) and isinstance(account_key, str):
-            credential = AzureNamedKeyCredential(account_name, account_key)
-        elif urlsplit(url).query:
-            credential = AzureSasCredential(urlsplit(url).query)
-        else:
-            raise ConfigurationError("connection string", "has neither AccountKey nor SharedAccessSignature")
-        return cls(strip_query(url), credential, **options)
+        url, credential = credential_from_connection_string(conn_str)
+        return cls(url, credential, **options)
 
     @classmethod
     def from_default_azure_credential(cls, account_url: str, **options: Any) -> BlobStorage:
@@ -319,33 +263,10 @@ class BlobStorage(StorageBackend):
         progress: ProgressCallback | None = None,
     ) -> list[str]:
         items = checked_uploads(container, items, max_concurrency)
-        sizes = {item.blob_name: item.path.stat().st_size for item in items}
         fast = self._fast_path(container, [ContainerPermission.CREATE, ContainerPermission.WRITE])
-        small = [item for item in items if fast is not None and sizes[item.blob_name] <= SMALL_BLOB]
-        large = [item for item in items if fast is None or sizes[item.blob_name] > SMALL_BLOB]
-        per_blob = _per_transfer_concurrency(max_concurrency, len(large))
-
-        def done(item: UploadItem) -> str:
-            if progress is not None:
-                progress(item.blob_name, sizes[item.blob_name])
-            return item.blob_name
-
-        async def put(pipeline: Any, item: UploadItem) -> str:
-            assert fast is not None
-            with self._errors(container, item.blob_name):
-                await fast.put(pipeline, item.blob_name, item.path.read_bytes(), overwrite=overwrite)
-            return done(item)
-
-        async def upload(client: AsyncBlobServiceClient, item: UploadItem) -> str:
-            with self._errors(container, item.blob_name), open(item.path, "rb") as stream:
-                await client.get_blob_client(container, item.blob_name).upload_blob(
-                    stream, length=sizes[item.blob_name], overwrite=overwrite, max_concurrency=per_blob
-                )
-            return done(item)
-
-        if fast is not None:
-            self._transfers.run(put, small, max_concurrency, opener=fast.pipeline)
-        self._transfers.run(upload, large, max_concurrency)
+        self._bulk.upload(
+            container, items, fast, max_concurrency=max_concurrency, overwrite=overwrite, progress=progress
+        )
         return [item.blob_name for item in items]
 
     def _fast_path(self, container: str, permissions: Sequence[ContainerPermission]) -> SasTransfers | None:
@@ -401,59 +322,10 @@ class BlobStorage(StorageBackend):
         check_max_concurrency(max_concurrency)
         validate_container_name(container)
         fast = self._fast_path(container, [ContainerPermission.READ, ContainerPermission.LIST])
-        if fast is None:
-            blobs = self.list_blobs(container, prefix)
-        else:
-
-            async def listing(pipeline: Any, _: None) -> list[BlobInfo]:
-                with self._errors(container):
-                    return await fast.list(pipeline, prefix)
-
-            blobs = self._transfers.run(listing, [None], 1, opener=fast.pipeline)[0]
+        blobs = self.list_blobs(container, prefix) if fast is None else self._bulk.list_blobs(container, prefix, fast)
         plan = download_plan(blobs, destination, container)
         wanted = [entry for entry in plan if not (skip_existing and already_downloaded(entry[1], entry[0]))]
-        small = [entry for entry in wanted if fast is not None and entry[0].size <= SMALL_BLOB]
-        large = [entry for entry in wanted if fast is None or entry[0].size > SMALL_BLOB]
-        per_blob = _per_transfer_concurrency(max_concurrency, len(large))
-        folders_made: set[Path] = set()  # the transfers share one event loop: no lock needed
-
-        def part_for(target: Path) -> Path:
-            if target.parent not in folders_made:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                folders_made.add(target.parent)
-            return partial_path(target)
-
-        def done(blob: BlobInfo, target: Path) -> Path:
-            if progress is not None:
-                progress(blob.name, blob.size)
-            return target
-
-        async def get(pipeline: Any, entry: tuple[BlobInfo, Path]) -> Path:
-            assert fast is not None
-            blob, target = entry
-            with self._errors(container, blob.name):
-                data = await fast.get(pipeline, blob.name)
-            # Creating a file is mostly kernel time: in a writer thread it overlaps the loop's requests.
-            await asyncio.get_running_loop().run_in_executor(writers, _write_atomically, part_for(target), data, target)
-            return done(blob, target)
-
-        async def download(client: AsyncBlobServiceClient, entry: tuple[BlobInfo, Path]) -> Path:
-            blob, target = entry
-            part = part_for(target)
-            try:
-                with self._errors(container, blob.name), open(part, "wb") as sink:
-                    stream = await client.get_blob_client(container, blob.name).download_blob(max_concurrency=per_blob)
-                    await stream.readinto(sink)
-                os.replace(part, target)
-            except BaseException:
-                part.unlink(missing_ok=True)
-                raise
-            return done(blob, target)
-
-        if fast is not None:
-            with ThreadPoolExecutor(max_workers=_WRITER_THREADS, thread_name_prefix="batchbox-write") as writers:
-                self._transfers.run(get, small, max_concurrency, opener=fast.pipeline)
-        self._transfers.run(download, large, max_concurrency)
+        self._bulk.download(container, wanted, fast, max_concurrency=max_concurrency, progress=progress)
         return [target for _, target in plan]
 
     # -- URLs and SAS -------------------------------------------------------------------------------------------
@@ -497,33 +369,3 @@ class BlobStorage(StorageBackend):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-def _write_atomically(part: Path, data: bytes, target: Path) -> None:
-    """Write ``data`` to ``part``, then rename it to ``target`` (no partial ``target`` is ever seen)."""
-    try:
-        part.write_bytes(data)
-        os.replace(part, target)
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
-
-
-def _http_session(pool_size: int, *, use_env_proxies: bool) -> requests.Session:
-    """The SDK's HTTP session: ``pool_size`` connections per host, no urllib3 retries (the SDK retries), and no
-    environment proxy towards a local endpoint."""
-    session = requests.Session()
-    session.trust_env = use_env_proxies
-    adapter = HTTPAdapter(
-        pool_connections=4,
-        pool_maxsize=pool_size,
-        max_retries=Retry(total=False, redirect=False, raise_on_status=False),
-    )
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
-
-
-def _per_transfer_concurrency(max_concurrency: int, transfers: int) -> int:
-    """Connections one blob transfer may use: the pool's share, so a lone large file still goes in parallel."""
-    return max(1, max_concurrency // max(1, transfers))

@@ -1,44 +1,28 @@
 """The local stack: Azurite and the Batch emulator as background processes under one state directory.
 
 ``batchbox local up`` / ``status`` / ``down``, the local backend and the pytest plugin use it. Each service is
-started only when it is not already running (pid file + an HTTP answer), and stopped by the PID this module
-recorded. What ``up`` provisions first (Docker engine, Azurite, node image) and in which order is described in
-:mod:`batchbox.backends.local.provision`.
+started only when it is not already running (pid file + an HTTP answer), and stopped by the PID or container id
+recorded when it started (:mod:`batchbox.backends.local.stack_services`). What ``up`` provisions first (Docker
+engine, Azurite, node image) and in which order is described in :mod:`batchbox.backends.local.provision`; what
+the stack reports and records is in :mod:`batchbox.backends.local.stack_records`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
-import subprocess
-import sys
 from collections.abc import Collection, Iterator
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import docker
 import docker.errors
 
-from batchbox.backends.local.azurite import (
-    AzuriteProcess,
-    connection_string,
-    read_pid_file,
-    running_from_pid_file,
-    stop_from_pid_file,
-    wait_until_answering,
-)
+from batchbox.backends.local.azurite import AzuriteProcess, connection_string, running_from_pid_file
 from batchbox.backends.local.azurite_npm import Progress
-from batchbox.backends.local.faults import STORAGE_PROXY_FIELD, active_faults, checked_faults, fault_options
-from batchbox.backends.local.provision import (
-    AzuriteSource,
-    azurite_command,
-    azurite_source,
-    check_storage,
-    ensure_docker,
-)
+from batchbox.backends.local.faults import STORAGE_PROXY_FIELD, active_faults, checked_faults
+from batchbox.backends.local.provision import AzuriteSource, azurite_source, check_storage, ensure_docker
 from batchbox.backends.local.secure_mode import (
     ENTRA_DIR_NAME,
     TLS_DIR_NAME,
@@ -47,63 +31,38 @@ from batchbox.backends.local.secure_mode import (
     choose_mode,
     recorded_mode,
 )
+from batchbox.backends.local.stack_records import (
+    LOCAL_INSTANCE_LABEL,
+    SERVICES,
+    LocalEndpoints,
+    ServiceStatus,
+    blob_endpoint_of,
+    instance_label,
+    recorded_emulator_pid,
+)
+from batchbox.backends.local.stack_services import (
+    EMULATOR_LOG_NAME,
+    EMULATOR_RECORD_NAME,
+    answers,
+    remove_containers,
+    start_azurite,
+    start_emulator,
+    stop_azurite,
+    stop_emulator,
+)
 from batchbox.backends.local.tls import CA_FILE_NAME
 from batchbox.core.errors import BackendUnavailableError, ConfigurationError
-from batchbox.core.pidfiles import command_line_mentions, is_alive, stop_process, write_pid_file
 from batchbox.core.pidfiles import read_pid_file as read_record
-from batchbox.emulator.command import STORAGE_ENV
 from batchbox.emulator.config import DEFAULT_ACCOUNT_KEY, DEFAULT_ACCOUNT_NAME, DEFAULT_PORT, default_state_dir
 from batchbox.emulator.faults import FaultConfig
-from batchbox.emulator.portal.token import new_token, portal_url, read_token
+from batchbox.emulator.portal.token import portal_url, read_token
 
 if TYPE_CHECKING:
     from batchbox.backends.local.azurite_container import AzuriteContainer
 
 __all__ = ["LOCAL_INSTANCE_LABEL", "SERVICES", "LocalEndpoints", "LocalStack", "ServiceStatus", "StackMode"]
 
-LOCAL_INSTANCE_LABEL = "local"
-"""Prefix of the ``batchbox.emulator`` label of a local stack's node containers (``local-<hash of its home>``).
-
-Each home gets its own label: an emulator removes the containers of its label it does not know at start, so
-two stacks sharing one label would remove each other's nodes."""
-
 DEFAULT_AZURITE_PORT = 10000
-SERVICES = ("azurite", "emulator")
-"""The background services of a local stack, as named by :class:`ServiceStatus`."""
-_EMULATOR_MARKER = "batchbox.emulator"
-
-
-@dataclass(frozen=True)
-class LocalEndpoints:
-    """How to reach the local stack. Contains the (public, local-only) development keys."""
-
-    batch_url: str
-    batch_account: str
-    batch_key: str
-    storage_connection_string: str
-    state_dir: str
-    portal_url: str = ""
-    """The local portal, with its token (``/portal/?token=...``); empty when the emulator never made one."""
-    ca_bundle: str = ""
-    """With TLS: the local CA certificate clients must trust (``REQUESTS_CA_BUNDLE`` / ``SSL_CERT_FILE``)."""
-    storage_account_url: str = ""
-    """The blob endpoint (what a ``BlobServiceClient`` with a token credential is given)."""
-    entra_issuer: str = ""
-    """With TLS: the directory of the local Entra ID token issuer (``LocalTokenCredential(entra_issuer)``)."""
-
-    def as_dict(self) -> dict[str, str]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class ServiceStatus:
-    """One background service."""
-
-    name: str
-    running: bool
-    pid: int | None
-    url: str
-    log: str
 
 
 def _quiet(line: str) -> None:
@@ -152,17 +111,16 @@ class LocalStack:
     # -- what is running ----------------------------------------------------------------------------------------
     @property
     def emulator_record(self) -> Path:
-        return self.emulator_dir / "process.json"
+        return self.emulator_dir / EMULATOR_RECORD_NAME
 
     @property
     def emulator_log(self) -> Path:
-        return self.emulator_dir / "emulator.log"
+        return self.emulator_dir / EMULATOR_LOG_NAME
 
     @property
     def instance_label(self) -> str:
         """The ``batchbox.emulator`` label of this stack's node containers (derived from its home)."""
-        digest = hashlib.sha256(str(self.home.expanduser().resolve()).encode()).hexdigest()[:12]
-        return f"{LOCAL_INSTANCE_LABEL}-{digest}"
+        return instance_label(self.home)
 
     @property
     def ca_bundle(self) -> Path:
@@ -201,7 +159,7 @@ class LocalStack:
             state_dir=str(self.home),
             portal_url=portal_url(self.batch_url, token) if (token := read_token(self.emulator_dir)) else "",
             ca_bundle=str(self.ca_bundle) if tls else "",
-            storage_account_url=_blob_endpoint_of(storage),
+            storage_account_url=blob_endpoint_of(storage),
             entra_issuer=str(self.entra_dir) if tls else "",
         )
 
@@ -209,7 +167,7 @@ class LocalStack:
         info = running_from_pid_file(self.azurite_dir / AzuriteProcess.PID_FILE_NAME)
         scheme = info.scheme if info is not None else "http"
         cafile = self.ca_bundle if scheme == "https" else None
-        running = (info is not None or self._azurite_container_runs()) and _answers(self.azurite_port, cafile)
+        running = (info is not None or self._azurite_container_runs()) and answers(self.azurite_port, cafile)
         return ServiceStatus(
             "azurite",
             running,
@@ -236,15 +194,12 @@ class LocalStack:
 
     def emulator_status(self) -> ServiceStatus:
         pid = self._emulator_pid()
-        running = pid is not None and _answers(self.emulator_port, self.ca_bundle if self.mode.tls else None)
+        running = pid is not None and answers(self.emulator_port, self.ca_bundle if self.mode.tls else None)
         return ServiceStatus("emulator", running, pid, self.batch_url, str(self.emulator_log))
 
     def _emulator_pid(self) -> int | None:
         """The PID of the emulator this stack started, while that process runs."""
-        record = read_record(self.emulator_record)
-        if record is None or not is_alive(record.pid) or not command_line_mentions(record.pid, [_EMULATOR_MARKER]):
-            return None
-        return record.pid
+        return recorded_emulator_pid(self.emulator_record)
 
     def status(self) -> list[ServiceStatus]:
         return [self.azurite_status(), self.emulator_status()]
@@ -307,7 +262,18 @@ class LocalStack:
                 client.close()
             if not self.emulator_status().running:
                 progress(f"starting the Batch emulator on {self.batch_url}")
-                self._start_emulator(image, timeout, mode, secure, faults)
+                start_emulator(
+                    self.emulator_dir,
+                    port=self.emulator_port,
+                    azurite_port=self.azurite_port,
+                    image=image,
+                    instance_label=self.instance_label,
+                    mode=mode,
+                    secure=secure,
+                    fault_file=self.faults,
+                    faults=faults,
+                    timeout=timeout,
+                )
         return self.endpoints()
 
     def _fault_config(self) -> FaultConfig | None:
@@ -341,102 +307,26 @@ class LocalStack:
         self, client: docker.DockerClient, timeout: float, progress: Progress, secure: SecureMode | None
     ) -> None:
         """Steps 1 to 6 of :mod:`batchbox.backends.local.provision`'s storage order (with TLS: 3 to 5)."""
-        from batchbox.backends.local.azurite_container import azurite_image_present
-
         if self.storage_connection_string:
             check_storage(self.storage_connection_string)
             return
-        container = self._azurite_container(client)
         if self.azurite_status().running:
             return
-        if _answers(self.azurite_port):
-            raise BackendUnavailableError(
-                "Azurite", f"port {self.azurite_port} is taken by another program; set BATCHBOX_AZURITE_PORT"
-            )
-        if self.azurite_source != "image":
-            command = azurite_command(self.azurite_dir, progress)
-            if command is not None:
-                progress(f"starting Azurite on 127.0.0.1:{self.azurite_port}" + (" (TLS)" if secure else ""))
-                AzuriteProcess(
-                    self.azurite_dir,
-                    port=self.azurite_port,
-                    detached=True,
-                    command=command,
-                    startup_timeout=timeout,
-                    tls=secure.azurite_tls() if secure is not None else None,
-                    oauth=secure is not None,
-                ).start()
-                return
-            if secure is not None:
-                raise BackendUnavailableError(
-                    "Azurite", "TLS needs Azurite from npm (Node.js >= 18 with npm); the Azurite image is not used"
-                )
-            if self.azurite_source == "npm" or not azurite_image_present(client):
-                raise BackendUnavailableError(
-                    "Azurite",
-                    "npm is not installed: install Node.js (>= 18) with npm, or run an Azurite yourself and pass "
-                    "--storage-connection-string (BATCHBOX_STORAGE_CONNECTION_STRING), or use the Azurite image "
-                    "where a container registry is reachable (--azurite image)",
-                )
-        container.start(pull=self.azurite_source == "image", timeout=timeout, progress=progress)
+        start_azurite(
+            client,
+            self.azurite_dir,
+            port=self.azurite_port,
+            instance_label=self.instance_label,
+            source=self.azurite_source,
+            timeout=timeout,
+            progress=progress,
+            secure=secure,
+        )
 
     def _azurite_container(self, client: docker.DockerClient) -> AzuriteContainer:
         from batchbox.backends.local.azurite_container import AzuriteContainer
 
         return AzuriteContainer(client, self.azurite_dir, port=self.azurite_port, instance_label=self.instance_label)
-
-    def _start_emulator(
-        self,
-        image: str,
-        timeout: float,
-        mode: StackMode,
-        secure: SecureMode | None,
-        faults: FaultConfig | None = None,
-    ) -> None:
-        if _answers(self.emulator_port):
-            raise BackendUnavailableError(
-                "batchbox emulator",
-                f"port {self.emulator_port} is taken by another program; set BATCHBOX_EMULATOR_PORT",
-            )
-        self.emulator_dir.mkdir(parents=True, exist_ok=True)
-        new_token(self.emulator_dir)  # each emulator this stack starts gets a fresh portal token
-        command = [
-            sys.executable,
-            "-m",
-            "batchbox.emulator",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.emulator_port),
-            "--state-dir",
-            str(self.emulator_dir),
-            "--node-image",
-            image,
-            "--instance-label",
-            self.instance_label,
-            "--log-level",
-            os.environ.get("BATCHBOX_EMULATOR_LOG_LEVEL") or "info",
-        ]
-        if secure is not None:
-            command += secure.emulator_options(mode)
-        recorded: dict[str, int | bool] = {"port": self.emulator_port, **mode.record()}
-        if faults is not None and self.faults is not None:
-            options, fields = fault_options(self.faults, faults, self.azurite_port)
-            command += options
-            recorded.update(fields)
-        # The linked storage (application packages, blob mounts) goes through the environment: it holds a key.
-        linked = connection_string("127.0.0.1", self.azurite_port, "https" if mode.tls else "http")
-        env = {**os.environ, STORAGE_ENV: linked}
-        with open(self.emulator_log, "ab") as log:
-            process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
-            )
-        write_pid_file(self.emulator_record, process.pid, **recorded)
-        cafile = secure.tls.ca_bundle if secure is not None else None
-        if not wait_until_answering("127.0.0.1", self.emulator_port, timeout, process, cafile=cafile):
-            code = process.poll()
-            why = f"exited with code {code}" if code is not None else f"did not answer within {timeout:g} s"
-            raise BackendUnavailableError("batchbox emulator", f"{why}; see {self.emulator_log}")
 
     def down(self, *, remove_nodes: bool = False, services: Collection[str] = SERVICES) -> list[str]:
         """Stop the services this stack started (by PID or container id); optionally remove the node containers.
@@ -451,50 +341,14 @@ class LocalStack:
         done: list[str] = []
         with self._lock():
             if "emulator" in services:
-                record = read_record(self.emulator_record)
-                if record is not None and stop_process(record.pid, markers=[_EMULATOR_MARKER]):
-                    done.append(f"stopped the emulator (pid {record.pid})")
-                self.emulator_record.unlink(missing_ok=True)
+                done += stop_emulator(self.emulator_dir)
             if "azurite" in services:
-                pid_file = self.azurite_dir / AzuriteProcess.PID_FILE_NAME
-                info = read_pid_file(pid_file)
-                if info is not None and stop_from_pid_file(pid_file):
-                    done.append(f"stopped Azurite (pid {info.pid})")
-                pid_file.unlink(missing_ok=True)
-            done += self._remove_containers(remove_nodes, azurite="azurite" in services)
+                done += stop_azurite(self.azurite_dir)
+            done += remove_containers(
+                self.azurite_dir,
+                azurite_port=self.azurite_port,
+                instance_label=self.instance_label,
+                azurite="azurite" in services,
+                nodes=remove_nodes,
+            )
         return done
-
-    def _remove_containers(self, remove_nodes: bool, *, azurite: bool) -> list[str]:
-        """Remove this stack's Azurite container (if it ran one) and, when asked, its node containers."""
-        from batchbox.backends.local.azurite_container import AzuriteContainer
-        from batchbox.emulator.nodes.docker_engine import connect_docker
-
-        azurite = azurite and (self.azurite_dir / AzuriteContainer.RECORD_NAME).exists()
-        if not remove_nodes and not azurite:
-            return []
-        done: list[str] = []
-        client = connect_docker()
-        try:
-            if azurite and self._azurite_container(client).stop():
-                done.append("removed the Azurite container")
-            if remove_nodes:
-                label = f"batchbox.emulator={self.instance_label}"
-                for container in client.containers.list(all=True, filters={"label": label}):
-                    container.remove(force=True)
-                    done.append(f"removed node container {container.name}")
-        finally:
-            client.close()
-        return done
-
-
-def _answers(port: int, cafile: Path | None = None) -> bool:
-    return wait_until_answering("127.0.0.1", port, 0.5, cafile=cafile)
-
-
-def _blob_endpoint_of(connection: str) -> str:
-    """The ``BlobEndpoint`` of a connection string ("" when it names none)."""
-    for part in connection.split(";"):
-        name, _, value = part.partition("=")
-        if name.strip().lower() == "blobendpoint":
-            return value.strip()
-    return ""
