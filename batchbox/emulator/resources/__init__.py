@@ -9,14 +9,14 @@ from __future__ import annotations
 from batchbox.emulator.resources.common import check_id
 from batchbox.emulator.resources.guards import check_job_updatable
 from batchbox.emulator.resources.jobs import apply_job_patch, apply_job_replace, build_job
-from batchbox.emulator.resources.pools import (
-    DEFAULT_MAX_NODES,
+from batchbox.emulator.resources.pool_fields import DEFAULT_MAX_NODES
+from batchbox.emulator.resources.pool_updates import (
     apply_pool_patch,
     apply_pool_replace,
     apply_resize,
     apply_stop_resize,
-    build_pool,
 )
+from batchbox.emulator.resources.pools import build_pool
 from batchbox.emulator.resources.tasks import (
     MAX_TASKS_PER_COLLECTION,
     apply_task_update,

@@ -28,7 +28,8 @@ from batchbox.emulator.errors import BatchError
 from batchbox.emulator.resources.auto_pools import AUTO_POOL_SECRET, auto_pool_body
 from batchbox.emulator.resources.containers import ValidationContext
 from batchbox.emulator.resources.pool_checks import pool_rules_of
-from batchbox.emulator.resources.pools import DEFAULT_MAX_NODES, build_pool
+from batchbox.emulator.resources.pool_fields import DEFAULT_MAX_NODES
+from batchbox.emulator.resources.pools import build_pool
 from batchbox.emulator.runtime.operations.jobs import JobOperations
 from batchbox.emulator.runtime.operations.pools import PoolOperations
 from batchbox.emulator.runtime.schedules import ScheduleRunner

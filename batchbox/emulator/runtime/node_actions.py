@@ -26,7 +26,8 @@ from collections.abc import Awaitable, Callable
 
 from batchbox.emulator.clock import now_iso
 from batchbox.emulator.runtime.model import TASK_KINDS, NodeRuntime
-from batchbox.emulator.runtime.nodes import DRAIN_POLL, WAITING_OPTIONS, NodeLifecycle
+from batchbox.emulator.runtime.node_containers import DRAIN_POLL, WAITING_OPTIONS
+from batchbox.emulator.runtime.nodes import NodeLifecycle
 
 __all__ = ["PREEMPTED_LINGER", "NodeActions"]
 
@@ -131,7 +132,7 @@ class NodeActions:
             pool = self.sched.pools.get(node.pool_key)
             if pool is None:
                 return
-            sizing = await self.lifecycle.sizing(pool)
+            sizing = await self.lifecycle.containers.sizing(pool)
             await asyncio.to_thread(self.driver.remove_node, node.node_id)
             node.container_id = await asyncio.to_thread(
                 self.driver.create_node,
@@ -207,7 +208,7 @@ class NodeActions:
             try:
                 await asyncio.to_thread(self.driver.remove_node, node.node_id)
                 await asyncio.sleep(PREEMPTED_LINGER)
-                await self.lifecycle.discard(node)
+                await self.lifecycle.containers.discard(node)
             finally:
                 self.busy.discard(node.node_id)
 

@@ -22,7 +22,8 @@ from batchbox.emulator.resources.multi_instance import instance_count
 from batchbox.emulator.runtime.dependencies import dependency_action
 from batchbox.emulator.runtime.documents import DEFAULT_TERMINATE_REASON
 from batchbox.emulator.runtime.model import Assignment, JobRuntime, NodeRuntime, PoolRuntime, task_assignment_id
-from batchbox.emulator.runtime.nodes import NodeLifecycle, pool_settings
+from batchbox.emulator.runtime.nodes import NodeLifecycle
+from batchbox.emulator.runtime.pool_allocation import pool_settings
 from batchbox.emulator.runtime.ports import NodeContainer
 
 __all__ = ["restore"]

@@ -19,7 +19,7 @@ from batchbox.emulator.config import EmulatorConfig
 from batchbox.emulator.runtime.documents import exit_code_failure, is_retryable, parse_exit_code, parse_failure_info
 from batchbox.emulator.runtime.environment import start_task_assignment, start_task_assignment_id
 from batchbox.emulator.runtime.model import Assignment, NodeRuntime
-from batchbox.emulator.runtime.nodes import pool_settings
+from batchbox.emulator.runtime.pool_allocation import pool_settings
 from batchbox.emulator.runtime.scheduler import Scheduler
 from batchbox.emulator.runtime.transitions import Transitions
 

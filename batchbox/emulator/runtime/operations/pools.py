@@ -11,7 +11,7 @@ from batchbox.emulator.errors import not_found, resource_exists
 from batchbox.emulator.resources.autoscale import check_not_autoscaling
 from batchbox.emulator.resources.guards import check_pool_not_deleting, check_pool_steady
 from batchbox.emulator.resources.nodes import RemoveNodes
-from batchbox.emulator.resources.pools import apply_stop_resize
+from batchbox.emulator.resources.pool_updates import apply_stop_resize
 from batchbox.emulator.runtime.autoscale import AutoScaler
 from batchbox.emulator.runtime.documents import pool_deleting
 from batchbox.emulator.runtime.nodes import NodeLifecycle
