@@ -209,7 +209,11 @@ def node_containers(client: docker.DockerClient, instance_label: str) -> list[An
     """
     for _ in range(5):
         try:
-            return list(client.containers.list(all=True, filters={"label": f"batchbox.emulator={instance_label}"}))
+            return list(
+                client.containers.list(
+                    all=True, ignore_removed=True, filters={"label": f"batchbox.emulator={instance_label}"}
+                )
+            )
         except docker.errors.NotFound:
             time.sleep(0.1)
     listed = client.api.containers(all=True, filters={"label": f"batchbox.emulator={instance_label}"})

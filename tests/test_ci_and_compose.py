@@ -166,13 +166,15 @@ def test_emulator_entrypoint_runs_the_agent_from_the_state_directory(tmp_path: P
             time.sleep(0.2)
         assert client.get_task("j", "t").execution_info.exit_code == 0
         client.close()
-        (node,) = engine.containers.list(filters={"label": f"batchbox.emulator={label}"})
+        (node,) = engine.containers.list(ignore_removed=True, filters={"label": f"batchbox.emulator={label}"})
         mounts = {mount["Destination"]: mount["Source"] for mount in node.attrs["Mounts"]}
         assert mounts[AGENT_MOUNT] == str(state / "agent" / "batchbox" / "node")
         assert Path(mounts["/mnt/batch/tasks"]).is_relative_to(state)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(30)
-        for container in engine.containers.list(all=True, filters={"label": f"batchbox.emulator={label}"}):
+        for container in engine.containers.list(
+            all=True, ignore_removed=True, filters={"label": f"batchbox.emulator={label}"}
+        ):
             container.remove(force=True)
         engine.close()

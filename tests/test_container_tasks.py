@@ -88,7 +88,7 @@ def settings(image: str, **extra: Any) -> m.BatchTaskContainerSettings:
 
 def task_containers(docker_client: docker.DockerClient, emulator: EmulatorProcess) -> list[Any]:
     labels = [f"batchbox.emulator={emulator.instance_label}", "batchbox.role=task"]
-    return list(docker_client.containers.list(all=True, filters={"label": labels}))
+    return list(docker_client.containers.list(all=True, ignore_removed=True, filters={"label": labels}))
 
 
 def running_task(client: BatchClient, job_id: str, task_id: str) -> m.BatchTask:

@@ -98,7 +98,7 @@ class EntraStack:
 
     def node_containers(self, docker_client: docker.DockerClient) -> list[Any]:
         label = f"batchbox.emulator={self.local.instance_label}"
-        return list(docker_client.containers.list(all=True, filters={"label": label}))
+        return list(docker_client.containers.list(all=True, ignore_removed=True, filters={"label": label}))
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +162,7 @@ def stack(
             timeout=120,
         )
         for container in docker_client.containers.list(
-            all=True, filters={"label": f"batchbox.emulator={local.instance_label}"}
+            all=True, ignore_removed=True, filters={"label": f"batchbox.emulator={local.instance_label}"}
         ):
             with contextlib.suppress(docker.errors.APIError):
                 container.remove(force=True)

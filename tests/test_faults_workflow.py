@@ -379,7 +379,9 @@ def test_nodes_that_fail_their_start_task_end_the_run_with_their_states_and_erro
         )
         backend.storage.delete_container(workload.containers().application)
         label = f"batchbox.emulator={stack.emulator.instance_label}"
-        for container in docker_client.containers.list(filters={"label": [label, f"batchbox.pool={workload.pool_id}"]}):
+        for container in docker_client.containers.list(
+            ignore_removed=True, filters={"label": [label, f"batchbox.pool={workload.pool_id}"]}
+        ):
             container.kill()
 
     reporter = Recorder(on_step={"monitor": break_the_pool})

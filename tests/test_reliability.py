@@ -156,7 +156,7 @@ class CliStack:
         for process in self.restarted:
             process.stop()
         for container in docker_client.containers.list(
-            all=True, filters={"label": f"batchbox.emulator={self.local.instance_label}"}
+            all=True, ignore_removed=True, filters={"label": f"batchbox.emulator={self.local.instance_label}"}
         ):
             with contextlib.suppress(docker.errors.APIError):
                 container.remove(force=True)
@@ -763,7 +763,9 @@ def test_unreachable_service_at_start_is_one_line_and_creates_nothing(
     assert not stack.local.emulator_status().running
     assert case == "azurite-port-taken" or not stack.local.azurite_status().running
     assert (
-        docker_client.containers.list(all=True, filters={"label": f"batchbox.emulator={stack.local.instance_label}"})
+        docker_client.containers.list(
+            all=True, ignore_removed=True, filters={"label": f"batchbox.emulator={stack.local.instance_label}"}
+        )
         == []
     )
     assert not (tmp_path / "out").exists()

@@ -128,7 +128,9 @@ class SecuredStack:
 
     def node_containers(self, docker_client: docker.DockerClient) -> list[Any]:
         return list(
-            docker_client.containers.list(all=True, filters={"label": f"batchbox.emulator={self.local.instance_label}"})
+            docker_client.containers.list(
+                all=True, ignore_removed=True, filters={"label": f"batchbox.emulator={self.local.instance_label}"}
+            )
         )
 
 

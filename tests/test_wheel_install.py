@@ -99,7 +99,9 @@ def test_installed_tool_runs_a_task_end_to_end(installed_wheel: InstalledWheel, 
     # The node agent the node container runs is the installed package's, not a checkout's.
     client = docker.from_env()
     try:
-        containers = client.containers.list(all=True, filters={"label": "batchbox.pool=wheel-shout-pool"})
+        containers = client.containers.list(
+            all=True, ignore_removed=True, filters={"label": "batchbox.pool=wheel-shout-pool"}
+        )
         assert containers, "the kept pool has no node container"
         mounts = {m["Destination"]: m["Source"] for m in containers[0].attrs["Mounts"]}
     finally:

@@ -227,7 +227,7 @@ def remove_containers(
             done.append("removed the Azurite container")
         if nodes:
             label = f"batchbox.emulator={instance_label}"
-            for node in client.containers.list(all=True, filters={"label": label}):
+            for node in client.containers.list(all=True, ignore_removed=True, filters={"label": label}):
                 node.remove(force=True)
                 done.append(f"removed node container {node.name}")
     finally:
