@@ -17,6 +17,7 @@ from azure.core.exceptions import ResourceNotFoundError
 
 from tests.fixtures.emulator import EmulatorProcess, running_emulator
 from tests.job_helpers import VM, error_code, gone, stdout_of, task_of, terminate, unique, wait_for, wait_state
+from tests.portal_helpers import portal_session
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
 
@@ -80,7 +81,9 @@ def _pool_gone(client: BatchClient, pool_id: str) -> None:
     wait_for(f"auto pool {pool_id} deleted", lambda: gone(lambda: client.get_pool(pool_id)), timeout=120)
 
 
-def test_job_auto_pool_runs_the_task_and_is_deleted_when_the_job_ends(client: BatchClient) -> None:
+def test_job_auto_pool_runs_the_task_and_is_deleted_when_the_job_ends(
+    client: BatchClient, fast_emulator: EmulatorProcess
+) -> None:
     job_id = unique("apjob")
     client.create_job(
         m.BatchJobCreateOptions(id=job_id, pool_info=_auto_pool(m.BatchPoolLifetimeOption.JOB, prefix="apjob"))
@@ -92,6 +95,11 @@ def test_job_auto_pool_runs_the_task_and_is_deleted_when_the_job_ends(client: Ba
     assert job.pool_info.pool_id is None
     assert job.pool_info.auto_pool_specification.pool_lifetime_option == m.BatchPoolLifetimeOption.JOB
     assert job.pool_info.auto_pool_specification.pool.task_slots_per_node == 1
+    portal = portal_session(fast_emulator)
+    try:
+        assert portal.get(f"/portal/api/jobs/{job_id}").json()["job"]["poolId"] == pool_id
+    finally:
+        portal.close()
 
     client.create_task(
         job_id, m.BatchTaskCreateOptions(id="hello", command_line="/bin/sh -c 'echo on $AZ_BATCH_POOL_ID'")

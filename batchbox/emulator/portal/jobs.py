@@ -36,12 +36,13 @@ _COUNT_NAMES = ("active", "running", "completed", "succeeded", "failed")
 
 
 def job_summary(doc: Mapping[str, Any], counts: Mapping[str, Any]) -> Doc:
-    """What the page shows of a job: state, pool, times, end reason and its task counts."""
+    """What the page shows of a job: state, pool (its auto pool once made), times, end reason and its task counts."""
     summary = pick(doc, *_JOB_FIELDS)
     pool_info = doc.get("poolInfo")
     summary["poolId"] = pool_info.get("poolId") if isinstance(pool_info, Mapping) else None
     info = doc.get("executionInfo")
     if isinstance(info, Mapping):
+        summary["poolId"] = summary["poolId"] or info.get("poolId")
         summary.update(pick(info, "startTime", "endTime", "terminateReason"))
         if isinstance(info.get("schedulingError"), Mapping):
             summary["schedulingError"] = masked_doc(dict(info["schedulingError"]))
