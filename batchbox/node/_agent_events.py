@@ -1,4 +1,5 @@
-"""The agent's outbox: events waiting for the emulator's acknowledgement, in the order they happened.
+"""The events the agent reports: a run's ``started`` and ``completed`` events, and the outbox that holds events
+until the emulator acknowledges them, in the order they happened.
 
 Stdlib only, Python >= 3.9.
 """
@@ -8,9 +9,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from typing import Any
 
-__all__ = ["MAX_BATCH", "MAX_REFUSALS", "STARTED_LINGER", "EventQueue"]
+from batchbox.node._agent_common import FailureInfo, utc_now
+
+__all__ = ["MAX_BATCH", "MAX_REFUSALS", "STARTED_LINGER", "EventQueue", "completed_event", "started_event"]
 
 MAX_REFUSALS = 10
 """An event the emulator answers without acknowledging this many times is dropped (and logged)."""
@@ -21,6 +25,30 @@ STARTED_LINGER = 0.05
 ``completed`` travel in one request (the emulator needs no ``started`` to mark a task running)."""
 
 log = logging.getLogger("batchbox.agent")
+
+
+def started_event(assignment_id: str, time_: str | None = None) -> dict[str, Any]:
+    """A ``started`` event for ``assignment_id``."""
+    return {"eventId": str(uuid.uuid4()), "type": "started", "assignmentId": assignment_id, "time": time_ or utc_now()}
+
+
+def completed_event(
+    assignment_id: str, start_time: str, exit_code: int | None, failure: FailureInfo | None
+) -> dict[str, Any]:
+    """A ``completed`` event; ``result`` is success only for exit code 0 without failureInfo."""
+    end_time = utc_now()
+    result = "success" if exit_code == 0 and failure is None else "failure"
+    return {
+        "eventId": str(uuid.uuid4()),
+        "type": "completed",
+        "assignmentId": assignment_id,
+        "time": end_time,
+        "exitCode": exit_code,
+        "startTime": start_time,
+        "endTime": end_time,
+        "result": result,
+        "failureInfo": failure,
+    }
 
 
 class EventQueue:

@@ -37,7 +37,8 @@ from batchbox.node._agent_container import ContainerTasks
 from batchbox.node._agent_events import STARTED_LINGER, EventQueue
 from batchbox.node._agent_http import AgentClient, Backoff, NodeApi, ServerUnreachable
 from batchbox.node._agent_packages import PackageInstaller
-from batchbox.node._agent_runner import TaskControl, run_assignment
+from batchbox.node._agent_process import TaskControl
+from batchbox.node._agent_runner import run_assignment
 from batchbox.node._agent_state import load_completed_start_task, save_completed_start_task
 from batchbox.node._agent_tls import trust_in_node
 from batchbox.node._node_users import ensure_accounts
