@@ -1,8 +1,8 @@
 """The batchbox node agent: the main process of every node container (``python3 -u agent.py``).
 
 It registers with the emulator, runs the pool's start task, keeps one long poll outstanding for work, runs each
-assignment in its own thread (see ``_agent_runner.run_assignment``) and reports ``started``/``completed`` events
-as they happen. The protocol is the node-agent API of docs/emulator-design.md.
+assignment in its own thread (see ``_agent_assignments``; one run is ``_agent_runner.run_assignment``) and reports
+``started``/``completed`` events as they happen. The protocol is the node-agent API of docs/emulator-design.md.
 
 Environment: ``BATCHBOX_AGENT_URL``, ``BATCHBOX_NODE_ID``, ``BATCHBOX_NODE_SECRET`` and ``BATCHBOX_NODE_ROOT``
 (default ``/mnt/batch/tasks``); with an emulator serving TLS, ``BATCHBOX_CA_FILE`` (see ``_agent_tls``). The log
@@ -31,15 +31,14 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+from batchbox.node._agent_assignments import Assignments
 from batchbox.node._agent_cleanup import remove_directories
-from batchbox.node._agent_common import FAILURE_EXIT_CODE, setup_logging
+from batchbox.node._agent_common import setup_logging
 from batchbox.node._agent_container import ContainerTasks
 from batchbox.node._agent_events import STARTED_LINGER, EventQueue
 from batchbox.node._agent_http import AgentClient, Backoff, NodeApi, ServerUnreachable
 from batchbox.node._agent_packages import PackageInstaller
-from batchbox.node._agent_process import TaskControl
 from batchbox.node._agent_runner import run_assignment
-from batchbox.node._agent_state import load_completed_start_task, save_completed_start_task
 from batchbox.node._agent_tls import trust_in_node
 from batchbox.node._node_users import ensure_accounts
 
@@ -107,16 +106,8 @@ class _Refused(Exception):
         self.status = status
 
 
-class _Active:
-    """An assignment the emulator must still hear about: running, or its completed event not yet acknowledged."""
-
-    def __init__(self) -> None:
-        self.control = TaskControl()
-        self.completed_event_id: str | None = None
-
-
 class Agent:
-    """The agent's threads and shared state.
+    """The agent's threads, its connection state with the emulator and the node's :class:`Assignments`.
 
     Args:
         config: the agent's settings.
@@ -128,31 +119,13 @@ class Agent:
         api = NodeApi(config.agent_url, config.node_id, config.secret)
         self.containers = ContainerTasks(api)
         self.packages = PackageInstaller(api, config.node_root)
-        self._lock = threading.Lock()
-        self._active: dict[str, _Active] = {}
         self._register_lock = threading.Lock()
         self._needs_register = True
         self._unreachable = False
         self._poll_wait = 20.0
         self._stopping = threading.Event()
         self._reporter_wake = threading.Event()
-        self._start_task_state = "none"
-        self._start_task_control = TaskControl()
-        self._start_task_id: str | None = None
-        recorded = load_completed_start_task(config.node_root)
-        if recorded is not None:
-            self._start_task_state = "completed"
-            self._start_task_id = recorded.get("assignmentId")
-
-    @property
-    def start_task_state(self) -> str:
-        """``none``, ``running`` or ``completed``."""
-        return self._start_task_state
-
-    def running_ids(self) -> list[str]:
-        """Assignments running, or finished but whose completed event is not acknowledged yet."""
-        with self._lock:
-            return sorted(self._active)
+        self.assignments = Assignments(config.node_root, self.events, self.containers, self.packages, self._stopping)
 
     # -- talking to the emulator -------------------------------------------------------------------------------
 
@@ -169,8 +142,8 @@ class Agent:
                 return
             body = {
                 "agentVersion": AGENT_VERSION,
-                "running": self.running_ids(),
-                "startTaskState": self._start_task_state,
+                "running": self.assignments.running_ids(),
+                "startTaskState": self.assignments.start_task_state,
             }
             status, answer = client.post(self._path("register"), body)
             self._answered()
@@ -181,7 +154,7 @@ class Agent:
             log.info(
                 "registered with the emulator (running: %d, start task: %s)",
                 len(body["running"]),
-                self._start_task_state,
+                self.assignments.start_task_state,
             )
             accounts = answer.get("userAccounts")
             if isinstance(accounts, list):
@@ -189,7 +162,7 @@ class Agent:
                     log.warning("pool user account not created: %s", problem)
             start_task = answer.get("startTask")
             if isinstance(start_task, dict):
-                self._start_start_task(start_task)
+                self.assignments.start_start_task(start_task)
         self._reporter_wake.set()
 
     def _lost(self, where: str, exc: Exception) -> None:
@@ -214,104 +187,16 @@ class Agent:
 
     def _handle_work(self, answer: Mapping[str, Any]) -> None:
         for assignment_id in answer.get("cancel") or []:
-            self.cancel(str(assignment_id))
+            self.assignments.cancel(str(assignment_id))
         for assignment in answer.get("assignments") or []:
             if isinstance(assignment, dict):
-                self.start(assignment)
+                self.assignments.start(assignment)
         removals = answer.get("remove")
         if isinstance(removals, list) and removals:
             remove_directories(self.config.node_root, removals)
         if answer.get("shutdown"):
             log.info("the emulator asked this node to shut down")
             self.stop(cancel_tasks=True)
-
-    # -- assignments -------------------------------------------------------------------------------------------
-
-    def start(self, assignment: dict[str, Any]) -> None:
-        """Run an assignment in its own thread (a duplicate of a known one is ignored)."""
-        assignment_id = str(assignment.get("assignmentId"))
-        if assignment.get("kind") == "starttask":
-            self._start_start_task(assignment)
-            return
-        with self._lock:
-            if assignment_id in self._active or self._stopping.is_set():
-                log.info("ignoring assignment %s: already known or stopping", assignment_id)
-                return
-            active = self._active[assignment_id] = _Active()
-        threading.Thread(
-            target=self._run_task, args=(assignment, active), name=f"task {assignment_id}", daemon=True
-        ).start()
-
-    def _run_task(self, assignment: dict[str, Any], active: _Active) -> None:
-        log.debug("assignment %s started", assignment.get("assignmentId"))
-        event = run_assignment(
-            assignment,
-            self.config.node_root,
-            emit=self.events.put,
-            control=active.control,
-            containers=self.containers,
-            packages=self.packages,
-        )
-        with self._lock:
-            active.completed_event_id = event["eventId"]
-            self.events.put(event)
-
-    def cancel(self, assignment_id: str) -> None:
-        """Kill an assignment's processes; its completed event follows as usual."""
-        with self._lock:
-            active = self._active.get(assignment_id)
-        if active is not None:
-            log.info("cancelling assignment %s", assignment_id)
-            active.control.cancel()
-        elif assignment_id == self._start_task_id and self._start_task_state == "running":
-            self._start_task_control.cancel()
-
-    def _start_start_task(self, assignment: dict[str, Any]) -> None:
-        """Run the start task unless it is running or completed already."""
-        with self._lock:
-            if self._start_task_state != "none":
-                return
-            self._start_task_state = "running"
-            self._start_task_id = str(assignment.get("assignmentId"))
-            self._start_task_control = TaskControl()
-        threading.Thread(target=self._run_start_task, args=(assignment,), name="start task", daemon=True).start()
-
-    def _run_start_task(self, assignment: dict[str, Any]) -> None:
-        retries = int(assignment.get("maxTaskRetryCount") or 0)
-        attempt = 0
-        while True:
-            log.info("start task %s attempt %d", self._start_task_id, attempt)
-            event = run_assignment(
-                {**assignment, "attempt": attempt},
-                self.config.node_root,
-                emit=self.events.put,
-                control=self._start_task_control,
-                containers=self.containers,
-                packages=self.packages,
-            )
-            self.events.put(event)
-            failure = event.get("failureInfo") or {}
-            retry = failure.get("code") == FAILURE_EXIT_CODE and (retries < 0 or attempt < retries)
-            if not retry or self._stopping.is_set() or self._start_task_control.cancelled:
-                break
-            attempt += 1
-        try:
-            save_completed_start_task(self.config.node_root, self._start_task_id, event["result"], event["exitCode"])
-        except OSError as exc:
-            log.error("cannot record the start task's completion under %s: %s", self.config.node_root, exc)
-        self._start_task_state = "completed"
-
-    def _task_running(self) -> bool:
-        with self._lock:
-            return any(active.completed_event_id is None for active in self._active.values())
-
-    def _acknowledged(self, removed: list[dict[str, Any]]) -> None:
-        done = {event["assignmentId"] for event in removed if event["type"] == "completed"}
-        with self._lock:
-            for assignment_id in done:
-                active = self._active.get(assignment_id)
-                if active is not None and active.completed_event_id is not None:
-                    del self._active[assignment_id]
 
     # -- threads -----------------------------------------------------------------------------------------------
 
@@ -324,7 +209,9 @@ class Agent:
                 self._ensure_registered(client)
                 wait = self._poll_wait
                 status, answer = client.post(
-                    f"{self._path('poll')}?wait={wait:g}", {"running": self.running_ids()}, timeout=wait + 30.0
+                    f"{self._path('poll')}?wait={wait:g}",
+                    {"running": self.assignments.running_ids()},
+                    timeout=wait + 30.0,
                 )
             except ServerUnreachable as exc:
                 self._lost("poll", exc)
@@ -355,7 +242,7 @@ class Agent:
         client = self._client()
         backoff = Backoff()
         # Order matters: a task's completed event is queued before it stops counting as running.
-        while not (self._stopping.is_set() and not self._task_running() and len(self.events) == 0):
+        while not (self._stopping.is_set() and not self.assignments.task_running() and len(self.events) == 0):
             batch = self.events.peek(0.5, linger=0.0 if self._stopping.is_set() else STARTED_LINGER)
             if not batch:
                 continue
@@ -373,7 +260,7 @@ class Agent:
             self._answered()
             if status == 200 and isinstance(answer, dict):
                 backoff.reset()
-                self._acknowledged(self.events.settle(batch, {str(i) for i in answer.get("ack") or []}))
+                self.assignments.acknowledged(self.events.settle(batch, {str(i) for i in answer.get("ack") or []}))
                 self._handle_work(answer)
             elif status in (401, 403):
                 self._refused("events", status)
@@ -388,11 +275,7 @@ class Agent:
         self._stopping.set()
         self._reporter_wake.set()
         if cancel_tasks:
-            with self._lock:
-                actives = list(self._active.values())
-            for active in actives:
-                active.control.cancel()
-            self._start_task_control.cancel()
+            self.assignments.cancel_all()
 
     def run(self, drain_timeout: float = 5.0) -> int:
         """Run the poll and report threads until :meth:`stop`; give the reporter ``drain_timeout`` s to finish."""
