@@ -34,7 +34,7 @@ class Launch(Protocol):
 
 
 class InstanceControl(Protocol):
-    """What an instance needs of its assignment's ``TaskControl`` (see ``_agent_runner``)."""
+    """What an instance needs of its assignment's ``TaskControl`` (see ``_agent_process``)."""
 
     cancelled: bool
 

@@ -1,11 +1,12 @@
 """One run of a task as a local process: its directories, ``AZ_BATCH_*`` environment, resource files, the process
 with its wall-clock limit, and its output files.
 
-The rules are the node agent's (:mod:`batchbox.node._agent_runner`): the command line is split like a shell
-would but not run by one; a missing program is exit code 127 (``CommandProgramNotFound``), one that cannot be
-executed 126 (``CommandLaunchFailed``); a process killed by signal N reports 128 + N; a non-zero exit code fails
-with ``FailureExitCode``; the wall-clock limit (counted from the start of the run, downloads included) kills the
-process group and fails with ``TaskEnded``; output files are uploaded only when the process ran.
+The rules are the node agent's (:mod:`batchbox.node._agent_runner`, :mod:`batchbox.node._agent_process`): the
+command line is split like a shell would but not run by one; a missing program is exit code 127
+(``CommandProgramNotFound``), one that cannot be executed 126 (``CommandLaunchFailed``); a process killed by signal
+N reports 128 + N; a non-zero exit code fails with ``FailureExitCode``; the wall-clock limit (counted from the start
+of the run, downloads included) kills the process group and fails with ``TaskEnded``; output files are uploaded
+only when the process ran.
 """
 
 from __future__ import annotations
