@@ -152,3 +152,34 @@ def test_a_schema_1_state_is_sealed_in_place_and_its_plain_pages_are_gone(tmp_pa
         assert b"sig=" not in raw and SECRET.encode() not in raw
     finally:
         store.close()
+
+
+def test_subtasks_are_sealed_kept_across_a_reopen_and_go_with_their_job(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    store = Store(db, _sealer())
+    failure = {"category": "usererror", "code": "FailureExitCode", "message": f"fetch 'https://a/b?{SAS}' failed"}
+    subtasks = [
+        {"id": 1, "state": "completed", "exitCode": 0, "nodeInfo": {"nodeId": "tvm-1"}},
+        {"id": 2, "state": "completed", "exitCode": 7, "failureInfo": failure, "nodeInfo": {"nodeId": "tvm-2"}},
+    ]
+    try:
+        store.insert_job({"id": "Job", "state": "active"})
+        store.insert_tasks("job", [{"id": "MPI", "state": "completed"}, {"id": "other", "state": "completed"}])
+        store.put_subtasks("job", "MPI", [{"id": 1, "state": "running"}])
+        store.put_subtasks("JOB", "mpi", subtasks)  # the latest run's replace the earlier run's
+        store.put_subtasks("job", "other", subtasks[:1])
+        assert b"sig=" not in _raw_bytes(db) and b"FailureExitCode" not in _raw_bytes(db)
+    finally:
+        store.close()
+    store = Store(db, _sealer())
+    try:
+        assert store.get_subtasks("job", "mpi") == subtasks
+        store.delete_task("job", "mpi")
+        assert store.get_subtasks("job", "mpi") == subtasks, "kept until delete_subtasks: the delete's hooks read them"
+        store.delete_subtasks("job", "MPI")
+        assert store.get_subtasks("job", "mpi") == [] and store.get_subtasks("job", "other") == subtasks[:1]
+        store.delete_job("job")
+        assert store.get_subtasks("job", "other") == []
+        assert store.get_subtasks("nojob", "notask") == []
+    finally:
+        store.close()

@@ -11,7 +11,7 @@ One connection, used from the event-loop thread only; every call is short and sy
 * ``store_secrets.SecretRows``: secrets taken out of documents;
 * ``store_pools.PoolRows``: pools and their nodes;
 * ``store_jobs.JobRows``: jobs;
-* ``store_tasks.TaskRows``: tasks, their counts and the dispatch queue;
+* ``store_tasks.TaskRows``: tasks, their counts, the dispatch queue and the subtasks of multi-instance tasks;
 * ``store_schema``: the table layout and its upgrades.
 """
 

@@ -82,12 +82,13 @@ class JobRows(SecretRows):
         return doc
 
     def delete_job(self, job_id: str) -> None:
-        """Remove a job and all its tasks."""
+        """Remove a job and all its tasks (their subtasks too)."""
         key = job_id.lower()
         with self.transaction():
             self._conn.execute("DELETE FROM tasks WHERE job_key = ?", (key,))
             self._conn.execute("DELETE FROM task_counts WHERE job_key = ?", (key,))
             self._conn.execute("DELETE FROM jobs WHERE key = ?", (key,))
+            self._conn.execute("DELETE FROM subtasks WHERE job_key = ?", (key,))
             self.runs.delete_job(job_id)
             self.job_node_tasks.delete_job(job_id)
             self.delete_secrets(owned(job_owner(job_id), ""))

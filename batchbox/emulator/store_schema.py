@@ -6,6 +6,8 @@ Schema versions (``meta.schema_version``):
 2. Documents and node secrets sealed (:mod:`batchbox.emulator.sealing`).
 3. Task counts kept by triggers in ``task_counts``, and the dispatch queue as a partial index: the ``held``
    column marks active tasks that wait for the tasks they depend on.
+4. ``subtasks``: the subtask information of each multi-instance task's latest run (sealed), as
+   ``GET .../subtasksinfo`` lists it.
 
 **Task counts.** Three triggers on ``tasks`` add and subtract every inserted, deleted or changed row (its state,
 result or slots) to and from one row per job and bucket (``active``, ``running``, ``succeeded``, ``failed``) of
@@ -36,7 +38,7 @@ __all__ = [
     "refuse_newer_schema",
 ]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Version of the table layout, kept in ``meta.schema_version`` (see the module docstring)."""
 
 SEALED_TABLES = ("pools", "nodes", "jobs", "tasks")
@@ -51,7 +53,10 @@ class StoreError(RuntimeError):
     """The state database cannot be used (e.g. written by a newer batchbox)."""
 
 
-_TABLES = """
+_SUBTASKS_TABLE = """CREATE TABLE IF NOT EXISTS subtasks (
+    job_key TEXT NOT NULL, task_key TEXT NOT NULL, doc BLOB NOT NULL, PRIMARY KEY (job_key, task_key)) WITHOUT ROWID"""
+
+_TABLES = f"""
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS pools (
     key TEXT PRIMARY KEY, id TEXT NOT NULL, doc TEXT NOT NULL, etag TEXT NOT NULL, last_modified TEXT NOT NULL);
@@ -68,8 +73,10 @@ CREATE TABLE IF NOT EXISTS tasks (
     PRIMARY KEY (job_key, key));
 CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks (job_key, state, seq);
 CREATE INDEX IF NOT EXISTS tasks_by_seq ON tasks (job_key, seq);
+{_SUBTASKS_TABLE};
 """
-"""Tables and indexes as of version 3 (``held`` and what follows it are added to older databases by upgrades)."""
+"""Tables and indexes as of version 4 (``held``, ``subtasks`` and what follows them are added to older databases by
+upgrades)."""
 
 
 def _bucket(row: str) -> str:
@@ -152,7 +159,17 @@ def _count_and_queue(conn: sqlite3.Connection, _sealer: Sealer) -> None:
     )
 
 
-_UPGRADES: dict[int, Callable[[sqlite3.Connection, Sealer], None]] = {1: _seal_plain_rows, 2: _count_and_queue}
+def _subtasks_table(conn: sqlite3.Connection, _sealer: Sealer) -> None:
+    """3 -> 4: the (empty) ``subtasks`` table: runs of multi-instance tasks before it kept their subtasks in memory
+    only."""
+    conn.execute(_SUBTASKS_TABLE)
+
+
+_UPGRADES: dict[int, Callable[[sqlite3.Connection, Sealer], None]] = {
+    1: _seal_plain_rows,
+    2: _count_and_queue,
+    3: _subtasks_table,
+}
 """The upgrade from each version to the next."""
 
 

@@ -3,6 +3,7 @@
 A task row keeps the task's document and, as plain columns, its state, result, required slots, eTag and
 lastModified, a sequence number (insertion order, the cursor of paged listings) and ``held``. The database keeps
 each job's task counts itself and indexes its queue (``store_schema``), so neither costs a scan or any memory.
+A multi-instance task's subtask information (``subtasksinfo``) is one sealed row of the ``subtasks`` table.
 """
 
 from __future__ import annotations
@@ -142,11 +143,40 @@ class TaskRows(SecretRows):
             )
 
     def delete_task(self, job_id: str, task_id: str) -> None:
-        """Remove a task and the history of its runs."""
+        """Remove a task and the history of its runs (a multi-instance task's subtasks stay until
+        :meth:`delete_subtasks`: the hooks of the delete read them first)."""
         with self.transaction():
             self._conn.execute("DELETE FROM tasks WHERE job_key = ? AND key = ?", (job_id.lower(), task_id.lower()))
             self.runs.delete_task(job_id, task_id)
             self.delete_secrets(owned(task_owner(job_id, task_id), ""))
+
+    # -- subtasks of multi-instance tasks ------------------------------------------------------------------
+
+    def put_subtasks(self, job_id: str, task_id: str, subtasks: list[dict[str, Any]]) -> None:
+        """Keep the subtask information of a multi-instance task's run, as ``subtasksinfo`` lists it (replacing
+        what an earlier run left)."""
+        sealed = self._dump("subtasks", {"subtasks": subtasks})
+        with self.transaction():
+            self._conn.execute(
+                "INSERT INTO subtasks (job_key, task_key, doc) VALUES (?, ?, ?) "
+                "ON CONFLICT (job_key, task_key) DO UPDATE SET doc = excluded.doc",
+                (job_id.lower(), task_id.lower(), sealed),
+            )
+
+    def get_subtasks(self, job_id: str, task_id: str) -> list[dict[str, Any]]:
+        """The subtask information kept for the task (empty when none is)."""
+        doc = self._fetch_doc(
+            "subtasks", "SELECT doc FROM subtasks WHERE job_key = ? AND task_key = ?", job_id.lower(), task_id.lower()
+        )
+        subtasks = doc.get("subtasks") if doc is not None else None
+        return [info for info in subtasks if isinstance(info, dict)] if isinstance(subtasks, list) else []
+
+    def delete_subtasks(self, job_id: str, task_id: str) -> None:
+        """Forget the subtask information kept for the task."""
+        with self.transaction():
+            self._conn.execute(
+                "DELETE FROM subtasks WHERE job_key = ? AND task_key = ?", (job_id.lower(), task_id.lower())
+            )
 
     def list_tasks(
         self,
