@@ -1,12 +1,13 @@
 """Multi-instance tasks on a real emulator with real node containers, driven by the 15.x SDK: the coordination
 command on every node and the application command on the primary, the multi-instance variables, common resource
-files in the task's shared directory, subtasks, gang scheduling, failures, a lost node, restarts and the refused
-combinations."""
+files in the task's shared directory, subtasks (kept across restarts, gone with their task or job), gang scheduling,
+failures, a lost node, restarts and the refused combinations."""
 
 from __future__ import annotations
 
 import functools
 import http.server
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -291,6 +292,95 @@ def test_an_emulator_restart_requeues_a_running_multi_instance_task_without_hold
     task_of(client, job_id, "across", m.BatchTaskState.RUNNING, timeout=120)  # on all three nodes again
     client.terminate_task(job_id, "across")
     task_of(client, job_id, "across", m.BatchTaskState.COMPLETED)
+    _all_idle(client, mpi_pool, 3)
+
+
+# ------------------------------------------------------------------------------------------- kept subtasks
+def _kept_subtask_rows(emulator: EmulatorProcess, job_id: str, task_id: str | None = None) -> int:
+    """Rows of the state database's ``subtasks`` table for the job (and task), read beside the running emulator."""
+    db = sqlite3.connect(f"file:{emulator.state_dir / 'state.db'}?mode=ro", uri=True)
+    try:
+        sql, params = "SELECT COUNT(*) FROM subtasks WHERE job_key = ?", [job_id.lower()]
+        if task_id is not None:
+            sql, params = f"{sql} AND task_key = ?", [*params, task_id.lower()]
+        return int(db.execute(sql, params).fetchone()[0])
+    finally:
+        db.close()
+
+
+def _subtask_dirs(emulator: EmulatorProcess, subtasks: list[m.BatchSubtask]) -> list[Path]:
+    """Each subtask's copy of the task directory, on its node's filesystem under the state directory."""
+    return [
+        Path(emulator.state_dir) / "nodes" / s.node_info.node_id / s.node_info.task_root_directory for s in subtasks
+    ]
+
+
+def _sorted_subtasks(client: BatchClient, job_id: str, task_id: str) -> list[m.BatchSubtask]:
+    return sorted(client.list_subtasks(job_id, task_id), key=lambda s: s.id)
+
+
+def _stays_active(client: BatchClient, job_id: str, task_id: str) -> None:
+    """Add ``task_id`` again as a task needing more nodes than the pool has: it stays active, never runs."""
+    client.create_task(
+        job_id,
+        m.BatchTaskCreateOptions(id=task_id, command_line="/bin/true", multi_instance_settings=_settings(4, "x")),
+    )
+    assert client.get_task(job_id, task_id).state == m.BatchTaskState.ACTIVE
+
+
+def test_subtasks_outlive_a_restart_and_go_with_their_task_or_job(
+    emulator: EmulatorProcess, client: BatchClient, mpi_pool: str
+) -> None:
+    _all_idle(client, mpi_pool, 3)
+    job_id = add_job(client, mpi_pool)
+    client.create_task(
+        job_id,
+        m.BatchTaskCreateOptions(
+            id="done",
+            command_line=_sh("exit 3"),
+            multi_instance_settings=_settings(3, _sh('echo "$AZ_BATCH_NODE_ID" > "$AZ_BATCH_TASK_SHARED_DIR/mark"')),
+        ),
+    )
+    task_of(client, job_id, "done", m.BatchTaskState.COMPLETED)
+    coordination = _sh('test "$AZ_BATCH_IS_CURRENT_NODE_MASTER" = true || exit 7')
+    client.create_task(
+        job_id,
+        m.BatchTaskCreateOptions(
+            id="broken", command_line="/bin/true", multi_instance_settings=_settings(2, coordination)
+        ),
+    )
+    task_of(client, job_id, "broken", m.BatchTaskState.COMPLETED)
+    before = {task_id: _sorted_subtasks(client, job_id, task_id) for task_id in ("done", "broken")}
+    assert [(s.id, s.state, s.exit_code, s.result) for s in before["done"]] == [
+        (1, m.BatchSubtaskState.COMPLETED, 0, m.BatchTaskExecutionResult.SUCCESS),
+        (2, m.BatchSubtaskState.COMPLETED, 0, m.BatchTaskExecutionResult.SUCCESS),
+    ]
+    (failed,) = before["broken"]
+    assert (failed.exit_code, failed.failure_info.code) == (7, "FailureExitCode")
+    assert _kept_subtask_rows(emulator, job_id) == 2
+
+    emulator.restart()
+    for task_id, subtasks in before.items():
+        after = _sorted_subtasks(client, job_id, task_id)
+        assert [s.as_dict() for s in after] == [s.as_dict() for s in subtasks], task_id
+
+    client.delete_task(job_id, "done")
+    assert _kept_subtask_rows(emulator, job_id, "done") == 0
+    assert _kept_subtask_rows(emulator, job_id, "broken") == 1
+    _stays_active(client, job_id, "done")
+    assert list(client.list_subtasks(job_id, "done")) == [], "a new task of the same id lists nothing of the old one"
+
+    kept_dirs = _subtask_dirs(emulator, before["broken"])
+    assert all(path.is_dir() for path in kept_dirs)
+    kept_dirs += _subtask_dirs(emulator, before["done"])
+    client.begin_delete_job(job_id, polling_interval=1).result()
+    wait_for("the job deleted", lambda: job_id not in {j.id for j in client.list_jobs()})
+    assert _kept_subtask_rows(emulator, job_id) == 0
+    wait_for("every subtask's directory removed with the job", lambda: not any(p.exists() for p in kept_dirs))
+    add_job(client, mpi_pool, job_id)
+    _stays_active(client, job_id, "broken")
+    assert list(client.list_subtasks(job_id, "broken")) == []
+    client.begin_delete_job(job_id, polling_interval=1)
     _all_idle(client, mpi_pool, 3)
 
 

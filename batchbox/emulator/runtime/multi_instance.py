@@ -20,10 +20,10 @@
   (``n ip 1 ip 1``), the master first. Local nodes share the host's network, so every address is the node
   document's ``ipAddress`` (``127.0.0.1``).
 
-``GET .../subtasksinfo`` reads the subtasks of the latest run, kept in memory: after an emulator restart a running
-multi-instance task is requeued (recovery) and the subtasks of earlier runs are not listed any more. A task's
-``retentionTime`` removes its directory on the master node; the subtasks' directories stay on their nodes until
-the job is deleted.
+``GET .../subtasksinfo`` lists the subtasks of the task's latest run: in memory while the run goes on, and kept in
+the store (``subtasks`` table) once it is over, so they outlive an emulator restart and go with the task or its
+job. A run cut short by a restart is requeued (recovery) and lists no subtasks until the task runs again. A task's
+``retentionTime`` removes its directory from the master node and every subtask's node (``retention.py``).
 """
 
 from __future__ import annotations
@@ -136,6 +136,7 @@ class MultiInstance:
                 )
                 node.deliver(held.payload)
         self._subtasks[(job.key, task_key)] = (gang, infos)
+        self.store.delete_subtasks(job.job_id, task_key)  # an earlier run's: the latest run's are listed
         self.sched.placements[(job.key, task_key)] = gang.primary
         job.take(task_key)
         self.sched.count_placement(job)
@@ -274,10 +275,12 @@ class MultiInstance:
 
     def _gang_ended(self, gang: Gang) -> None:
         """The primary's run is over: every subtask still running completes (with its coordination command's exit
-        code when that succeeded)."""
+        code when that succeeded), and the subtasks move from memory to the store (nothing changes them any more)."""
         infos = self._infos(gang)
         if infos is None:
             return
+        primary = gang.primary[1]
+        del self._subtasks[(primary.job_key, primary.task_key)]
         now = now_iso()
         for info in infos:
             if info.get("state") == "completed":
@@ -287,18 +290,22 @@ class MultiInstance:
                 _complete(info, now, gang.coordinated[index], None)
             else:
                 _complete(info, now, None, task_ended_failure(_ENDED))
+        self.store.put_subtasks(primary.job_id, primary.task_id, infos)
 
     def subtasks(self, job_id: str, task_id: str) -> list[Doc]:
         """The subtasks of the task's latest run (``subtasksinfo``); none for a task that is not multi-instance."""
         entry = self._subtasks.get((job_id.lower(), task_id.lower()))
-        return [dict(info) for info in entry[1]] if entry is not None else []
+        if entry is not None:
+            return [dict(info) for info in entry[1]]
+        return self.store.get_subtasks(job_id, task_id)
 
     def forget(self, job_id: str, task_id: str) -> None:
-        """The task was deleted."""
+        """The task was deleted (after the delete's hooks ran): its subtasks go too."""
         self._subtasks.pop((job_id.lower(), task_id.lower()), None)
+        self.store.delete_subtasks(job_id, task_id)
 
     def _job_ended(self, job_id: str, how: str) -> None:
-        if how == "deleted":
+        if how == "deleted":  # its subtasks left the store with it
             key = job_id.lower()
             for pair in [pair for pair in self._subtasks if pair[0] == key]:
                 del self._subtasks[pair]
