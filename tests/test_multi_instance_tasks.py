@@ -1,7 +1,7 @@
 """Multi-instance tasks on a real emulator with real node containers, driven by the 15.x SDK: the coordination
 command on every node and the application command on the primary, the multi-instance variables, common resource
 files in the task's shared directory, subtasks (kept across restarts, gone with their task or job), gang scheduling,
-failures, a lost node, restarts and the refused combinations."""
+failures, a lost node, restarts, retention on every node and the refused combinations."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -380,6 +381,44 @@ def test_subtasks_outlive_a_restart_and_go_with_their_task_or_job(
     add_job(client, mpi_pool, job_id)
     _stays_active(client, job_id, "broken")
     assert list(client.list_subtasks(job_id, "broken")) == []
+    client.begin_delete_job(job_id, polling_interval=1)
+    _all_idle(client, mpi_pool, 3)
+
+
+def test_retention_removes_the_task_directory_from_every_node_it_ran_on(
+    emulator: EmulatorProcess, client: BatchClient, mpi_pool: str
+) -> None:
+    _all_idle(client, mpi_pool, 3)
+    job_id = add_job(client, mpi_pool)
+    coordination = _sh('echo "$AZ_BATCH_NODE_ID" > "$AZ_BATCH_TASK_SHARED_DIR/mark"')
+
+    def run(task_id: str, seconds: int) -> tuple[list[Path], list[m.BatchSubtask]]:
+        client.create_task(
+            job_id,
+            m.BatchTaskCreateOptions(
+                id=task_id,
+                command_line="/bin/true",
+                constraints=m.BatchTaskConstraints(retention_time=timedelta(seconds=seconds)),
+                multi_instance_settings=_settings(3, coordination),
+            ),
+        )
+        task = task_of(client, job_id, task_id, m.BatchTaskState.COMPLETED)
+        subtasks = _sorted_subtasks(client, job_id, task_id)
+        master = Path(emulator.state_dir) / "nodes" / task.node_info.node_id / task.node_info.task_root_directory
+        copies = _subtask_dirs(emulator, subtasks)
+        assert len(copies) == 2 and all((path / "mark").is_file() for path in [master, *copies])
+        return [master, *copies], subtasks
+
+    def cleaned_up(task_id: str, copies: list[Path], subtasks: list[m.BatchSubtask]) -> None:
+        wait_for(f"{task_id}: the directory removed from all three nodes", lambda: not any(p.exists() for p in copies))
+        assert error_code(lambda: list(client.list_task_files(job_id, task_id))) == (409, "TaskFilesCleanedup")
+        assert [s.as_dict() for s in _sorted_subtasks(client, job_id, task_id)] == [s.as_dict() for s in subtasks]
+
+    cleaned_up("brief", *run("brief", 8))
+    # Due after a restart: the emulator finds the subtasks' nodes in its state.
+    later = run("later", 10)
+    emulator.restart()
+    cleaned_up("later", *later)
     client.begin_delete_job(job_id, polling_interval=1)
     _all_idle(client, mpi_pool, 3)
 

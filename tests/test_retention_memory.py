@@ -3,6 +3,7 @@
 A real store, scheduler, transitions and keeper (no containers): completed tasks whose directories are due beyond the
 horizon cost no memory, are taken up from the store when the horizon reaches them, and their node is told to remove
 them when they are due; a completed task deleted before its time keeps its entry, since the store no longer has it.
+A multi-instance task's directory goes from each of its subtasks' nodes too.
 """
 
 from __future__ import annotations
@@ -110,3 +111,40 @@ def test_a_completed_task_seen_after_start_is_held_only_within_the_horizon_and_a
         retention.advance(now)
     retention.remove_due(two_days)
     assert sorted(node.removals) == sorted([task_dir(JOB, "kept"), task_dir(JOB, "deleted")])
+
+
+def test_a_multi_instance_task_directory_goes_from_every_subtask_node_too(
+    keeper: tuple[Retention, Store, NodeRuntime],
+) -> None:
+    retention, store, node = keeper
+    others = [NodeRuntime(node_id=f"{NODE}_{n}", pool_id="pool-r", secret="s" * 32, doc={}, capacity=1) for n in (1, 2)]
+    retention.sched.nodes.update({other.node_id: other for other in others})
+    store.insert_job({"id": JOB, "poolInfo": {"poolId": "pool-r"}, "state": "active"})
+    settings = {"numberOfInstances": 3, "coordinationCommandLine": "/bin/true"}
+    soon, deleted = _completed("soon", "PT1H"), _completed("deleted", "P2D")
+    store.insert_tasks(JOB, [{**doc, "multiInstanceSettings": settings} for doc in (soon, deleted)])
+    for task_id in ("soon", "deleted"):
+        subtasks = [
+            {
+                "id": n,
+                "state": "completed",
+                "nodeInfo": {"nodeId": other.node_id, "taskRootDirectory": task_dir(JOB, task_id)},
+            }
+            for n, other in enumerate(others, start=1)
+        ]
+        store.put_subtasks(JOB, task_id, subtasks)
+    start = ENDED.timestamp()
+    retention.load(start)
+    assert retention.held() == 3, "the master's directory and each subtask's copy"
+    retention.remove_due(start + 3600)
+    assert [n.removals for n in (node, *others)] == [[task_dir(JOB, "soon")]] * 3
+
+    gone = store.get_task(JOB, "deleted")
+    assert gone is not None
+    store.delete_task(JOB, "deleted")
+    retention.trans.task_deleted(JobRuntime(job_id=JOB, order=0), gone)  # before its subtasks leave the store
+    store.delete_subtasks(JOB, "deleted")
+    assert retention.held() == 3
+    two_days = start + timedelta(days=2).total_seconds()
+    retention.remove_due(two_days)
+    assert [n.removals for n in (node, *others)] == [[task_dir(JOB, "soon"), task_dir(JOB, "deleted")]] * 3

@@ -3,14 +3,16 @@
 A task's ``constraints.retentionTime`` (default 7 days), a job release task's ``retentionTime`` and a job preparation
 task's ``constraints.retentionTime`` count from the end of its run. When it is over the files API answers for the
 task as Batch does for cleaned-up files (:func:`files_cleaned_up`) and the node's agent is told to remove the
-directory (``remove`` in its next poll answer). Deleting a job removes its whole ``workitems/<job>`` directory from
+directory (``remove`` in its next poll answer); a multi-instance task's directory goes from the node of each of its
+latest run's subtasks too (kept in the store). Deleting a job removes its whole ``workitems/<job>`` directory from
 every node, as Batch does. A task run again (reactivated) before its time is over keeps its directory.
 
 The keeper is an asyncio task that sleeps until the next directory is due. It holds in memory only the directories
 due within :data:`HORIZON` (a completed task with the default 7 days costs no memory for most of them); the others
 are read again from the store, a page of tasks at a time, when the horizon reaches them. It reads the store's
 completed tasks at start, and again only when a directory it left there comes within the horizon. A completed task
-deleted before its time keeps its entry in memory (its document is gone from the store).
+deleted before its time keeps its entries in memory (its document is gone from the store; its subtasks are read
+before they go).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from batchbox.emulator.clock import parse_duration, parse_time
+from batchbox.emulator.resources.multi_instance import instance_count
 from batchbox.emulator.runtime.environment import task_dir
 from batchbox.emulator.runtime.transitions import Transitions
 
@@ -148,9 +151,23 @@ class Retention:
             return
         due = deadline.timestamp()
         if hold or due <= self._until:
-            self._push(deadline, job_id, str(doc["id"]), node_id, directory)
+            for where, path in self._directories(job_id, doc, node_id, directory):
+                self._push(deadline, job_id, str(doc["id"]), where, path)
         elif self._later is None or due < self._later:
             self._later = due
+
+    def _directories(self, job_id: str, doc: Mapping[str, Any], node_id: str, directory: str) -> list[tuple[str, str]]:
+        """``(node id, directory)`` of every copy of the task's directory: where it ran and, for a multi-instance
+        task, on each of its subtasks' nodes."""
+        found = [(node_id, directory)]
+        if (instance_count(doc) or 1) > 1:
+            for info in self.store.get_subtasks(job_id, str(doc["id"])):
+                node = info.get("nodeInfo") or {}
+                where, path = node.get("nodeId"), node.get("taskRootDirectory")
+                copy = (where, path if isinstance(path, str) else directory)
+                if isinstance(where, str) and copy not in found:
+                    found.append((where, copy[1]))
+        return found
 
     def task_deleted(self, job_id: str, doc: dict[str, Any]) -> None:
         """A task was deleted: a completed one's directory still goes after its retention time."""
