@@ -1,20 +1,26 @@
 """Auto pools on a real emulator with real node containers, driven by the 15.x SDK: a job's auto pool runs its task
 and goes when the job ends (or stays with keepAlive); a schedule's ``jobschedule`` pool serves its jobs and goes with
 the schedule; a pool that cannot be created becomes the job's scheduling error; what Batch refuses at once is
-refused; the pool's lifetime survives an emulator restart."""
+refused; the pool's lifetime survives an emulator restart and a crash (a pool whose owner ended while the emulator
+was down goes at the next start)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import docker
 import pytest
 from azure.batch import BatchClient
 from azure.batch import models as m
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import AzureError, ResourceNotFoundError
 
+from batchbox.emulator.crash_points import CRASH_ARM_ENV, CRASH_AT_ENV
+from batchbox.emulator.sealing import Sealer
+from batchbox.emulator.store import Store
 from tests.fixtures.emulator import EmulatorProcess, running_emulator
 from tests.job_helpers import VM, error_code, gone, stdout_of, task_of, terminate, unique, wait_for, wait_state
 from tests.portal_helpers import portal_session
@@ -238,3 +244,107 @@ def test_the_pool_lifetime_survives_a_restart(fast_emulator: EmulatorProcess) ->
     assert task_of(client, job_id, "after", m.BatchTaskState.COMPLETED, timeout=180).node_info.pool_id == pool_id
     client.begin_delete_job(job_id, polling_interval=1).result()
     _pool_gone(client, pool_id)
+
+
+def _crashed(emulator: EmulatorProcess, point: str) -> None:
+    wait_for(f"the emulator killed itself at {point}", lambda: emulator.returncode is not None, timeout=60)
+    shown = point if "/" in point else f"{point}/"
+    assert f"crash point {shown} hit 1: SIGKILL" in emulator.log_text()
+
+
+@contextlib.contextmanager
+def _crash_plan(emulator: EmulatorProcess, point: str, arm: Path) -> Iterator[None]:
+    """Restart the emulator with a crash plan (counted only while ``arm`` exists); after the block, it runs again
+    without one."""
+    emulator.extra_env = {CRASH_AT_ENV: f"{point}:1", CRASH_ARM_ENV: str(arm)}
+    try:
+        emulator.restart()
+        yield
+    finally:
+        arm.unlink(missing_ok=True)
+        emulator.extra_env = {}
+        emulator.restart()
+
+
+def test_a_crash_as_a_job_ends_leaves_no_orphan_auto_pool(fast_emulator: EmulatorProcess, tmp_path: Path) -> None:
+    arm = tmp_path / "arm"
+    job_id = unique("apcrash")
+    with _crash_plan(fast_emulator, "auto_pools.owner_ended/job", arm):
+        client = fast_emulator.batch_client()
+        client.create_job(
+            m.BatchJobCreateOptions(id=job_id, pool_info=_auto_pool(m.BatchPoolLifetimeOption.JOB, nodes=0))
+        )
+        pool_id = _pool_of(client, job_id)
+        arm.touch()
+        with contextlib.suppress(AzureError):
+            terminate(client, job_id)
+        _crashed(fast_emulator, "auto_pools.owner_ended/job")
+    client = fast_emulator.batch_client()
+    # the kill came inside the transaction of the job's end: neither the end nor the pool's deletion happened
+    assert client.get_job(job_id).state == m.BatchJobState.ACTIVE
+    assert client.get_pool(pool_id).state == m.BatchPoolState.ACTIVE
+    terminate(client, job_id)
+    wait_state(client, job_id, m.BatchJobState.COMPLETED)
+    _pool_gone(client, pool_id)
+
+    job_id = unique("apcrash")
+    with _crash_plan(fast_emulator, "driver.removed", arm):
+        client = fast_emulator.batch_client()
+        client.create_job(m.BatchJobCreateOptions(id=job_id, pool_info=_auto_pool(m.BatchPoolLifetimeOption.JOB)))
+        pool_id = _pool_of(client, job_id)
+        wait_for(
+            f"auto pool {pool_id} has its node",
+            lambda: [n for n in client.list_nodes(pool_id) if n.state == m.BatchNodeState.IDLE],
+            timeout=180,
+        )
+        arm.touch()
+        with contextlib.suppress(AzureError):
+            terminate(client, job_id)
+        _crashed(fast_emulator, "driver.removed")  # the job's end committed; its pool's node was being removed
+    client = fast_emulator.batch_client()
+    assert client.get_job(job_id).state == m.BatchJobState.COMPLETED
+    _pool_gone(client, pool_id)
+    assert not [c for c in fast_emulator.containers() if c.labels.get("batchbox.pool") == pool_id]
+
+
+def test_pools_whose_owners_ended_while_the_emulator_was_down_are_deleted_at_start(
+    fast_emulator: EmulatorProcess,
+) -> None:
+    client = fast_emulator.batch_client()
+    job_id = unique("aporphan")
+    client.create_job(m.BatchJobCreateOptions(id=job_id, pool_info=_auto_pool(m.BatchPoolLifetimeOption.JOB, nodes=0)))
+    job_pool = _pool_of(client, job_id)
+    schedule_pools: dict[str, str] = {}
+    for keep_alive in (False, True):
+        schedule_id = unique("aporphan")
+        spec = m.BatchJobSpecification(
+            pool_info=_auto_pool(m.BatchPoolLifetimeOption.JOB_SCHEDULE, nodes=0, keep_alive=keep_alive)
+        )
+        client.create_job_schedule(
+            m.BatchJobScheduleCreateOptions(
+                id=schedule_id,
+                schedule=m.BatchJobScheduleConfiguration(recurrence_interval=timedelta(hours=1)),
+                job_specification=spec,
+            )
+        )
+        schedule_pools[schedule_id] = _pool_of(client, f"{schedule_id}:job-1")
+
+    fast_emulator.kill()  # a crash, then owners gone without their pools (as a lost end would leave them)
+    store = Store(fast_emulator.state_dir / "state.db", Sealer(fast_emulator.account_key, fast_emulator.account_name))
+    try:
+        with store.transaction():
+            store.delete_job(job_id)
+            for schedule_id in schedule_pools:
+                store.delete_job(f"{schedule_id}:job-1")
+                store.schedules.delete(schedule_id)
+    finally:
+        store.close()
+    fast_emulator.start()
+
+    client = fast_emulator.batch_client()
+    dropped, kept = schedule_pools.values()
+    _pool_gone(client, job_pool)
+    _pool_gone(client, dropped)
+    assert client.get_pool(kept).state == m.BatchPoolState.ACTIVE  # keepAlive: the pool outlives its schedule
+    client.begin_delete_pool(kept, polling_interval=1)
+    _pool_gone(client, kept)

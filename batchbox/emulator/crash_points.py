@@ -16,7 +16,9 @@ The points:
 * ``store.commit``: an outer transaction is about to commit;
 * ``store.committed``: it has just committed; nothing after it has run (the answer, the container calls);
 * ``driver.created``: a node container was created and started; the store does not know it yet;
-* ``driver.removed``: a node container was removed; the store still lists its node.
+* ``driver.removed``: a node container was removed; the store still lists its node;
+* ``auto_pools.owner_ended/<job|jobschedule>``: an auto pool's job (or schedule) has ended and the pool is about to
+  be deleted, in the transaction of that end, which has not committed.
 """
 
 from __future__ import annotations

@@ -175,3 +175,10 @@ class StoreDatabase:
         self._conn.execute(
             "INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v", (key, value)
         )
+
+    def meta_items(self, prefix: str) -> list[tuple[str, str]]:
+        """Every ``(key, value)`` of the meta table whose key starts with ``prefix``, by key."""
+        rows = self._conn.execute(
+            "SELECT k, v FROM meta WHERE k >= ? AND k < ? ORDER BY k", (prefix, f"{prefix}\U0010ffff")
+        )
+        return [(str(key), str(value)) for key, value in rows]

@@ -11,6 +11,8 @@
   of the schedule creates the pool, later jobs run on it, and it is deleted when the schedule completes or is deleted.
   With ``keepAlive`` the pool stays. Which pool belongs to which job or schedule is kept in the store's ``meta``
   table, so it survives a restart; jobs still waiting for their pool at a restart get it at the next start.
+* At every start the owners are reconciled: the pool of a job or schedule that has completed or is gone (and is not
+  kept alive) is deleted, so no crash between an owner's end and its pool's deletion leaves an orphan pool.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 from batchbox.emulator.applications import PackageCatalog
 from batchbox.emulator.applications.references import check_pool_references
 from batchbox.emulator.config import EmulatorConfig
+from batchbox.emulator.crash_points import crash_point
 from batchbox.emulator.errors import BatchError
 from batchbox.emulator.resources.auto_pools import AUTO_POOL_SECRET, auto_pool_body
 from batchbox.emulator.resources.containers import ValidationContext
@@ -51,6 +54,8 @@ _AUTO_POOL_CODES = {
     "invalidautoscaleformula": "InvalidAutoScaleFormulaInAutoPool",
 }
 _LIVE_POOL_STATES = ("active",)
+_ENDED_OWNER_STATES = ("completed",)
+_KEY_PREFIX = "auto-pool:"
 
 
 def _job_key(job_id: str) -> str:
@@ -59,6 +64,11 @@ def _job_key(job_id: str) -> str:
 
 def _schedule_key(schedule_id: str) -> str:
     return f"auto-pool:jobschedule:{schedule_id.lower()}"
+
+
+def _keep_alive_key(schedule_id: str) -> str:
+    """Set while a schedule's shared pool is to outlive the schedule: read when the schedule is gone at a start."""
+    return f"auto-pool:keepalive:{schedule_id.lower()}"
 
 
 def scheduling_error(error: BatchError) -> Doc:
@@ -115,7 +125,9 @@ class AutoPools:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def resume(self) -> None:
-        """At start: jobs stored before a restart that still wait for their auto pool get it now."""
+        """At start: the pools of owners that ended before a restart go (:meth:`reconcile`); jobs that still wait
+        for their auto pool get it now."""
+        self.reconcile()
         for doc in self.store.list_jobs():
             if _waiting_for_pool(doc):
                 self._start(str(doc["id"]))
@@ -146,14 +158,15 @@ class AutoPools:
         prefix = spec.get("autoPoolIdPrefix")
         suffix = str(uuid.uuid4()).upper()
         pool_id = f"{prefix}_{suffix}" if prefix else suffix
+        keep_alive = bool(spec.get("keepAlive"))
+        owner_key = _schedule_key(schedule_id) if shared and schedule_id is not None else _job_key(job_id)
         try:
             pool, context = await self._build(job_id, spec, pool_id)
+            keep_key = _keep_alive_key(schedule_id) if shared and keep_alive and schedule_id is not None else None
+            self._install(job_id, pool, context, None if keep_alive and not shared else owner_key, keep_key)
         except BatchError as error:
             log.info("job %s: its auto pool could not be created: %s", job_id, error.code)
             self._fail(job_id, pool_id, error)
-            return
-        owner_key = _schedule_key(schedule_id) if shared and schedule_id is not None else _job_key(job_id)
-        self._install(job_id, pool, context, None if spec.get("keepAlive") and not shared else owner_key)
 
     async def _build(self, job_id: str, spec: Doc, pool_id: str) -> tuple[Doc, ValidationContext]:
         """Validate the pool ``pool_id`` exactly as ``POST /pools`` does: its document, and the context holding its
@@ -174,9 +187,12 @@ class AutoPools:
         await check_pool_references(self.applications, doc.get("applicationPackageReferences"))
         return doc, context
 
-    def _install(self, job_id: str, pool: Doc, context: ValidationContext, owner_key: str | None) -> None:
+    def _install(
+        self, job_id: str, pool: Doc, context: ValidationContext, owner_key: str | None, keep_key: str | None
+    ) -> None:
         """In one transaction: add the pool, seal its secrets, record whose lifetime it follows (``owner_key``; None
-        with keepAlive) and bind the job to it. Nothing is created when the job no longer waits for a pool."""
+        with keepAlive; ``keep_key`` marks a schedule's pool kept alive) and bind the job to it. Nothing is created
+        when the job no longer waits for a pool."""
         pool_id = str(pool["id"])
         with self.sched.batch():
             job = self.store.get_job(job_id)
@@ -187,6 +203,8 @@ class AutoPools:
                 self.store.put_secret(owned(pool_owner(pool_id), secret.name), secret.value)
             if owner_key is not None:
                 self.store.meta_set(owner_key, pool_id)
+            if keep_key is not None:
+                self.store.meta_set(keep_key, "true")
             self._bind(job_id, pool_id)
         log.info("job %s: auto pool %s created", job_id, pool_id)
 
@@ -225,20 +243,55 @@ class AutoPools:
         key = _job_key(job_id)
         pool_id = self.store.meta_get(key)
         if pool_id:
+            crash_point("auto_pools.owner_ended", "job")
             with self.store.transaction():
                 self.store.meta_set(key, "")
             self._delete_pool(pool_id)
 
     def _schedule_ended(self, schedule: Doc) -> None:
-        key = _schedule_key(str(schedule["id"]))
+        schedule_id = str(schedule["id"])
+        key = _schedule_key(schedule_id)
         pool_id = self.store.meta_get(key)
         if not pool_id:
             return
+        crash_point("auto_pools.owner_ended", "jobschedule")
         with self.store.transaction():
             self.store.meta_set(key, "")
+            if self.store.meta_get(_keep_alive_key(schedule_id)):
+                self.store.meta_set(_keep_alive_key(schedule_id), "")
         spec = ((schedule.get("jobSpecification") or {}).get("poolInfo") or {}).get("autoPoolSpecification") or {}
         if not spec.get("keepAlive"):
             self._delete_pool(pool_id)
+
+    def reconcile(self) -> None:
+        """Delete the auto pools whose owner (the job; the schedule for the ``jobschedule`` lifetime) has completed
+        or is gone, unless kept alive: what a crash between an owner's end and its pool's deletion left behind.
+        Owners still ``terminating`` or ``deleting`` are left to the recovery, which ends them with their hooks."""
+        with self.sched.batch():
+            for key, pool_id in self.store.meta_items(_KEY_PREFIX):
+                kind, _, owner = key[len(_KEY_PREFIX) :].partition(":")
+                if not pool_id or kind not in ("job", "jobschedule"):
+                    continue
+                if kind == "job":
+                    job = self.store.get_job(owner)
+                    if job is not None and job.get("state") not in _ENDED_OWNER_STATES:
+                        continue
+                    self.store.meta_set(key, "")
+                    log.info("auto pool %s: its job %s ended before the last stop", pool_id, owner)
+                    self._delete_pool(pool_id)
+                    continue
+                schedule = self.store.schedules.get(owner)
+                if schedule is not None and schedule.get("state") not in _ENDED_OWNER_STATES:
+                    continue
+                if schedule is not None:
+                    self._schedule_ended(schedule)
+                    continue
+                kept = bool(self.store.meta_get(_keep_alive_key(owner)))
+                self.store.meta_set(key, "")
+                self.store.meta_set(_keep_alive_key(owner), "")
+                if not kept:
+                    log.info("auto pool %s: its job schedule %s ended before the last stop", pool_id, owner)
+                    self._delete_pool(pool_id)
 
     def _delete_pool(self, pool_id: str) -> None:
         pool = self.store.get_pool(pool_id)
