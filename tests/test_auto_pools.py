@@ -2,7 +2,7 @@
 and goes when the job ends (or stays with keepAlive); a schedule's ``jobschedule`` pool serves its jobs and goes with
 the schedule; a pool that cannot be created becomes the job's scheduling error; what Batch refuses at once is
 refused; the pool's lifetime survives an emulator restart and a crash (a pool whose owner ended while the emulator
-was down goes at the next start)."""
+was down goes at the next start); a pool past the pool quota becomes the job's scheduling error."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import pytest
 from azure.batch import BatchClient
 from azure.batch import models as m
 from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.core.rest import HttpRequest
 
 from batchbox.emulator.crash_points import CRASH_ARM_ENV, CRASH_AT_ENV
 from batchbox.emulator.sealing import Sealer
@@ -243,6 +244,36 @@ def test_the_pool_lifetime_survives_a_restart(fast_emulator: EmulatorProcess) ->
     client.create_task(job_id, m.BatchTaskCreateOptions(id="after", command_line="/bin/sh -c 'echo $AZ_BATCH_POOL_ID'"))
     assert task_of(client, job_id, "after", m.BatchTaskState.COMPLETED, timeout=180).node_info.pool_id == pool_id
     client.begin_delete_job(job_id, polling_interval=1).result()
+    _pool_gone(client, pool_id)
+
+
+def _set_faults(client: BatchClient, settings: dict[str, Any] | None) -> None:
+    """Replace the emulator's faults (``None``: all off) through its admin API."""
+    method = "PUT" if settings is not None else "DELETE"
+    request = HttpRequest(method, "/_admin/v1/faults?api-version=2025-06-01", json=settings)
+    client.send_request(request).raise_for_status()
+
+
+def test_an_auto_pool_past_the_pool_quota_becomes_the_jobs_scheduling_error(client: BatchClient) -> None:
+    quota = len(_pool_ids(client))
+    _set_faults(client, {"pool_quota": quota})
+    try:
+        job_id = unique("apquota")
+        client.create_job(
+            m.BatchJobCreateOptions(id=job_id, pool_info=_auto_pool(m.BatchPoolLifetimeOption.JOB, nodes=0))
+        )
+        error = _scheduling_error(client, job_id)
+    finally:
+        _set_faults(client, None)
+    assert str(error.category).lower() == "usererror"
+    assert error.code == "AutoPoolCreationFailedWithQuotaReached"
+    assert {(d.name, d.value) for d in error.details or []} == {("PoolQuota", str(quota))}
+
+    below = unique("apquota")
+    client.create_job(m.BatchJobCreateOptions(id=below, pool_info=_auto_pool(m.BatchPoolLifetimeOption.JOB, nodes=0)))
+    pool_id = _pool_of(client, below)
+    assert client.get_pool(pool_id).state == m.BatchPoolState.ACTIVE  # without the quota, the pool is created
+    client.begin_delete_job(below, polling_interval=1).result()
     _pool_gone(client, pool_id)
 
 

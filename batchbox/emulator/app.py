@@ -100,11 +100,14 @@ def parse_labels(text: str | None) -> dict[str, str]:
 
 async def _default_runtime(app: Starlette, config: EmulatorConfig, store: Store) -> Runtime:
     """``Runtime(config, store, NodeDriver(connect_docker(), config))`` with the app's fault layer deciding node
-    allocations; the Docker ping runs in a worker thread."""
+    allocations and the auto pools' pool quota; the Docker ping runs in a worker thread."""
     client = await asyncio.to_thread(connect_docker)
     app.state.docker_client = client
     driver = NodeDriver(client, config, extra_labels=parse_labels(os.environ.get(NODE_LABELS_ENV)))
-    return Runtime(config, store, driver, allocation_gate=app.state.faults.allocation)
+    faults = app.state.faults
+    return Runtime(
+        config, store, driver, allocation_gate=faults.allocation, pool_quota=lambda: faults.config.pool_quota
+    )
 
 
 @asynccontextmanager

@@ -13,6 +13,9 @@
   table, so it survives a restart; jobs still waiting for their pool at a restart get it at the next start.
 * At every start the owners are reconciled: the pool of a job or schedule that has completed or is gone (and is not
   kept alive) is deleted, so no crash between an owner's end and its pool's deletion leaves an orphan pool.
+* With a pool quota (the fault layer's ``pool_quota``), an auto pool past it is not created: the job completes with
+  the scheduling error ``AutoPoolCreationFailedWithQuotaReached``, as on Batch. Core quotas do not stop the creation:
+  the pool is created and its resize reports them, as for any pool.
 """
 
 from __future__ import annotations
@@ -35,11 +38,12 @@ from batchbox.emulator.resources.pool_fields import DEFAULT_MAX_NODES
 from batchbox.emulator.resources.pools import build_pool
 from batchbox.emulator.runtime.operations.jobs import JobOperations
 from batchbox.emulator.runtime.operations.pools import PoolOperations
+from batchbox.emulator.runtime.ports import PoolQuota
 from batchbox.emulator.runtime.schedules import ScheduleRunner
 from batchbox.emulator.runtime.transitions import Transitions
 from batchbox.emulator.secret_owners import job_owner, owned, pool_owner
 
-__all__ = ["AUTO_POOL_FAILED", "AutoPools", "scheduling_error"]
+__all__ = ["AUTO_POOL_FAILED", "AUTO_POOL_QUOTA_REACHED", "AutoPools", "scheduling_error"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,9 @@ _AUTO_POOL_CODES = {
 _LIVE_POOL_STATES = ("active",)
 _ENDED_OWNER_STATES = ("completed",)
 _KEY_PREFIX = "auto-pool:"
+
+AUTO_POOL_QUOTA_REACHED = "AutoPoolCreationFailedWithQuotaReached"
+"""The scheduling error code of a job whose auto pool would pass the account's pool quota."""
 
 
 def _job_key(job_id: str) -> str:
@@ -104,6 +111,7 @@ class AutoPools:
         jobs: JobOperations,
         runner: ScheduleRunner,
         applications: PackageCatalog | None,
+        pool_quota: PoolQuota | None = None,
     ) -> None:
         self.config = config
         self.trans = transitions
@@ -111,6 +119,7 @@ class AutoPools:
         self.store = transitions.store
         self.pools = pools
         self.applications = applications
+        self.pool_quota = pool_quota
         self._tasks: set[asyncio.Task[None]] = set()
         jobs.added_hooks.append(self._job_added)
         transitions.job_end_hooks.append(self._job_ended)
@@ -192,12 +201,17 @@ class AutoPools:
     ) -> None:
         """In one transaction: add the pool, seal its secrets, record whose lifetime it follows (``owner_key``; None
         with keepAlive; ``keep_key`` marks a schedule's pool kept alive) and bind the job to it. Nothing is created
-        when the job no longer waits for a pool."""
+        when the job no longer waits for a pool.
+
+        Raises:
+            BatchError: ``AutoPoolCreationFailedWithQuotaReached``: the account's pool quota is reached.
+        """
         pool_id = str(pool["id"])
         with self.sched.batch():
             job = self.store.get_job(job_id)
             if job is None or not _waiting_for_pool(job):
                 return
+            self._check_pool_quota()
             self.pools.add(pool)
             for secret in context.secrets:
                 self.store.put_secret(owned(pool_owner(pool_id), secret.name), secret.value)
@@ -207,6 +221,17 @@ class AutoPools:
                 self.store.meta_set(keep_key, "true")
             self._bind(job_id, pool_id)
         log.info("job %s: auto pool %s created", job_id, pool_id)
+
+    def _check_pool_quota(self) -> None:
+        """Refuse a pool past the account's pool quota (deleting pools count, as for ``POST /pools``)."""
+        quota = self.pool_quota() if self.pool_quota is not None else None
+        if quota is not None and len(self.store.list_pools()) >= quota:
+            raise BatchError(
+                409,
+                AUTO_POOL_QUOTA_REACHED,
+                "The auto pool could not be created: the account has reached its pool quota.",
+                {"PoolQuota": str(quota)},
+            )
 
     def _bind(self, job_id: str, pool_id: str) -> bool:
         """The job runs on ``pool_id`` from now on; False when the job no longer waits for a pool."""

@@ -25,6 +25,7 @@ __all__ = [
     "NodeDriverLike",
     "NodeResources",
     "NodeStats",
+    "PoolQuota",
     "RegistryCredential",
     "StoreLike",
     "TaskContainerSpec",
@@ -38,6 +39,11 @@ AllocationGate = Callable[
 """Decides which nodes a resize may create (the fault layer's quotas and allocation failures): given the pool's
 document, one entry per node wanted (True: dedicated) and ``(vm size, dedicated, low-priority)`` node counts of
 every pool, it returns which nodes are granted and the pool's resize errors."""
+
+
+PoolQuota = Callable[[], int | None]
+"""The account's pool quota now (the fault layer's ``pool_quota``, which may change while the emulator runs); None
+when there is none."""
 
 
 @dataclass(frozen=True)

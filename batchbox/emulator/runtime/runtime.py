@@ -41,7 +41,7 @@ from batchbox.emulator.runtime.operations import (
     ScheduleOperations,
     TaskOperations,
 )
-from batchbox.emulator.runtime.ports import AllocationGate, NodeDriverLike, StoreLike
+from batchbox.emulator.runtime.ports import AllocationGate, NodeDriverLike, PoolQuota, StoreLike
 from batchbox.emulator.runtime.preemption import Preemption
 from batchbox.emulator.runtime.recovery import restore
 from batchbox.emulator.runtime.retention import Retention
@@ -65,6 +65,7 @@ class Runtime:
         store: the state store (``batchbox.emulator.store.Store``).
         driver: the node container driver (``batchbox.emulator.nodes.docker_driver.NodeDriver``).
         allocation_gate: decides which nodes a resize gets (the fault layer's quotas); None grants them all.
+        pool_quota: the account's pool quota now (the fault layer's), which auto pools respect; None: no quota.
 
     Attributes:
         pools: pool transitions.
@@ -82,6 +83,7 @@ class Runtime:
         driver: NodeDriverLike,
         *,
         allocation_gate: AllocationGate | None = None,
+        pool_quota: PoolQuota | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -114,7 +116,9 @@ class Runtime:
         self.jobs = JobOperations(self.transitions, self.control)
         self.runner = ScheduleRunner(config, self.transitions, self.jobs)
         self.schedules = ScheduleOperations(self.runner)
-        self.auto_pools = AutoPools(config, self.transitions, self.pools, self.jobs, self.runner, self.applications)
+        self.auto_pools = AutoPools(
+            config, self.transitions, self.pools, self.jobs, self.runner, self.applications, pool_quota
+        )
         self.tasks = TaskOperations(self.transitions)
         self.agents = AgentOperations(self.sessions, self.containers, self.applications)
         self._running = False
