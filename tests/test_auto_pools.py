@@ -2,7 +2,8 @@
 and goes when the job ends (or stays with keepAlive); a schedule's ``jobschedule`` pool serves its jobs and goes with
 the schedule; a pool that cannot be created becomes the job's scheduling error; what Batch refuses at once is
 refused; the pool's lifetime survives an emulator restart and a crash (a pool whose owner ended while the emulator
-was down goes at the next start); a pool past the pool quota becomes the job's scheduling error."""
+was down goes at the next start); a pool past the pool quota becomes the job's scheduling error; a user may delete a
+job's auto pool, and the job then waits."""
 
 from __future__ import annotations
 
@@ -275,6 +276,28 @@ def test_an_auto_pool_past_the_pool_quota_becomes_the_jobs_scheduling_error(clie
     assert client.get_pool(pool_id).state == m.BatchPoolState.ACTIVE  # without the quota, the pool is created
     client.begin_delete_job(below, polling_interval=1).result()
     _pool_gone(client, pool_id)
+
+
+def test_deleting_a_jobs_auto_pool_leaves_the_job_waiting_without_a_new_pool(client: BatchClient) -> None:
+    job_id = unique("apdel")
+    client.create_job(
+        m.BatchJobCreateOptions(id=job_id, pool_info=_auto_pool(m.BatchPoolLifetimeOption.JOB, nodes=0, prefix="apdel"))
+    )
+    pool_id = _pool_of(client, job_id)
+    client.create_task(job_id, m.BatchTaskCreateOptions(id="waits", command_line="/bin/true"))
+    client.begin_delete_pool(pool_id, polling_interval=1)  # accepted, as on Batch
+    _pool_gone(client, pool_id)
+
+    job = client.get_job(job_id)
+    assert job.state == m.BatchJobState.ACTIVE
+    assert job.execution_info.pool_id == pool_id and job.execution_info.scheduling_error is None
+    assert client.get_task(job_id, "waits").state == m.BatchTaskState.ACTIVE
+    assert not [pool for pool in _pool_ids(client) if pool.startswith("apdel_")]  # no pool in its place
+
+    terminate(client, job_id)
+    job = wait_state(client, job_id, m.BatchJobState.COMPLETED)
+    assert job.execution_info.scheduling_error is None
+    client.begin_delete_job(job_id, polling_interval=1).result()
 
 
 def _crashed(emulator: EmulatorProcess, point: str) -> None:

@@ -16,6 +16,9 @@
 * With a pool quota (the fault layer's ``pool_quota``), an auto pool past it is not created: the job completes with
   the scheduling error ``AutoPoolCreationFailedWithQuotaReached``, as on Batch. Core quotas do not stop the creation:
   the pool is created and its resize reports them, as for any pool.
+* A user may delete a job's auto pool while the job is active (Batch does not refuse it): the job stays active, its
+  tasks wait as for a job whose pool does not exist, and no pool is created in its place (Batch does not document
+  one). A schedule's later job gets a new shared pool.
 """
 
 from __future__ import annotations
