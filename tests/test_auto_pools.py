@@ -402,3 +402,27 @@ def test_pools_whose_owners_ended_while_the_emulator_was_down_are_deleted_at_sta
     assert client.get_pool(kept).state == m.BatchPoolState.ACTIVE  # keepAlive: the pool outlives its schedule
     client.begin_delete_pool(kept, polling_interval=1)
     _pool_gone(client, kept)
+
+
+def test_a_crash_as_a_schedule_ends_leaves_no_orphan_auto_pool(fast_emulator: EmulatorProcess, tmp_path: Path) -> None:
+    arm = tmp_path / "arm"
+    schedule_id = unique("apschcrash")
+    with _crash_plan(fast_emulator, "auto_pools.owner_ended/jobschedule", arm):
+        client = fast_emulator.batch_client()
+        spec = m.BatchJobSpecification(pool_info=_auto_pool(m.BatchPoolLifetimeOption.JOB_SCHEDULE, nodes=0))
+        client.create_job_schedule(
+            m.BatchJobScheduleCreateOptions(
+                id=schedule_id,
+                schedule=m.BatchJobScheduleConfiguration(recurrence_interval=timedelta(hours=1)),
+                job_specification=spec,
+            )
+        )
+        pool_id = _pool_of(client, f"{schedule_id}:job-1")
+        arm.touch()
+        with contextlib.suppress(AzureError):
+            client.begin_delete_job_schedule(schedule_id, polling_interval=1).result()
+        _crashed(fast_emulator, "auto_pools.owner_ended/jobschedule")
+    client = fast_emulator.batch_client()
+    # the schedule's removal did not commit; the restarted emulator finishes it, and its pool goes with it
+    wait_for(f"job schedule {schedule_id} deleted", lambda: gone(lambda: client.get_job_schedule(schedule_id)))
+    _pool_gone(client, pool_id)
