@@ -187,7 +187,7 @@ def test_a_schema_2_database_is_upgraded_with_its_counts(tmp_path: Path) -> None
 
     upgraded = Store(db, _sealer())
     try:
-        assert upgraded.meta_get("schema_version") == str(SCHEMA_VERSION) == "3"
+        assert upgraded.meta_get("schema_version") == str(SCHEMA_VERSION)
         assert upgraded.task_counts("j") == expected
         assert expected["active"] == 6 and expected["failed"] == 1 and expected["slots"]["active"] == 8
         assert [key for key, _ in upgraded.queued_tasks("j", 100)] == ["t0", "t2", "t3", "t4", "t5", "t6"]
