@@ -61,11 +61,16 @@ def _auto_pool(
 
 
 def _pool_of(client: BatchClient, job_id: str) -> str:
-    """The id of the job's auto pool, once it has one."""
-    return wait_for(
-        f"job {job_id} has its auto pool",
-        lambda: (client.get_job(job_id).execution_info or m.BatchJobExecutionInfo()).pool_id or None,
-    )
+    """The id of the job's auto pool, once the job exists (a schedule creates its job on time) and has one."""
+
+    def probe() -> str | None:
+        try:
+            job = client.get_job(job_id)
+        except ResourceNotFoundError:
+            return None
+        return (job.execution_info or m.BatchJobExecutionInfo()).pool_id or None
+
+    return wait_for(f"job {job_id} has its auto pool", probe)
 
 
 def _completed(client: BatchClient, job_id: str) -> m.BatchJob:
