@@ -420,7 +420,15 @@ class BatchModel(RuleBasedStateMachine):
         if node_id is None:
             return
         hanging_here = self._running_on(node_id)
-        self.client.begin_reboot_node(POOL, node_id, {"nodeRebootOption": "requeue"}, polling_interval=1).result()
+        try:
+            self.client.begin_reboot_node(POOL, node_id, {"nodeRebootOption": "requeue"}, polling_interval=1).result()
+        except HttpResponseError as error:
+            # A node killed in an earlier step may be noticed dead between the listing and the reboot: Batch then
+            # refuses with NodeStateUnusable (409), and the node must indeed have left the usable states.
+            code = error.error.code if error.error is not None else ""
+            if error.status_code != 409 or code != "NodeStateUnusable" or node_id in self._usable_nodes(dedicated=True):
+                raise
+            return
         for model in hanging_here:
             model.requeues += 1
 
