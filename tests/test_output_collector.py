@@ -62,3 +62,24 @@ def test_a_failing_pass_is_noted_and_finish_still_returns(tmp_path: Path) -> Non
     _wait_for(lambda: collector.errors, "the failed pass to be noted")
     collector.finish()
     assert "missing-container" in collector.errors[0]
+
+
+def test_passes_are_spaced_geometrically_so_listings_stay_linear_in_the_outputs(tmp_path: Path) -> None:
+    storage = MemoryStorage()
+    storage.create_container("outputs")
+    collector = OutputCollector(
+        storage, "outputs", tmp_path / "out", max_concurrency=2, every_tasks=1, growth=2.0, every_seconds=3600
+    )
+    expected_passes = 0
+    for count in range(1, 17):
+        storage.upload_bytes("outputs", f"result-{count:02d}.txt", b"r")
+        collector.completed(count)
+        if count in (1, 2, 4, 8, 16):  # each pass once the count doubled since the last one
+            expected_passes += 1
+            _wait_for(lambda n=expected_passes: collector.passes == n, f"pass {expected_passes} at {count} tasks")
+        else:
+            time.sleep(0.05)
+            assert collector.passes == expected_passes, f"no pass at {count} tasks"
+    collector.finish()
+    assert len(list((tmp_path / "out").iterdir())) == 16
+    assert collector.errors == []

@@ -170,12 +170,15 @@ class StorageBackend(ABC):
         max_concurrency: int = 8,
         skip_existing: bool = False,
         progress: ProgressCallback | None = None,
+        listing: Sequence[BlobInfo] | None = None,
     ) -> list[Path]:
         """Download every blob (or those under ``prefix``) into ``destination``, concurrently.
 
         Each file is written under a temporary name and renamed when complete, so an interrupted download
         never leaves a partial file under a final name. With ``skip_existing``, a local file of the blob's
         size is kept and not downloaded again. Blob names that would escape ``destination`` are refused.
+        ``listing``: the container's blobs as the caller just listed them (``list_blobs``); the container is then
+        not listed again, and blobs written since are left for a later call.
 
         Returns:
             The local paths of the downloaded (or kept) files.

@@ -254,6 +254,23 @@ class StorageContract:
         storage.download_container(container, destination, skip_existing=False)
         assert (destination / "same.txt").read_bytes() == b"0123456789"
 
+    def test_download_with_the_callers_listing_fetches_only_what_it_lists(
+        self, storage: StorageBackend, container: str, tmp_path: Path
+    ) -> None:
+        storage.upload_bytes(container, "out/a.txt", b"a")
+        storage.upload_bytes(container, "out/b.txt", b"bb")
+        storage.upload_bytes(container, "log.txt", b"log")
+        listing = storage.list_blobs(container)
+        storage.upload_bytes(container, "out/c.txt", b"written after the listing")
+        destination = tmp_path / "dst"
+
+        paths = storage.download_container(container, destination, prefix="out/", listing=listing)
+
+        assert sorted(paths) == [destination / "out" / "a.txt", destination / "out" / "b.txt"]
+        assert (destination / "out" / "b.txt").read_bytes() == b"bb"
+        assert not (destination / "out" / "c.txt").exists(), "not in the listing: left for a later call"
+        assert not (destination / "log.txt").exists(), "outside the prefix"
+
     def test_missing_container_and_blob_are_told_apart(
         self, storage: StorageBackend, container: str, new_container: Callable[[], str], tmp_path: Path
     ) -> None:

@@ -318,11 +318,17 @@ class BlobStorage(StorageBackend):
         max_concurrency: int = DEFAULT_TRANSFER_CONCURRENCY,
         skip_existing: bool = False,
         progress: ProgressCallback | None = None,
+        listing: Sequence[BlobInfo] | None = None,
     ) -> list[Path]:
         check_max_concurrency(max_concurrency)
         validate_container_name(container)
         fast = self._fast_path(container, [ContainerPermission.READ, ContainerPermission.LIST])
-        blobs = self.list_blobs(container, prefix) if fast is None else self._bulk.list_blobs(container, prefix, fast)
+        if listing is not None:
+            blobs = [blob for blob in listing if not prefix or blob.name.startswith(prefix)]
+        elif fast is None:
+            blobs = self.list_blobs(container, prefix)
+        else:
+            blobs = self._bulk.list_blobs(container, prefix, fast)
         plan = download_plan(blobs, destination, container)
         wanted = [entry for entry in plan if not (skip_existing and already_downloaded(entry[1], entry[0]))]
         self._bulk.download(container, wanted, fast, max_concurrency=max_concurrency, progress=progress)

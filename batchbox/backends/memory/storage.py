@@ -137,10 +137,15 @@ class MemoryStorage(StorageBackend):
         max_concurrency: int = 8,
         skip_existing: bool = False,
         progress: ProgressCallback | None = None,
+        listing: Sequence[BlobInfo] | None = None,
     ) -> list[Path]:
         check_max_concurrency(max_concurrency)
+        if listing is None:
+            blobs = self.list_blobs(container, prefix)
+        else:
+            blobs = [blob for blob in listing if not prefix or blob.name.startswith(prefix)]
         paths: list[Path] = []
-        for blob, target in download_plan(self.list_blobs(container, prefix), destination, container):
+        for blob, target in download_plan(blobs, destination, container):
             paths.append(target)
             if skip_existing and already_downloaded(target, blob):
                 continue
