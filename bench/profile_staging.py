@@ -48,8 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         storage = stack.enter_context(BlobStorage.from_connection_string(connection_string("127.0.0.1", port)))
         files = make_files(tmp / "src", count, size)
         items = [UploadItem(p, p.name) for p in files]
-        storage.create_container("profiled")
-        storage.upload_files("profiled", items)
+        if not args.fresh:
+            storage.create_container("profiled")
+            storage.upload_files("profiled", items)
         for index in range(args.rounds):
             container = f"profiled-{index}" if args.fresh else "profiled"
             if args.fresh:
