@@ -13,10 +13,10 @@ Run: ``.venv/bin/python -m bench.bench_staging [--repeat 5] [--sweep 1,4,16,32] 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import random
-import shutil
 import sys
 import tempfile
 import time
@@ -64,6 +64,17 @@ SECTION = "staging"
 FILE_COUNT = 500
 FILE_SIZE = 64 * 1024
 SEED = 20240604
+
+
+def memory_file_system() -> Path | None:
+    """``/dev/shm`` when it is a tmpfs (the download rows that leave the disk out write there), else None."""
+    mounts = Path("/proc/mounts")
+    if not mounts.exists():
+        return None
+    for fields in map(str.split, mounts.read_text().splitlines()):
+        if fields[1:3] == ["/dev/shm", "tmpfs"]:
+            return Path(fields[1])
+    return None
 
 
 class BenchmarkError(Exception):
@@ -156,11 +167,11 @@ class Staging:
             self_cpu_seconds() - client,
         )
 
-    def _fresh(self, tag: str) -> tuple[str, Path]:
+    def _fresh(self, tag: str, root: Path | None = None) -> tuple[str, Path]:
         container = f"bench-{tag}-{uuid.uuid4().hex[:12]}"
         self.storage.create_container(container)  # also warms the connection pools of both clients
         self.service.get_container_client(container).get_container_properties()
-        destination = self.work / container
+        destination = (root or self.work) / container
         destination.mkdir()
         return container, destination
 
@@ -173,28 +184,38 @@ class Staging:
             down = self._timed(lambda: baseline_download(self.service, container, destination))
             verify_download(self.sources, destination)
         finally:
-            self._cleanup(container, destination)
+            self._cleanup(container)
         return up, down
 
-    def batchbox(self, concurrency: int | None = None) -> tuple[Phase, Phase]:
-        """(upload, download) of BlobStorage, verified; its default ``max_concurrency`` when None."""
-        container, destination = self._fresh("bbx")
+    def batchbox(
+        self, concurrency: int | None = None, *, root: Path | None = None, listed: bool = False
+    ) -> tuple[Phase, Phase]:
+        """(upload, download) of BlobStorage, verified; its default ``max_concurrency`` when None.
+
+        ``root``: where the download's folder goes (default: the run's temporary directory). ``listed``: the
+        container's listing is taken before the download's clock starts and passed in (``listing=``), so the
+        download is the transfers and the file writes alone.
+        """
+        container, destination = self._fresh("bbx", root)
         up_concurrency = DEFAULT_CONCURRENCY if concurrency is None else concurrency
         down_concurrency = DEFAULT_DOWNLOAD_CONCURRENCY if concurrency is None else concurrency
         try:
             up = self._timed(lambda: self.storage.upload_files(container, self.items, max_concurrency=up_concurrency))
             verify_upload(self.storage, container, self.sources)
+            listing = self.storage.list_blobs(container) if listed else None
             down = self._timed(
-                lambda: self.storage.download_container(container, destination, max_concurrency=down_concurrency)
+                lambda: self.storage.download_container(
+                    container, destination, max_concurrency=down_concurrency, listing=listing
+                )
             )
             verify_download(self.sources, destination)
         finally:
-            self._cleanup(container, destination)
+            self._cleanup(container)
         return up, down
 
     def probe(self) -> tuple[Phase, Phase]:
         """(upload, download) by the cheapest client we could write (``bench/staging_probe.js``), checked."""
-        container, destination = self._fresh("probe")
+        container, _ = self._fresh("probe")
         permissions = [ContainerPermission.READ, ContainerPermission.CREATE, ContainerPermission.WRITE]
         url, _, sas = self.storage.container_sas_url(container, permissions, expiry=timedelta(hours=1)).partition("?")
         try:
@@ -202,8 +223,23 @@ class Staging:
             verify_upload(self.storage, container, self.sources)
             down = self._probed(url, sas, "down")
         finally:
-            self._cleanup(container, destination)
+            self._cleanup(container)
         return up, down
+
+    def writes_alone(self) -> Phase:
+        """The download's files written to a new folder on the disk in a plain loop, no network: what any client
+        that saves them here pays (the contents are read into memory before the clock starts)."""
+        destination = self.work / f"bench-writes-{uuid.uuid4().hex[:12]}"
+        destination.mkdir()
+        contents = [(destination / p.name, p.read_bytes()) for p in self.sources]
+
+        def write_all() -> None:
+            for path, data in contents:
+                path.write_bytes(data)
+
+        written = self._timed(write_all)
+        verify_download(self.sources, destination)
+        return written
 
     def _probed(self, url: str, sas: str, mode: Literal["up", "down"]) -> Phase:
         """One probe transfer; wall and client CPU as the probe measured them, Azurite's CPU around it."""
@@ -215,9 +251,14 @@ class Staging:
             raise BenchmarkError(f"probe {mode}: {run.requests} files, {run.bytes} bytes; expected {expected}")
         return Phase(run.wall, process_cpu_seconds(pid) - server, process_cpu_seconds(pid, pid) - main, run.client_cpu)
 
-    def _cleanup(self, container: str, destination: Path) -> None:
+    def _cleanup(self, container: str) -> None:
+        """Delete the container; the downloaded files stay until the run's temporary directory goes.
+
+        Deleting 500 files right before the next round creates 500 more makes the file system slower to create
+        them (ext4 passes over recently freed inodes), a cost of the benchmark's own cleanup that a user's
+        download into a new folder does not pay.
+        """
         self.storage.delete_container(container)
-        shutil.rmtree(destination, ignore_errors=True)
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -238,9 +279,15 @@ def main(argv: list[str] | None = None) -> int:
     size = args.file_kib * 1024
     results: dict[tuple[str, str], Series] = defaultdict(Series)
     os.environ["NO_PROXY"] = ",".join(filter(None, [os.environ.get("NO_PROXY"), "127.0.0.1", "localhost"]))
-    with tempfile.TemporaryDirectory(prefix="batchbox-bench-staging-") as tmp, azurite(Path(tmp) / "azurite") as az:
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="batchbox-bench-staging-"))
+        az = stack.enter_context(azurite(Path(tmp) / "azurite"))
         sources = make_files(Path(tmp) / "src", args.files, size)
         staging = Staging(az.pid, az.connection_string, sources, Path(tmp))
+        shm = memory_file_system()
+        memory = (
+            Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="batchbox-bench-", dir=shm))) if shm else None
+        )
         try:
             staging.baseline()  # warm-up round (imports, Azurite's JIT, page cache), not counted
             staging.batchbox()
@@ -250,6 +297,9 @@ def main(argv: list[str] | None = None) -> int:
                     ("batchbox", staging.batchbox),
                 ]
                 sides += [(f"c{c}", functools.partial(staging.batchbox, c)) for c in sweep]
+                if memory is not None:
+                    sides.append(("tmpfs", functools.partial(staging.batchbox, root=memory)))
+                    sides.append(("tmpfs-listed", functools.partial(staging.batchbox, root=memory, listed=True)))
                 sides.append(("probe", staging.probe))
                 if rep % 2:
                     sides[:2] = sides[1::-1]
@@ -261,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
                         f"run {rep + 1}: {name:8s} upload {fmt_seconds(up.wall)}, download {fmt_seconds(down.wall)}",
                         flush=True,
                     )
+                written = staging.writes_alone()
+                results["writes", "down"].phases.append(written)
+                print(f"run {rep + 1}: writes   {fmt_seconds(written.wall)}", flush=True)
         finally:
             staging.close()
     load_after = os.getloadavg()

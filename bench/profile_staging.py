@@ -1,7 +1,8 @@
 """A staging workload to run under a profiler: what the staging benchmarks' profiles were taken on.
 
 ``small``: 500 files of 64 KiB uploaded once to a fresh Azurite, then ``download_container`` ``--rounds`` times;
-with ``--fresh``, each round uploads them to a new container first and deletes it after, as benchmark 4 does.
+with ``--fresh``, each round uploads them to a new container first and deletes it after, and with ``--keep``
+each round's downloads stay until the end, as benchmark 4 does.
 ``wan8``: 20 files of 8 MiB uploaded and downloaded ``--rounds`` times through ``bench/latency_proxy.py`` (20 ms).
 Each round prints its wall time and the CPU seconds of Azurite, the proxy (``wan8``) and this process (user and
 system apart).
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("mode", choices=["small", "wan8"])
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--fresh", action="store_true", help="small: a new container uploaded before each round")
+    parser.add_argument("--keep", action="store_true", help="keep each round's downloads (benchmark 4 does)")
     args = parser.parse_args(argv)
     os.environ["NO_PROXY"] = "127.0.0.1,localhost"
     count, size = (500, 64 * 1024) if args.mode == "small" else (20, 8 * 1024 * 1024)
@@ -72,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"client user {after.user - times.user:.2f} system {after.system - times.system:.2f}",
                     flush=True,
                 )
-                shutil.rmtree(tmp / f"out{index}", ignore_errors=True)
+                if not args.keep:
+                    shutil.rmtree(tmp / f"out{index}", ignore_errors=True)
             if args.fresh:
                 storage.delete_container(container)
     return 0
