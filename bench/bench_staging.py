@@ -5,7 +5,9 @@ one after another, and the same for download (``download_blob().readall()`` per 
 batchbox: :meth:`BlobStorage.upload_files` and :meth:`BlobStorage.download_container` with their default
 ``max_concurrency``, plus a sweep over a few other values. Both sides run against the same Azurite process in the
 same run, alternating which goes first; every download is compared byte for byte with the source files. In the
-same rounds, ``staging_probe.js`` (the cheapest client we could write) measures what Azurite itself allows.
+same rounds, ``staging_probe.js`` (the cheapest client we could write) measures what Azurite itself allows, and
+the download is taken apart: the same files written by a plain loop, batchbox's download to tmpfs, and to tmpfs with
+the listing passed in.
 
 Run: ``.venv/bin/python -m bench.bench_staging [--repeat 5] [--sweep 1,4,16,32] [--no-write]``.
 """
