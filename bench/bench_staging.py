@@ -169,17 +169,23 @@ class Staging:
             self_cpu_seconds() - client,
         )
 
-    def _fresh(self, tag: str, root: Path | None = None) -> tuple[str, Path]:
+    def _fresh(self, tag: str) -> str:
+        """A new container (its creation also warms the connection pools of both clients)."""
         container = f"bench-{tag}-{uuid.uuid4().hex[:12]}"
-        self.storage.create_container(container)  # also warms the connection pools of both clients
+        self.storage.create_container(container)
         self.service.get_container_client(container).get_container_properties()
-        destination = (root or self.work) / container
-        destination.mkdir()
-        return container, destination
+        return container
+
+    def _folder(self, name: str, root: Path | None = None) -> Path:
+        """A new folder to download into, under ``root`` (default: the run's temporary directory)."""
+        folder = (root or self.work) / name
+        folder.mkdir()
+        return folder
 
     def baseline(self) -> tuple[Phase, Phase]:
         """(upload, download) of the tutorial's loops, verified."""
-        container, destination = self._fresh("base")
+        container = self._fresh("base")
+        destination = self._folder(container)
         try:
             up = self._timed(lambda: baseline_upload(self.service, container, self.sources))
             verify_upload(self.storage, container, self.sources)
@@ -198,7 +204,8 @@ class Staging:
         container's listing is taken before the download's clock starts and passed in (``listing=``), so the
         download is the transfers and the file writes alone.
         """
-        container, destination = self._fresh("bbx", root)
+        container = self._fresh("bbx")
+        destination = self._folder(container, root)
         up_concurrency = DEFAULT_CONCURRENCY if concurrency is None else concurrency
         down_concurrency = DEFAULT_DOWNLOAD_CONCURRENCY if concurrency is None else concurrency
         try:
@@ -217,7 +224,7 @@ class Staging:
 
     def probe(self) -> tuple[Phase, Phase]:
         """(upload, download) by the cheapest client we could write (``bench/staging_probe.js``), checked."""
-        container, _ = self._fresh("probe")
+        container = self._fresh("probe")
         permissions = [ContainerPermission.READ, ContainerPermission.CREATE, ContainerPermission.WRITE]
         url, _, sas = self.storage.container_sas_url(container, permissions, expiry=timedelta(hours=1)).partition("?")
         try:
@@ -231,8 +238,7 @@ class Staging:
     def writes_alone(self) -> Phase:
         """The download's files written to a new folder on the disk in a plain loop, no network: what any client
         that saves them here pays (the contents are read into memory before the clock starts)."""
-        destination = self.work / f"bench-writes-{uuid.uuid4().hex[:12]}"
-        destination.mkdir()
+        destination = self._folder(f"bench-writes-{uuid.uuid4().hex[:12]}")
         contents = [(destination / p.name, p.read_bytes()) for p in self.sources]
 
         def write_all() -> None:

@@ -215,10 +215,11 @@ def render(results: dict[tuple[str, str], Series], *, files: int, file_kib: int,
         for d, verb in (("up", "upload"), ("down", "download"))
         for side in ("baseline", "batchbox")
     )
-    runs += f"; only writing the files {results['writes', 'down'].runs()}"
-    if ("tmpfs", "down") in results:
-        runs += f"; download to tmpfs {results['tmpfs', 'down'].runs()}"
-        runs += f"; download to tmpfs, listing passed in {results['tmpfs-listed', 'down'].runs()}"
+    runs += "".join(
+        f"; {label} {results[side, 'down'].runs()}"
+        for side, _, label in _DOWNLOAD_PARTS[1:]
+        if (side, "down") in results
+    )
     default = f"{DEFAULT_CONCURRENCY} / {DEFAULT_DOWNLOAD_CONCURRENCY}"
     return "\n".join(
         [
@@ -329,44 +330,37 @@ PROFILE_NOTES += (
 )
 
 
+_DOWNLOAD_PARTS = (
+    ("batchbox", "destination on the disk, as above", "batchbox download"),
+    (
+        "writes",
+        "only writing the same files to a new folder on the disk, a plain loop, no network",
+        "only writing the files",
+    ),
+    ("tmpfs", "destination on tmpfs (`/dev/shm`): the disk's file creation left out", "download to tmpfs"),
+    (
+        "tmpfs-listed",
+        "on tmpfs, and the listing passed in (`listing=`): the transfers and writes alone",
+        "download to tmpfs, listing passed in",
+    ),
+)
+"""The download taken apart in the same rounds: (side, its row, its label among the wall times); the tmpfs sides
+exist only where the machine has a tmpfs."""
+
+
 def _download_parts(results: dict[tuple[str, str], Series], files: int) -> list[Row]:
-    """The download taken apart in the same rounds: the file writes alone, the destination on tmpfs (where there is
-    one), then also the listing passed in."""
-    probe, disk = results["probe", "down"], results["batchbox", "down"]
-    rows = [
+    """A row for each part of the download the run measured, against the probe."""
+    probe = results["probe", "down"]
+    return [
         Row(
-            "download, the parts (same rounds): destination on the disk, as above; client CPU per file",
+            f"download, the parts (same rounds): {what}; client CPU per file",
             fmt_seconds(probe.wall),
-            f"{fmt_seconds(disk.wall)}; {_per_file(disk.client_cpu, files)}",
-            fmt_ratio(probe.wall / disk.wall),
+            f"{fmt_seconds(results[side, 'down'].wall)}; {_per_file(results[side, 'down'].client_cpu, files)}",
+            fmt_ratio(probe.wall / results[side, "down"].wall),
         )
+        for side, what, _ in _DOWNLOAD_PARTS
+        if (side, "down") in results
     ]
-    writes = results["writes", "down"]
-    rows.append(
-        Row(
-            "download, the parts: only writing the same files to a new folder on the disk, a plain loop, no network; "
-            "CPU per file",
-            fmt_seconds(probe.wall),
-            f"{fmt_seconds(writes.wall)}; {_per_file(writes.client_cpu, files)}",
-            fmt_ratio(probe.wall / writes.wall),
-        )
-    )
-    for side, what in (
-        ("tmpfs", "destination on tmpfs (`/dev/shm`): the disk's file creation left out"),
-        ("tmpfs-listed", "on tmpfs, and the listing passed in (`listing=`): the transfers and writes alone"),
-    ):
-        if (side, "down") not in results:
-            continue
-        series = results[side, "down"]
-        rows.append(
-            Row(
-                f"download, the parts: {what}; client CPU per file",
-                fmt_seconds(probe.wall),
-                f"{fmt_seconds(series.wall)}; {_per_file(series.client_cpu, files)}",
-                fmt_ratio(probe.wall / series.wall),
-            )
-        )
-    return rows
 
 
 def _parts_reading(results: dict[tuple[str, str], Series]) -> str:
